@@ -1,0 +1,25 @@
+"""lerobot-wds: LeRobot v3 video datasets as episode-per-sample WebDataset shards, streamed fast.
+
+This file is the root of the installed ``lerobot_wds`` package (``pyproject.toml`` maps the repository
+root to it and the ``convert/``, ``reader/`` and ``tools/`` folders to its subpackages). It re-exports
+the reader's public surface lazily so ``import lerobot_wds`` stays cheap and never imports the converter.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = ["LeRobotWdsDataset", "__version__"]
+
+if TYPE_CHECKING:
+    from lerobot_wds.reader.dataset import LeRobotWdsDataset
+
+
+def __getattr__(name: str) -> Any:
+    if name == "LeRobotWdsDataset":
+        from lerobot_wds.reader.dataset import LeRobotWdsDataset
+
+        return LeRobotWdsDataset
+    raise AttributeError(f"module 'lerobot_wds' has no attribute {name!r}")

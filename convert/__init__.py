@@ -1,0 +1,1 @@
+"""Converter: LeRobot v3 dataset -> episode-per-sample WebDataset tar shards plus a manifest."""

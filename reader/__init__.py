@@ -1,0 +1,1 @@
+"""Reader: a torch IterableDataset streaming converted shards with LeRobotDataset-identical samples."""

@@ -1,0 +1,193 @@
+"""The shard format contract (version 1): member names, episode metadata and the manifest.
+
+The converter writes exactly this and the reader trusts exactly this, so it lives on the reader's side
+(the reader never imports the converter; the converter imports this module).
+
+Layout of a converted root::
+
+    <root>/meta/...                   copy of the source meta (info.json, stats.json, tasks.parquet, episodes/)
+    <root>/shards/shard-000000.tar    one tar sample per episode
+    <root>/manifest.json              written last; the only thing a reader trusts
+
+Members of one sample, key ``episode_000123`` (no dots: webdataset splits the suffix at the first dot):
+``<key>.json`` (:class:`EpisodeMeta`), ``<key>.parquet`` (the episode's rows, schema unchanged) and
+``<key>.<camera_key>.mp4`` per camera (a faststart mini-MP4 whose samples were copied from the source).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+FORMAT_NAME = "lerobot-wds"
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+SHARDS_DIR = "shards"
+META_DIR = "meta"
+
+
+class FormatError(ValueError):
+    """A converted root, manifest, shard or member does not follow the format contract."""
+
+
+def episode_key(episode_index: int) -> str:
+    """Returns the tar sample key of an episode, e.g. ``episode_000123``."""
+    if episode_index < 0:
+        raise FormatError(f"episode_index must be >= 0, got {episode_index}")
+    return f"episode_{episode_index:06d}"
+
+
+def episode_index_from_key(key: str) -> int:
+    """Parses ``episode_000123`` back to 123; raises FormatError naming the key otherwise."""
+    prefix = "episode_"
+    if not key.startswith(prefix) or not key[len(prefix) :].isdigit():
+        raise FormatError(f"sample key {key!r} is not of the form 'episode_NNNNNN'")
+    return int(key[len(prefix) :])
+
+
+def shard_path(shard_index: int) -> str:
+    """Returns a shard's path relative to the root, e.g. ``shards/shard-000000.tar``."""
+    return f"{SHARDS_DIR}/shard-{shard_index:06d}.tar"
+
+
+def video_suffix(camera_key: str) -> str:
+    """Returns the member suffix of a camera's mini-MP4, e.g. ``observation.images.front.mp4``."""
+    return f"{camera_key}.mp4"
+
+
+def member_names(episode_index: int, camera_keys: list[str] | tuple[str, ...]) -> list[str]:
+    """Returns the member names of one episode sample in the order they are written."""
+    key = episode_key(episode_index)
+    return [f"{key}.json", f"{key}.parquet"] + [f"{key}.{video_suffix(c)}" for c in camera_keys]
+
+
+@dataclass(frozen=True)
+class CameraMeta:
+    """How one camera's mini-MP4 maps onto the episode timeline.
+
+    The mini-MP4 holds ``frames`` frames in presentation order: ``lead_in`` frames before the episode's
+    first frame (copied so decoding can start on a keyframe), then the episode's ``length`` frames, then
+    ``trail`` frames a B-frame codec needed to decode the last ones. Episode frame ``k`` is mini-MP4 frame
+    ``lead_in + k`` and is presented at ``pts_offset_s + k / fps`` seconds (within half a frame).
+    """
+
+    codec: str
+    width: int
+    height: int
+    frames: int
+    lead_in: int
+    trail: int
+    pts_offset_s: float
+    source_file: str
+    source_from_timestamp: float
+    source_to_timestamp: float
+
+    def frame_position(self, frame_index: int) -> int:
+        """Returns the mini-MP4 presentation index of episode frame ``frame_index``."""
+        return self.lead_in + frame_index
+
+
+@dataclass(frozen=True)
+class EpisodeMeta:
+    """Contents of ``<key>.json``: everything a reader needs about one episode besides its rows."""
+
+    episode_index: int
+    length: int
+    fps: float
+    tasks: list[str]
+    task_index: int
+    dataset_from_index: int
+    dataset_to_index: int
+    cameras: dict[str, CameraMeta]
+    format_version: int = FORMAT_VERSION
+
+    def to_json_bytes(self) -> bytes:
+        """Serialises deterministically (sorted keys) for byte-identical shards."""
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json_bytes(cls, data: bytes, *, where: str = "<episode json>") -> EpisodeMeta:
+        """Parses ``<key>.json``; raises FormatError naming ``where`` when a field is missing or wrong."""
+        try:
+            raw = json.loads(data)
+            if raw.get("format_version") != FORMAT_VERSION:
+                raise FormatError(
+                    f"{where}: format_version {raw.get('format_version')!r}, expected {FORMAT_VERSION}"
+                )
+            cams = {k: CameraMeta(**v) for k, v in raw.pop("cameras").items()}
+            return cls(cameras=cams, **raw)
+        except FormatError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            raise FormatError(f"{where}: not a valid episode metadata JSON: {e}") from e
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """One manifest entry: a shard's relative path, size, sha256, episodes and frame count."""
+
+    path: str
+    bytes: int
+    sha256: str
+    episodes: list[int]
+    frames: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Contents of ``manifest.json``; written last by the converter, the only thing a reader trusts."""
+
+    fps: float
+    features: dict[str, Any]
+    camera_keys: list[str]
+    shards: list[ShardInfo]
+    source: dict[str, Any]
+    options: dict[str, Any]
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    format: str = FORMAT_NAME
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def total_episodes(self) -> int:
+        return sum(len(s.episodes) for s in self.shards)
+
+    @property
+    def total_frames(self) -> int:
+        return sum(s.frames for s in self.shards)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(s.bytes for s in self.shards)
+
+    def to_json_bytes(self) -> bytes:
+        """Serialises deterministically, with totals, for byte-identical output."""
+        d = asdict(self)
+        d["totals"] = {
+            "shards": len(self.shards),
+            "episodes": self.total_episodes,
+            "frames": self.total_frames,
+            "bytes": self.total_bytes,
+        }
+        return (json.dumps(d, sort_keys=True, indent=1) + "\n").encode()
+
+    @classmethod
+    def from_json_bytes(cls, data: bytes, *, where: str = MANIFEST_NAME) -> Manifest:
+        """Parses a manifest; raises FormatError naming ``where`` on a wrong format, version or field."""
+        try:
+            raw = json.loads(data)
+        except ValueError as e:
+            raise FormatError(f"{where}: not JSON: {e}") from e
+        if not isinstance(raw, dict) or raw.get("format") != FORMAT_NAME:
+            found = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
+            raise FormatError(f"{where}: format {found!r}, expected {FORMAT_NAME!r}")
+        if raw.get("format_version") != FORMAT_VERSION:
+            raise FormatError(
+                f"{where}: format_version {raw.get('format_version')!r}, expected {FORMAT_VERSION}"
+            )
+        raw.pop("totals", None)
+        try:
+            shards = [ShardInfo(**s) for s in raw.pop("shards")]
+            return cls(shards=shards, **raw)
+        except (TypeError, KeyError) as e:
+            raise FormatError(f"{where}: missing or unexpected field: {e}") from e

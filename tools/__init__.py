@@ -1,0 +1,1 @@
+"""Command-line tools: convert, finalize, verify, inspect, bench and the demo."""

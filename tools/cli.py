@@ -1,0 +1,54 @@
+"""The ``lerobot-wds`` console script: one subcommand per module, each registering its own parser.
+
+A subcommand module exposes ``register(subparsers) -> None`` that adds a parser and sets
+``func=<callable(args) -> int>``. Modules are imported only when their subcommand runs, so
+``lerobot-wds bench`` never imports the converter and ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand name -> module that registers it (kept sorted)
+SUBCOMMANDS: dict[str, str] = {
+    "bench": "lerobot_wds.tools.bench_cli",
+    "convert": "lerobot_wds.convert.cli",
+    "demo": "lerobot_wds.tools.demo",
+    "finalize": "lerobot_wds.convert.cli",
+    "inspect": "lerobot_wds.tools.inspect_cli",
+    "verify": "lerobot_wds.tools.verify_cli",
+}
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    """Builds the top-level parser, importing only the module of the subcommand named in ``argv``."""
+    parser = argparse.ArgumentParser(prog="lerobot-wds", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    wanted = next((a for a in argv if not a.startswith("-")), None)
+    modules = [SUBCOMMANDS[wanted]] if wanted in SUBCOMMANDS else sorted(set(SUBCOMMANDS.values()))
+    for name in modules:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+            continue  # subcommand not shipped in this build
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``lerobot-wds`` console script."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
