@@ -64,7 +64,8 @@ def plan_cut(
     members = np.flatnonzero((pts >= lo) & (pts < hi))
     if members.size != expected_frames:
         raise Mp4Error(
-            f"{where}: expected {expected_frames} frames presented in [{from_timestamp:.6f}, {to_timestamp:.6f}) s, "
+            f"{where}: expected {expected_frames} frames presented in "
+            f"[{from_timestamp:.6f}, {to_timestamp:.6f}) s, "
             f"found {members.size} in the container's timestamps"
         )
     if members.size == 0:
