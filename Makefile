@@ -1,0 +1,44 @@
+# Two commands for a newcomer: `make demo` (install, then convert and read a small generated example)
+# and `make test` (install, then run the test suite). `make conformance` runs the tests against
+# lerobot itself in a second, Python 3.12 environment (what .ci/run does after `make test`).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY312 ?= $(shell pyenv root 2>/dev/null)/versions/3.12.1/bin/python3
+VENV312 ?= .venv312
+PYTEST_ARGS ?=
+
+.PHONY: install demo test conformance lint clean
+
+# FFmpeg's shared libraries are what torchcodec decodes with; the ffmpeg binary builds test fixtures.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@command -v ffmpeg >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; }
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -c constraints.txt -e ".[test,plot]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(VENV)/bin/lerobot-wds demo --workdir demo_out
+
+test: install
+	$(VENV)/bin/python -m pytest -m "not conformance" $(PYTEST_ARGS)
+
+# lerobot 0.6.1 needs Python >= 3.12 and brings its own torch 2.11 / torchcodec 0.11: our ranges admit them.
+$(VENV312)/.installed: pyproject.toml
+	@command -v ffmpeg >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; }
+	$(PY312) -m venv $(VENV312)
+	$(VENV312)/bin/pip install -q "lerobot[dataset]==0.6.1"
+	$(VENV312)/bin/pip install -q -e ".[test]"
+	touch $@
+
+conformance: $(VENV312)/.installed
+	$(VENV312)/bin/python -m pytest -m conformance $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/pip install -q ruff
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) $(VENV312) demo_out .pytest_cache
