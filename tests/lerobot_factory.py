@@ -1,0 +1,427 @@
+"""Builds small but real LeRobot v3.0 datasets (lerobot 0.6.1's layout) with real ffmpeg encodes for tests.
+
+``make_dataset(spec, root)`` writes data/meta/videos exactly where and how lerobot would, and returns a
+``LeRobotFixture`` describing what it wrote (paths, episode lengths, per-camera file/timestamps) so tests
+can assert exact values. Every frame carries its (episode, frame, camera) identity (``frame_identity``),
+``observation.state`` is ``[episode, frame, 0.5 * i ...]`` and ``action`` its negation, so rows and
+decoded pixels can both be checked exactly.
+
+Two ways to build a concatenated video file: ``per_episode`` encodes each episode alone and concatenates by
+stream copy (what lerobot does: every episode starts on a keyframe, from/to_timestamp are cumulative
+probed durations) and ``continuous`` encodes all episodes of a file in one go (long-GOP episodes then start
+mid-GOP, exercising the converter's keyframe lead-in; timestamps are cumulative ``length / fps``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from fixture_video import Codec, concat_copy, default_settings, encode_frames, video_duration_s, video_stream_info
+from frame_identity import check_frame_size, make_frame, read_identity, read_identity_full  # noqa: F401
+from lerobot_layout import (
+    DATA_PATH,
+    DEFAULT_FEATURES,
+    EPISODES_PATH,
+    INFO_PATH,
+    STATS_PATH,
+    TASKS_PATH,
+    VIDEO_PATH,
+    DataFileWriter,
+    aggregate_stats,
+    data_schema,
+    feature_stats,
+    flatten_stats,
+    image_stats,
+    next_chunk_file,
+    stats_to_json,
+    write_episodes_file,
+    write_json,
+    write_tasks,
+)
+
+Layout = Literal["per_episode", "continuous"]
+DEFAULT_TASKS = ("pick up the cube", "open the drawer", "fold the towel")
+
+
+@dataclass(frozen=True)
+class CameraSpec:
+    """One camera: its feature key and frame size (even dims; >= 64x64 for AV1, see ``CAMS_2``)."""
+
+    key: str
+    width: int
+    height: int
+
+    def __post_init__(self) -> None:
+        check_frame_size(self.width, self.height)
+
+
+# The system ffmpeg's SVT-AV1 (1.4) refuses frames under 64 pixels high, so every camera is >= 64 high.
+CAMS_2 = (CameraSpec("observation.images.front", 64, 64), CameraSpec("observation.images.wrist", 96, 72))
+CAMS_3 = CAMS_2 + (CameraSpec("observation.images.top", 80, 64),)
+
+
+@dataclass(frozen=True)
+class LeRobotSpec:
+    """What dataset to build; validated so a bad spec fails before any encoding.
+
+    Attributes:
+        codec: "av1" (lerobot default, GOP 2), "h264" or "hevc" (long GOP with B-frames).
+        cameras: 1-7 cameras, typically of different sizes.
+        episode_lengths: frames per episode.
+        fps: integer frame rate, as lerobot stores it.
+        tasks: one task string per episode (default cycles over ``DEFAULT_TASKS``).
+        layout: "per_episode" (encode + stream-copy concat, like lerobot) or "continuous" (one encode).
+        faststart: False leaves the moov box after mdat.
+        video_max_frames: per-file frame budget of each camera (an int for all, a tuple per camera, or
+            None for one file): an episode that would overflow starts the next file, like lerobot's
+            size-based rollover. Different budgets make cameras roll over at different episodes.
+        data_max_episodes / meta_max_episodes: episodes per data / meta-episodes parquet file (None: one).
+        chunks_size: files per chunk directory before rolling over to the next chunk.
+        gop / bframes: override the codec's default GOP length / consecutive B-frames.
+        state_dim / action_dim: vector feature sizes.
+    """
+
+    codec: Codec = "av1"
+    cameras: tuple[CameraSpec, ...] = CAMS_2
+    episode_lengths: tuple[int, ...] = (3, 40, 7)
+    fps: int = 10
+    tasks: tuple[str, ...] | None = None
+    layout: Layout = "per_episode"
+    faststart: bool = True
+    video_max_frames: int | tuple[int | None, ...] | None = None
+    data_max_episodes: int | None = None
+    meta_max_episodes: int | None = None
+    chunks_size: int = 1000
+    gop: int | None = None
+    bframes: int | None = None
+    state_dim: int = 3
+    action_dim: int = 2
+
+    def __post_init__(self) -> None:
+        default_settings(self.codec, self.gop, self.bframes)  # validates codec/gop/bframes
+        if not 1 <= len(self.cameras) <= 7 or len({c.key for c in self.cameras}) != len(self.cameras):
+            raise ValueError(f"need 1-7 cameras with distinct keys, got {[c.key for c in self.cameras]}")
+        if not self.episode_lengths or min(self.episode_lengths) < 1:
+            raise ValueError(f"episode_lengths must be non-empty and >= 1, got {self.episode_lengths}")
+        if self.tasks is not None and len(self.tasks) != len(self.episode_lengths):
+            raise ValueError(f"tasks has {len(self.tasks)} entries for {len(self.episode_lengths)} episodes")
+        if self.layout not in ("per_episode", "continuous"):
+            raise ValueError(f"layout {self.layout!r} is not one of ('per_episode', 'continuous')")
+        if isinstance(self.video_max_frames, tuple) and len(self.video_max_frames) != len(self.cameras):
+            raise ValueError(
+                f"video_max_frames has {len(self.video_max_frames)} entries for {len(self.cameras)} cameras"
+            )
+        for name in ("data_max_episodes", "meta_max_episodes"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1 or None, got {getattr(self, name)}")
+        if self.fps < 1 or self.chunks_size < 1 or self.state_dim < 1 or self.action_dim < 1:
+            raise ValueError(f"fps, chunks_size, state_dim, action_dim must be >= 1: {self}")
+
+    def episode_task(self, episode_index: int) -> str:
+        if self.tasks is not None:
+            return self.tasks[episode_index]
+        return DEFAULT_TASKS[episode_index % len(DEFAULT_TASKS)]
+
+    def camera_budget(self, camera: int) -> int | None:
+        if isinstance(self.video_max_frames, tuple):
+            return self.video_max_frames[camera]
+        return self.video_max_frames
+
+
+@dataclass(frozen=True)
+class EpisodeVideo:
+    """Where one episode of one camera lives: its file and its [from, to) timestamps in that file."""
+
+    path: Path
+    chunk_index: int
+    file_index: int
+    from_timestamp: float
+    to_timestamp: float
+
+
+@dataclass(frozen=True)
+class EpisodeInfo:
+    """One written episode: global row range [dataset_from_index, dataset_to_index) and its videos."""
+
+    index: int
+    length: int
+    task: str
+    task_index: int
+    dataset_from_index: int
+    dataset_to_index: int
+    data_path: Path
+    videos: dict[str, EpisodeVideo]
+
+
+@dataclass(frozen=True)
+class LeRobotFixture:
+    """What ``make_dataset`` wrote; tests assert against these exact values."""
+
+    name: str
+    root: Path
+    spec: LeRobotSpec
+    episodes: tuple[EpisodeInfo, ...]
+    tasks: tuple[str, ...]
+    features: dict = field(repr=False)
+
+    @property
+    def fps(self) -> int:
+        return self.spec.fps
+
+    @property
+    def codec(self) -> str:
+        return self.spec.codec
+
+    @property
+    def camera_keys(self) -> list[str]:
+        return [c.key for c in self.spec.cameras]
+
+    @property
+    def camera_sizes(self) -> dict[str, tuple[int, int]]:
+        """Camera key -> (width, height)."""
+        return {c.key: (c.width, c.height) for c in self.spec.cameras}
+
+    @property
+    def episode_lengths(self) -> list[int]:
+        return [e.length for e in self.episodes]
+
+    @property
+    def total_frames(self) -> int:
+        return sum(self.episode_lengths)
+
+    def video_files(self, camera_key: str) -> list[Path]:
+        """Returns the distinct video files of a camera in episode order."""
+        return list(dict.fromkeys(e.videos[camera_key].path for e in self.episodes))
+
+
+def expected_state(episode: int, frame: np.ndarray | int, dim: int) -> np.ndarray:
+    """Returns ``observation.state`` rows the factory writes: ``[episode, frame, 0.5, 1.0, ...]``."""
+    frames = np.atleast_1d(np.asarray(frame, dtype=np.float32))
+    out = np.tile((0.5 * np.arange(dim, dtype=np.float32))[None, :], (len(frames), 1))
+    out[:, 0] = episode
+    if dim > 1:
+        out[:, 1] = frames
+    return out
+
+
+def _assign_files(lengths: tuple[int, ...], budget: int | None, chunks_size: int) -> list[tuple[int, int]]:
+    """Pure: (chunk, file) of each episode when a file holds at most ``budget`` frames (or episodes)."""
+    out, cur, used = [], (0, 0), 0
+    for n in lengths:
+        if budget is not None and used > 0 and used + n > budget:
+            cur, used = next_chunk_file(*cur, chunks_size), 0
+        out.append(cur)
+        used += n
+    return out
+
+
+def _episode_frames(ep: int, n: int, cam: int, spec: CameraSpec) -> np.ndarray:
+    return np.stack([make_frame(ep, k, cam, spec.width, spec.height) for k in range(n)])
+
+
+def _write_videos(spec: LeRobotSpec, root: Path, tmp: Path) -> tuple[list[dict[str, EpisodeVideo]], dict]:
+    """Encodes every camera's files; returns per-episode video info and per-camera image stats + info."""
+    n_ep = len(spec.episode_lengths)
+    per_ep: list[dict[str, EpisodeVideo]] = [{} for _ in range(n_ep)]
+    cam_extra: dict[str, tuple[list[dict], dict]] = {}
+    for ci, cam in enumerate(spec.cameras):
+        settings = default_settings(spec.codec, spec.gop, spec.bframes)
+        files = _assign_files(spec.episode_lengths, spec.camera_budget(ci), spec.chunks_size)
+        frames = [_episode_frames(ep, n, ci, cam) for ep, n in enumerate(spec.episode_lengths)]
+        stats = [image_stats(f) for f in frames]
+        for cf in dict.fromkeys(files):
+            eps = [ep for ep in range(n_ep) if files[ep] == cf]
+            path = root / VIDEO_PATH.format(video_key=cam.key, chunk_index=cf[0], file_index=cf[1])
+            if spec.layout == "continuous":
+                encode_frames(
+                    np.concatenate([frames[ep] for ep in eps]),
+                    path,
+                    fps=spec.fps,
+                    settings=settings,
+                    faststart=spec.faststart,
+                )
+                durations = [spec.episode_lengths[ep] / spec.fps for ep in eps]
+            else:
+                parts = [
+                    encode_frames(frames[ep], tmp / f"{cam.key}_{ep}.mp4", fps=spec.fps, settings=settings)
+                    for ep in eps
+                ]
+                # lerobot: from/to_timestamp accumulate the probed duration of each episode's own encode.
+                durations = [video_duration_s(p) for p in parts]
+                concat_copy(parts, path, faststart=spec.faststart)
+            t = 0.0
+            for ep, d in zip(eps, durations, strict=True):
+                per_ep[ep][cam.key] = EpisodeVideo(path, cf[0], cf[1], t, t + d)
+                t += d
+        info = {
+            **video_stream_info(per_ep[0][cam.key].path),
+            "video.g": settings.gop,
+            "video.crf": settings.crf,
+            "video.preset": int(settings.preset) if settings.preset.isdigit() else settings.preset,
+            "video.fast_decode": 0,
+            "video.video_backend": "pyav",
+            "video.extra_options": {},
+            "is_depth_map": False,
+        }
+        cam_extra[cam.key] = (stats, info)
+    return per_ep, cam_extra
+
+
+def make_dataset(spec: LeRobotSpec, root: Path, *, name: str = "custom") -> LeRobotFixture:
+    """Writes a LeRobot v3.0 dataset described by ``spec`` at ``root`` (must not exist or be empty)."""
+    root = Path(root)
+    if root.exists() and any(root.iterdir()):
+        raise FileExistsError(f"fixture root {root} exists and is not empty")
+    features: dict = {
+        c.key: {"dtype": "video", "shape": [c.height, c.width, 3], "names": ["height", "width", "channels"]}
+        for c in spec.cameras
+    }
+    features["observation.state"] = {
+        "dtype": "float32",
+        "shape": [spec.state_dim],
+        "names": [f"s{i}" for i in range(spec.state_dim)],
+    }
+    features["action"] = {
+        "dtype": "float32",
+        "shape": [spec.action_dim],
+        "names": [f"a{i}" for i in range(spec.action_dim)],
+    }
+    features.update({k: dict(v) for k, v in DEFAULT_FEATURES.items()})
+    tasks = list(dict.fromkeys(spec.episode_task(ep) for ep in range(len(spec.episode_lengths))))
+
+    with tempfile.TemporaryDirectory(prefix="lerobot_fixture_") as tmp:
+        per_ep_videos, cam_extra = _write_videos(spec, root, Path(tmp))
+    for key, (_, info) in cam_extra.items():
+        features[key]["info"] = info
+
+    schema = data_schema(features)
+    data_files = _assign_files((1,) * len(spec.episode_lengths), spec.data_max_episodes, spec.chunks_size)
+    meta_files = _assign_files((1,) * len(spec.episode_lengths), spec.meta_max_episodes, spec.chunks_size)
+    writers: dict[tuple[int, int], DataFileWriter] = {}
+    episodes, rows, ep_stats = [], [], []
+    start = 0
+    for ep, n in enumerate(spec.episode_lengths):
+        task = spec.episode_task(ep)
+        frame_index = np.arange(n, dtype=np.int64)
+        state = expected_state(ep, frame_index, spec.state_dim)
+        action = -expected_state(ep, frame_index, spec.action_dim)
+        cols = {
+            "observation.state": state,
+            "action": action,
+            "timestamp": (frame_index / spec.fps).astype(np.float32),
+            "frame_index": frame_index,
+            "episode_index": np.full(n, ep, np.int64),
+            "index": np.arange(start, start + n, dtype=np.int64),
+            "task_index": np.full(n, tasks.index(task), np.int64),
+        }
+        df = data_files[ep]
+        if df not in writers:
+            for w in writers.values():
+                w.close()
+            writers = {df: DataFileWriter(root / DATA_PATH.format(chunk_index=df[0], file_index=df[1]), schema)}
+        writers[df].write_episode(cols)
+
+        stats = {key: cam_extra[key][0][ep] for key in cam_extra}
+        stats.update({k: feature_stats(v.reshape(n, -1), axes=(0,), keepdims=False) for k, v in cols.items()})
+        ep_stats.append(stats)
+        row: dict = {
+            "episode_index": ep,
+            "tasks": [task],
+            "length": n,
+            "data/chunk_index": df[0],
+            "data/file_index": df[1],
+            "dataset_from_index": start,
+            "dataset_to_index": start + n,
+        }
+        for key, v in per_ep_videos[ep].items():
+            row.update(
+                {
+                    f"videos/{key}/chunk_index": v.chunk_index,
+                    f"videos/{key}/file_index": v.file_index,
+                    f"videos/{key}/from_timestamp": v.from_timestamp,
+                    f"videos/{key}/to_timestamp": v.to_timestamp,
+                }
+            )
+        row.update(flatten_stats(stats))
+        row.update({"meta/episodes/chunk_index": meta_files[ep][0], "meta/episodes/file_index": meta_files[ep][1]})
+        rows.append(row)
+        episodes.append(
+            EpisodeInfo(
+                ep,
+                n,
+                task,
+                tasks.index(task),
+                start,
+                start + n,
+                root / DATA_PATH.format(chunk_index=df[0], file_index=df[1]),
+                per_ep_videos[ep],
+            )
+        )
+        start += n
+    for w in writers.values():
+        w.close()
+    for mf in dict.fromkeys(meta_files):
+        write_episodes_file(
+            [r for r, f in zip(rows, meta_files, strict=True) if f == mf],
+            root / EPISODES_PATH.format(chunk_index=mf[0], file_index=mf[1]),
+        )
+    write_tasks(tasks, root / TASKS_PATH)
+    write_json(stats_to_json(aggregate_stats(ep_stats)), root / STATS_PATH)
+    info = {
+        "codebase_version": "v3.0",
+        "fps": spec.fps,
+        "features": features,
+        "total_episodes": len(episodes),
+        "total_frames": start,
+        "total_tasks": len(tasks),
+        "chunks_size": spec.chunks_size,
+        "data_files_size_in_mb": 100,
+        "video_files_size_in_mb": 200,
+        "data_path": DATA_PATH,
+        "video_path": VIDEO_PATH,
+        "robot_type": None,
+        "splits": {"train": f"0:{len(episodes)}"},
+    }
+    write_json(info, root / INFO_PATH)
+    return LeRobotFixture(name, root, spec, tuple(episodes), tuple(tasks), features)
+
+
+# The standard variants every converter/reader test can be parametrised over.
+VARIANTS: dict[str, LeRobotSpec] = {
+    "av1": LeRobotSpec(codec="av1", cameras=CAMS_2, episode_lengths=(3, 40, 7)),
+    "h264_bframes": LeRobotSpec(codec="h264", cameras=CAMS_3, episode_lengths=(3, 40, 7)),
+    "hevc": LeRobotSpec(codec="hevc", cameras=CAMS_2, episode_lengths=(5, 33, 9)),
+    "h264_moov_end": LeRobotSpec(codec="h264", cameras=CAMS_2[:1], episode_lengths=(4, 25, 6), faststart=False),
+    "av1_multifile": LeRobotSpec(
+        codec="av1",
+        cameras=CAMS_2,
+        episode_lengths=(4, 9, 3, 12, 5, 8),
+        video_max_frames=(12, 20),
+        data_max_episodes=2,
+        meta_max_episodes=4,
+        chunks_size=2,
+    ),
+    "h264_continuous": LeRobotSpec(
+        codec="h264", cameras=CAMS_2, episode_lengths=(3, 40, 7, 12), layout="continuous"
+    ),
+}
+SMALL = LeRobotSpec(codec="av1", cameras=CAMS_2, episode_lengths=(5, 12, 3, 8))
+
+
+def make_variant(name: str, root: Path) -> LeRobotFixture:
+    """Builds one of ``VARIANTS`` (or "small") at ``root``."""
+    if name == "small":
+        return make_dataset(SMALL, root, name=name)
+    if name not in VARIANTS:
+        raise ValueError(f"unknown fixture variant {name!r}; valid: {sorted(VARIANTS) + ['small']}")
+    return make_dataset(VARIANTS[name], root, name=name)
+
+
+def remove(fixture: LeRobotFixture) -> None:
+    """Deletes a fixture's files (for tests that build throwaway variants)."""
+    shutil.rmtree(fixture.root)
