@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import fsspec
 import numpy as np
-import pytest
 import torch
-from lerobot_factory import VARIANTS, make_variant, read_identity
+from lerobot_factory import read_identity
 from torchcodec.decoders import VideoDecoder
 
 from lerobot_wds.convert.mp4_index import parse_track_index
@@ -15,12 +14,8 @@ from lerobot_wds.convert.mp4_io import file_reader
 from lerobot_wds.convert.remux import cut_episode
 
 
-@pytest.fixture(scope="module", params=sorted(VARIANTS))
-def variant(request, tmp_path_factory):
-    return make_variant(request.param, tmp_path_factory.mktemp(request.param) / "ds")
-
-
-def test_mini_mp4_frames_equal_source_frames(variant):
+def test_mini_mp4_frames_equal_source_frames(lerobot_variant):
+    variant = lerobot_variant
     fs = fsspec.filesystem("file")
     indexes, decoders = {}, {}
     checked = 0
@@ -61,9 +56,9 @@ def test_mini_mp4_frames_equal_source_frames(variant):
     assert checked == len(variant.episodes) * len(variant.camera_keys)
 
 
-def test_continuous_layout_needs_lead_in(tmp_path_factory):
+def test_continuous_layout_needs_lead_in(_lerobot_fixture_cache):
     """Long-GOP episodes that start mid-GOP are cut from the previous keyframe and record the lead-in."""
-    fx = make_variant("h264_continuous", tmp_path_factory.mktemp("cont") / "ds")
+    fx = _lerobot_fixture_cache("h264_continuous")
     fs = fsspec.filesystem("file")
     leads = []
     for ep in fx.episodes:
