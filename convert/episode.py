@@ -1,0 +1,124 @@
+"""Building one episode's tar sample: ``<key>.json``, ``<key>.parquet`` and one ``<key>.<camera>.mp4`` each.
+
+The rows are re-serialised with their schema unchanged; every camera's mini-MP4 is cut by the remux core
+(samples copied, never re-encoded). Any bad input surfaces as :class:`EpisodeError` naming the episode and,
+where it applies, the camera and source file, so ``--on-error skip`` can record the reason.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lerobot_wds.convert.mp4_boxes import Mp4Error
+from lerobot_wds.convert.remux import cut_episode
+from lerobot_wds.convert.source import EpisodeRecord, LeRobotSource, SourceError
+from lerobot_wds.reader.format import CameraMeta, EpisodeMeta, FormatError, episode_key, member_names
+
+# Errors that mean "this episode's input is bad" (skippable); anything else (I/O, bugs) always propagates.
+BAD_INPUT_ERRORS = (Mp4Error, SourceError, FormatError)
+
+
+class EpisodeError(ValueError):
+    """An episode cannot be converted because its input is bad; the message names episode/camera/file."""
+
+    def __init__(self, episode_index: int, reason: str) -> None:
+        super().__init__(f"episode {episode_index}: {reason}")
+        self.episode_index = episode_index
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class EpisodeSample:
+    """One built sample: its key, members in ``format.member_names`` order, and frame count."""
+
+    episode_index: int
+    key: str
+    members: tuple[tuple[str, bytes], ...]
+    frames: int
+
+    @property
+    def bytes(self) -> int:
+        return sum(len(d) for _, d in self.members)
+
+
+def rows_to_parquet(table: pa.Table) -> bytes:
+    """Serialises an episode's rows as one parquet file (one row group; schema and its metadata kept)."""
+    buf = io.BytesIO()
+    pq.write_table(table, buf, row_group_size=max(1, table.num_rows))
+    return buf.getvalue()
+
+
+def build_episode(source: LeRobotSource, episode_index: int) -> EpisodeSample:
+    """Reads and remuxes one episode into its sample members.
+
+    Raises:
+        EpisodeError: the episode is unknown, its rows are missing or wrong, or a camera's video cannot be cut
+            (no keyframe, frame count differs, corrupt MP4).
+    """
+    try:
+        rec = source.episodes[episode_index]
+    except KeyError:
+        raise EpisodeError(episode_index, f"not in {source.url}/meta/episodes") from None
+    try:
+        rows = source.episode_rows(rec)
+        cameras = {cam: _cut_camera(source, rec, cam) for cam in source.camera_keys}
+    except BAD_INPUT_ERRORS as e:
+        raise EpisodeError(episode_index, str(e)) from e
+    task_index = _task_index(source, rec)
+    meta = EpisodeMeta(
+        episode_index=episode_index,
+        length=rec.length,
+        fps=source.fps,
+        tasks=list(rec.tasks),
+        task_index=task_index,
+        dataset_from_index=rec.dataset_from_index,
+        dataset_to_index=rec.dataset_to_index,
+        cameras={cam: meta for cam, (meta, _) in cameras.items()},
+    )
+    blobs = [meta.to_json_bytes(), rows_to_parquet(rows)] + [data for _, data in cameras.values()]
+    names = member_names(episode_index, source.camera_keys)
+    return EpisodeSample(
+        episode_index, episode_key(episode_index), tuple(zip(names, blobs, strict=True)), rec.length
+    )
+
+
+def _cut_camera(source: LeRobotSource, rec: EpisodeRecord, cam: str) -> tuple[CameraMeta, bytes]:
+    ref = rec.videos[cam]
+    index, read = source.track(ref.path)
+    clip = cut_episode(
+        index,
+        read,
+        from_timestamp=ref.from_timestamp,
+        to_timestamp=ref.to_timestamp,
+        fps=source.fps,
+        expected_frames=rec.length,
+        where=f"{source.url}/{ref.path} (episode {rec.episode_index}, camera {cam})",
+    )
+    meta = CameraMeta(
+        codec=clip.codec,
+        width=clip.width,
+        height=clip.height,
+        frames=clip.frames,
+        lead_in=clip.lead_in,
+        trail=clip.trail,
+        pts_offset_s=clip.pts_offset_s,
+        source_file=ref.path,
+        source_from_timestamp=ref.from_timestamp,
+        source_to_timestamp=ref.to_timestamp,
+    )
+    return meta, clip.data
+
+
+def _task_index(source: LeRobotSource, rec: EpisodeRecord) -> int:
+    if not rec.tasks:
+        raise EpisodeError(rec.episode_index, f"{source.url}/meta/episodes lists no task")
+    try:
+        return int(source.tasks[rec.tasks[0]])
+    except KeyError:
+        raise EpisodeError(
+            rec.episode_index, f"task {rec.tasks[0]!r} is not in {source.url}/meta/tasks.parquet"
+        ) from None

@@ -1,0 +1,267 @@
+"""The converter's orchestration: source meta -> plan -> episodes (thread pool) -> tar -> upload -> manifest.
+
+Memory stays independent of dataset size: at most ``cfg.lookahead`` built episodes wait for the writer, the
+index caches are bounded, and finished shards leave memory as files. Local disk holds at most
+``cfg.max_staged_shards`` shards. A re-run skips shards whose completion record matches the plan and whose
+size at the destination matches the record, so killing and re-running converges to the same bytes.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+from tqdm import tqdm
+
+from lerobot_wds.convert.config import ConvertConfig
+from lerobot_wds.convert.episode import EpisodeError, EpisodeSample, build_episode
+from lerobot_wds.convert.manifest_io import (
+    PartManifest,
+    ShardRecord,
+    finalize,
+    fingerprint,
+    part_path,
+    read_record,  # fmt: skip
+)
+from lerobot_wds.convert.plan import ShardPlan, order_episodes, plan_shards, select_episodes, select_part
+from lerobot_wds.convert.sink import Sink, open_sink
+from lerobot_wds.convert.source import LeRobotSource, describe
+from lerobot_wds.convert.staging import StagingArea, Uploader
+from lerobot_wds.convert.tarwriter import ShardWriter
+from lerobot_wds.reader.format import MANIFEST_NAME, Manifest, ShardInfo, shard_path
+
+
+class ConvertError(ValueError):
+    """The destination holds an incompatible conversion, or a run cannot proceed; names what and where."""
+
+
+@dataclass(frozen=True)
+class ConvertSummary:
+    """What a run did, with the numbers the final summary line and ``--stats-json`` report."""
+
+    part: str
+    episodes: int
+    shards_written: int
+    shards_resumed: int
+    bytes_written: int
+    skipped: int
+    seconds: float
+    peak_staging_bytes: int
+    peak_rss_bytes: int
+    upload_retries: int
+    manifest_written: bool
+
+    def line(self) -> str:
+        mb = self.bytes_written / 1e6
+        secs = max(self.seconds, 1e-9)
+        return (
+            f"part {self.part}: {self.episodes} episodes -> {self.shards_written} shards ({mb:.1f} MB) in "
+            f"{self.seconds:.1f} s: {mb / secs:.1f} MB/s, {self.episodes / secs:.1f} episodes/s; "
+            f"resumed {self.shards_resumed} shards, skipped {self.skipped} episodes, "
+            f"{self.upload_retries} upload retries; peak staging {self.peak_staging_bytes / 1e6:.1f} MB, "
+            f"peak RSS {self.peak_rss_bytes / 1e6:.0f} MB"
+            + ("; manifest.json written" if self.manifest_written else "")
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def convert(cfg: ConvertConfig) -> ConvertSummary:
+    """Converts the shards of ``cfg``'s part; a single-part run also finalizes (writes ``manifest.json``)."""
+    t0 = time.perf_counter()
+    source = LeRobotSource(cfg.source, cfg.source_options, cache_size=cfg.index_cache_size)
+    sink = open_sink(cfg.dest, cfg.dest_options, attempts=cfg.upload_attempts, backoff_s=cfg.retry_backoff_s)
+    source_desc = describe(source)
+    _check_existing_manifest(sink, source_desc, cfg)
+    _copy_meta(source, sink)
+
+    episodes = order_episodes(select_episodes(list(source.episodes), cfg.episodes), cfg.order, cfg.seed)
+    shards = plan_shards(source.estimates(episodes, cfg.workers), cfg.target_shard_bytes)
+    mine = select_part(shards, cfg.part_index, cfg.part_count)
+    plan = {"source": source_desc, "options": cfg.output_options()}
+    keys = {s.index: fingerprint({**plan, "shard": s.index, "episodes": list(s.episodes)}) for s in mine}
+
+    done, todo = _resume(sink, mine, keys, cfg)
+    staging = StagingArea(cfg.staging_dir, cfg.max_staged_shards)
+    records: list[ShardRecord] = list(done.values())
+    bars = _bars(cfg, todo)
+    uploader = Uploader(sink, staging, on_done=lambda r: (records.append(r), bars["uploads"].update(1)))
+    written = 0
+    try:
+        written = _write_shards(source, todo, keys, cfg, staging, uploader, bars)
+        uploader.close()
+    except BaseException:
+        uploader.close(wait_for_uploads=False)
+        raise
+    finally:
+        staging.cleanup()
+        for bar in bars.values():
+            bar.close()
+
+    records.sort(key=lambda r: r.shard.path)
+    part = PartManifest(
+        part_index=cfg.part_index,
+        part_count=cfg.part_count,
+        planned_shards=len(shards),
+        plan_key=fingerprint({**plan, "shards": [list(s.episodes) for s in shards]}),
+        fps=source.fps,
+        features=source.features,
+        camera_keys=source.camera_keys,
+        source=source_desc,
+        options=cfg.output_options(),
+        shards=[r.shard for r in records],
+        skipped=[s for r in records for s in r.skipped],
+    )
+    sink.put_bytes(part.to_json_bytes(), part_path(cfg.part_index, cfg.part_count))
+    if cfg.part_count == 1:
+        finalize(sink, part_count=1)
+    return ConvertSummary(
+        part=f"{cfg.part_index}/{cfg.part_count}",
+        episodes=sum(len(s.episodes) for s in todo),
+        shards_written=len(todo),
+        shards_resumed=len(done),
+        bytes_written=written,
+        skipped=len(part.skipped),
+        seconds=time.perf_counter() - t0,
+        peak_staging_bytes=staging.peak_bytes,
+        peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        upload_retries=getattr(sink, "retries", 0),
+        manifest_written=cfg.part_count == 1,
+    )
+
+
+def _check_existing_manifest(sink: Sink, source_desc: dict, cfg: ConvertConfig) -> None:
+    data = sink.read_bytes(MANIFEST_NAME)
+    if data is None:
+        return
+    old = Manifest.from_json_bytes(data, where=f"{sink.url}/{MANIFEST_NAME}")
+    if old.source != source_desc or old.options != cfg.output_options():
+        raise ConvertError(
+            f"{sink.url} already holds a conversion of {old.source.get('url')!r} with options {old.options}; "
+            f"this run converts {source_desc['url']!r} with {cfg.output_options()}: use another destination"
+        )
+
+
+def _copy_meta(source: LeRobotSource, sink: Sink) -> None:
+    sizes = source.file_sizes(source.meta_files, workers=4)
+    for rel in source.meta_files:
+        if sink.size(rel) != sizes[rel]:
+            sink.put_bytes(source.read_bytes(rel), rel)
+
+
+def _resume(
+    sink: Sink, mine: list[ShardPlan], keys: dict[int, str], cfg: ConvertConfig
+) -> tuple[dict[int, ShardRecord], list[ShardPlan]]:
+    """Splits this part's shards into complete ones (record matches plan and destination) and the rest."""
+
+    def complete(s: ShardPlan) -> ShardRecord | None:
+        rec = read_record(sink, s.index)
+        if rec is None or rec.plan_key != keys[s.index]:
+            return None
+        if not rec.shard.episodes:
+            return rec
+        if sink.size(rec.shard.path) != rec.shard.bytes:
+            return None
+        if cfg.resume_check == "sha256" and sink.sha256(rec.shard.path) != rec.shard.sha256:
+            return None
+        return rec
+
+    with ThreadPoolExecutor(cfg.workers) as pool:
+        found = list(pool.map(complete, mine))
+    done = {s.index: r for s, r in zip(mine, found, strict=True) if r is not None}
+    return done, [s for s in mine if s.index not in done]
+
+
+def _bars(cfg: ConvertConfig, todo: list[ShardPlan]) -> dict[str, tqdm]:
+    off = not cfg.progress
+    return {
+        "episodes": tqdm(total=sum(len(s.episodes) for s in todo), desc="episodes", unit="ep", disable=off),
+        "bytes": tqdm(
+            total=sum(s.est_bytes for s in todo), desc="written", unit="B", unit_scale=True, disable=off
+        ),
+        "uploads": tqdm(total=len(todo), desc="uploads", unit="shard", disable=off),
+    }
+
+
+def _built(
+    source: LeRobotSource, todo: list[ShardPlan], workers: int, lookahead: int
+) -> Iterator[tuple[ShardPlan, int, Future[EpisodeSample]]]:
+    """Yields every episode of ``todo`` in order with its build future, keeping ``lookahead`` in flight."""
+    jobs = ((s, ep) for s in todo for ep in s.episodes)
+    window: deque[tuple[ShardPlan, int, Future[EpisodeSample]]] = deque()
+    with ThreadPoolExecutor(workers, thread_name_prefix="lerobot-wds-episode") as pool:
+        try:
+            for shard, ep in jobs:
+                window.append((shard, ep, pool.submit(build_episode, source, ep)))
+                if len(window) >= lookahead:
+                    yield window.popleft()
+            while window:
+                yield window.popleft()
+        finally:
+            for _, _, fut in window:
+                fut.cancel()
+
+
+def _write_shards(
+    source: LeRobotSource,
+    todo: list[ShardPlan],
+    keys: dict[int, str],
+    cfg: ConvertConfig,
+    staging: StagingArea,
+    uploader: Uploader,
+    bars: dict[str, tqdm],
+) -> int:
+    """Writes each shard of ``todo`` to staging and queues its upload; returns the bytes written."""
+    built = _built(source, todo, cfg.workers, cfg.lookahead)
+    try:
+        return _write_all(source, todo, keys, cfg, staging, uploader, bars, built)
+    finally:
+        built.close()  # cancels queued builds and joins the pool when the writer stops early
+
+
+def _write_all(
+    source: LeRobotSource,
+    todo: list[ShardPlan],
+    keys: dict[int, str],
+    cfg: ConvertConfig,
+    staging: StagingArea,
+    uploader: Uploader,
+    bars: dict[str, tqdm],
+    built: Iterator[tuple[ShardPlan, int, Future[EpisodeSample]]],
+) -> int:
+    written = 0
+    for shard in todo:
+        name = shard_path(shard.index)
+        staging.acquire()
+        local = staging.path(f"shard-{shard.index:06d}")
+        episodes: list[int] = []
+        skipped: list[dict[str, object]] = []
+        with open(local, "wb") as f:
+            writer = ShardWriter(f, name=name)
+            for _ in shard.episodes:
+                _, ep, fut = next(built)
+                try:
+                    sample = fut.result()
+                except EpisodeError as e:
+                    if cfg.on_error == "raise":
+                        raise
+                    skipped.append({"episode_index": ep, "reason": e.reason, "shard": name})
+                else:
+                    writer.add_sample(sample.key, sample.members)
+                    episodes.append(ep)
+                    bars["bytes"].update(sample.bytes)
+                    staging.account(local.name, f.tell())
+                bars["episodes"].update(1)
+            size, sha = writer.close()
+        staging.account(local.name, size)
+        frames = sum(source.episodes[e].length for e in episodes)
+        info = ShardInfo(path=name, bytes=size if episodes else 0, sha256=sha if episodes else "",
+                         episodes=episodes, frames=frames)  # fmt: skip
+        uploader.submit(local, ShardRecord(shard=info, skipped=skipped, plan_key=keys[shard.index]), shard.index)
+        written += info.bytes
+    return written

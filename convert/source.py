@@ -1,0 +1,269 @@
+"""Reading a LeRobot v3 source through fsspec: meta (info, episodes, tasks), per-episode rows, MP4 indexes.
+
+The source root may be a local path or any fsspec URL. Episode metadata is loaded once (without the
+``stats/*`` columns); data parquet footers and parsed MP4 indexes are kept in small LRU caches so memory
+stays bounded however many files the dataset has. Rows of one episode are read from only the row groups
+whose ``episode_index`` statistics can contain it (LeRobot writes one row group per episode).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from lerobot_wds.convert.lru import LoadingLRU
+from lerobot_wds.convert.mp4_boxes import ReadFn
+from lerobot_wds.convert.mp4_index import TrackIndex, parse_track_index
+from lerobot_wds.convert.mp4_io import file_reader
+from lerobot_wds.convert.plan import EpisodeEstimate
+
+INFO = "meta/info.json"
+TASKS = "meta/tasks.parquet"
+EPISODES_GLOB = "meta/episodes/chunk-*/file-*.parquet"
+
+
+class SourceError(ValueError):
+    """The source dataset is not a valid LeRobot v3 dataset or lacks an episode's rows; names the file."""
+
+
+@dataclass(frozen=True)
+class VideoRef:
+    """Where one camera's frames of an episode live: a file and a time span in it."""
+
+    path: str
+    from_timestamp: float
+    to_timestamp: float
+
+
+@dataclass(frozen=True)
+class EpisodeRecord:
+    """One row of ``meta/episodes``: what the converter needs to find and check an episode."""
+
+    episode_index: int
+    length: int
+    tasks: tuple[str, ...]
+    dataset_from_index: int
+    dataset_to_index: int
+    data_path: str
+    videos: dict[str, VideoRef]
+
+
+class LeRobotSource:
+    """A LeRobot v3 dataset root opened through fsspec (thread-safe after construction)."""
+
+    def __init__(self, url: str, options: dict[str, Any] | None = None, *, cache_size: int = 64) -> None:
+        self.url = url.rstrip("/")
+        self.fs, root = fsspec.core.url_to_fs(url, **(options or {}))
+        self.root = root.rstrip("/")
+        self.info_bytes = self.read_bytes(INFO)
+        try:
+            self.info: dict[str, Any] = json.loads(self.info_bytes)
+        except ValueError as e:
+            raise SourceError(f"{self.url}/{INFO}: not JSON: {e}") from e
+        version = self.info.get("codebase_version")
+        if version != "v3.0":
+            raise SourceError(f"{self.url}/{INFO}: codebase_version {version!r}, expected 'v3.0' (LeRobot v3)")
+        for key in ("fps", "features", "data_path"):
+            if key not in self.info:
+                raise SourceError(f"{self.url}/{INFO}: missing {key!r}")
+        self.fps = float(self.info["fps"])
+        self.features: dict[str, Any] = self.info["features"]
+        self.camera_keys = [k for k, v in self.features.items() if v.get("dtype") == "video"]
+        if self.camera_keys and not self.info.get("video_path"):
+            raise SourceError(f"{self.url}/{INFO}: video features {self.camera_keys} but no 'video_path'")
+        self.meta_files = self._list_meta()
+        self.tasks = self._load_tasks()
+        self.episodes = self._load_episodes()
+        self._footers: LoadingLRU[str, pq.FileMetaData] = LoadingLRU(cache_size, self._read_footer)
+        self._tracks: LoadingLRU[str, tuple[TrackIndex, ReadFn]] = LoadingLRU(cache_size, self._open_track)
+
+    # -- files ------------------------------------------------------------------------------------------
+
+    def full(self, rel: str) -> str:
+        return f"{self.root}/{rel}"
+
+    def read_bytes(self, rel: str) -> bytes:
+        """Reads a whole (small) file; raises SourceError naming it when it is missing."""
+        try:
+            return self.fs.cat_file(self.full(rel))
+        except FileNotFoundError as e:
+            raise SourceError(f"{self.url}/{rel}: missing from the source") from e
+
+    def _list_meta(self) -> list[str]:
+        prefix = self.root + "/"
+        found = sorted(
+            p[len(prefix) :] for p in (self.fs._strip_protocol(x) for x in self.fs.find(self.full("meta")))
+            if p.startswith(prefix)
+        )  # fmt: skip
+        episodes = [p for p in found if _matches_episodes(p)]
+        if TASKS not in found or not episodes:
+            raise SourceError(
+                f"{self.url}/meta: listing shows no {TASKS} or no {EPISODES_GLOB} (found {found[:20]}); "
+                "a LeRobot v3 source needs both, and an HTTP source needs directory listings"
+            )
+        return found
+
+    def _load_tasks(self) -> dict[str, int]:
+        table = pq.read_table(self.fs.open(self.full(TASKS), "rb"))
+        meta = table.schema.pandas_metadata or {}
+        index_cols = [c for c in meta.get("index_columns", []) if isinstance(c, str)]
+        names = [n for n in [*index_cols, "task", "__index_level_0__"] if n in table.column_names]
+        if "task_index" not in table.column_names or not names:
+            raise SourceError(f"{self.url}/{TASKS}: expected a 'task_index' column and the task strings as "
+                              f"index or 'task' column, found columns {table.column_names}")  # fmt: skip
+        tasks = table.column(names[0]).to_pylist()
+        return dict(zip(tasks, table.column("task_index").to_pylist(), strict=True))
+
+    def _load_episodes(self) -> dict[int, EpisodeRecord]:
+        out: dict[int, EpisodeRecord] = {}
+        for rel in (p for p in self.meta_files if _matches_episodes(p)):
+            pf = pq.ParquetFile(self.fs.open(self.full(rel), "rb"))
+            columns = [n for n in pf.schema_arrow.names if not n.startswith("stats/")]
+            for row in pf.read(columns=columns).to_pylist():
+                rec = self._episode_record(row, rel)
+                if rec.episode_index in out:
+                    raise SourceError(f"{self.url}/{rel}: episode {rec.episode_index} listed twice")
+                out[rec.episode_index] = rec
+        total = self.info.get("total_episodes")
+        if total is not None and total != len(out):
+            raise SourceError(f"{self.url}/meta/episodes: {len(out)} episodes, info.json says {total}")
+        return dict(sorted(out.items()))
+
+    def _episode_record(self, row: dict[str, Any], rel: str) -> EpisodeRecord:
+        try:
+            ep = int(row["episode_index"])
+            videos = {}
+            for cam in self.camera_keys:
+                path = self.info["video_path"].format(
+                    video_key=cam,
+                    chunk_index=row[f"videos/{cam}/chunk_index"],
+                    file_index=row[f"videos/{cam}/file_index"],
+                )
+                videos[cam] = VideoRef(
+                    path, float(row[f"videos/{cam}/from_timestamp"]), float(row[f"videos/{cam}/to_timestamp"])
+                )
+            data_path = self.info["data_path"].format(
+                chunk_index=row["data/chunk_index"], file_index=row["data/file_index"]
+            )
+            return EpisodeRecord(
+                episode_index=ep,
+                length=int(row["length"]),
+                tasks=tuple(row["tasks"]),
+                dataset_from_index=int(row["dataset_from_index"]),
+                dataset_to_index=int(row["dataset_to_index"]),
+                data_path=data_path,
+                videos=videos,
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise SourceError(f"{self.url}/{rel}: episode row lacks or has a bad field: {e!r}") from e
+
+    # -- rows -------------------------------------------------------------------------------------------
+
+    def _read_footer(self, rel: str) -> pq.FileMetaData:
+        try:
+            with self.fs.open(self.full(rel), "rb") as f:
+                return pq.read_metadata(f)
+        except FileNotFoundError as e:
+            raise SourceError(f"{self.url}/{rel}: data file missing from the source") from e
+
+    def episode_rows(self, rec: EpisodeRecord) -> pa.Table:
+        """Returns exactly the episode's rows (schema unchanged); SourceError if they are missing or wrong."""
+        md = self._footers.get(rec.data_path)
+        names = [md.schema.column(i).name for i in range(md.num_columns)]
+        if "episode_index" not in names or "index" not in names:
+            raise SourceError(f"{self.url}/{rec.data_path}: no 'episode_index'/'index' column (found {names})")
+        col = names.index("episode_index")
+        groups = []
+        for g in range(md.num_row_groups):
+            st = md.row_group(g).column(col).statistics
+            if st is None or not st.has_min_max or st.min <= rec.episode_index <= st.max:
+                groups.append(g)
+        with self.fs.open(self.full(rec.data_path), "rb") as f:
+            table = pq.ParquetFile(f, metadata=md).read_row_groups(groups)
+        table = table.filter(pc.equal(table.column("episode_index"), rec.episode_index))
+        where = f"{self.url}/{rec.data_path}, episode {rec.episode_index}"
+        if table.num_rows != rec.length:
+            raise SourceError(f"{where}: {table.num_rows} rows, meta/episodes says length {rec.length}")
+        index = table.column("index").to_pylist()
+        expected = list(range(rec.dataset_from_index, rec.dataset_to_index))
+        if index != expected:
+            raise SourceError(
+                f"{where}: row 'index' runs {index[:1]}..{index[-1:]}, expected "
+                f"{rec.dataset_from_index}..{rec.dataset_to_index - 1} in order"
+            )
+        return table
+
+    # -- videos -----------------------------------------------------------------------------------------
+
+    def _open_track(self, rel: str) -> tuple[TrackIndex, ReadFn]:
+        try:
+            read, size = file_reader(self.fs, self.full(rel))
+        except FileNotFoundError as e:
+            raise SourceError(f"{self.url}/{rel}: video file missing from the source") from e
+        return parse_track_index(read, size, name=f"{self.url}/{rel}"), read
+
+    def track(self, rel: str) -> tuple[TrackIndex, ReadFn]:
+        """Returns the parsed index of a source MP4 and a reader over it (parsed once while cached)."""
+        return self._tracks.get(rel)
+
+    # -- sizes ------------------------------------------------------------------------------------------
+
+    def file_sizes(self, rels: Iterable[str], workers: int) -> dict[str, int]:
+        """Returns the size of each file (stat calls run in parallel: remote stats are latency-bound)."""
+        unique = sorted(set(rels))
+
+        def size(rel: str) -> int:
+            try:
+                return int(self.fs.size(self.full(rel)))
+            except FileNotFoundError as e:
+                raise SourceError(f"{self.url}/{rel}: missing from the source") from e
+
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            return dict(zip(unique, pool.map(size, unique), strict=True))
+
+    def estimates(self, episodes: list[int], workers: int) -> list[EpisodeEstimate]:
+        """Estimates each episode's output bytes as its share of its data file and of each camera's file."""
+        recs = [self.episodes[e] for e in episodes]
+        sizes = self.file_sizes([r.data_path for r in recs] + [v.path for r in recs for v in r.videos.values()],
+                                workers)  # fmt: skip
+        # shares are taken over every episode of the source, so they don't depend on the selection
+        rows_in: dict[str, int] = {}
+        span_of: dict[str, float] = {}
+        for r in self.episodes.values():
+            rows_in[r.data_path] = rows_in.get(r.data_path, 0) + r.length
+            for v in r.videos.values():
+                span_of[v.path] = max(span_of.get(v.path, 0.0), v.to_timestamp)
+        out = []
+        for r in recs:
+            est = sizes[r.data_path] * r.length / max(1, rows_in[r.data_path])
+            for v in r.videos.values():
+                est += sizes[v.path] * (v.to_timestamp - v.from_timestamp) / max(span_of[v.path], 1e-9)
+            out.append(EpisodeEstimate(r.episode_index, r.length, int(round(est))))
+        return out
+
+
+def _matches_episodes(rel: str) -> bool:
+    parts = rel.split("/")
+    return (
+        len(parts) == 4 and parts[:2] == ["meta", "episodes"] and parts[2].startswith("chunk-")
+        and parts[3].startswith("file-") and parts[3].endswith(".parquet")
+    )  # fmt: skip
+
+
+def describe(source: LeRobotSource) -> dict[str, Any]:
+    """Returns the manifest's ``source`` entry (the URL as given and the identity of its info.json)."""
+    return {
+        "url": source.url,
+        "codebase_version": source.info.get("codebase_version"),
+        "info_sha256": hashlib.sha256(source.info_bytes).hexdigest(),
+        "total_episodes": len(source.episodes),
+    }
