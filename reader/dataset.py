@@ -1,0 +1,233 @@
+"""``LeRobotWdsDataset``: the torch IterableDataset over a converted root, yielding LeRobotDataset samples.
+
+The object is a picklable recipe (root, manifest, options); everything stateful (shard fetches, decoders,
+caches, random generators) is created in ``__iter__`` inside each DataLoader worker. Per epoch, every
+(rank, worker) reads its planned shards (see :mod:`splitting`) and yields exactly ``quota`` samples.
+
+Launchers: with torchrun / ``torch.distributed`` the rank and world size are detected (or pass ``rank`` and
+``world_size``). With Accelerate, do NOT let it shard this dataset again: build the DataLoader yourself and
+either skip ``accelerator.prepare`` for it or use ``DataLoaderConfiguration(dispatch_batches=False,
+split_batches=False)`` with ``even_batches=False``; this dataset already gives each rank its own part and
+equal counts. Call ``set_epoch(n)`` before each epoch (it also reaches persistent workers).
+
+Resume: ``state_dict()`` counts samples yielded per worker in this process (``num_workers=0``, or inside
+workers as torchdata's ``StatefulDataLoader`` calls it); with a plain DataLoader use
+``loader_state_dict(batches_seen, batch_size, num_workers)``. ``load_state_dict`` makes the next iteration of
+that epoch skip what was consumed, before any decoding, and yield the rest exactly as the uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from lerobot_wds.reader.decode import DecodeConfig, FrameSource
+from lerobot_wds.reader.epoch import SharedEpoch
+from lerobot_wds.reader.sample import SampleSpec, build_sample
+from lerobot_wds.reader.source import open_root
+from lerobot_wds.reader.splitting import ShardRef, SlotPlan, Uneven, epoch_rng, plan_epoch
+from lerobot_wds.reader.stages import ErrorCounter, OnError, anchors, cycle_passes, episodes, shuffle_buffer
+from lerobot_wds.reader.stages import skip_first, tar_samples
+from lerobot_wds.reader.stream import ShardSpec, StreamConfig, fetched_shards, join_url
+from lerobot_wds.reader.topology import Topology, detect_rank_world, detect_worker
+from lerobot_wds.reader.windows import Preset, delta_indices, preset_delta_timestamps
+
+log = logging.getLogger(__name__)
+STATE_VERSION = 1
+
+
+class LeRobotWdsDataset(torch.utils.data.IterableDataset):
+    """Streams a converted root as LeRobotDataset-identical frame samples.
+
+    Args:
+        source: converted root, a local path or any fsspec URL (``s3://``, ``http://``, ``hf://``...).
+        delta_timestamps: ``{key: [seconds, ...]}`` windows like LeRobotDataset; exclusive with ``preset``.
+        preset: "single" (one frame of every camera) or "sarm" (SARM's 13 steps for every camera and state).
+        shuffle: shuffle shards, episodes and frames by (seed, epoch); False yields episode and frame order.
+        seed: base seed of every random choice.
+        return_uint8: images as uint8 [0,255] instead of float32 [0,1] (lerobot's option of the same name).
+        tolerance_s: how far a delta may be from a multiple of 1/fps (lerobot's default 1e-4).
+        episode_buffer: episodes held in the episode shuffle buffer (compressed, a few MB each).
+        active_episodes: episodes interleaved at once for the frame shuffle (bounds decoded memory).
+        uneven: "pad" (repeat a few frames) or "trim" so every rank and worker yields the same count.
+        on_error: "raise" or "skip" (count and log) on corrupt shards or members.
+        decode: decoder / frame-cache budgets. stream: retries, read-ahead, checksum, storage options.
+        rank, world_size: override detection (both or neither).
+    """
+
+    def __init__(
+        self,
+        source: str,
+        *,
+        delta_timestamps: Mapping[str, Sequence[float]] | None = None,
+        preset: Preset | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        return_uint8: bool = False,
+        tolerance_s: float = 1e-4,
+        episode_buffer: int = 8,
+        active_episodes: int = 8,
+        uneven: Uneven = "pad",
+        on_error: OnError = "raise",
+        decode: DecodeConfig | None = None,
+        stream: StreamConfig | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        if delta_timestamps is not None and preset is not None:
+            raise ValueError("give delta_timestamps or preset, not both")
+        if (rank is None) != (world_size is None):
+            raise ValueError(f"give both rank and world_size or neither (got rank={rank}, world_size={world_size})")
+        if active_episodes < 1 or episode_buffer < 0:
+            raise ValueError(f"active_episodes must be >= 1 and episode_buffer >= 0, got {active_episodes}, "
+                             f"{episode_buffer}")  # fmt: skip
+        ErrorCounter(on_error)  # validates the policy name
+        self.source = str(source)
+        self.stream_config = stream or StreamConfig()
+        self.decode_config = decode or DecodeConfig(episodes_sharing_cache=active_episodes)
+        opened = open_root(self.source, self.stream_config.storage_options)
+        self.manifest = opened.manifest
+        self.tasks = opened.tasks
+        self.fps = self.manifest.fps
+        self.camera_keys = tuple(self.manifest.camera_keys)
+        if preset is not None:
+            delta_timestamps = preset_delta_timestamps(preset, self.camera_keys, self.fps)
+        self.delta_timestamps = dict(delta_timestamps) if delta_timestamps is not None else None
+        deltas = {}
+        if self.delta_timestamps is not None:
+            deltas = delta_indices(self.delta_timestamps, self.fps, list(self.manifest.features), tolerance_s)
+        self.sample_spec = SampleSpec(self.camera_keys, deltas, self.tasks, return_uint8)
+        self.shuffle, self.seed, self.uneven, self.on_error = shuffle, seed, uneven, on_error
+        self.episode_buffer, self.active_episodes = episode_buffer, active_episodes
+        self._rank_world = (rank, world_size) if rank is not None and world_size is not None else None
+        if self._rank_world is None and detect_rank_world()[1] > 1:
+            self._rank_world = detect_rank_world()  # captured now: spawned workers cannot see the process group
+        self._epoch = SharedEpoch(0)
+        self._consumed: dict[int, int] = {}
+        self._resume: dict[str, Any] | None = None
+        self._last_source: FrameSource | None = None
+        self._last_errors: ErrorCounter | None = None
+
+    # --- epochs and topology -------------------------------------------------------------------------------
+    def set_epoch(self, epoch: int) -> None:
+        """Sets the epoch that seeds the next iteration's shuffles (seen by persistent workers too)."""
+        self._epoch.set(epoch)
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch.get()
+
+    def topology(self) -> Topology:
+        """Returns this process's topology (rank/world captured or detected, worker from the DataLoader)."""
+        rank, world = self._rank_world if self._rank_world is not None else detect_rank_world()
+        worker, workers = detect_worker()
+        return Topology(rank=rank, world_size=world, worker=worker, num_workers=workers)
+
+    def plan(self, topology: Topology, epoch: int | None = None) -> SlotPlan:
+        """Returns what ``topology`` reads in ``epoch`` (default: the current epoch)."""
+        refs = [ShardRef(s.path, s.frames) for s in self.manifest.shards]
+        plan = plan_epoch(refs, seed=self.seed, epoch=self.epoch if epoch is None else epoch, shuffle=self.shuffle,
+                          world_size=topology.world_size, num_workers=topology.num_workers, uneven=self.uneven)  # fmt: skip
+        return plan[topology.rank][topology.worker]
+
+    def samples_per_rank(self, num_workers: int = 0, world_size: int | None = None) -> int:
+        """How many samples each rank yields per epoch with a DataLoader of ``num_workers`` workers."""
+        world = world_size if world_size is not None else self.topology().world_size
+        topo = Topology(rank=0, world_size=world, worker=0, num_workers=max(1, num_workers))
+        return self.plan(topo).quota * topo.num_workers
+
+    # --- iteration ---------------------------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        topo = self.topology()
+        epoch = self.epoch
+        plan = self.plan(topo, epoch)
+        skip = 0
+        if self._resume is not None and self._resume["epoch"] == epoch:
+            skip = int(self._resume["consumed"].get(str(topo.worker), 0))
+            if torch.utils.data.get_worker_info() is None:
+                self._resume = None  # applied in this process; workers get their own copy per iteration
+        if skip > plan.quota:
+            raise ValueError(f"resume state says worker {topo.worker} consumed {skip} samples, quota is {plan.quota}")
+        errors = ErrorCounter(self.on_error)
+        source = FrameSource(self.decode_config)
+        self._last_source, self._last_errors = source, errors
+        self._consumed = {topo.worker: skip}
+        by_path = {s.path: s for s in self.manifest.shards}
+        specs = [ShardSpec(join_url(self.source, r.path), by_path[r.path].bytes, by_path[r.path].sha256)
+                 for r in plan.shards]  # fmt: skip
+
+        def one_pass(p: int) -> Iterator[tuple[Any, int, bool]]:
+            shards = fetched_shards(specs, self.stream_config)
+            eps = episodes(tar_samples(shards, errors), list(self.camera_keys), errors)
+            if not self.shuffle:
+                return anchors(eps, active=1, rng=None)
+            eps = shuffle_buffer(eps, self.episode_buffer, epoch_rng(self.seed, epoch, 1, topo.slot, p))
+            return anchors(eps, active=self.active_episodes, rng=epoch_rng(self.seed, epoch, 2, topo.slot, p))
+
+        where = f"{self.source} rank {topo.rank} worker {topo.worker} epoch {epoch}"
+        stream = itertools.islice(skip_first(cycle_passes(one_pass, where), skip), plan.quota - skip)
+        for episode, frame, last in stream:
+            sample = build_sample(episode, frame, self.sample_spec, source)
+            if last:
+                source.release(episode)
+            self._consumed[topo.worker] += 1
+            yield sample
+
+    # --- resume ------------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Progress of this process's iteration: epoch and samples consumed per worker id."""
+        return {"version": STATE_VERSION, "seed": self.seed, "epoch": self.epoch,
+                "consumed": {str(w): n for w, n in self._consumed.items()}}  # fmt: skip
+
+    def loader_state_dict(self, batches_seen: int, batch_size: int, num_workers: int) -> dict[str, Any]:
+        """State after a plain DataLoader handed out ``batches_seen`` batches of this epoch.
+
+        A DataLoader takes batches from its workers round-robin (in order), and every worker here yields the
+        same quota, so worker ``w`` produced batches ``w, w + N, ...``.
+        """
+        workers = max(1, num_workers)
+        quota = self.plan(Topology(self.topology().rank, self.topology().world_size, 0, workers)).quota
+        consumed = {}
+        for w in range(workers):
+            batches = (batches_seen - w + workers - 1) // workers if batches_seen > w else 0
+            consumed[str(w)] = min(quota, batches * batch_size)
+        return {"version": STATE_VERSION, "seed": self.seed, "epoch": self.epoch, "consumed": consumed}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Makes the next iteration of ``state["epoch"]`` continue after the consumed samples."""
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"state version {state.get('version')!r}, expected {STATE_VERSION}")
+        if state.get("seed") != self.seed:
+            raise ValueError(f"state was saved with seed {state.get('seed')}, this dataset has seed {self.seed}")
+        merged = dict(self._resume["consumed"]) if self._resume and self._resume["epoch"] == state["epoch"] else {}
+        merged.update({str(k): int(v) for k, v in state["consumed"].items()})
+        self._resume = {"epoch": int(state["epoch"]), "consumed": merged}
+        self.set_epoch(int(state["epoch"]))
+
+    # --- diagnostics -------------------------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Decoder / frame cache counters and skipped data of the last iteration in this process."""
+        out: dict[str, Any] = {}
+        if self._last_source is not None:
+            out = {k: v.as_dict() for k, v in self._last_source.stats().items()}
+            out["decoded_frames"] = self._last_source.decoded_frames
+        if self._last_errors is not None:
+            out["skipped_shards"] = self._last_errors.skipped_shards
+            out["skipped_episodes"] = self._last_errors.skipped_episodes
+        return out
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Iteration state (decoders, caches) never travels to workers or into pickles.
+        state = dict(self.__dict__)
+        state["_last_source"] = state["_last_errors"] = None
+        return state
+
+    def __repr__(self) -> str:
+        m = self.manifest
+        return (f"LeRobotWdsDataset(source={self.source!r}, shards={len(m.shards)}, episodes={m.total_episodes}, "
+                f"frames={m.total_frames}, cameras={list(self.camera_keys)}, shuffle={self.shuffle})")  # fmt: skip

@@ -1,0 +1,17 @@
+"""Domain errors of the reader; each message says where (shard, member, episode, camera) and what was wrong."""
+
+from __future__ import annotations
+
+from lerobot_wds.reader.format import FormatError
+
+
+class ShardReadError(OSError):
+    """A shard could not be read (after retries): missing, unreachable or shorter than the manifest says."""
+
+
+class ShardFormatError(FormatError):
+    """A shard or one of its members does not follow the format contract (corrupt tar, missing member...)."""
+
+
+class FrameDecodeError(FormatError):
+    """A mini-MP4 could not be decoded, or returned a frame at the wrong presentation time."""

@@ -1,0 +1,71 @@
+"""Builds one frame sample exactly like ``LeRobotDataset.__getitem__`` (lerobot 0.6.1 ``DatasetReader.get_item``).
+
+Keys in lerobot's order: cameras, then the row's columns (windowed ones replaced by their [T, ...] stacks),
+then ``<key>_is_pad`` masks in ``delta_timestamps`` order, then ``task``. A camera with a one-frame query is
+[C,H,W] (lerobot squeezes the time axis), otherwise [T,C,H,W]; images are float32 in [0,1] computed as
+``uint8 / 255.0`` (lerobot's arithmetic, bit-exact) or uint8 with ``return_uint8``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from lerobot_wds.reader.decode import FrameSource
+from lerobot_wds.reader.episode import Episode
+from lerobot_wds.reader.errors import ShardFormatError
+from lerobot_wds.reader.windows import query_positions
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """What a sample holds: cameras, windows per key (frame offsets), task names and the image dtype."""
+
+    camera_keys: tuple[str, ...]
+    deltas: Mapping[str, tuple[int, ...]]
+    tasks: Mapping[int, str]
+    return_uint8: bool = False
+
+
+def to_output_images(frames: torch.Tensor, return_uint8: bool) -> torch.Tensor:
+    """uint8 frames -> lerobot's output: unchanged with ``return_uint8``, else ``(x / 255.0).type(float32)``."""
+    return frames if return_uint8 else (frames / 255.0).type(torch.float32)
+
+
+def build_sample(episode: Episode, frame: int, spec: SampleSpec, source: FrameSource) -> dict[str, Any]:
+    """Returns the sample of ``episode`` anchored at episode frame ``frame``."""
+    length = episode.length
+    pads: dict[str, torch.Tensor] = {}
+    windows: dict[str, list[int]] = {}
+    for key, deltas in spec.deltas.items():
+        positions, pad = query_positions(frame, length, deltas)
+        windows[key] = positions
+        pads[f"{key}_is_pad"] = torch.BoolTensor(pad)
+    item: dict[str, Any] = {}
+    for cam in spec.camera_keys:
+        frames = source.get(episode, cam, windows.get(cam, [frame]))
+        item[cam] = to_output_images(frames.squeeze(0) if frames.shape[0] == 1 else frames, spec.return_uint8)
+    for name, column in episode.columns.items():
+        if name in windows:
+            if not isinstance(column, torch.Tensor):
+                raise ShardFormatError(f"{episode.where}: column {name!r} is not numeric and cannot be windowed")
+            item[name] = column[windows[name]]
+        else:
+            value = column[frame]
+            item[name] = value.clone() if isinstance(value, torch.Tensor) else value
+    item.update(pads)
+    task_index = int(item["task_index"])
+    if task_index not in spec.tasks:
+        raise ShardFormatError(
+            f"{episode.where}: frame {frame} has task_index {task_index}, meta/tasks.parquet has {sorted(spec.tasks)}"
+        )
+    item["task"] = spec.tasks[task_index]
+    return item
+
+
+def window_keys(spec: SampleSpec, columns: Sequence[str]) -> list[str]:
+    """Returns the keys a sample will hold (for documentation and checks)."""
+    return [*spec.camera_keys, *columns, *(f"{k}_is_pad" for k in spec.deltas), "task"]

@@ -1,0 +1,224 @@
+"""Builds converted roots directly per the shard format contract, so reader tests never need the converter.
+
+Each episode's frames are synthesised per camera, encoded with ffmpeg (H.264 with B-frames by default) into
+a small faststart MP4, and written with the episode's parquet rows and :class:`EpisodeMeta` JSON into tar
+shards; ``manifest.json`` is written last. Frames carry their identity (episode, frame, camera) as 8x8 black
+or white cells in the top rows, so a test can assert which frame arrived. ``lead_in`` / ``trail`` encode extra
+frames before and after the episode (identity frame ``-lead_in..-1`` and ``length..``) like a converter that
+had to start on an earlier keyframe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from lerobot_wds.reader.format import (
+    MANIFEST_NAME,
+    CameraMeta,
+    EpisodeMeta,
+    Manifest,
+    ShardInfo,
+    episode_key,
+    shard_path,
+    video_suffix,
+)
+
+CELL = 8
+FRAME_OFFSET = 64  # frame ids are stored +64 so lead-in frames (negative ids) are representable
+EP_BITS, FRAME_BITS, CAM_BITS = 8, 10, 2
+STATE_DIM = 3
+ACTION_DIM = 2
+
+
+@dataclass(frozen=True)
+class RootSpec:
+    """What to synthesise: episode lengths, cameras, fps, episodes per shard and the mini-MP4 padding."""
+
+    lengths: tuple[int, ...] = (12, 7, 15, 9, 11, 6, 10, 8)
+    cameras: tuple[str, ...] = ("observation.images.front", "observation.images.wrist")
+    fps: int = 10
+    width: int = 64
+    height: int = 48
+    episodes_per_shard: int = 2
+    lead_in: int = 0
+    trail: int = 0
+    gop: int = 4
+    bframes: int = 2
+    tasks: tuple[str, ...] = ("pick the cube", "place the cube")
+    extra: dict = field(default_factory=dict)
+
+
+def identity_bits(episode: int, frame: int, camera: int) -> list[int]:
+    """Returns the identity bits drawn into a frame, least significant first."""
+    value = episode | ((frame + FRAME_OFFSET) << EP_BITS) | (camera << (EP_BITS + FRAME_BITS))
+    return [(value >> i) & 1 for i in range(EP_BITS + FRAME_BITS + CAM_BITS)]
+
+
+def make_frame(episode: int, frame: int, camera: int, width: int, height: int) -> np.ndarray:
+    """Returns one HxWx3 uint8 frame carrying (episode, frame, camera) as black/white 8x8 cells."""
+    img = np.full((height, width, 3), 128, dtype=np.uint8)
+    cols = width // CELL
+    for i, bit in enumerate(identity_bits(episode, frame, camera)):
+        r, c = divmod(i, cols)
+        img[r * CELL : (r + 1) * CELL, c * CELL : (c + 1) * CELL] = 235 if bit else 20
+    return img
+
+
+def read_identity(image: torch.Tensor) -> tuple[int, int, int]:
+    """Reads (episode, frame, camera) back from a decoded [C,H,W] frame (uint8 or float in [0,1])."""
+    img = image.float()
+    if img.max() <= 1.0:
+        img = img * 255.0
+    luma = img.mean(dim=0)
+    cols = luma.shape[1] // CELL
+    value = 0
+    for i in range(EP_BITS + FRAME_BITS + CAM_BITS):
+        r, c = divmod(i, cols)
+        cell = luma[r * CELL + 2 : (r + 1) * CELL - 2, c * CELL + 2 : (c + 1) * CELL - 2]
+        value |= int(cell.mean() > 128) << i
+    ep = value & ((1 << EP_BITS) - 1)
+    fr = ((value >> EP_BITS) & ((1 << FRAME_BITS) - 1)) - FRAME_OFFSET
+    cam = value >> (EP_BITS + FRAME_BITS)
+    return ep, fr, cam
+
+
+def encode_mp4(frames: list[np.ndarray], fps: int, *, gop: int, bframes: int) -> bytes:
+    """Encodes RGB frames with ffmpeg/libx264 (B-frames, fixed GOP) into faststart MP4 bytes."""
+    h, w, _ = frames[0].shape
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "v.mp4"
+        cmd = [
+            "ffmpeg", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps),
+            "-i", "-", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "10", "-pix_fmt", "yuv420p",
+            "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", "-bf", str(bframes),
+            "-movflags", "+faststart", str(out),
+        ]  # fmt: skip
+        subprocess.run(cmd, input=b"".join(f.tobytes() for f in frames), check=True)
+        return out.read_bytes()
+
+
+def state_value(episode: int, frame: int) -> list[float]:
+    """The synthetic observation.state of a frame (exact in float32)."""
+    return [episode * 100.0 + frame + j * 0.25 for j in range(STATE_DIM)]
+
+
+def task_of(episode: int, spec: RootSpec) -> int:
+    return episode % len(spec.tasks)
+
+
+def episode_rows(episode: int, length: int, start: int, spec: RootSpec) -> pa.Table:
+    """Returns an episode's rows with lerobot's columns and dtypes."""
+    fl = pa.list_(pa.float32(), STATE_DIM)
+    al = pa.list_(pa.float32(), ACTION_DIM)
+    return pa.table(
+        {
+            "observation.state": pa.array([state_value(episode, k) for k in range(length)], type=fl),
+            "action": pa.array([[episode - k * 0.5, k * 2.0] for k in range(length)], type=al),
+            "timestamp": pa.array([k / spec.fps for k in range(length)], type=pa.float32()),
+            "frame_index": pa.array(range(length), type=pa.int64()),
+            "episode_index": pa.array([episode] * length, type=pa.int64()),
+            "index": pa.array(range(start, start + length), type=pa.int64()),
+            "task_index": pa.array([task_of(episode, spec)] * length, type=pa.int64()),
+        }
+    )
+
+
+def features(spec: RootSpec) -> dict:
+    """Returns lerobot-style ``features`` for the synthetic dataset."""
+    feats: dict = {
+        cam: {"dtype": "video", "shape": [spec.height, spec.width, 3], "names": ["height", "width", "channels"]}
+        for cam in spec.cameras
+    }
+    feats["observation.state"] = {"dtype": "float32", "shape": [STATE_DIM], "names": None}
+    feats["action"] = {"dtype": "float32", "shape": [ACTION_DIM], "names": None}
+    for name, dtype in [("timestamp", "float32")] + [
+        (c, "int64") for c in ("frame_index", "episode_index", "index", "task_index")
+    ]:
+        feats[name] = {"dtype": dtype, "shape": [1], "names": None}
+    return feats
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mtime = 0
+    tar.addfile(info, io.BytesIO(data))
+
+
+def episode_members(episode: int, length: int, start: int, spec: RootSpec) -> list[tuple[str, bytes]]:
+    """Returns the (member name, bytes) of one episode sample in contract order."""
+    key = episode_key(episode)
+    cams: dict[str, CameraMeta] = {}
+    videos: list[tuple[str, bytes]] = []
+    for ci, cam in enumerate(spec.cameras):
+        ids = range(-spec.lead_in, length + spec.trail)
+        frames = [make_frame(episode, k, ci, spec.width, spec.height) for k in ids]
+        videos.append((f"{key}.{video_suffix(cam)}", encode_mp4(frames, spec.fps, gop=spec.gop, bframes=spec.bframes)))
+        cams[cam] = CameraMeta(
+            codec="h264", width=spec.width, height=spec.height, frames=len(frames), lead_in=spec.lead_in,
+            trail=spec.trail, pts_offset_s=spec.lead_in / spec.fps, source_file=f"synthetic/{cam}.mp4",
+            source_from_timestamp=0.0, source_to_timestamp=length / spec.fps,
+        )  # fmt: skip
+    meta = EpisodeMeta(
+        episode_index=episode, length=length, fps=float(spec.fps), tasks=[spec.tasks[task_of(episode, spec)]],
+        task_index=task_of(episode, spec), dataset_from_index=start, dataset_to_index=start + length, cameras=cams,
+    )  # fmt: skip
+    rows = _parquet_bytes(episode_rows(episode, length, start, spec))
+    return [(f"{key}.json", meta.to_json_bytes()), (f"{key}.parquet", rows), *videos]
+
+
+def write_meta(root: Path, spec: RootSpec) -> None:
+    """Writes the meta/ copy the reader needs: info.json and tasks.parquet."""
+    meta = root / "meta"
+    meta.mkdir(parents=True, exist_ok=True)
+    info = {"codebase_version": "v3.0", "fps": spec.fps, "features": features(spec),
+            "total_episodes": len(spec.lengths), "total_frames": sum(spec.lengths)}  # fmt: skip
+    (meta / "info.json").write_text(json.dumps(info, indent=1))
+    tasks = pa.table({"task": list(spec.tasks), "task_index": pa.array(range(len(spec.tasks)), pa.int64())})
+    pq.write_table(tasks, meta / "tasks.parquet")
+
+
+def make_root(root: Path, spec: RootSpec = RootSpec()) -> Manifest:
+    """Writes a complete converted root (meta, shards, manifest last) and returns its manifest."""
+    root = Path(root)
+    write_meta(root, spec)
+    starts = np.concatenate([[0], np.cumsum(spec.lengths)]).tolist()
+    shards: list[ShardInfo] = []
+    n = len(spec.lengths)
+    for s, first in enumerate(range(0, n, spec.episodes_per_shard)):
+        eps = list(range(first, min(n, first + spec.episodes_per_shard)))
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+            for ep in eps:
+                for name, data in episode_members(ep, spec.lengths[ep], starts[ep], spec):
+                    _add(tar, name, data)
+        data = buf.getvalue()
+        path = root / shard_path(s)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        frames = sum(spec.lengths[e] for e in eps)
+        shards.append(ShardInfo(shard_path(s), len(data), hashlib.sha256(data).hexdigest(), eps, frames))
+    manifest = Manifest(
+        fps=float(spec.fps), features=features(spec), camera_keys=list(spec.cameras), shards=shards,
+        source={"path": "synthetic"}, options={"episodes_per_shard": spec.episodes_per_shard},
+    )  # fmt: skip
+    (root / MANIFEST_NAME).write_bytes(manifest.to_json_bytes())
+    return manifest
