@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-pytest_plugins: list[str] = ["fixtures_lerobot"]
+pytest_plugins: list[str] = ["fixtures_lerobot", "fixtures_servers"]
