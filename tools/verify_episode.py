@@ -1,0 +1,158 @@
+"""Checks of one episode sample for ``verify``: member names, episode JSON, parquet rows and mini-MP4 indexes.
+
+Every check returns :class:`Finding` objects instead of raising, so one bad member never hides the next
+problem. The optional source comparison (rows, schema and per-camera provenance) and decode parity are
+delegated to callables the caller supplies, which keeps this module free of any I/O of its own.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lerobot_wds.convert.mp4_boxes import Mp4Error
+from lerobot_wds.convert.mp4_index import TrackIndex, parse_track_index
+from lerobot_wds.convert.mp4_io import bytes_reader
+from lerobot_wds.reader.format import EpisodeMeta, FormatError, episode_index_from_key, video_suffix
+from lerobot_wds.tools.report import Finding
+from lerobot_wds.tools.verify_tar import Sample
+
+# (shard, meta, rows, members by suffix) -> findings; set when --source / --decode ask for more checks
+SampleHook = Callable[[str, EpisodeMeta, pa.Table, dict[str, bytes]], list[Finding]]
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    """What a sample check found, the episode index (None if the key is bad) and its frame count."""
+
+    findings: list[Finding]
+    episode: int | None
+    frames: int
+
+
+def check_sample(
+    shard: str, sample: Sample, *, fps: float, camera_keys: list[str], hooks: tuple[SampleHook, ...] = ()
+) -> SampleResult:
+    """Checks one sample's members and contents; never raises on bad data.
+
+    Args:
+        shard: The shard's path relative to the root (for findings).
+        sample: The sample's members as read from the tar.
+        fps: The manifest's fps, which the episode JSON must repeat.
+        camera_keys: The manifest's cameras: exactly one ``<key>.<camera>.mp4`` each is required.
+        hooks: Extra checks run when the sample's JSON and rows are readable (source rows, decode parity).
+    """
+    out: list[Finding] = []
+    try:
+        episode = episode_index_from_key(sample.key)
+    except FormatError as e:
+        names = ", ".join(m.name for m in sample.members)
+        out.append(Finding("member-name", f"{e} (members {names})", shard=shard))
+        return SampleResult(out, None, 0)
+
+    def finding(check: str, message: str, *, camera: str | None = None, member: str | None = None) -> None:
+        out.append(Finding(check, message, shard=shard, episode=episode, camera=camera, member=member))
+
+    wanted = {"json": None, "parquet": None, **{video_suffix(c): c for c in camera_keys}}
+    counts = Counter(m.name for m in sample.members)
+    data: dict[str, bytes] = {}
+    for m in sample.members:
+        if not m.regular:
+            finding("extra-member", "not a regular file", member=m.name)
+        elif m.suffix not in wanted:
+            finding(
+                "extra-member", f"unexpected suffix {m.suffix!r}; expected one of {sorted(wanted)}", member=m.name
+            )
+        elif counts[m.name] > 1:
+            if m.suffix not in data:
+                finding("duplicate-member", f"appears {counts[m.name]} times in the sample", member=m.name)
+            data[m.suffix] = m.data
+        else:
+            data[m.suffix] = m.data
+    for suffix, camera in wanted.items():
+        if suffix not in data:
+            finding("missing-member", "required member is absent", camera=camera, member=f"{sample.key}.{suffix}")
+
+    meta = _check_json(data.get("json"), f"{sample.key}.json", episode, fps, camera_keys, finding)
+    rows = _check_rows(data.get("parquet"), f"{sample.key}.parquet", episode, meta, finding)
+    if meta is not None:
+        for cam in camera_keys:
+            member = f"{sample.key}.{video_suffix(cam)}"
+            if video_suffix(cam) in data and cam in meta.cameras:
+                _check_video(data[video_suffix(cam)], member, cam, meta, finding)
+    if meta is not None and rows is not None:
+        for hook in hooks:
+            out.extend(hook(shard, meta, rows, data))
+    frames = meta.length if meta is not None else (rows.num_rows if rows is not None else 0)
+    return SampleResult(out, episode, frames)
+
+
+def _check_json(data, member, episode, fps, camera_keys, finding) -> EpisodeMeta | None:
+    if data is None:
+        return None
+    try:
+        meta = EpisodeMeta.from_json_bytes(data, where=member)
+    except FormatError as e:
+        finding("json", str(e), member=member)
+        return None
+    if meta.episode_index != episode:
+        finding("json", f"episode_index {meta.episode_index}, expected {episode} from the key", member=member)
+    if meta.fps != fps:
+        finding("json", f"fps {meta.fps}, manifest says {fps}", member=member)
+    if meta.dataset_to_index - meta.dataset_from_index != meta.length:
+        finding("json", f"dataset index range [{meta.dataset_from_index}, {meta.dataset_to_index}) does not "
+                f"hold length {meta.length}", member=member)  # fmt: skip
+    if sorted(meta.cameras) != sorted(camera_keys):
+        finding("json", f"cameras {sorted(meta.cameras)}, manifest says {sorted(camera_keys)}", member=member)
+    for cam, cm in meta.cameras.items():
+        if cm.frames != cm.lead_in + meta.length + cm.trail:
+            finding("camera-frames", f"frames {cm.frames} != lead_in {cm.lead_in} + length {meta.length} + "
+                    f"trail {cm.trail}", camera=cam, member=member)  # fmt: skip
+    return meta
+
+
+def _check_rows(data, member, episode, meta, finding) -> pa.Table | None:
+    if data is None:
+        return None
+    try:
+        rows = pq.read_table(io.BytesIO(data))
+    except (pa.ArrowException, OSError) as e:
+        finding("parquet", f"not a readable parquet file: {e}", member=member)
+        return None
+    if meta is not None and rows.num_rows != meta.length:
+        finding("length", f"{rows.num_rows} rows, episode JSON says length {meta.length}", member=member)
+    if "episode_index" in rows.column_names:
+        others = sorted(set(rows.column("episode_index").to_pylist()) - {episode})
+        if others:
+            finding("parquet", f"rows of episodes {others[:5]} in episode {episode}'s rows", member=member)
+    if meta is not None and "index" in rows.column_names:
+        index = rows.column("index").to_pylist()
+        if index != list(range(meta.dataset_from_index, meta.dataset_from_index + rows.num_rows)):
+            finding("parquet", f"'index' runs {index[:1]}..{index[-1:]}, expected {meta.dataset_from_index}.."
+                    f"{meta.dataset_to_index - 1} in order", member=member)  # fmt: skip
+    return rows
+
+
+def _check_video(data: bytes, member: str, cam: str, meta: EpisodeMeta, finding) -> TrackIndex | None:
+    cm = meta.cameras[cam]
+    read, size = bytes_reader(data)
+    try:
+        index = parse_track_index(read, size, name=member)
+    except Mp4Error as e:
+        finding("mp4", str(e), camera=cam, member=member)
+        return None
+    if index.sample_count != cm.frames:
+        finding("camera-frames", f"mini-MP4 holds {index.sample_count} frames, episode JSON says {cm.frames}",
+                camera=cam, member=member)  # fmt: skip
+    found = (index.codec, index.width, index.height)
+    if found != (cm.codec, cm.width, cm.height):
+        finding("mp4", f"mini-MP4 is {found[0]} {found[1]}x{found[2]}, episode JSON says {cm.codec} "
+                f"{cm.width}x{cm.height}", camera=cam, member=member)  # fmt: skip
+    if not bool(index.keyframes[0]):
+        finding("mp4", "mini-MP4 does not start on a keyframe", camera=cam, member=member)
+    return index
