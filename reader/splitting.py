@@ -1,7 +1,7 @@
 """Pure epoch planning: which shards each (rank, worker) reads and how many samples it yields.
 
 Every rank computes the same plan from the manifest: the shard list is shuffled by (seed, epoch) identically
-everywhere, assigned to ranks balanced by frame count (greedy, in shuffled order, to the least loaded rank),
+everywhere, assigned to ranks balanced by frame count (longest-first greedy; reading order stays shuffled),
 then within each rank to its workers the same way. Every reader ("slot" = rank x worker) then yields exactly
 the same number of samples, ``quota``, so every rank yields the same number of samples and batches per epoch
 and DDP never hangs:
@@ -64,17 +64,20 @@ def shuffled_shards(shards: Sequence[ShardRef], seed: int, epoch: int, shuffle: 
 
 
 def balance(items: Sequence[ShardRef], bins: int) -> list[list[ShardRef]]:
-    """Assigns items in order to ``bins`` bins, each to the bin with the fewest frames (lowest index on ties).
+    """Splits items into ``bins`` bins of near-equal frame totals, each bin keeping the input order.
 
+    Longest-processing-time greedy: items by decreasing frames (ties keep input order, so the epoch's shuffle
+    still varies the assignment of equal-sized shards) each go to the least loaded bin (lowest index on ties).
     Keeping the input order inside every bin preserves the epoch's shuffle (and, unshuffled, episode order).
     """
-    out: list[list[ShardRef]] = [[] for _ in range(bins)]
+    position = {id(item): i for i, item in enumerate(items)}
     load = [0] * bins
-    for item in items:
+    chosen: list[list[ShardRef]] = [[] for _ in range(bins)]
+    for item in sorted(items, key=lambda it: -it.frames):
         b = min(range(bins), key=lambda i: (load[i], i))
-        out[b].append(item)
+        chosen[b].append(item)
         load[b] += item.frames
-    return out
+    return [sorted(c, key=lambda it: position[id(it)]) for c in chosen]
 
 
 def plan_epoch(

@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-pytest_plugins: list[str] = ["fixtures_lerobot", "fixtures_servers"]
+pytest_plugins: list[str] = ["fixtures_lerobot", "fixtures_servers", "fixtures_reader"]
