@@ -1,0 +1,262 @@
+"""``lerobot-wds verify`` on real conversions of real LeRobot v3 fixtures, clean and deliberately damaged.
+
+Each damage test copies one converted root, breaks it in one way (flipped byte, truncation, dropped member,
+episode in two shards, rows edited, mini-MP4s swapped) and asserts the exact findings: check, shard,
+episode, camera and member. Where the damage would also change the shard's sha256, the manifest entry is
+re-computed so the finding under test is the only one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import tarfile
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from lerobot_wds.convert.config import ConvertConfig
+from lerobot_wds.convert.pipeline import convert
+from lerobot_wds.reader.format import Manifest
+from lerobot_wds.tools.cli import main
+from lerobot_wds.tools.report import Finding
+from lerobot_wds.tools.verify import VerifyConfig, verify
+from lerobot_wds.tools.verify_decode import pick_frames
+
+FRONT = "observation.images.front"
+WRIST = "observation.images.wrist"
+S0, S1 = "shards/shard-000000.tar", "shards/shard-000001.tar"
+
+Members = list[tuple[str, bytes]]
+
+
+@pytest.fixture(scope="module")
+def converted(small_lerobot_dataset, tmp_path_factory) -> Path:
+    """The small fixture (episodes of 5, 12, 3, 8 frames) converted into two shards: [0, 1, 2] and [3]."""
+    dest = tmp_path_factory.mktemp("verify") / "converted"
+    convert(ConvertConfig(str(small_lerobot_dataset.root), str(dest), target_shard_bytes=20_000, progress=False))
+    manifest = read_manifest(dest)
+    assert [(s.path, s.episodes, s.frames) for s in manifest.shards] == [(S0, [0, 1, 2], 20), (S1, [3], 8)]
+    return dest
+
+
+@pytest.fixture
+def damaged(converted, tmp_path) -> Path:
+    """A private copy of the converted root to break."""
+    return Path(shutil.copytree(converted, tmp_path / "root"))
+
+
+def read_manifest(root: Path) -> Manifest:
+    return Manifest.from_json_bytes((root / "manifest.json").read_bytes())
+
+
+def read_members(path: Path) -> Members:
+    with tarfile.open(path) as tar:
+        return [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()]
+
+
+def write_members(path: Path, members: Members) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    path.write_bytes(buf.getvalue())
+
+
+def rewrite_shard(root: Path, shard: str, edit: Callable[[Members], Members], *, fix_manifest: bool) -> None:
+    """Rewrites a shard's members through ``edit``; optionally re-records its size and sha256."""
+    path = root / shard
+    write_members(path, edit(read_members(path)))
+    if fix_manifest:
+        m = read_manifest(root)
+        data = path.read_bytes()
+        shards = [replace(s, bytes=len(data), sha256=hashlib.sha256(data).hexdigest()) if s.path == shard else s
+                  for s in m.shards]  # fmt: skip
+        (root / "manifest.json").write_bytes(replace(m, shards=shards).to_json_bytes())
+
+
+def findings(root: Path, **kw) -> list[Finding]:
+    return verify(VerifyConfig(str(root), progress=False, **kw)).findings
+
+
+def test_clean_conversion_passes_every_check(converted, small_lerobot_dataset, capsys):
+    code = main(["verify", str(converted), "--source", str(small_lerobot_dataset.root), "--decode", "2",
+                 "--no-progress", "--json"])  # fmt: skip
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0, report["findings"]
+    assert report["ok"] and report["findings"] == []
+    assert (report["shards"], report["episodes"], report["frames"]) == (2, 4, 28)
+    assert report["bytes"] == sum(p.stat().st_size for p in (converted / "shards").glob("*.tar"))
+    # 2 frames (first and last) of each of 4 episodes and 2 cameras were decoded from both sides
+    assert report["decoded_frames"] == 2 * 4 * 2
+
+
+def test_flipped_byte_is_named(damaged, capsys):
+    path = damaged / S0
+    data = bytearray(path.read_bytes())
+    with tarfile.open(path) as tar:
+        info = tar.getmember("episode_000001.json")
+    last = info.offset_data + info.size - 1  # the JSON's closing brace
+    assert data[last : last + 1] == b"}"
+    data[last] ^= 0x01
+    path.write_bytes(bytes(data))
+    got = findings(damaged)
+    expected_sha = read_manifest(damaged).shards[0].sha256
+    assert [(f.check, f.shard, f.episode, f.member) for f in got] == [
+        ("json", S0, 1, "episode_000001.json"),
+        ("sha256", S0, None, None),
+    ]
+    assert got[1].message == f"{hashlib.sha256(data).hexdigest()}, manifest says {expected_sha}"
+    assert main(["verify", str(damaged), "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert f"shard {S0}, episode 1, member episode_000001.json: [json]" in out
+    assert f"shard {S0}: [sha256]" in out
+
+
+def test_truncated_shard_is_named(damaged):
+    path = damaged / S0
+    full = path.stat().st_size
+    with tarfile.open(path) as tar:
+        cut = tar.getmember("episode_000001.parquet").offset_data + 100  # inside episode 1's rows
+    path.write_bytes(path.read_bytes()[:cut])
+    got = findings(damaged)
+    checks = [(f.check, f.shard, f.episode) for f in got]
+    assert checks == [
+        ("tar", S0, None),
+        ("size", S0, None),
+        ("sha256", S0, None),
+        ("frames", S0, None),
+        ("missing-episode", S0, 1),
+        ("missing-episode", S0, 2),
+    ]
+    assert got[1].message == f"{cut} bytes, manifest says {full}"
+    assert got[3].message == "episodes found hold 5 frames, manifest says 20"
+
+
+def test_dropped_member_is_named(damaged):
+    member = f"episode_000001.{WRIST}.mp4"
+    rewrite_shard(damaged, S0, lambda ms: [(n, d) for n, d in ms if n != member], fix_manifest=True)
+    assert findings(damaged) == [Finding("missing-member", "required member is absent", S0, 1, WRIST, member)]
+
+
+def test_extra_and_duplicate_members_are_named(damaged):
+    def edit(ms: Members) -> Members:
+        out = []
+        for n, d in ms:
+            out.append((n, d))
+            if n == "episode_000003.parquet":
+                out += [(n, d), ("episode_000003.notes.txt", b"hi")]
+        return out
+
+    rewrite_shard(damaged, S1, edit, fix_manifest=True)
+    got = [(f.check, f.shard, f.episode, f.member) for f in findings(damaged)]
+    assert got == [
+        ("duplicate-member", S1, 3, "episode_000003.parquet"),
+        ("extra-member", S1, 3, "episode_000003.notes.txt"),
+    ]
+
+
+def test_episode_in_two_shards_is_named(damaged):
+    ep0 = [(n, d) for n, d in read_members(damaged / S0) if n.startswith("episode_000000.")]
+    rewrite_shard(damaged, S1, lambda ms: ms + ep0, fix_manifest=True)
+    got = findings(damaged)
+    assert [(f.check, f.shard, f.episode) for f in got] == [
+        ("frames", S1, None),
+        ("duplicate-episode", S1, 0),
+        ("unlisted-episode", S1, 0),
+    ]
+    assert got[1].message == f"episode found in shards {[S0, S1]}; it must appear exactly once"
+
+
+def test_missing_manifest_fails(damaged, capsys):
+    (damaged / "manifest.json").unlink()
+    assert main(["verify", str(damaged), "--no-progress"]) == 1
+    assert "[manifest]" in capsys.readouterr().out
+
+
+def test_rows_differing_from_source_are_named(damaged, small_lerobot_dataset):
+    def edit(ms: Members) -> Members:
+        out = []
+        for n, d in ms:
+            if n == "episode_000003.parquet":
+                t = pq.read_table(io.BytesIO(d))
+                col = t.column("action").to_pylist()
+                col[4] = [v + 1.0 for v in col[4]]
+                t = t.set_column(t.schema.get_field_index("action"), t.schema.field("action"),
+                                 pa.array(col, t.schema.field("action").type))  # fmt: skip
+                buf = io.BytesIO()
+                pq.write_table(t, buf)
+                d = buf.getvalue()
+            out.append((n, d))
+        return out
+
+    rewrite_shard(damaged, S1, edit, fix_manifest=True)
+    assert findings(damaged) == []  # structurally fine: only the source can tell
+    got = findings(damaged, source=str(small_lerobot_dataset.root))
+    assert [(f.check, f.shard, f.episode, f.member) for f in got] == [("rows", S1, 3, "episode_000003.parquet")]
+    assert got[0].message.startswith("column 'action' row 4: ")
+
+
+def test_decode_detects_swapped_videos(make_lerobot_dataset, tmp_path, capsys):
+    fx = make_lerobot_dataset(episode_lengths=(6, 6, 6))
+    dest = tmp_path / "out"
+    convert(ConvertConfig(str(fx.root), str(dest), progress=False))
+    a, b = f"episode_000000.{FRONT}.mp4", f"episode_000001.{FRONT}.mp4"
+
+    def swap(ms: Members) -> Members:
+        data = dict(ms)
+        return [(n, data[b] if n == a else data[a] if n == b else d) for n, d in ms]
+
+    rewrite_shard(dest, S0, swap, fix_manifest=True)
+    # same frame counts, codec and size: only decoding tells the episodes apart
+    assert findings(dest, source=str(fx.root)) == []
+    got = findings(dest, source=str(fx.root), decode_frames=3)
+    assert [(f.check, f.shard, f.episode, f.camera, f.member) for f in got] == [
+        ("decode", S0, 0, FRONT, a), ("decode", S0, 0, FRONT, a), ("decode", S0, 0, FRONT, a),
+        ("decode", S0, 1, FRONT, b), ("decode", S0, 1, FRONT, b), ("decode", S0, 1, FRONT, b),
+    ]  # fmt: skip
+    assert [f.message.split(" (")[0] for f in got[:3]] == ["episode frame 0", "episode frame 2", "episode frame 5"]
+    assert main(["verify", str(dest), "--source", str(fx.root), "--decode", "3", "--no-progress"]) == 1
+    assert f"shard {S0}, episode 1, camera {FRONT}, member {b}: [decode] episode frame 5" in capsys.readouterr().out
+
+
+def test_skipped_episodes_and_subsets_verify_clean(small_lerobot_dataset, tmp_path):
+    src = Path(shutil.copytree(small_lerobot_dataset.root, tmp_path / "src"))
+    for p in (src / "meta" / "episodes").rglob("*.parquet"):  # episode 1's wrist video starts 2.5 frames late
+        t = pq.read_table(p)
+        col = f"videos/{WRIST}/from_timestamp"
+        vals = [v + 0.25 if e == 1 else v for v, e in zip(t.column(col).to_pylist(),
+                                                           t.column("episode_index").to_pylist(), strict=True)]
+        t = t.set_column(t.schema.get_field_index(col), col, pa.array(vals, t.schema.field(col).type))
+        pq.write_table(t, p)
+    dest = tmp_path / "out"
+    convert(ConvertConfig(str(src), str(dest), on_error="skip", episodes=(0, 1, 3), progress=False))
+    assert [e["episode_index"] for e in read_manifest(dest).skipped] == [1]
+    assert findings(dest, source=str(src), decode_frames=1) == []
+    # an episode the manifest claims to have selected but that is nowhere is a coverage finding
+    m = read_manifest(dest)
+    (dest / "manifest.json").write_bytes(replace(m, options={**m.options, "episodes": [0, 1, 2, 3]}).to_json_bytes())
+    assert findings(dest, source=str(src)) == [
+        Finding("coverage", "selected for conversion but neither in a shard nor recorded as skipped", episode=2)
+    ]
+
+
+def test_pick_frames_is_deterministic_and_spans_the_episode():
+    assert pick_frames(12, 2) == [0, 11]
+    assert pick_frames(12, 4) == [0, 4, 7, 11]
+    assert pick_frames(3, 5) == [0, 1, 2]
+    assert pick_frames(1, 3) == [0]
+    assert pick_frames(7, 1) == [0]
+
+
+def test_decode_without_source_is_a_usage_error(converted, capsys):
+    assert main(["verify", str(converted), "--decode", "2", "--no-progress"]) == 2
+    assert "needs a source" in capsys.readouterr().err
