@@ -225,7 +225,8 @@ def test_decode_detects_swapped_videos(make_lerobot_dataset, tmp_path, capsys):
     ]  # fmt: skip
     assert [f.message.split(" (")[0] for f in got[:3]] == ["episode frame 0", "episode frame 2", "episode frame 5"]
     assert main(["verify", str(dest), "--source", str(fx.root), "--decode", "3", "--no-progress"]) == 1
-    assert f"shard {S0}, episode 1, camera {FRONT}, member {b}: [decode] episode frame 5" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"shard {S0}, episode 1, camera {FRONT}, member {b}: [decode] episode frame 5" in out
 
 
 def test_skipped_episodes_and_subsets_verify_clean(small_lerobot_dataset, tmp_path):
@@ -233,8 +234,10 @@ def test_skipped_episodes_and_subsets_verify_clean(small_lerobot_dataset, tmp_pa
     for p in (src / "meta" / "episodes").rglob("*.parquet"):  # episode 1's wrist video starts 2.5 frames late
         t = pq.read_table(p)
         col = f"videos/{WRIST}/from_timestamp"
-        vals = [v + 0.25 if e == 1 else v for v, e in zip(t.column(col).to_pylist(),
-                                                           t.column("episode_index").to_pylist(), strict=True)]
+        vals = [
+            v + 0.25 if e == 1 else v
+            for v, e in zip(t.column(col).to_pylist(), t.column("episode_index").to_pylist(), strict=True)
+        ]
         t = t.set_column(t.schema.get_field_index(col), col, pa.array(vals, t.schema.field(col).type))
         pq.write_table(t, p)
     dest = tmp_path / "out"
@@ -243,7 +246,8 @@ def test_skipped_episodes_and_subsets_verify_clean(small_lerobot_dataset, tmp_pa
     assert findings(dest, source=str(src), decode_frames=1) == []
     # an episode the manifest claims to have selected but that is nowhere is a coverage finding
     m = read_manifest(dest)
-    (dest / "manifest.json").write_bytes(replace(m, options={**m.options, "episodes": [0, 1, 2, 3]}).to_json_bytes())
+    widened = replace(m, options={**m.options, "episodes": [0, 1, 2, 3]})
+    (dest / "manifest.json").write_bytes(widened.to_json_bytes())
     assert findings(dest, source=str(src)) == [
         Finding("coverage", "selected for conversion but neither in a shard nor recorded as skipped", episode=2)
     ]
