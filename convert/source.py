@@ -113,7 +113,8 @@ class LeRobotSource:
         return found
 
     def _load_tasks(self) -> dict[str, int]:
-        table = pq.read_table(self.fs.open(self.full(TASKS), "rb"))
+        with self.fs.open(self.full(TASKS), "rb") as f:
+            table = pq.read_table(f)
         meta = table.schema.pandas_metadata or {}
         index_cols = [c for c in meta.get("index_columns", []) if isinstance(c, str)]
         names = [n for n in [*index_cols, "task", "__index_level_0__"] if n in table.column_names]
@@ -126,9 +127,11 @@ class LeRobotSource:
     def _load_episodes(self) -> dict[int, EpisodeRecord]:
         out: dict[int, EpisodeRecord] = {}
         for rel in (p for p in self.meta_files if _matches_episodes(p)):
-            pf = pq.ParquetFile(self.fs.open(self.full(rel), "rb"))
-            columns = [n for n in pf.schema_arrow.names if not n.startswith("stats/")]
-            for row in pf.read(columns=columns).to_pylist():
+            with self.fs.open(self.full(rel), "rb") as f:
+                pf = pq.ParquetFile(f)
+                columns = [n for n in pf.schema_arrow.names if not n.startswith("stats/")]
+                rows = pf.read(columns=columns).to_pylist()
+            for row in rows:
                 rec = self._episode_record(row, rel)
                 if rec.episode_index in out:
                     raise SourceError(f"{self.url}/{rel}: episode {rec.episode_index} listed twice")

@@ -48,6 +48,10 @@ def tar_info(name: str, size: int) -> tarfile.TarInfo:
     return info
 
 
+def _padding(size: int, unit: int) -> bytes:
+    return bytes(-size % unit)
+
+
 class ShardWriter:
     """Writes samples (ordered ``(name, data)`` members) into one tar stream and hashes it on the way.
 
@@ -61,9 +65,9 @@ class ShardWriter:
 
     def __init__(self, fileobj: BinaryIO, *, name: str) -> None:
         self.name = name
+        # headers and padding are written by hand (as tarfile would): strictly sequential, and an aborted
+        # shard leaves no tarfile object behind that tries to finish the archive when collected
         self._out = _HashingWriter(fileobj)
-        # stream mode ("w|"): writes strictly sequentially, never seeks or reads back
-        self._tar = tarfile.open(fileobj=self._out, mode="w|", format=tarfile.PAX_FORMAT)  # noqa: SIM115
         self._keys: set[str] = set()
         self.samples = 0
         self._closed = False
@@ -85,12 +89,15 @@ class ShardWriter:
             seen.add(member)
         self._keys.add(key)
         for member, data in members:
-            self._tar.addfile(tar_info(member, len(data)), io.BytesIO(data))
+            self._out.write(tar_info(member, len(data)).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+            self._out.write(data)
+            self._out.write(_padding(len(data), tarfile.BLOCKSIZE))
         self.samples += 1
 
     def close(self) -> tuple[int, str]:
         """Finishes the archive (end blocks, record padding); returns ``(bytes, sha256 hex)``."""
         if not self._closed:
-            self._tar.close()
+            self._out.write(bytes(2 * tarfile.BLOCKSIZE))  # end-of-archive marker
+            self._out.write(_padding(self._out.bytes, tarfile.RECORDSIZE))
             self._closed = True
         return self._out.bytes, self._out.sha256.hexdigest()

@@ -1,0 +1,127 @@
+"""``lerobot-wds convert`` and ``lerobot-wds finalize``: parse arguments into a ConvertConfig and run.
+
+The parsers keep no defaults of their own: an option left out is not passed, so ConvertConfig's default
+applies. ``--part auto`` reads the SLURM array variables here, at the edge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from lerobot_wds.convert.config import ConvertConfig, parse_episodes, parse_part, parse_size
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not JSON: {e}") from e
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Adds the ``convert`` and ``finalize`` subcommands."""
+    S = argparse.SUPPRESS  # noqa: N806 - an option left out must not reach ConvertConfig
+    p = subparsers.add_parser(
+        "convert",
+        help="convert a LeRobot v3 dataset to episode-per-sample WebDataset shards",
+        description="Convert SRC (LeRobot v3; local path or fsspec URL such as hf://datasets/<repo>@<rev>, "
+        "hf://buckets/<owner>/<bucket>/<prefix>, s3://..., https://...) into DEST (local path or fsspec URL): "
+        "DEST/meta/ (copy of the source meta), DEST/shards/*.tar and DEST/manifest.json (written last).",
+    )
+    p.add_argument("source", help="LeRobot v3 dataset root (path or fsspec URL)")
+    p.add_argument("dest", help="output root (path or fsspec URL)")
+    p.add_argument(
+        "--shard-size",
+        dest="target_shard_bytes",
+        type=parse_size,
+        default=S,
+        help="target shard size, e.g. 512MB or 1GiB (estimated; whole episodes per shard)",
+    )
+    p.add_argument("--episodes", type=parse_episodes, default=S, help="subset, e.g. 0,3,10-19")
+    p.add_argument("--order", choices=["source", "shuffle"], default=S, help="episode order across shards")
+    p.add_argument("--seed", type=int, default=S, help="seed of --order shuffle")
+    p.add_argument("--workers", type=int, default=S, help="threads reading rows and remuxing videos")
+    p.add_argument(
+        "--part",
+        default=S,
+        help="I/N: convert only shards with index %% N == I; 'auto' reads SLURM_ARRAY_TASK_ID/COUNT. "
+        "With N > 1, run 'lerobot-wds finalize DEST' after all parts",
+    )
+    p.add_argument(
+        "--on-error",
+        choices=["raise", "skip"],
+        default=S,
+        help="on a bad episode: stop, or skip it and record it in the manifest",
+    )
+    p.add_argument("--staging-dir", default=S, help="local directory for shards being written/uploaded")
+    p.add_argument("--max-staged-shards", type=int, default=S, help="shards allowed on local disk at once")
+    p.add_argument("--upload-attempts", type=int, default=S, help="attempts per upload (transient errors)")
+    p.add_argument(
+        "--retry-backoff",
+        dest="retry_backoff_s",
+        type=float,
+        default=S,
+        help="first retry delay in seconds (doubles each attempt)",
+    )
+    p.add_argument(
+        "--resume-check",
+        choices=["size", "sha256"],
+        default=S,
+        help="how shards already at DEST are verified before being skipped",
+    )
+    p.add_argument("--source-options", type=_json_object, default=S, help="fsspec storage options (JSON)")
+    p.add_argument("--dest-options", type=_json_object, default=S, help="fsspec storage options (JSON)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=S, help="no progress bars")
+    p.add_argument("--stats-json", default=None, help="write the run summary (incl. peak RSS/staging) here")
+    p.set_defaults(func=run_convert)  # fmt: skip
+
+    f = subparsers.add_parser(
+        "finalize",
+        help="merge the per-part manifests of 'convert --part I/N' runs into DEST/manifest.json",
+        description="Check that every part finished and every shard is present with its recorded size, "
+        "then write DEST/manifest.json (byte-identical to a single-run conversion).",
+    )
+    f.add_argument("dest", help="output root (path or fsspec URL)")
+    f.add_argument("--parts", type=int, default=None, help="which split to finalize when several are present")
+    f.add_argument("--dest-options", type=_json_object, default=None, help="fsspec storage options (JSON)")
+    f.set_defaults(func=run_finalize)
+
+
+def config_from_args(args: argparse.Namespace) -> ConvertConfig:
+    """Builds the ConvertConfig from parsed ``convert`` arguments (only the options that were given)."""
+    given = {k: v for k, v in vars(args).items() if k not in ("func", "command", "stats_json", "part")}
+    if "part" in vars(args):
+        given["part_index"], given["part_count"] = parse_part(args.part)
+    return ConvertConfig(**given)
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from lerobot_wds.convert.pipeline import convert
+
+    summary = convert(config_from_args(args))
+    print(summary.line(), file=sys.stderr)
+    if args.stats_json:
+        with open(args.stats_json, "w") as fh:
+            json.dump(summary.to_dict(), fh, indent=1)
+    if not summary.manifest_written:
+        print(f"part {summary.part} done; run 'lerobot-wds finalize {args.dest}' after all parts", file=sys.stderr)
+    return 0
+
+
+def run_finalize(args: argparse.Namespace) -> int:
+    from lerobot_wds.convert.manifest_io import finalize
+    from lerobot_wds.convert.sink import open_sink
+
+    manifest = finalize(open_sink(args.dest, args.dest_options), part_count=args.parts)
+    print(
+        f"manifest.json written: {len(manifest.shards)} shards, {manifest.total_episodes} episodes, "
+        f"{manifest.total_frames} frames, {manifest.total_bytes / 1e6:.1f} MB, {len(manifest.skipped)} skipped",
+        file=sys.stderr,
+    )
+    return 0
