@@ -13,17 +13,16 @@ import io
 import json
 import shutil
 import tarfile
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from verify_helpers import Members, read_manifest, read_members, rewrite_shard, shift_video_start
 
 from lerobot_wds.convert.config import ConvertConfig
 from lerobot_wds.convert.pipeline import convert
-from lerobot_wds.reader.format import Manifest
 from lerobot_wds.tools.cli import main
 from lerobot_wds.tools.report import Finding
 from lerobot_wds.tools.verify import VerifyConfig, verify
@@ -32,8 +31,6 @@ from lerobot_wds.tools.verify_decode import pick_frames
 FRONT = "observation.images.front"
 WRIST = "observation.images.wrist"
 S0, S1 = "shards/shard-000000.tar", "shards/shard-000001.tar"
-
-Members = list[tuple[str, bytes]]
 
 
 @pytest.fixture(scope="module")
@@ -50,37 +47,6 @@ def converted(small_lerobot_dataset, tmp_path_factory) -> Path:
 def damaged(converted, tmp_path) -> Path:
     """A private copy of the converted root to break."""
     return Path(shutil.copytree(converted, tmp_path / "root"))
-
-
-def read_manifest(root: Path) -> Manifest:
-    return Manifest.from_json_bytes((root / "manifest.json").read_bytes())
-
-
-def read_members(path: Path) -> Members:
-    with tarfile.open(path) as tar:
-        return [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()]
-
-
-def write_members(path: Path, members: Members) -> None:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    path.write_bytes(buf.getvalue())
-
-
-def rewrite_shard(root: Path, shard: str, edit: Callable[[Members], Members], *, fix_manifest: bool) -> None:
-    """Rewrites a shard's members through ``edit``; optionally re-records its size and sha256."""
-    path = root / shard
-    write_members(path, edit(read_members(path)))
-    if fix_manifest:
-        m = read_manifest(root)
-        data = path.read_bytes()
-        shards = [replace(s, bytes=len(data), sha256=hashlib.sha256(data).hexdigest()) if s.path == shard else s
-                  for s in m.shards]  # fmt: skip
-        (root / "manifest.json").write_bytes(replace(m, shards=shards).to_json_bytes())
 
 
 def findings(root: Path, **kw) -> list[Finding]:
@@ -231,15 +197,7 @@ def test_decode_detects_swapped_videos(make_lerobot_dataset, tmp_path, capsys):
 
 def test_skipped_episodes_and_subsets_verify_clean(small_lerobot_dataset, tmp_path):
     src = Path(shutil.copytree(small_lerobot_dataset.root, tmp_path / "src"))
-    for p in (src / "meta" / "episodes").rglob("*.parquet"):  # episode 1's wrist video starts 2.5 frames late
-        t = pq.read_table(p)
-        col = f"videos/{WRIST}/from_timestamp"
-        vals = [
-            v + 0.25 if e == 1 else v
-            for v, e in zip(t.column(col).to_pylist(), t.column("episode_index").to_pylist(), strict=True)
-        ]
-        t = t.set_column(t.schema.get_field_index(col), col, pa.array(vals, t.schema.field(col).type))
-        pq.write_table(t, p)
+    shift_video_start(src, 1, WRIST, 0.25)  # episode 1's wrist video now starts 2.5 frames late
     dest = tmp_path / "out"
     convert(ConvertConfig(str(src), str(dest), on_error="skip", episodes=(0, 1, 3), progress=False))
     assert [e["episode_index"] for e in read_manifest(dest).skipped] == [1]

@@ -16,7 +16,7 @@ import fsspec
 
 from lerobot_wds.reader.format import MANIFEST_NAME, EpisodeMeta, FormatError, Manifest
 
-_HEAD_BLOCK = 64 * 1024  # remote files read in small blocks: only the shard's first member is wanted
+_HEAD_BLOCK = 16 * 1024  # remote files read in small blocks: only the shard's first member is wanted
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -91,8 +91,8 @@ def render(root: str, s: dict[str, Any]) -> str:
         if s["hours"] is not None
         else f"frames: {s['frames']}",
         f"shards:   {s['shards']} ({s['bytes'] / 1e6:.2f} MB)",
-        f"skipped:  {len(s['skipped'])} episodes"
-        + (f" {[e.get('episode_index') for e in s['skipped']]}" if s["skipped"] else ""),
+        f"skipped:  {len(s['skipped'])} episodes",
+        *(f"  episode {e.get('episode_index')}: {e.get('reason', '')}" for e in s["skipped"]),
         f"cameras (from episode {s['cameras_from_episode']}):",
     ]
     for cam, c in s["cameras"].items():

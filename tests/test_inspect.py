@@ -1,0 +1,102 @@
+"""``lerobot-wds inspect`` on a real conversion: exact numbers, text table, and only the shard's head read."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from verify_helpers import shift_video_start
+
+from lerobot_wds.convert.config import ConvertConfig
+from lerobot_wds.convert.pipeline import convert
+from lerobot_wds.reader.format import Manifest
+from lerobot_wds.tools.cli import main
+
+FRONT = "observation.images.front"
+WRIST = "observation.images.wrist"
+
+
+@pytest.fixture(scope="module")
+def converted(small_lerobot_dataset, tmp_path_factory) -> Path:
+    """The small fixture (AV1; episodes of 5, 12, 3, 8 frames) converted into shards [0, 1, 2] and [3]."""
+    dest = tmp_path_factory.mktemp("inspect") / "converted"
+    convert(ConvertConfig(str(small_lerobot_dataset.root), str(dest), target_shard_bytes=20_000, progress=False))
+    return dest
+
+
+def sizes(root: Path) -> list[int]:
+    return [(root / "shards" / f"shard-00000{i}.tar").stat().st_size for i in range(2)]
+
+
+def test_json_summary_has_exact_numbers(converted, capsys):
+    assert main(["inspect", str(converted), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    b0, b1 = sizes(converted)
+    assert s["format"] == "lerobot-wds v1"
+    assert (s["fps"], s["episodes"], s["frames"], s["shards"], s["bytes"]) == (10.0, 4, 28, 2, b0 + b1)
+    assert s["skipped"] == []
+    assert s["cameras_from_episode"] == 0
+    assert s["cameras"] == {
+        FRONT: {"codec": "av1", "width": 64, "height": 64, "feature_shape": [64, 64, 3]},
+        WRIST: {"codec": "av1", "width": 96, "height": 72, "feature_shape": [72, 96, 3]},
+    }
+    assert s["shard_table"] == [
+        {"path": "shards/shard-000000.tar", "bytes": b0, "episodes": 3, "frames": 20},
+        {"path": "shards/shard-000001.tar", "bytes": b1, "episodes": 1, "frames": 8},
+    ]
+
+
+def test_text_summary(converted, capsys):
+    assert main(["inspect", str(converted)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    b0, b1 = sizes(converted)
+    assert lines[2:11] == [
+        "fps:      10",
+        "episodes: 4",
+        "frames:   28 (2.8 s)",
+        f"shards:   2 ({(b0 + b1) / 1e6:.2f} MB)",
+        "skipped:  0 episodes",
+        "cameras (from episode 0):",
+        f"  {FRONT}: av1 64x64",
+        f"  {WRIST}: av1 96x72",
+        "path                            MB  episodes     frames",
+    ]
+    assert lines[11].split() == ["shards/shard-000000.tar", f"{b0 / 1e6:.3f}", "3", "20"]
+    assert lines[12].split() == ["shards/shard-000001.tar", f"{b1 / 1e6:.3f}", "1", "8"]
+
+
+def test_over_http_reads_only_the_manifest_and_the_first_shards_head(converted, http_dir_server, capsys):
+    server = http_dir_server(converted)
+    assert main(["inspect", server.url, "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert (s["episodes"], s["frames"], s["cameras"][WRIST]["width"]) == (4, 28, 96)
+    stats = server.stats()
+    manifest = Manifest.from_json_bytes((converted / "manifest.json").read_bytes())
+    shard0 = f"/{manifest.shards[0].path}"
+    touched = {r.path for r in stats.log if r.method == "GET"}
+    assert touched == {"/manifest.json", shard0}
+    sent = sum(r.bytes_sent for r in stats.for_path(shard0))
+    assert 0 < sent < manifest.shards[0].bytes  # the head of the shard, not all of it
+
+
+def test_missing_manifest_is_a_clear_error(tmp_path, capsys):
+    assert main(["inspect", str(tmp_path)]) == 1
+    assert "manifest.json" in capsys.readouterr().err
+
+
+def test_skipped_episodes_are_listed(small_lerobot_dataset, tmp_path, capsys):
+    src = Path(shutil.copytree(small_lerobot_dataset.root, tmp_path / "src"))
+    shift_video_start(src, 2, FRONT, 0.25)  # episode 2's front video now starts 2.5 frames late: skipped
+    dest = tmp_path / "out"
+    convert(ConvertConfig(str(src), str(dest), on_error="skip", target_shard_bytes=20_000, progress=False))
+    assert main(["inspect", str(dest), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert (s["episodes"], s["frames"]) == (3, 25)
+    assert [(e["episode_index"], e["shard"]) for e in s["skipped"]] == [(2, "shards/shard-000000.tar")]
+    assert [(r["episodes"], r["frames"]) for r in s["shard_table"]] == [(2, 17), (1, 8)]
+    assert main(["inspect", str(dest)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[6] == "skipped:  1 episodes"
+    assert lines[7].startswith("  episode 2: ") and FRONT in lines[7]
