@@ -32,7 +32,7 @@ def s3_options(endpoint: str) -> dict[str, Any]:
         "key": "testing",
         "secret": "testing",
         "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
-        "config_kwargs": {"retries": {"max_attempts": 1, "mode": "standard"}},
+        "config_kwargs": {"retries": {"total_max_attempts": 1, "mode": "standard"}},
         "skip_instance_cache": True,
     }
 
@@ -74,7 +74,7 @@ def s3_bucket(s3_server: str) -> S3Bucket:
     opts = s3_options(s3_server)
     fs = s3fs.S3FileSystem(**opts)
     name = f"bucket-{next(_bucket_ids)}"
-    fs.mkdir(name)
+    fs.call_s3("create_bucket", Bucket=name)  # mkdir would send an invalid us-east-1 LocationConstraint
     return S3Bucket(name=name, endpoint=s3_server, options=opts, fs=fs)
 
 
@@ -131,7 +131,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             return
         host, port = st.upstream.removeprefix("http://").split(":")
         conn = http.client.HTTPConnection(host, int(port), timeout=60)
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "transfer-encoding")}
+        hop = ("connection", "transfer-encoding", "expect")  # the body is already read: no 100-continue upstream
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in hop}
         headers["Content-Length"] = str(len(body))
         conn.request(self.command, self.path, body=body if body or self.command in ("PUT", "POST") else None,
                      headers=headers)  # fmt: skip
@@ -141,7 +142,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         for k, v in resp.getheaders():
             if k.lower() not in ("connection", "transfer-encoding", "content-length", "server", "date"):
                 self.send_header(k, v)
-        self.send_header("Content-Length", str(len(data)))
+        # a HEAD response carries the object's length, not the (empty) body's
+        length = resp.getheader("Content-Length", "0") if self.command == "HEAD" else str(len(data))
+        self.send_header("Content-Length", length)
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
