@@ -222,3 +222,41 @@ def test_pick_frames_is_deterministic_and_spans_the_episode():
 def test_decode_without_source_is_a_usage_error(converted, capsys):
     assert main(["verify", str(converted), "--decode", "2", "--no-progress"]) == 2
     assert "needs a source" in capsys.readouterr().err
+
+
+def test_missing_and_unlisted_shard_files_are_named(damaged):
+    (damaged / S1).rename(damaged / "shards" / "shard-000009.tar")
+    got = findings(damaged)
+    assert [(f.check, f.shard, f.episode) for f in got] == [
+        ("unlisted-shard", "shards/shard-000009.tar", None),
+        ("missing-shard", S1, None),
+    ]
+
+
+def test_sample_split_in_two_is_named(damaged):
+    def edit(ms: Members) -> Members:  # move episode 0's parquet after episode 1's members
+        moved = [m for m in ms if m[0] == "episode_000000.parquet"]
+        rest = [m for m in ms if m[0] != "episode_000000.parquet"]
+        cut = max(i for i, (n, _) in enumerate(rest) if n.startswith("episode_000001.")) + 1
+        return rest[:cut] + moved + rest[cut:]
+
+    rewrite_shard(damaged, S0, edit, fix_manifest=True)
+    got = [(f.check, f.shard, f.episode, f.member) for f in findings(damaged)]
+    assert got == [
+        ("missing-member", S0, 0, "episode_000000.parquet"),
+        ("non-contiguous", S0, None, None),
+        ("missing-member", S0, 0, "episode_000000.json"),
+        ("missing-member", S0, 0, f"episode_000000.{FRONT}.mp4"),
+        ("missing-member", S0, 0, f"episode_000000.{WRIST}.mp4"),
+    ]
+
+
+def test_verify_over_http(converted, small_lerobot_dataset, http_dir_server):
+    dest = http_dir_server(converted)
+    src = http_dir_server(small_lerobot_dataset.root)
+    report = verify(VerifyConfig(dest.url, source=src.url, decode_frames=2, progress=False))
+    assert report.ok, report.to_text()
+    assert (report.shards, report.episodes, report.frames, report.decoded_frames) == (2, 4, 28, 16)
+    # every shard was read exactly once, in full (sha256), plus the manifest
+    shard_bytes = sum(r.bytes_sent for r in dest.stats().log if r.path.endswith(".tar") and r.method == "GET")
+    assert shard_bytes == report.bytes
