@@ -156,7 +156,9 @@ def test_cli_serves(served: Path) -> None:
         port = int(probe.url.rsplit(":", 1)[1])  # a port that was free a moment ago
     proc = subprocess.Popen(
         [sys.executable, "-m", "lerobot_wds.tools.http_server", str(served), "--port", str(port)],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
         line = proc.stdout.readline()  # printed once the socket is bound

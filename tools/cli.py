@@ -14,6 +14,7 @@ import sys
 # subcommand name -> module that registers it (kept sorted)
 SUBCOMMANDS: dict[str, str] = {
     "bench": "lerobot_wds.tools.bench_cli",
+    "bench-report": "lerobot_wds.tools.bench_report",
     "convert": "lerobot_wds.convert.cli",
     "demo": "lerobot_wds.tools.demo",
     "finalize": "lerobot_wds.convert.cli",

@@ -235,7 +235,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send_simple(path, 416, f"{path}: {e}\n", {"Content-Range": f"bytes */{size}"})
             if rng is None:
                 return self._send_simple(
-                    path, 416, f"{path}: range not satisfiable for {size} bytes\n",
+                    path,
+                    416,
+                    f"{path}: range not satisfiable for {size} bytes\n",
                     {"Content-Range": f"bytes */{size}"},
                 )
             (first, last), status = rng, 206
@@ -343,7 +345,12 @@ class LoopbackHTTPServer:
         self.stop()
 
     def inject_fault(
-        self, path: str, *, fail_requests: int = 0, status: int = 503, cut_requests: int = 0,
+        self,
+        path: str,
+        *,
+        fail_requests: int = 0,
+        status: int = 503,
+        cut_requests: int = 0,
         cut_after_bytes: int = 0,
     ) -> None:
         """Makes the next requests to URL ``path`` fail.
@@ -393,7 +400,10 @@ class LoopbackHTTPServer:
 
 @contextlib.contextmanager
 def serve_directory(
-    root: str | os.PathLike[str], *, latency_ms: float = 0.0, bandwidth_mb_s: float | None = None,
+    root: str | os.PathLike[str],
+    *,
+    latency_ms: float = 0.0,
+    bandwidth_mb_s: float | None = None,
     config: ServeConfig | None = None,
 ) -> Iterator[str]:
     """Serves ``root`` on loopback for the duration of the block and yields its base URL."""
@@ -414,8 +424,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     cfg = ServeConfig(args.latency_ms, args.bandwidth_mb_s, args.host, args.port, quiet=not args.verbose)
     server = LoopbackHTTPServer(args.directory, cfg)
-    print(f"serving {args.directory} at {server.url} (latency {cfg.latency_ms} ms, "
-          f"bandwidth {cfg.bandwidth_mb_s or 'unlimited'} MB/s)", flush=True)
+    print(
+        f"serving {args.directory} at {server.url} (latency {cfg.latency_ms} ms, "
+        f"bandwidth {cfg.bandwidth_mb_s or 'unlimited'} MB/s)",
+        flush=True,
+    )
     try:
         server._httpd.serve_forever()
     except KeyboardInterrupt:

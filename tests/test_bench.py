@@ -1,0 +1,154 @@
+"""End-to-end tests of the benchmark: tiny real runs (local and over the loopback HTTP server), records on disk,
+the report's ratios and the baseline's clear error without lerobot. Timing values are never asserted; counts,
+shapes and accounting are."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from lerobot_wds.reader.format import Manifest
+from lerobot_wds.tools.bench_records import CSV_NAME, load_records, write_record
+from lerobot_wds.tools.bench_report import merge_scenarios, ratio_rows, render
+from lerobot_wds.tools.bench_runner import BenchError, run_bench
+from lerobot_wds.tools.bench_scenarios import MODES, BenchConfig
+from lerobot_wds.tools.cli import main as cli_main
+
+CAMERAS = 2  # shard_factory.RootSpec default
+HAS_LEROBOT = importlib.util.find_spec("lerobot") is not None
+
+
+def test_modes_are_data() -> None:
+    fps = 10.0
+    assert MODES["single"].delta_timestamps(["a"], fps) is None
+    sarm = MODES["sarm"].delta_timestamps(["a", "b"], fps)
+    assert sorted(sarm) == ["a", "b", "observation.state"]
+    assert [round(d * fps) for d in sarm["a"]] == [-120, -90, -60, -30, 0, 30, 60, 90, 120, -30, -60, -90, -120]
+    w8 = MODES["window8x1s"].delta_timestamps(["a"], fps)
+    assert w8["a"] == [-7.0, -6.0, -5.0, -4.0, -3.0, -2.0, -1.0, 0.0]
+    assert [MODES[m].window_length() for m in ("single", "sarm", "window8x1s")] == [1, 13, 8]
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError, match="mode='nope'"):
+        BenchConfig("x", mode="nope")
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+        BenchConfig("x", batch_size=0)
+    with pytest.raises(ValueError, match="LeRobotDataset needs a local root"):
+        BenchConfig("x", loader="lerobot", emulate_latency_ms=10)
+
+
+@pytest.mark.parametrize("mode,workers", [("window8x1s", 2), ("single", 0)])
+def test_local_run_counts(wds_root: Path, mode: str, workers: int) -> None:
+    cfg = BenchConfig(str(wds_root), mode=mode, batch_size=3, num_workers=workers, num_batches=4, warmup=1)
+    rec = run_bench(cfg)
+    window = MODES[mode].window_length()
+    assert rec["batches"] == 4
+    assert rec["samples"] == 4 * 3
+    assert rec["frames"] == 4 * 3 * CAMERAS * window
+    assert rec["frames_per_sample"] == CAMERAS * window
+    assert rec["frames_per_s_node"] == pytest.approx(rec["frames"] / rec["measure_s"])
+    assert rec["samples_per_s"] == pytest.approx(rec["samples"] / rec["measure_s"])
+    assert rec["p50_sample_latency_ms"] <= rec["p95_sample_latency_ms"] <= rec["p99_sample_latency_ms"]
+    assert 0 < rec["first_batch_latency_s"] <= rec["wallclock_s"]
+    assert rec["peak_rss_mb"] > 0 and rec["bytes_read"] > 0 and rec["bytes_read_method"] == "proc_read_chars"
+    cache = rec["video_decoder_cache"]
+    # every worker that delivered a batch reported; each opened at least one decoder per camera of an episode
+    assert cache["workers"] == (max(1, workers))
+    assert cache["misses"] >= CAMERAS and cache["hit_rate"] == cache["hits"] / (cache["hits"] + cache["misses"])
+    assert rec["decoded_frames"] >= rec["samples"]
+
+
+def test_emulated_run_reads_over_http(wds_root: Path) -> None:
+    cfg = BenchConfig(str(wds_root), mode="single", batch_size=2, num_workers=1, num_batches=3, warmup=0,
+                      emulate_latency_ms=5, emulate_bandwidth_mb_s=500)  # fmt: skip
+    rec = run_bench(cfg)
+    assert (rec["samples"], rec["frames"]) == (6, 6 * CAMERAS)
+    assert rec["bytes_read_method"] == "http_server"
+    manifest = Manifest.from_json_bytes((wds_root / "manifest.json").read_bytes())
+    # at least the manifest and one whole shard went over the wire
+    manifest_bytes = len((wds_root / "manifest.json").read_bytes())
+    assert rec["bytes_read"] >= min(s.bytes for s in manifest.shards) + manifest_bytes
+    assert rec["http_requests"] >= 2
+
+
+def test_too_few_batches_is_a_clear_error(wds_root: Path) -> None:
+    manifest = Manifest.from_json_bytes((wds_root / "manifest.json").read_bytes())
+    cfg = BenchConfig(str(wds_root), batch_size=manifest.total_frames, num_workers=0, num_batches=3, warmup=0)
+    with pytest.raises(BenchError, match=r"ended after 1 of 3 batches"):
+        run_bench(cfg)
+
+
+def test_cli_writes_records_and_report(wds_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench"
+    argv = ["bench", str(wds_root), "--mode", "single", "sarm", "--num-workers", "0,1", "--batch-size", "2",
+            "--num-batches", "2", "--warmup", "0", "--out", str(out)]  # fmt: skip
+    assert cli_main(argv) == 0
+    records = load_records(out)
+    assert sorted((r["mode"], r["num_workers"]) for r in records) == [("sarm", 0), ("sarm", 1), ("single", 0),
+                                                                       ("single", 1)]  # fmt: skip
+    for r in records:
+        assert r["samples"] == 4 and r["frames"] == 4 * CAMERAS * MODES[r["mode"]].window_length()
+    csv_lines = (out / CSV_NAME).read_text().splitlines()
+    assert len(csv_lines) == 1 + 4 and "frames_per_s_node" in csv_lines[0]
+    capsys.readouterr()
+    assert cli_main(["bench-report", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert text.count("lerobot-wds") == 4 and "No baseline records" in text
+
+
+def test_report_ratios_pair_matching_scenarios(wds_root: Path, tmp_path: Path) -> None:
+    rec = run_bench(BenchConfig(str(wds_root), batch_size=2, num_workers=0, num_batches=2, warmup=0))
+    # a baseline record derived from a real one, with known numbers, to check the renderer's arithmetic
+    base = copy.deepcopy(rec)
+    base.update(loader="lerobot", created_unix=rec["created_unix"] + 1, video_decoder_cache=None)
+    base["frames_per_s_node"] = rec["frames_per_s_node"] / 4
+    base["peak_rss_mb"] = rec["peak_rss_mb"] * 2
+    write_record(tmp_path, rec)
+    write_record(tmp_path, base)
+    scenarios = merge_scenarios(load_records(tmp_path))
+    assert len(scenarios) == 2
+    (row,) = ratio_rows(scenarios)
+    assert row["ratios"]["frames_per_s_node"] == pytest.approx(4.0)
+    assert row["ratios"]["peak_rss_mb"] == pytest.approx(0.5)
+    assert math.isnan(row["ratios"]["decoder_hit_rate"])  # the baseline has no such number here
+    assert "4.00x" in render(load_records(tmp_path))
+
+
+def test_report_averages_ranks(wds_root: Path, tmp_path: Path) -> None:
+    rec = run_bench(BenchConfig(str(wds_root), batch_size=2, num_workers=0, num_batches=2, warmup=0))
+    other = copy.deepcopy(rec)
+    other.update(rank=1, created_unix=rec["created_unix"] + 1, frames_per_s_node=rec["frames_per_s_node"] * 3)
+    write_record(tmp_path, rec)
+    write_record(tmp_path, other)
+    (scenario,) = merge_scenarios(load_records(tmp_path))
+    assert scenario["nodes"] == 2
+    assert scenario["metrics"]["frames_per_s_node"] == pytest.approx(rec["frames_per_s_node"] * 2)
+
+
+def test_load_records_names_bad_file(tmp_path: Path) -> None:
+    (tmp_path / "bench-x.json").write_text(json.dumps({"record_version": 7}))
+    with pytest.raises(ValueError, match="bench-x.json: not a benchmark record"):
+        load_records(tmp_path)
+
+
+def test_plot_writes_png(wds_root: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from lerobot_wds.tools.bench_plot import plot_workers
+
+    for w in (0, 1):
+        write_record(tmp_path, run_bench(BenchConfig(str(wds_root), num_workers=w, batch_size=2, num_batches=2,
+                                                     warmup=0)))  # fmt: skip
+    png = plot_workers(load_records(tmp_path), tmp_path / "plot.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.skipif(HAS_LEROBOT, reason="checks the error when lerobot is absent")
+def test_baseline_without_lerobot_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(BenchError, match=r"lerobot\[dataset\]==0.6.1"):
+        run_bench(BenchConfig(str(tmp_path), loader="lerobot"))

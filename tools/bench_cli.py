@@ -1,0 +1,111 @@
+"""``lerobot-wds bench``: runs benchmark scenarios (modes x worker counts, ours and optionally the baseline).
+
+Every scenario is one :class:`BenchConfig`; the CLI only parses, builds configs (defaults live in the
+dataclass), runs them one after another and writes one record per run into ``--out``. Render the records with
+``lerobot-wds bench-report DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from typing import Any
+
+from lerobot_wds.tools.bench_scenarios import MODES, BenchConfig
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from e
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Adds the ``bench`` subcommand."""
+    p = subparsers.add_parser("bench", help="measure loader throughput (ours vs LeRobotDataset)",
+                              description=__doc__.splitlines()[0])  # fmt: skip
+    p.add_argument("source", help="converted root (local dir or fsspec URL)")
+    p.add_argument("--mode", nargs="+", choices=sorted(MODES), default=["single"],
+                   help="window mode(s); each is a separate run")  # fmt: skip
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--num-workers", type=_int_list, help="DataLoader workers; comma list runs each, e.g. 0,1,2")
+    p.add_argument("--num-batches", type=int, help="batches measured after warm-up")
+    p.add_argument("--warmup", type=int, help="batches consumed before measuring")
+    p.add_argument("--return-uint8", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device")
+    p.add_argument("--source-label", help="label in records and reports (default: local or http-<lat>ms-<bw>MBs)")
+    p.add_argument("--out", required=True, help="directory receiving the JSON records and records.csv")
+    p.add_argument("--baseline", choices=["lerobot"], help="also run LeRobotDataset with the same settings")
+    p.add_argument("--baseline-only", action="store_true", help="run only the baseline")
+    p.add_argument("--lerobot-root", help="local LeRobot v3 root of the same dataset (for --baseline)")
+    p.add_argument("--repo-id", help="repo id passed to LeRobotDataset")
+    p.add_argument(
+        "--emulate-latency-ms", type=float, help="serve SOURCE on loopback with this first-byte latency"
+    )
+    p.add_argument("--emulate-bandwidth-mb-s", type=float, help="... and this per-response bandwidth (MB/s)")
+    p.set_defaults(func=run)
+
+
+def _common(args: argparse.Namespace) -> dict[str, Any]:
+    names = ("batch_size", "num_batches", "warmup", "return_uint8", "seed", "device", "repo_id")
+    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+
+
+def build_configs(args: argparse.Namespace) -> list[BenchConfig]:
+    """Returns the scenarios to run, ours then the baseline for each (mode, workers)."""
+    if (args.baseline or args.baseline_only) and not args.lerobot_root:
+        raise ValueError("--baseline lerobot / --baseline-only need --lerobot-root")
+    emulated = args.emulate_latency_ms is not None or args.emulate_bandwidth_mb_s is not None
+    label = args.source_label
+    if label is None:
+        label = (
+            f"http-{args.emulate_latency_ms or 0:g}ms-{args.emulate_bandwidth_mb_s or 0:g}MBs"
+            if emulated
+            else "local"
+        )
+    workers = args.num_workers or [BenchConfig.__dataclass_fields__["num_workers"].default]
+    configs = []
+    for mode in args.mode:
+        for w in workers:
+            common = _common(args) | {"mode": mode, "num_workers": w}
+            if not args.baseline_only:
+                ours = {"loader": "lerobot-wds", "source_label": label,
+                        "emulate_latency_ms": args.emulate_latency_ms,
+                        "emulate_bandwidth_mb_s": args.emulate_bandwidth_mb_s}  # fmt: skip
+                configs.append(BenchConfig(args.source, **ours, **common))
+            if args.baseline or args.baseline_only:
+                # LeRobotDataset reads a local root only, so the baseline is always local
+                configs.append(BenchConfig(args.lerobot_root, loader="lerobot", source_label="local", **common))
+    return configs
+
+
+def summary_line(record: dict[str, Any]) -> str:
+    """One human line per run (printed after the run, never inside the timing loop)."""
+    cache = record.get("video_decoder_cache") or {}
+    return (f"{record['loader']:<11} {record['mode']:<10} {record['source_label']:<18} w={record['num_workers']} "
+            f"b={record['batch_size']} frames/s={record['frames_per_s_node']:.1f} "
+            f"samples/s={record['samples_per_s']:.1f} "
+            f"first={record['first_batch_latency_s']:.2f}s p50={record['p50_sample_latency_ms']:.2f}ms "
+            f"rss={record['peak_rss_mb']:.0f}MB dec_hit={cache.get('hit_rate', float('nan')):.2f}")  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs every scenario and writes its record."""
+    from lerobot_wds.tools.bench_records import write_record
+    from lerobot_wds.tools.bench_runner import run_bench
+
+    try:
+        configs = build_configs(args)
+    except ValueError as e:
+        print(f"lerobot-wds bench: {e}", file=sys.stderr)
+        return 2
+    for config in configs:
+        print(f"running {dataclasses.asdict(config)}", file=sys.stderr, flush=True)
+        record = run_bench(config)
+        path = write_record(args.out, record)
+        print(summary_line(record), flush=True)
+        print(f"  -> {path}", file=sys.stderr)
+    return 0

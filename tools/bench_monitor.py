@@ -1,0 +1,74 @@
+"""Samples the memory and read I/O of this process and its DataLoader workers on a background thread.
+
+Peak RSS is the largest *sum* of the resident set sizes of the main process and all its descendants seen at
+one sample (shared pages are counted once per process, so this over-counts pages shared with workers; it is
+the number a batch scheduler's RSS limit sees). Bytes read are the growth of each process's ``read_chars``
+(bytes returned by read-like syscalls, page cache included) summed over every process ever seen; a worker's
+last value is the one sampled before it exited, so reads in its last interval can be missed.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import psutil
+
+
+class ProcessMonitor:
+    """Context manager sampling RSS and read bytes of the process tree every ``interval_s`` seconds."""
+
+    def __init__(self, interval_s: float = 0.05) -> None:
+        if interval_s <= 0:
+            raise ValueError(f"interval_s must be > 0, got {interval_s}")
+        self.interval_s = interval_s
+        self.peak_rss_bytes = 0
+        self._root = psutil.Process()
+        self._read_start: dict[int, int] = {}
+        self._read_last: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def sample(self) -> None:
+        """Takes one sample now (also called by the thread)."""
+        procs = [self._root]
+        try:
+            procs += self._root.children(recursive=True)
+        except psutil.Error:
+            pass
+        rss = 0
+        for p in procs:
+            try:
+                with p.oneshot():
+                    rss += p.memory_info().rss
+                    chars = p.io_counters().read_chars
+            except psutil.Error:
+                continue  # a worker exited between listing and reading
+            with self._lock:
+                # processes that appear later (workers) start from zero; the root from its value now
+                self._read_start.setdefault(p.pid, chars if p.pid == self._root.pid else 0)
+                self._read_last[p.pid] = chars
+        with self._lock:
+            self.peak_rss_bytes = max(self.peak_rss_bytes, rss)
+
+    @property
+    def bytes_read(self) -> int:
+        """Bytes read by the monitored processes since the monitor started."""
+        with self._lock:
+            return sum(self._read_last[pid] - start for pid, start in self._read_start.items())
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.sample()
+
+    def __enter__(self) -> ProcessMonitor:
+        self.sample()
+        self._thread = threading.Thread(target=self._loop, name="bench-monitor", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.sample()

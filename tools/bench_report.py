@@ -1,0 +1,141 @@
+"""Renders benchmark records: a table of runs and a table of our/their ratios for every metric.
+
+Reads only what the runner wrote (``bench-*.json``). Runs with the same scenario (loader, mode, source label,
+batch size, workers, dtype, world size) are merged: the newest record per rank is kept and ranks are averaged
+(per-node numbers) — ``nodes`` says how many ranks were merged. A ratio row pairs each of our scenarios with
+the baseline scenario of the same mode, batch size, workers and dtype (the baseline always reads locally).
+
+Usage: ``lerobot-wds bench-report DIR [--plot FILE.png]`` or ``python -m lerobot_wds.tools.bench_report DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from lerobot_wds.tools.bench_records import load_records
+
+# metric -> (column title, format, higher is better)
+METRICS: dict[str, tuple[str, str, bool]] = {
+    "frames_per_s_node": ("frames/s", "{:.1f}", True),
+    "samples_per_s": ("samples/s", "{:.1f}", True),
+    "first_batch_latency_s": ("first_s", "{:.2f}", False),
+    "p50_sample_latency_ms": ("p50_ms", "{:.2f}", False),
+    "p95_sample_latency_ms": ("p95_ms", "{:.2f}", False),
+    "p99_sample_latency_ms": ("p99_ms", "{:.2f}", False),
+    "wallclock_s": ("wall_s", "{:.1f}", False),
+    "peak_rss_mb": ("rss_MB", "{:.0f}", False),
+    "bytes_read_mb": ("read_MB", "{:.1f}", False),
+    "decoder_hit_rate": ("dec_hit", "{:.2f}", True),
+}
+SCENARIO = ("loader", "mode", "source_label", "batch_size", "num_workers", "return_uint8", "world_size")
+PAIR = ("mode", "batch_size", "num_workers", "return_uint8", "world_size")
+
+
+def metric_values(record: Mapping[str, Any]) -> dict[str, float]:
+    """The reported metrics of one record (derived ones included); NaN where a loader has no such number."""
+    cache = record.get("video_decoder_cache") or {}
+    out = {k: float(record[k]) for k in METRICS if k in record}
+    out["bytes_read_mb"] = record["bytes_read"] / 1e6
+    out["decoder_hit_rate"] = float(cache.get("hit_rate", math.nan))
+    return out
+
+
+def merge_scenarios(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Groups records by scenario, keeps the newest per rank and averages metrics over ranks."""
+    groups: dict[tuple, dict[int, Mapping[str, Any]]] = {}
+    for r in sorted(records, key=lambda r: r["created_unix"]):
+        groups.setdefault(tuple(r[k] for k in SCENARIO), {})[int(r["rank"])] = r
+    merged = []
+    for key, by_rank in groups.items():
+        values = [metric_values(r) for r in by_rank.values()]
+        avg = {m: sum(v[m] for v in values) / len(values) for m in METRICS}
+        merged.append(dict(zip(SCENARIO, key, strict=False)) | {"nodes": len(by_rank), "metrics": avg})
+    return sorted(
+        merged, key=lambda s: tuple(str(s[k]) for k in ("mode", "source_label", "num_workers", "loader"))
+    )
+
+
+def ratio_rows(scenarios: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Pairs every lerobot-wds scenario with the matching LeRobotDataset scenario: ours / theirs per metric."""
+    theirs = {tuple(s[k] for k in PAIR): s for s in scenarios if s["loader"] == "lerobot"}
+    rows = []
+    for ours in scenarios:
+        base = theirs.get(tuple(ours[k] for k in PAIR))
+        if ours["loader"] != "lerobot-wds" or base is None:
+            continue
+        ratios = {m: _ratio(ours["metrics"][m], base["metrics"][m]) for m in METRICS}
+        rows.append({k: ours[k] for k in SCENARIO if k != "loader"} | {"ratios": ratios})
+    return rows
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b and not math.isnan(a) and not math.isnan(b) else math.nan
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=False))  # noqa: E731
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def render(records: Sequence[Mapping[str, Any]]) -> str:
+    """Returns the runs table and the ratio table as text."""
+    scenarios = merge_scenarios(records)
+    keys = ["loader", "mode", "source_label", "batch_size", "num_workers", "return_uint8", "nodes"]
+    head = ["loader", "mode", "source", "batch", "workers", "uint8", "nodes"] + [t for t, _, _ in METRICS.values()]
+    rows = [[str(s[k]) for k in keys] + [fmt.format(s["metrics"][m]) for m, (_, fmt, _) in METRICS.items()]
+            for s in scenarios]  # fmt: skip
+    out = ["Runs (per node; averaged over nodes):", _table(head, rows)]
+    ratios = ratio_rows(scenarios)
+    if ratios:
+        rkeys = ["mode", "source_label", "batch_size", "num_workers", "return_uint8"]
+        rhead = ["mode", "ours_source", "batch", "workers", "uint8"] + [t for t, _, _ in METRICS.values()]
+        rrows = [[str(r[k]) for k in rkeys] + [f"{r['ratios'][m]:.2f}x" for m in METRICS] for r in ratios]
+        better = ", ".join(f"{t} {'higher' if up else 'lower'}" for t, _, up in METRICS.values())
+        out += ["", "Ours / LeRobotDataset (baseline reads locally; better is: " + better + "):",
+                _table(rhead, rrows)]  # fmt: skip
+    else:
+        out += ["", "No baseline records with a matching scenario: no ratios."]
+    return "\n".join(out)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Adds the ``bench-report`` subcommand."""
+    p = subparsers.add_parser("bench-report", help="print tables and ratios of benchmark records")
+    _add_args(p)
+    p.set_defaults(func=run)
+
+
+def _add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("directory", help="directory of bench-*.json records (the bench --out)")
+    p.add_argument("--plot", help="also write a PNG of frames/s vs num_workers here (needs matplotlib)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Prints the report (and writes the plot when asked)."""
+    records = load_records(args.directory)
+    if not records:
+        print(f"bench-report: no bench-*.json records in {args.directory}", file=sys.stderr)
+        return 1
+    print(render(records))
+    if args.plot:
+        from lerobot_wds.tools.bench_plot import plot_workers
+
+        print(f"plot: {plot_workers(records, args.plot)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m lerobot_wds.tools.bench_report", description=__doc__.splitlines()[0]
+    )
+    _add_args(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,246 @@
+"""Runs one benchmark: builds the loader, consumes batches like a training loop and returns a record (a dict).
+
+The dummy consumer pulls ``warmup + num_batches`` batches, checks each one (camera keys, shapes, dtype) and moves
+it to the device. Throughput counts the ``num_batches`` batches after warm-up; the first batch latency is
+measured from ``iter(loader)``. Worker-side counters (decoder cache) travel with each batch: the collate
+function runs inside the worker, asks the worker's dataset copy for its stats and adds them under
+:data:`STATS_KEY`, which the consumer pops before anything else sees the batch.
+
+Metric definitions:
+    frames_per_s_node: camera images delivered per second (every window frame of every camera counts).
+    samples_per_s: samples per second.
+    first_batch_latency_s: from ``iter(loader)`` to the first batch in hand (worker start-up included).
+    pXX_sample_latency_ms: percentiles over measured batches of the time the consumer waited in ``next()``
+        divided by the batch size (the amortised wait per sample a training step sees).
+    wallclock_s: from ``iter(loader)`` through the last batch and the workers' shutdown (warm-up included).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, default_collate, get_worker_info
+
+from lerobot_wds.tools.bench_monitor import ProcessMonitor
+from lerobot_wds.tools.bench_scenarios import BenchConfig
+from lerobot_wds.tools.http_server import LoopbackHTTPServer, ServeConfig
+
+STATS_KEY = "__bench_worker_stats__"
+CACHE_FIELDS = ("hits", "misses", "evictions", "size")
+
+
+class BenchError(RuntimeError):
+    """A benchmark could not run as configured, or a loader delivered batches of the wrong shape."""
+
+
+class ProbeCollate:
+    """``default_collate`` plus the worker's counters under :data:`STATS_KEY` (runs inside the worker)."""
+
+    def __init__(self, probe: Callable[[Any], Mapping[str, Any]], main_dataset: Any) -> None:
+        self.probe = probe
+        self._main_dataset = main_dataset  # used when num_workers == 0 (no worker copy)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"probe": self.probe, "_main_dataset": None}  # workers use their own dataset copy
+
+    def __call__(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = default_collate(samples)
+        info = get_worker_info()
+        dataset = info.dataset if info is not None else self._main_dataset
+        batch[STATS_KEY] = {"worker": info.id if info is not None else -1, "stats": dict(self.probe(dataset))}
+        return batch
+
+
+@dataclass
+class LoaderBundle:
+    """A ready DataLoader and what the consumer must know to check its batches."""
+
+    loader: DataLoader
+    camera_keys: tuple[str, ...]
+    fps: float
+    dataset_frames: int
+    info: dict[str, Any]
+
+
+def ours_probe(dataset: Any) -> Mapping[str, Any]:
+    """Decoder/frame cache counters of ``LeRobotWdsDataset`` in the calling process."""
+    return dataset.stats()
+
+
+def build_ours(config: BenchConfig, source: str) -> LoaderBundle:
+    """Builds our ``LeRobotWdsDataset`` on ``source`` and its DataLoader."""
+    from lerobot_wds.reader.dataset import LeRobotWdsDataset
+
+    # windows are passed explicitly (not as a preset) so both loaders get identical delta_timestamps
+    probe_ds = LeRobotWdsDataset(source, shuffle=False)
+    deltas = config.window.delta_timestamps(probe_ds.camera_keys, probe_ds.fps)
+    dataset = LeRobotWdsDataset(
+        source, delta_timestamps=deltas, seed=config.seed, return_uint8=config.return_uint8
+    )
+    loader = DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        num_workers=config.num_workers,
+        collate_fn=ProbeCollate(ours_probe, dataset),
+        persistent_workers=False,
+    )
+    per_epoch = dataset.samples_per_rank(config.num_workers)
+    return LoaderBundle(
+        loader,
+        dataset.camera_keys,
+        dataset.fps,
+        dataset.manifest.total_frames,
+        {"samples_per_epoch": per_epoch, "shards": len(dataset.manifest.shards)},
+    )
+
+
+def count_batch(batch: Mapping[str, Any], bundle: LoaderBundle, config: BenchConfig) -> tuple[int, int]:
+    """Checks a batch's camera tensors and returns (samples, camera frames) in it."""
+    window = config.window.window_length()
+    want_dtype = torch.uint8 if config.return_uint8 else torch.float32
+    samples = frames = 0
+    for cam in bundle.camera_keys:
+        if cam not in batch:
+            raise BenchError(f"{config.loader} batch has no camera {cam!r}; keys: {sorted(batch)}")
+        x = batch[cam]
+        want_ndim = 4 if window == 1 else 5
+        if x.ndim != want_ndim or x.dtype != want_dtype or (window > 1 and x.shape[1] != window):
+            raise BenchError(
+                f"{config.loader} camera {cam!r}: expected a {want_ndim}-d {want_dtype} batch with window "
+                f"{window}, "
+                f"got shape {tuple(x.shape)} {x.dtype}"
+            )
+        samples = x.shape[0]
+        frames += x.shape[0] * window
+    return samples, frames
+
+
+def _to_device(batch: Mapping[str, Any], device: torch.device) -> list[torch.Tensor]:
+    return [v.to(device, non_blocking=True) for v in batch.values() if isinstance(v, torch.Tensor)]
+
+
+def aggregate_worker_stats(per_worker: Mapping[int, Mapping[str, Any]], section: str) -> dict[str, Any] | None:
+    """Sums one cache section (e.g. "decoders") over workers; hit_rate from the sums; None when absent."""
+    found = [s[section] for s in per_worker.values() if isinstance(s.get(section), Mapping)]
+    if not found:
+        return None
+    out: dict[str, Any] = {f: sum(int(s.get(f, 0)) for s in found) for f in CACHE_FIELDS}
+    lookups = out["hits"] + out["misses"]
+    out["hit_rate"] = out["hits"] / lookups if lookups else 0.0
+    out["workers"] = len(found)
+    return out
+
+
+def consume(bundle: LoaderBundle, config: BenchConfig) -> dict[str, Any]:
+    """Pulls the batches and returns the timing and counting part of the record."""
+    device = torch.device(config.device)
+    waits: list[float] = []
+    samples = frames = 0
+    per_worker: dict[int, dict[str, Any]] = {}
+    total = config.warmup + config.num_batches
+    t_start = time.perf_counter()
+    it = iter(bundle.loader)
+    first_batch_s = None
+    t_measure = t_start
+    for i in range(total):
+        t0 = time.perf_counter()
+        try:
+            batch = next(it)
+        except StopIteration:
+            raise BenchError(
+                f"{config.loader} on {config.source}: the loader ended after {i} of {total} batches "
+                f"(batch size {config.batch_size}); lower --num-batches/--warmup or use a bigger dataset"
+            ) from None
+        t1 = time.perf_counter()
+        if first_batch_s is None:
+            first_batch_s = t1 - t_start
+        probe = batch.pop(STATS_KEY)
+        per_worker[probe["worker"]] = probe["stats"]
+        n, f = count_batch(batch, bundle, config)
+        _to_device(batch, device)
+        if i >= config.warmup:
+            waits.append(t1 - t0)
+            samples += n
+            frames += f
+        if i == config.warmup - 1:
+            t_measure = time.perf_counter()
+    t_end = time.perf_counter()
+    del it  # shuts the workers down
+    measure_s = t_end - t_measure
+    per_sample_ms = np.asarray(waits) * 1000.0 / config.batch_size
+    return {
+        "batches": len(waits),
+        "samples": samples,
+        "frames": frames,
+        "measure_s": measure_s,
+        "wallclock_s": time.perf_counter() - t_start,
+        "frames_per_s_node": frames / measure_s,
+        "samples_per_s": samples / measure_s,
+        "first_batch_latency_s": first_batch_s,
+        **{f"p{q}_sample_latency_ms": float(np.percentile(per_sample_ms, q)) for q in (50, 95, 99)},
+        "video_decoder_cache": aggregate_worker_stats(per_worker, "decoders"),
+        "frame_cache": aggregate_worker_stats(per_worker, "frames"),
+        "decoded_frames": sum(int(s.get("decoded_frames", 0)) for s in per_worker.values()),
+    }
+
+
+def _versions() -> dict[str, str]:
+    import torchcodec
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "torchcodec": torchcodec.__version__}
+
+
+def run_bench(config: BenchConfig) -> dict[str, Any]:
+    """Runs one benchmark and returns its record."""
+    with contextlib.ExitStack() as stack:
+        server = None
+        source = config.source
+        if config.emulated:
+            cfg = ServeConfig(
+                latency_ms=config.emulate_latency_ms or 0.0, bandwidth_mb_s=config.emulate_bandwidth_mb_s
+            )
+            server = stack.enter_context(LoopbackHTTPServer(config.source, cfg))
+            source = server.url
+        if config.loader == "lerobot-wds":
+            bundle = build_ours(config, source)
+        else:
+            from lerobot_wds.tools.bench_baseline import build_lerobot
+
+            bundle = build_lerobot(config)
+        with ProcessMonitor() as monitor:
+            result = consume(bundle, config)
+        http = server.stats() if server is not None else None
+    window = config.window.window_length()
+    return {
+        "record_version": 1,
+        "created_unix": time.time(),
+        "config": asdict(config),
+        "loader": config.loader,
+        "mode": config.mode,
+        "source_label": config.source_label,
+        "batch_size": config.batch_size,
+        "num_workers": config.num_workers,
+        "return_uint8": config.return_uint8,
+        "cameras": len(bundle.camera_keys),
+        "window_length": window,
+        "frames_per_sample": len(bundle.camera_keys) * window,
+        **result,
+        "peak_rss_mb": monitor.peak_rss_bytes / 2**20,
+        "bytes_read": http.bytes_sent if http is not None else monitor.bytes_read,
+        "bytes_read_method": "http_server" if http is not None else "proc_read_chars",
+        "http_requests": http.requests if http is not None else None,
+        "rank": int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))),
+        "world_size": int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", "1"))),
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "versions": _versions(),
+        "dataset": bundle.info | {"frames": bundle.dataset_frames},
+    }
