@@ -18,7 +18,6 @@ that epoch skip what was consumed, before any decoding, and yield the rest exact
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -27,11 +26,21 @@ import torch
 
 from lerobot_wds.reader.decode import DecodeConfig, FrameSource
 from lerobot_wds.reader.epoch import SharedEpoch
+from lerobot_wds.reader.errors import FrameDecodeError
+from lerobot_wds.reader.format import FormatError
 from lerobot_wds.reader.sample import SampleSpec, build_sample
 from lerobot_wds.reader.source import open_root
 from lerobot_wds.reader.splitting import ShardRef, SlotPlan, Uneven, epoch_rng, plan_epoch
-from lerobot_wds.reader.stages import ErrorCounter, OnError, anchors, cycle_passes, episodes, shuffle_buffer
-from lerobot_wds.reader.stages import skip_first, tar_samples
+from lerobot_wds.reader.stages import (
+    ErrorCounter,
+    OnError,
+    anchors,
+    cycle_passes,
+    episodes,
+    shuffle_buffer,
+    skip_first,
+    tar_samples,
+)
 from lerobot_wds.reader.stream import ShardSpec, StreamConfig, fetched_shards, join_url
 from lerobot_wds.reader.topology import Topology, detect_rank_world, detect_worker
 from lerobot_wds.reader.windows import Preset, delta_indices, preset_delta_timestamps
@@ -82,7 +91,9 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         if delta_timestamps is not None and preset is not None:
             raise ValueError("give delta_timestamps or preset, not both")
         if (rank is None) != (world_size is None):
-            raise ValueError(f"give both rank and world_size or neither (got rank={rank}, world_size={world_size})")
+            raise ValueError(
+                f"give both rank and world_size or neither (got rank={rank}, world_size={world_size})"
+            )
         if active_episodes < 1 or episode_buffer < 0:
             raise ValueError(f"active_episodes must be >= 1 and episode_buffer >= 0, got {active_episodes}, "
                              f"{episode_buffer}")  # fmt: skip
@@ -131,8 +142,15 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
     def plan(self, topology: Topology, epoch: int | None = None) -> SlotPlan:
         """Returns what ``topology`` reads in ``epoch`` (default: the current epoch)."""
         refs = [ShardRef(s.path, s.frames) for s in self.manifest.shards]
-        plan = plan_epoch(refs, seed=self.seed, epoch=self.epoch if epoch is None else epoch, shuffle=self.shuffle,
-                          world_size=topology.world_size, num_workers=topology.num_workers, uneven=self.uneven)  # fmt: skip
+        plan = plan_epoch(
+            refs,
+            seed=self.seed,
+            epoch=self.epoch if epoch is None else epoch,
+            shuffle=self.shuffle,
+            world_size=topology.world_size,
+            num_workers=topology.num_workers,
+            uneven=self.uneven,
+        )
         return plan[topology.rank][topology.worker]
 
     def samples_per_rank(self, num_workers: int = 0, world_size: int | None = None) -> int:
@@ -152,14 +170,19 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
             if torch.utils.data.get_worker_info() is None:
                 self._resume = None  # applied in this process; workers get their own copy per iteration
         if skip > plan.quota:
-            raise ValueError(f"resume state says worker {topo.worker} consumed {skip} samples, quota is {plan.quota}")
+            raise ValueError(
+                f"resume state says worker {topo.worker} consumed {skip} samples, quota is {plan.quota}"
+            )
         errors = ErrorCounter(self.on_error)
         source = FrameSource(self.decode_config)
         self._last_source, self._last_errors = source, errors
         self._consumed = {topo.worker: skip}
         by_path = {s.path: s for s in self.manifest.shards}
-        specs = [ShardSpec(join_url(self.source, r.path), by_path[r.path].bytes, by_path[r.path].sha256)
-                 for r in plan.shards]  # fmt: skip
+        specs = [
+            ShardSpec(join_url(self.source, r.path), info.bytes, info.sha256, tuple(info.episodes))
+            for r in plan.shards
+            for info in [by_path[r.path]]
+        ]
 
         def one_pass(p: int) -> Iterator[tuple[Any, int, bool]]:
             shards = fetched_shards(specs, self.stream_config)
@@ -170,13 +193,31 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
             return anchors(eps, active=self.active_episodes, rng=epoch_rng(self.seed, epoch, 2, topo.slot, p))
 
         where = f"{self.source} rank {topo.rank} worker {topo.worker} epoch {epoch}"
-        stream = itertools.islice(skip_first(cycle_passes(one_pass, where), skip), plan.quota - skip)
-        for episode, frame, last in stream:
-            sample = build_sample(episode, frame, self.sample_spec, source)
+        if skip >= plan.quota:
+            return
+        yielded, unusable = skip, 0
+        bad: set[int] = set()  # episodes whose frames failed to decode under on_error="skip"
+        for episode, frame, last in skip_first(cycle_passes(one_pass, where), skip):
+            if episode.index in bad:
+                unusable += 1
+                if unusable > plan.frames:
+                    raise FrameDecodeError(f"{where}: a full pass of anchors produced no decodable frame")
+                continue
+            try:
+                sample = build_sample(episode, frame, self.sample_spec, source)
+            except FormatError as e:
+                errors.handle(e, "episode")
+                bad.add(episode.index)
+                source.release(episode)
+                continue
             if last:
                 source.release(episode)
-            self._consumed[topo.worker] += 1
+            unusable = 0
+            yielded += 1
+            self._consumed[topo.worker] = yielded
             yield sample
+            if yielded >= plan.quota:
+                return
 
     # --- resume ------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -65,7 +65,9 @@ def column_values(column: pa.ChunkedArray, where: str, name: str) -> torch.Tenso
         # float64 -> float32 rounds to nearest, exactly like torch.tensor(python_float).
         return torch.from_numpy(array).to(dtype)
     except (ValueError, TypeError) as e:
-        raise ShardFormatError(f"{where}: column {name!r} of type {column.type} is not a regular array: {e}") from e
+        raise ShardFormatError(
+            f"{where}: column {name!r} of type {column.type} is not a regular array: {e}"
+        ) from e
 
 
 def parse_episode(sample: dict[str, Any], camera_keys: list[str]) -> Episode:
@@ -82,12 +84,18 @@ def parse_episode(sample: dict[str, Any], camera_keys: list[str]) -> Episode:
         ep_from_key = episode_index_from_key(key)
     except FormatError as e:
         raise ShardFormatError(f"shard {url}: {e}") from e
-    missing = [f"{key}.{s}" for s in ["json", "parquet", *(video_suffix(c) for c in camera_keys)] if s not in sample]
+    missing = [
+        f"{key}.{s}" for s in ["json", "parquet", *(video_suffix(c) for c in camera_keys)] if s not in sample
+    ]
     if missing:
-        raise ShardFormatError(f"{where}: missing members {missing}; found {sorted(k for k in sample if k[0] != '_')}")
+        raise ShardFormatError(
+            f"{where}: missing members {missing}; found {sorted(k for k in sample if k[0] != '_')}"
+        )
     meta = EpisodeMeta.from_json_bytes(sample["json"], where=f"{where}, member {key}.json")
     if meta.episode_index != ep_from_key:
-        raise ShardFormatError(f"{where}: {key}.json says episode_index {meta.episode_index}, key says {ep_from_key}")
+        raise ShardFormatError(
+            f"{where}: {key}.json says episode_index {meta.episode_index}, key says {ep_from_key}"
+        )
     missing_cams = sorted(set(camera_keys) - set(meta.cameras))
     if missing_cams:
         raise ShardFormatError(f"{where}: {key}.json has no camera metadata for {missing_cams}")
@@ -116,5 +124,6 @@ def _check_rows(columns: dict[str, torch.Tensor | list[Any]], meta: EpisodeMeta,
         if not isinstance(got, torch.Tensor) or got.shape != want.shape or not torch.equal(got, want):
             shown = got[:5].tolist() if isinstance(got, torch.Tensor) else got
             raise ShardFormatError(
-                f"{where}: rows column {name!r} should be {want[:5].tolist()}... ({meta.length} rows), found {shown}"
+                f"{where}: rows column {name!r} should be {want[:5].tolist()}... ({meta.length} rows), "
+                f"found {shown}"
             )

@@ -60,7 +60,8 @@ def build_sample(episode: Episode, frame: int, spec: SampleSpec, source: FrameSo
     task_index = int(item["task_index"])
     if task_index not in spec.tasks:
         raise ShardFormatError(
-            f"{episode.where}: frame {frame} has task_index {task_index}, meta/tasks.parquet has {sorted(spec.tasks)}"
+            f"{episode.where}: frame {frame} has task_index {task_index}, "
+            f"meta/tasks.parquet has {sorted(spec.tasks)}"
         )
     item["task"] = spec.tasks[task_index]
     return item

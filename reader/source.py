@@ -28,7 +28,9 @@ def _read(url: str, storage_options: dict[str, Any]) -> bytes:
     try:
         return fs.cat_file(path)
     except FileNotFoundError as e:
-        raise FormatError(f"{url}: not found; is this a converted lerobot-wds root (manifest written last)?") from e
+        raise FormatError(
+            f"{url}: not found; is this a converted lerobot-wds root (manifest written last)?"
+        ) from e
 
 
 def read_tasks(data: bytes, where: str) -> dict[int, str]:
@@ -55,5 +57,15 @@ def open_root(root: str, storage_options: dict[str, Any]) -> OpenedRoot:
 def manifest_summary(opened: OpenedRoot) -> dict[str, Any]:
     """A small JSON-able description of the root, for logs and reprs."""
     m = opened.manifest
-    return json.loads(json.dumps({"root": opened.root, "shards": len(m.shards), "episodes": m.total_episodes,
-                                  "frames": m.total_frames, "cameras": m.camera_keys, "fps": m.fps}))
+    return json.loads(
+        json.dumps(
+            {
+                "root": opened.root,
+                "shards": len(m.shards),
+                "episodes": m.total_episodes,
+                "frames": m.total_frames,
+                "cameras": m.camera_keys,
+                "fps": m.fps,
+            }
+        )
+    )

@@ -19,7 +19,7 @@ from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from lerobot_wds.reader.episode import Episode, parse_episode
 from lerobot_wds.reader.errors import ShardFormatError
-from lerobot_wds.reader.format import FormatError
+from lerobot_wds.reader.format import FormatError, episode_key
 from lerobot_wds.reader.stream import ShardSpec
 
 log = logging.getLogger(__name__)
@@ -53,18 +53,40 @@ class ErrorCounter:
 
 
 def tar_samples(shards: Iterable[tuple[ShardSpec, bytes]], errors: ErrorCounter) -> Iterator[dict[str, Any]]:
-    """Groups each shard's tar members into webdataset samples ``{"__key__", "__url__", suffix: bytes}``."""
+    """Groups each shard's tar members into webdataset samples ``{"__key__", "__url__", suffix: bytes}``.
+
+    Samples must be exactly the manifest's episodes in order: Python's tarfile silently stops at a corrupt
+    header after the first member, so a shard that ends early is detected by counting against the manifest.
+    """
 
     def reraise(exn: Exception) -> bool:
         raise exn
 
     for spec, data in shards:
+        expected = [episode_key(e) for e in spec.episodes]
         source = [{"url": spec.url, "stream": io.BytesIO(data)}]
+        seen = 0
         try:
             # lcase=False: camera keys are case-sensitive member suffixes
-            yield from group_by_keys(tar_file_expander(source, handler=reraise), lcase=False, handler=reraise)
+            for sample in group_by_keys(tar_file_expander(source, handler=reraise), lcase=False, handler=reraise):
+                want = expected[seen] if seen < len(expected) else "no more samples"
+                if sample["__key__"] != want:
+                    raise ShardFormatError(
+                        f"shard {spec.url}: sample {seen} is {sample['__key__']!r}, manifest expects {want!r}"
+                    )
+                seen += 1
+                yield sample
+            if seen != len(expected):
+                raise ShardFormatError(
+                    f"shard {spec.url}: corrupt or truncated tar: it ends after {seen} of {len(expected)} "
+                    f"episodes; missing {expected[seen:]}"
+                )
+        except ShardFormatError as e:
+            errors.handle(e, "shard")
         except (tarfile.TarError, ValueError, OSError, EOFError) as e:
-            errors.handle(ShardFormatError(f"shard {spec.url}: corrupt tar: {e.args[0] if e.args else e}"), "shard")
+            errors.handle(
+                ShardFormatError(f"shard {spec.url}: corrupt tar: {e.args[0] if e.args else e}"), "shard"
+            )
 
 
 def episodes(samples: Iterable[dict[str, Any]], camera_keys: list[str], errors: ErrorCounter) -> Iterator[Episode]:

@@ -50,6 +50,7 @@ class ShardSpec:
     url: str
     bytes: int
     sha256: str
+    episodes: tuple[int, ...] = ()
 
 
 def join_url(root: str, relative: str) -> str:
@@ -70,19 +71,40 @@ def fetch_once(spec: ShardSpec, config: StreamConfig) -> bytes:
     return data
 
 
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    """Errors worth retrying: I/O errors and the HTTP / S3 client errors fsspec backends let through."""
+    errors: list[type[BaseException]] = [OSError, ShardReadError]
+    try:
+        import aiohttp
+
+        errors.append(aiohttp.ClientError)
+    except ImportError:
+        pass
+    try:
+        import botocore.exceptions
+
+        errors += [botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError]
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
 def fetch_shard(spec: ShardSpec, config: StreamConfig) -> bytes:
     """Fetches a shard, retrying failed or short reads ``config.retries`` times with exponential backoff.
 
     Raises:
         ShardReadError: naming the shard, the attempts and the last error.
     """
-    last: Exception | None = None
+    last: BaseException | None = None
+    transient = _transient_errors()
     for attempt in range(config.retries + 1):
         if attempt:
             time.sleep(config.backoff_s * 2 ** (attempt - 1))  # retry backoff
         try:
             return fetch_once(spec, config)
-        except (OSError, ValueError) as e:  # fsspec/aiohttp client errors derive from these
+        except FileNotFoundError as e:
+            raise ShardReadError(f"shard {spec.url}: not found ({e}); the manifest lists it") from e
+        except transient as e:
             last = e
             log.warning("shard %s: attempt %d/%d failed: %s", spec.url, attempt + 1, config.retries + 1, e)
     raise ShardReadError(f"shard {spec.url}: failed after {config.retries + 1} attempts: {last}") from last

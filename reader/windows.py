@@ -19,7 +19,9 @@ SARM_DELTA_INDICES: tuple[int, ...] = (-120, -90, -60, -30, 0, 30, 60, 90, 120, 
 SARM_STATE_KEY = "observation.state"
 
 
-def preset_delta_timestamps(preset: Preset, camera_keys: Sequence[str], fps: float) -> dict[str, list[float]] | None:
+def preset_delta_timestamps(
+    preset: Preset, camera_keys: Sequence[str], fps: float
+) -> dict[str, list[float]] | None:
     """Returns the ``delta_timestamps`` of a preset: None for "single", every camera + state for "sarm"."""
     if preset == "single":
         return None
@@ -29,7 +31,9 @@ def preset_delta_timestamps(preset: Preset, camera_keys: Sequence[str], fps: flo
     raise ValueError(f"preset={preset!r}; expected one of {get_args(Preset)}")
 
 
-def check_delta_timestamps(delta_timestamps: Mapping[str, Sequence[float]], fps: float, tolerance_s: float) -> None:
+def check_delta_timestamps(
+    delta_timestamps: Mapping[str, Sequence[float]], fps: float, tolerance_s: float
+) -> None:
     """Raises ValueError naming the keys and deltas that are not multiples of 1/fps within ``tolerance_s``."""
     bad = {
         key: [ts for ts in deltas if abs(ts * fps - round(ts * fps)) / fps > tolerance_s]

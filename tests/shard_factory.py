@@ -171,7 +171,9 @@ def episode_members(episode: int, length: int, start: int, spec: RootSpec) -> li
     for ci, cam in enumerate(spec.cameras):
         ids = range(-spec.lead_in, length + spec.trail)
         frames = [make_frame(episode, k, ci, spec.width, spec.height) for k in ids]
-        videos.append((f"{key}.{video_suffix(cam)}", encode_mp4(frames, spec.fps, gop=spec.gop, bframes=spec.bframes)))
+        videos.append(
+            (f"{key}.{video_suffix(cam)}", encode_mp4(frames, spec.fps, gop=spec.gop, bframes=spec.bframes))
+        )
         cams[cam] = CameraMeta(
             codec="h264", width=spec.width, height=spec.height, frames=len(frames), lead_in=spec.lead_in,
             trail=spec.trail, pts_offset_s=spec.lead_in / spec.fps, source_file=f"synthetic/{cam}.mp4",

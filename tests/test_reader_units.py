@@ -113,7 +113,9 @@ def test_anchors_yield_every_frame_once_and_mark_last() -> None:
     eps = [_Ep(i, n) for i, n in enumerate([5, 0, 3, 7, 1])]
     for rng in (None, random.Random(3)):
         out = list(anchors(eps, active=3, rng=rng))  # type: ignore[arg-type]
-        assert Counter((e.index, k) for e, k, _ in out) == Counter((e.index, k) for e in eps for k in range(e.length))
+        assert Counter((e.index, k) for e, k, _ in out) == Counter(
+            (e.index, k) for e in eps for k in range(e.length)
+        )
         lasts = [(e.index, k) for e, k, last in out if last]
         assert sorted(i for i, _ in lasts) == [0, 2, 3, 4]
         final = {e.index: i for i, (e, _k, _l) in enumerate(out)}
