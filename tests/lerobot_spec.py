@@ -77,6 +77,9 @@ class LeRobotSpec:
         default_settings(self.codec, self.gop, self.bframes)  # validates codec/gop/bframes
         if not 1 <= len(self.cameras) <= 7 or len({c.key for c in self.cameras}) != len(self.cameras):
             raise ValueError(f"need 1-7 cameras with distinct keys, got {[c.key for c in self.cameras]}")
+        small = [f"{c.key} {c.width}x{c.height}" for c in self.cameras if min(c.width, c.height) < 64]
+        if self.codec == "av1" and small:
+            raise ValueError(f"av1 (the system ffmpeg's SVT-AV1) needs frames of at least 64x64, got {small}")
         if not self.episode_lengths or min(self.episode_lengths) < 1:
             raise ValueError(f"episode_lengths must be non-empty and >= 1, got {self.episode_lengths}")
         if self.tasks is not None and len(self.tasks) != len(self.episode_lengths):

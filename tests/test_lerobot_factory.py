@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from frame_identity import IdentityError, make_frame, read_identity, read_identity_full
-from lerobot_factory import CAMS_2, LeRobotFixture, LeRobotSpec, expected_state, make_dataset
+from lerobot_factory import CAMS_2, CameraSpec, LeRobotFixture, LeRobotSpec, expected_state, make_dataset
 from torchcodec.decoders import VideoDecoder
 
 VIDEO_STATS = ("min", "max", "mean", "std", "count", "q01", "q10", "q50", "q90", "q99")
@@ -317,6 +317,7 @@ def test_multifile_rollover(_lerobot_fixture_cache):
         ({"video_max_frames": (5,)}, "video_max_frames has 1 entries for 2 cameras"),
         ({"codec": "av1", "bframes": 2}, "bframes 2 invalid"),
         ({"cameras": (CAMS_2[0], CAMS_2[0])}, "distinct keys"),
+        ({"cameras": (CameraSpec("observation.images.low", 64, 48),)}, "at least 64x64, got"),
     ],
 )
 def test_spec_validation(fields, match):
