@@ -260,3 +260,12 @@ def test_verify_over_http(converted, small_lerobot_dataset, http_dir_server):
     # every shard was read exactly once, in full (sha256), plus the manifest
     shard_bytes = sum(r.bytes_sent for r in dest.stats().log if r.path.endswith(".tar") and r.method == "GET")
     assert shard_bytes == report.bytes
+
+
+def test_connection_cut_while_reading_a_shard_is_named(converted, http_dir_server):
+    dest = http_dir_server(converted)
+    dest.inject_fault(f"/{S0}", cut_requests=5, cut_after_bytes=5000)
+    got = findings(dest.url)
+    assert [(f.check, f.shard) for f in got] == [("read", S0)]
+    assert "received 5000 of" in got[0].message
+

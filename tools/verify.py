@@ -18,6 +18,7 @@ from typing import Any
 import fsspec
 from tqdm import tqdm
 
+from lerobot_wds.convert.sink import is_transient
 from lerobot_wds.convert.source import LeRobotSource
 from lerobot_wds.reader.format import MANIFEST_NAME, SHARDS_DIR, FormatError, Manifest, ShardInfo
 from lerobot_wds.tools.report import Finding, Report
@@ -130,32 +131,19 @@ def check_shard(
     except FileNotFoundError:
         res.findings.append(Finding("missing-shard", f"listed in the manifest but not found at {path}", shard))
         return res
+    reader = HashingReader(raw)
+    try:
+        with raw:
+            _check_samples(reader, shard, manifest, hooks, res)
+            reader.drain()
+    except Exception as e:
+        if not (isinstance(e, OSError) or is_transient(e)):
+            raise  # a bug, not a transfer problem
+        # the shard could not be read to its end: its size, hash and episodes are unknown
+        res.findings.append(Finding("read", f"reading {path} failed after {reader.bytes} bytes: {e!r}", shard))
+        res.bytes = reader.bytes
+        return res
     res.opened = True
-    keys: Counter[str] = Counter()
-    with raw:
-        reader = HashingReader(raw)
-        try:
-            for sample in group_samples(iter_members(reader)):
-                keys[sample.key] += 1
-                if keys[sample.key] == 2:
-                    res.findings.append(
-                        Finding(
-                            "non-contiguous",
-                            f"sample key {sample.key!r} comes back after "
-                            "other samples (webdataset would yield two samples)",
-                            shard,
-                        )
-                    )
-                checked = check_sample(shard, sample, fps=manifest.fps, camera_keys=manifest.camera_keys,
-                                       hooks=hooks)  # fmt: skip
-                res.findings.extend(checked.findings)
-                if checked.episode is not None and keys[sample.key] == 1:
-                    res.episodes.append(checked.episode)
-                    res.frames += checked.frames
-            reader.drain()
-        except tarfile.TarError as e:
-            res.findings.append(Finding("tar", f"corrupt or truncated tar after {reader.bytes} bytes: {e}", shard))
-            reader.drain()
     res.bytes = reader.bytes
     if reader.bytes != info.bytes:
         res.findings.append(Finding("size", f"{reader.bytes} bytes, manifest says {info.bytes}", shard))
@@ -165,6 +153,26 @@ def check_shard(
         message = f"episodes found hold {res.frames} frames, manifest says {info.frames}"
         res.findings.append(Finding("frames", message, shard))
     return res
+
+
+def _check_samples(
+    reader: HashingReader, shard: str, manifest: Manifest, hooks: tuple[SampleHook, ...], res: ShardResult
+) -> None:
+    """Checks every sample of the tar stream into ``res``; a corrupt or truncated tar ends the stream."""
+    keys: Counter[str] = Counter()
+    try:
+        for sample in group_samples(iter_members(reader)):
+            keys[sample.key] += 1
+            if keys[sample.key] == 2:
+                message = f"sample key {sample.key!r} comes back after other samples (webdataset would split it)"
+                res.findings.append(Finding("non-contiguous", message, shard))
+            checked = check_sample(shard, sample, fps=manifest.fps, camera_keys=manifest.camera_keys, hooks=hooks)
+            res.findings.extend(checked.findings)
+            if checked.episode is not None and keys[sample.key] == 1:
+                res.episodes.append(checked.episode)
+                res.frames += checked.frames
+    except tarfile.TarError as e:
+        res.findings.append(Finding("tar", f"corrupt or truncated tar after {reader.bytes} bytes: {e}", shard))
 
 
 def check_manifest(manifest: Manifest) -> Iterator[Finding]:
