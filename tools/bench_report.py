@@ -22,6 +22,7 @@ from lerobot_wds.tools.bench_records import load_records
 METRICS: dict[str, tuple[str, str, bool]] = {
     "frames_per_s_node": ("frames/s", "{:.1f}", True),
     "samples_per_s": ("samples/s", "{:.1f}", True),
+    "setup_s": ("setup_s", "{:.2f}", False),
     "first_batch_latency_s": ("first_s", "{:.2f}", False),
     "p50_sample_latency_ms": ("p50_ms", "{:.2f}", False),
     "p95_sample_latency_ms": ("p95_ms", "{:.2f}", False),
@@ -30,6 +31,7 @@ METRICS: dict[str, tuple[str, str, bool]] = {
     "peak_rss_mb": ("rss_MB", "{:.0f}", False),
     "bytes_read_mb": ("read_MB", "{:.1f}", False),
     "decoder_hit_rate": ("dec_hit", "{:.2f}", True),
+    "frame_cache_hit_rate": ("frame_hit", "{:.2f}", True),
 }
 SCENARIO = ("loader", "mode", "source_label", "batch_size", "num_workers", "return_uint8", "world_size")
 PAIR = ("mode", "batch_size", "num_workers", "return_uint8", "world_size")
@@ -38,9 +40,10 @@ PAIR = ("mode", "batch_size", "num_workers", "return_uint8", "world_size")
 def metric_values(record: Mapping[str, Any]) -> dict[str, float]:
     """The reported metrics of one record (derived ones included); NaN where a loader has no such number."""
     cache = record.get("video_decoder_cache") or {}
-    out = {k: float(record[k]) for k in METRICS if k in record}
+    out = {k: float(record.get(k, math.nan)) for k in METRICS}
     out["bytes_read_mb"] = record["bytes_read"] / 1e6
     out["decoder_hit_rate"] = float(cache.get("hit_rate", math.nan))
+    out["frame_cache_hit_rate"] = float((record.get("frame_cache") or {}).get("hit_rate", math.nan))
     return out
 
 

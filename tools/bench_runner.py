@@ -10,6 +10,7 @@ Metric definitions:
     frames_per_s_node: camera images delivered per second (every window frame of every camera counts).
     samples_per_s: samples per second.
     first_batch_latency_s: from ``iter(loader)`` to the first batch in hand (worker start-up included).
+    setup_s: building the dataset and DataLoader (manifest read / LeRobotDataset metadata load), before iter().
     pXX_sample_latency_ms: percentiles over measured batches of the time the consumer waited in ``next()``
         divided by the batch size (the amortised wait per sample a training step sees).
     wallclock_s: from ``iter(loader)`` through the last batch and the workers' shutdown (warm-up included).
@@ -209,12 +210,14 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
             )
             server = stack.enter_context(LoopbackHTTPServer(config.source, cfg))
             source = server.url
+        t_setup = time.perf_counter()
         if config.loader == "lerobot-wds":
             bundle = build_ours(config, source)
         else:
             from lerobot_wds.tools.bench_baseline import build_lerobot
 
             bundle = build_lerobot(config)
+        setup_s = time.perf_counter() - t_setup
         with ProcessMonitor() as monitor:
             result = consume(bundle, config)
         http = server.stats() if server is not None else None
@@ -233,6 +236,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         "window_length": window,
         "frames_per_sample": len(bundle.camera_keys) * window,
         **result,
+        "setup_s": setup_s,
         "peak_rss_mb": monitor.peak_rss_bytes / 2**20,
         "bytes_read": http.bytes_sent if http is not None else monitor.bytes_read,
         "bytes_read_method": "http_server" if http is not None else "proc_read_chars",
