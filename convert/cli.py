@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from lerobot_wds.convert.config import ConvertConfig, parse_episodes, parse_part, parse_size
@@ -22,6 +23,19 @@ def _json_object(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
     return value
+
+
+def _arg(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """Wraps a parser so argparse shows its message (argparse hides a plain ValueError's text)."""
+
+    def wrapped(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from e
+
+    wrapped.__name__ = parse.__name__
+    return wrapped
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,11 +53,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--shard-size",
         dest="target_shard_bytes",
-        type=parse_size,
+        type=_arg(parse_size),
         default=S,
         help="target shard size, e.g. 512MB or 1GiB (estimated; whole episodes per shard)",
     )
-    p.add_argument("--episodes", type=parse_episodes, default=S, help="subset, e.g. 0,3,10-19")
+    p.add_argument("--episodes", type=_arg(parse_episodes), default=S, help="subset, e.g. 0,3,10-19")
     p.add_argument("--order", choices=["source", "shuffle"], default=S, help="episode order across shards")
     p.add_argument("--seed", type=int, default=S, help="seed of --order shuffle")
     p.add_argument("--workers", type=int, default=S, help="threads reading rows and remuxing videos")
@@ -101,7 +115,31 @@ def config_from_args(args: argparse.Namespace) -> ConvertConfig:
     return ConvertConfig(**given)
 
 
+def _domain_errors() -> tuple[type[BaseException], ...]:
+    from lerobot_wds.convert.config import ConfigError
+    from lerobot_wds.convert.episode import EpisodeError
+    from lerobot_wds.convert.manifest_io import FinalizeError
+    from lerobot_wds.convert.mp4_boxes import Mp4Error
+    from lerobot_wds.convert.pipeline import ConvertError
+    from lerobot_wds.convert.plan import PlanError
+    from lerobot_wds.convert.sink import SinkError
+    from lerobot_wds.convert.source import SourceError
+    from lerobot_wds.reader.format import FormatError
+
+    return (ConfigError, ConvertError, EpisodeError, FinalizeError, FormatError, Mp4Error, PlanError, SinkError,
+            SourceError)  # fmt: skip
+
+
 def run_convert(args: argparse.Namespace) -> int:
+    """Runs ``convert``; a domain error (bad input, bad options, failed upload) prints one line and exits 1."""
+    try:
+        return _convert(args)
+    except _domain_errors() as e:
+        print(f"lerobot-wds convert: error: {e}", file=sys.stderr)
+        return 1
+
+
+def _convert(args: argparse.Namespace) -> int:
     from lerobot_wds.convert.pipeline import convert
 
     summary = convert(config_from_args(args))
@@ -115,10 +153,15 @@ def run_convert(args: argparse.Namespace) -> int:
 
 
 def run_finalize(args: argparse.Namespace) -> int:
+    """Runs ``finalize``; missing or inconsistent parts/shards print one line and exit 1."""
     from lerobot_wds.convert.manifest_io import finalize
     from lerobot_wds.convert.sink import open_sink
 
-    manifest = finalize(open_sink(args.dest, args.dest_options), part_count=args.parts)
+    try:
+        manifest = finalize(open_sink(args.dest, args.dest_options), part_count=args.parts)
+    except _domain_errors() as e:
+        print(f"lerobot-wds finalize: error: {e}", file=sys.stderr)
+        return 1
     print(
         f"manifest.json written: {len(manifest.shards)} shards, {manifest.total_episodes} episodes, "
         f"{manifest.total_frames} frames, {manifest.total_bytes / 1e6:.1f} MB, {len(manifest.skipped)} skipped",

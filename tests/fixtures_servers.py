@@ -4,8 +4,9 @@
 - ``s3_bucket`` (function): a fresh bucket; yields ``S3Bucket`` with its URL, storage options and an s3fs
   filesystem (``endpoint_url`` points at the server; botocore's own retries are off so ours are exercised).
 - ``s3_proxy`` (function): an ``S3FaultProxy`` in front of the moto server that can answer the next N PUTs
-  with 503, or hold a PUT after half its body arrived (so a test can kill the uploader mid-upload), then
-  forwards everything else unchanged. ``S3Bucket.via(proxy)`` gives storage options that go through it.
+  with 503, or hold a PUT after half its body arrived (so a test can kill the uploader mid-upload: a held
+  PUT whose client died is dropped, never stored), then forwards everything else unchanged.
+  ``S3Bucket.via(proxy)`` gives storage options that go through it.
 - ``http_dir_server``: returns ``serve(directory) -> LoopbackHTTPServer`` (tools/http_server: ranges, directory
   listings) stopped at teardown.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import http.client
 import itertools
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -104,9 +106,27 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             return self.rfile.read(n)
         first = self.rfile.read(n // 2)
         self.state.holding.set()
-        # the test kills the client now; the release event (or the dead socket) ends the wait
+        # the test kills the client now; the release event ends the wait
         self.state.release.wait(timeout=60)
-        return first + self.rfile.read(n - n // 2)
+        rest = self.rfile.read(n - n // 2)
+        if self._client_gone():
+            # Small bodies sit whole in the kernel's socket buffers before the kill lands; a client that
+            # vanished while held is treated as having died before its last bytes, so nothing is stored.
+            return first
+        return first + rest
+
+    def _client_gone(self) -> bool:
+        """A live HTTP/1.1 client never half-closes, so EOF (or a reset) here means it died."""
+        sock = self.connection
+        sock.setblocking(False)
+        try:
+            return sock.recv(1, socket.MSG_PEEK) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+        finally:
+            sock.setblocking(True)
 
     def _forward(self) -> None:
         st = self.state
@@ -121,6 +141,10 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             if is_put:
                 st.puts.append(self.path)
         body = self._body(hold)
+        if len(body) < int(self.headers.get("Content-Length") or 0):
+            # the client died mid-body: like S3, store nothing and drop the connection
+            self.close_connection = True
+            return
         if fail:
             msg = b"<Error><Code>ServiceUnavailable</Code><Message>injected by S3FaultProxy</Message></Error>"
             self.send_response(503)
