@@ -24,6 +24,7 @@ class CacheStats:
     size: int
     cost: int
     capacity: int
+    peak_cost: int = 0
 
     @property
     def hit_rate(self) -> float:
@@ -32,7 +33,8 @@ class CacheStats:
 
     def as_dict(self) -> dict[str, float]:
         return {"hits": self.hits, "misses": self.misses, "evictions": self.evictions, "size": self.size,
-                "cost": self.cost, "capacity": self.capacity, "hit_rate": self.hit_rate}  # fmt: skip
+                "cost": self.cost, "capacity": self.capacity, "peak_cost": self.peak_cost,
+                "hit_rate": self.hit_rate}  # fmt: skip
 
 
 class LruCache(Generic[V]):
@@ -49,7 +51,7 @@ class LruCache(Generic[V]):
         self._cost_fn = cost
         self._data: OrderedDict[tuple[Hashable, Hashable], tuple[V, int]] = OrderedDict()
         self._groups: dict[Hashable, set[tuple[Hashable, Hashable]]] = {}
-        self._cost = 0
+        self._cost = self.peak_cost = 0
         self.hits = self.misses = self.evictions = 0
 
     def __len__(self) -> int:
@@ -75,6 +77,7 @@ class LruCache(Generic[V]):
         self._data[key] = (value, cost)
         self._groups.setdefault(key[0], set()).add(key)
         self._cost += cost
+        self.peak_cost = max(self.peak_cost, self._cost)
         while self._cost > self.capacity and len(self._data) > 1:
             old = next(iter(self._data))
             self._remove(old)
@@ -101,4 +104,6 @@ class LruCache(Generic[V]):
                 del self._groups[key[0]]
 
     def stats(self) -> CacheStats:
-        return CacheStats(self.hits, self.misses, self.evictions, len(self._data), self._cost, self.capacity)
+        return CacheStats(
+            self.hits, self.misses, self.evictions, len(self._data), self._cost, self.capacity, self.peak_cost
+        )
