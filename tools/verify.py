@@ -22,7 +22,6 @@ from lerobot_wds.convert.sink import is_transient
 from lerobot_wds.convert.source import LeRobotSource
 from lerobot_wds.reader.format import MANIFEST_NAME, SHARDS_DIR, FormatError, Manifest, ShardInfo
 from lerobot_wds.tools.report import Finding, Report
-from lerobot_wds.tools.verify_decode import DecodeParityCheck
 from lerobot_wds.tools.verify_episode import SampleHook, check_sample
 from lerobot_wds.tools.verify_source import SourceRowsCheck
 from lerobot_wds.tools.verify_tar import HashingReader, group_samples, iter_members
@@ -77,12 +76,14 @@ def verify(cfg: VerifyConfig) -> Report:
         report.add([Finding("manifest", str(e))])
         return report
     hooks: list[SampleHook] = []
-    decode: DecodeParityCheck | None = None
+    decode = None
     if cfg.source:
         source = LeRobotSource(cfg.source, cfg.source_options)
         hooks.append(SourceRowsCheck(source))
         report.add(check_coverage(manifest, list(source.episodes)))
         if cfg.decode_frames:
+            from lerobot_wds.tools.verify_decode import DecodeParityCheck  # torch + torchcodec: only when asked
+
             decode = DecodeParityCheck(source, cfg.decode_frames)
             hooks.append(decode)
     report.add(check_manifest(manifest))
