@@ -269,3 +269,17 @@ def test_connection_cut_while_reading_a_shard_is_named(converted, http_dir_serve
     assert [(f.check, f.shard) for f in got] == [("read", S0)]
     assert got[0].message.startswith(f"reading {dest.url}/{S0} failed after ")
 
+
+
+def test_verify_and_inspect_over_s3(converted, s3_bucket, capsys):
+    for p in sorted(converted.rglob("*")):
+        if p.is_file():
+            s3_bucket.fs.put_file(str(p), f"{s3_bucket.name}/root/{p.relative_to(converted).as_posix()}")
+    url = s3_bucket.url("root")
+    assert findings(url, dest_options=s3_bucket.options) == []
+    options = json.dumps(s3_bucket.options)
+    assert main(["inspect", url, "--json", "--dest-options", options]) == 0
+    assert json.loads(capsys.readouterr().out)["frames"] == 28
+    s3_bucket.fs.rm_file(f"{s3_bucket.name}/root/{S1}")
+    assert main(["verify", url, "--dest-options", options, "--no-progress"]) == 1
+    assert f"shard {S1}: [missing-shard]" in capsys.readouterr().out
