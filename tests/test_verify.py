@@ -270,7 +270,6 @@ def test_connection_cut_while_reading_a_shard_is_named(converted, http_dir_serve
     assert got[0].message.startswith(f"reading {dest.url}/{S0} failed after ")
 
 
-
 def test_verify_and_inspect_over_s3(converted, s3_bucket, capsys):
     for p in sorted(converted.rglob("*")):
         if p.is_file():
