@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@command -v ffmpeg >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; }
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q -c constraints.txt -e ".[test,plot]"
+	$(VENV)/bin/pip install -q -c constraints.txt -e ".[test,plot,synth]"
 	touch $@
 
 install: $(VENV)/.installed

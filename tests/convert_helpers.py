@@ -12,7 +12,7 @@ import av
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from frame_identity import read_identity_full
+from lerobot_wds.tools.synth_identity import read_identity_full
 
 from lerobot_wds.reader.format import EpisodeMeta, Manifest
 

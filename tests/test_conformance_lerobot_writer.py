@@ -22,10 +22,10 @@ pytest.importorskip("lerobot")
 
 import fsspec  # noqa: E402
 import torch  # noqa: E402
-from frame_identity import make_frame, read_identity_full  # noqa: E402
+from lerobot_wds.tools.synth_identity import make_frame, read_identity_full  # noqa: E402
 from lerobot.configs import RGBEncoderConfig  # noqa: E402
 from lerobot.datasets.lerobot_dataset import LeRobotDataset  # noqa: E402
-from lerobot_factory import VARIANTS, CameraSpec, LeRobotSpec, expected_state, make_dataset, make_variant  # noqa: E402
+from lerobot_wds.tools.synth import VARIANTS, CameraSpec, LeRobotSpec, expected_state, make_dataset, make_variant  # noqa: E402
 from torchcodec.decoders import VideoDecoder  # noqa: E402
 
 from lerobot_wds.convert.mp4_index import parse_track_index  # noqa: E402

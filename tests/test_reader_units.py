@@ -143,3 +143,16 @@ def test_topology(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WORLD_SIZE")
     with pytest.raises(ValueError, match="only one of"):
         detect_rank_world()
+
+
+def test_float_conversion_is_bit_exact_with_lerobots_torch_expression() -> None:
+    import numpy as np
+    import torch
+
+    from lerobot_wds.reader.sample import to_output_images
+
+    values = np.arange(256, dtype=np.uint8).reshape(1, 1, 16, 16)
+    ours = to_output_images(values, return_uint8=False)
+    theirs = (torch.from_numpy(values) / 255.0).type(torch.float32)
+    assert ours.dtype == torch.float32 and torch.equal(ours, theirs)
+    assert to_output_images(values, return_uint8=True).dtype == torch.uint8

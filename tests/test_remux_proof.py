@@ -6,7 +6,7 @@ from __future__ import annotations
 import fsspec
 import numpy as np
 import torch
-from lerobot_factory import read_identity
+from lerobot_wds.tools.synth import read_identity
 from torchcodec.decoders import VideoDecoder
 
 from lerobot_wds.convert.mp4_index import parse_track_index

@@ -2,7 +2,7 @@
 
 ``make_dataset(spec, root)`` writes data/meta/videos exactly where and how lerobot would, and returns a
 ``LeRobotFixture`` describing what it wrote (paths, episode lengths, per-camera file/timestamps) so tests
-can assert exact values. Every frame carries its (episode, frame, camera) identity (``frame_identity``),
+can assert exact values. Every frame carries its (episode, frame, camera) identity (``synth_identity``),
 ``observation.state`` is ``[episode, frame, 0.5 * i ...]`` and ``action`` its negation, so rows and
 decoded pixels can both be checked exactly.
 
@@ -19,9 +19,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from fixture_video import concat_copy, default_settings, encode_frames, video_duration_s, video_stream_info
-from frame_identity import make_frame, read_identity, read_identity_full
-from lerobot_layout import (
+
+from lerobot_wds.tools.synth_identity import make_frame, read_identity, read_identity_full
+from lerobot_wds.tools.synth_layout import (
     DATA_PATH,
     DEFAULT_FEATURES,
     EPISODES_PATH,
@@ -41,7 +41,7 @@ from lerobot_layout import (
     write_json,
     write_tasks,
 )
-from lerobot_spec import (
+from lerobot_wds.tools.synth_spec import (
     CAMS_2,
     CAMS_3,
     DEFAULT_TASKS,
@@ -51,6 +51,13 @@ from lerobot_spec import (
     LeRobotFixture,
     LeRobotSpec,
     expected_state,
+)
+from lerobot_wds.tools.synth_video import (
+    concat_copy,
+    default_settings,
+    encode_frames,
+    video_duration_s,
+    video_stream_info,
 )
 
 # Re-exported so tests need one import: the spec/description types and the identity readers.

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import av
 import numpy as np
 
 Codec = Literal["av1", "h264", "hevc"]
@@ -173,6 +172,8 @@ def concat_copy(inputs: list[Path], out: Path, *, faststart: bool = True) -> Pat
 
 def video_duration_s(path: Path) -> float:
     """Returns the video stream duration exactly as lerobot's ``get_video_duration_in_s`` computes it."""
+    import av  # optional dependency (extra 'synth'): probes durations the way lerobot does
+
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         if stream.duration is not None:
@@ -182,6 +183,8 @@ def video_duration_s(path: Path) -> float:
 
 def video_stream_info(path: Path) -> dict[str, object]:
     """Returns the stream-derived ``video.*`` entries lerobot's ``get_video_info`` writes into info.json."""
+    import av  # optional dependency (extra 'synth'): probes durations the way lerobot does
+
     with av.open(str(path)) as container:
         s = container.streams.video[0]
         return {

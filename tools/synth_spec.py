@@ -1,7 +1,7 @@
 """What a LeRobot test fixture is: the frozen spec a dataset is built from and the description returned.
 
 ``LeRobotSpec`` is validated in ``__post_init__`` so a bad spec fails before any encoding; ``LeRobotFixture``
-(with ``EpisodeInfo`` / ``EpisodeVideo``) records exactly what ``lerobot_factory.make_dataset`` wrote, so
+(with ``EpisodeInfo`` / ``EpisodeVideo``) records exactly what ``synth.make_dataset`` wrote, so
 tests assert against exact paths, lengths and timestamps. ``expected_state`` gives the rows' state values.
 """
 
@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from fixture_video import Codec, default_settings
-from frame_identity import check_frame_size
+
+from lerobot_wds.tools.synth_identity import check_frame_size
+from lerobot_wds.tools.synth_video import Codec, default_settings
 
 Layout = Literal["per_episode", "continuous"]
 DEFAULT_TASKS = ("pick up the cube", "open the drawer", "fold the towel")
