@@ -6,6 +6,9 @@ checked against ``pts_offset_s + k / fps`` within half a frame. Decoders live in
 and decoded frames in another (bytes); both count hits, misses and evictions. When an episode's frames of a
 camera fit its share of the frame budget they are decoded in one sequential pass on first use, so each frame
 is decoded once per episode visit; otherwise only the requested frames are decoded.
+
+Frames are held and stacked as numpy arrays: numpy copies are single-threaded, while torch's intra-op thread
+pool turns each small copy into a cross-thread handoff that costs milliseconds on a busy machine.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
+import numpy as np
 from torchcodec.decoders import VideoDecoder
 
 from lerobot_wds.reader.cache import CacheStats, LruCache
@@ -36,8 +39,8 @@ class DecodeConfig:
                 raise ValueError(f"DecodeConfig.{name} must be >= 1, got {getattr(self, name)}")
 
 
-def _nbytes(t: torch.Tensor) -> int:
-    return t.numel() * t.element_size()
+def _nbytes(a: np.ndarray) -> int:
+    return a.nbytes
 
 
 class FrameSource:
@@ -46,14 +49,14 @@ class FrameSource:
     def __init__(self, config: DecodeConfig = DecodeConfig()) -> None:
         self.config = config
         self.decoders: LruCache[VideoDecoder] = LruCache(config.max_decoders)
-        self.frames: LruCache[torch.Tensor] = LruCache(config.frame_cache_bytes, cost=_nbytes)
+        self.frames: LruCache[np.ndarray] = LruCache(config.frame_cache_bytes, cost=_nbytes)
         self._whole_done: set[tuple[int, str]] = set()
         self.decoded_frames = 0
 
-    def get(self, episode: Episode, camera: str, positions: Sequence[int]) -> torch.Tensor:
+    def get(self, episode: Episode, camera: str, positions: Sequence[int]) -> np.ndarray:
         """Returns frames at episode frame positions (already clamped to [0, length)) as uint8 [T,C,H,W]."""
         group = (episode.index, camera)
-        found: dict[int, torch.Tensor] = {}
+        found: dict[int, np.ndarray] = {}
         for k in set(positions):
             frame = self.frames.get((group, k))
             if frame is not None:
@@ -65,7 +68,7 @@ class FrameSource:
                 found.update(self._decode(episode, camera, list(range(episode.length)), keep=set(missing)))
             else:
                 found.update(self._decode(episode, camera, missing, keep=set(missing)))
-        return torch.stack([found[k] for k in positions])
+        return np.stack([found[k] for k in positions])
 
     def release(self, episode: Episode) -> None:
         """Drops an episode's decoders and frames once its visit is over."""
@@ -105,7 +108,7 @@ class FrameSource:
         self.decoders.put(key, decoder)
         return decoder
 
-    def _decode(self, episode: Episode, camera: str, ks: list[int], keep: set[int]) -> dict[int, torch.Tensor]:
+    def _decode(self, episode: Episode, camera: str, ks: list[int], keep: set[int]) -> dict[int, np.ndarray]:
         cam = episode.meta.cameras[camera]
         fps = episode.meta.fps
         where = f"{episode.where}, camera {camera}"
@@ -116,7 +119,8 @@ class FrameSource:
             raise FrameDecodeError(f"{where}: decoding frames {ks[:3]}..{ks[-1]} failed: {e}") from e
         self.decoded_frames += len(ks)
         pts = batch.pts_seconds.tolist()
-        out: dict[int, torch.Tensor] = {}
+        out: dict[int, np.ndarray] = {}
+        data = batch.data.numpy()
         group = (episode.index, camera)
         for i, k in enumerate(ks):
             expected = cam.pts_offset_s + k / fps
@@ -125,7 +129,7 @@ class FrameSource:
                     f"{where}: episode frame {k} (mini-MP4 frame {cam.frame_position(k)}) expected at "
                     f"pts {expected:.6f}s, decoder returned pts {pts[i]:.6f}s"
                 )
-            frame = batch.data[i].clone()  # own storage so the byte budget counts what is really held
+            frame = data[i].copy()  # own storage so the byte budget counts what is really held
             self.frames.put((group, k), frame)
             if k in keep:
                 out[k] = frame

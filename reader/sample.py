@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from lerobot_wds.reader.decode import FrameSource
@@ -30,9 +31,19 @@ class SampleSpec:
     return_uint8: bool = False
 
 
-def to_output_images(frames: torch.Tensor, return_uint8: bool) -> torch.Tensor:
-    """uint8 frames -> lerobot's output: unchanged with ``return_uint8``, else ``(x / 255.0).type(float32)``."""
-    return frames if return_uint8 else (frames / 255.0).type(torch.float32)
+_SCALE = np.float32(255.0)
+
+
+def to_output_images(frames: np.ndarray, return_uint8: bool) -> torch.Tensor:
+    """uint8 frames -> lerobot's output: uint8 with ``return_uint8``, else float32 ``x / 255``.
+
+    lerobot computes ``(uint8_tensor / 255.0).type(torch.float32)``: a correctly rounded float32 division,
+    which numpy's float32 division reproduces bit for bit (a test checks all 256 values) without torch's
+    thread pool.
+    """
+    if return_uint8:
+        return torch.from_numpy(frames)
+    return torch.from_numpy(frames.astype(np.float32) / _SCALE)
 
 
 def build_sample(episode: Episode, frame: int, spec: SampleSpec, source: FrameSource) -> dict[str, Any]:
