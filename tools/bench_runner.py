@@ -201,6 +201,7 @@ def _versions() -> dict[str, str]:
 
 def run_bench(config: BenchConfig) -> dict[str, Any]:
     """Runs one benchmark and returns its record."""
+    load_start = os.getloadavg()[0]  # other processes on the host skew every number: record how busy it was
     with contextlib.ExitStack() as stack:
         server = None
         source = config.source
@@ -245,6 +246,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         "world_size": int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", "1"))),
         "host": platform.node(),
         "cpus": os.cpu_count(),
+        "load_avg_1m": {"start": load_start, "end": os.getloadavg()[0]},
         "versions": _versions(),
         "dataset": bundle.info | {"frames": bundle.dataset_frames},
     }
