@@ -4,11 +4,13 @@ The object is a picklable recipe (root, manifest, options); everything stateful 
 caches, random generators) is created in ``__iter__`` inside each DataLoader worker. Per epoch, every
 (rank, worker) reads its planned shards (see :mod:`splitting`) and yields exactly ``quota`` samples.
 
-Launchers: with torchrun / ``torch.distributed`` the rank and world size are detected (or pass ``rank`` and
-``world_size``). With Accelerate, do NOT let it shard this dataset again: build the DataLoader yourself and
-either skip ``accelerator.prepare`` for it or use ``DataLoaderConfiguration(dispatch_batches=False,
-split_batches=False)`` with ``even_batches=False``; this dataset already gives each rank its own part and
-equal counts. Call ``set_epoch(n)`` before each epoch (it also reaches persistent workers).
+Launchers: with torchrun / ``torch.distributed`` / ``accelerate launch`` the rank and world size are
+detected (process group, else RANK / WORLD_SIZE; or pass ``rank`` and ``world_size``). With Accelerate, do
+NOT pass this DataLoader to ``accelerator.prepare``: for an IterableDataset it either dispatches every batch
+from rank 0 (``dispatch_batches=True``) or wraps it in ``IterableDatasetShard`` so every rank reads everything
+and keeps a slice. This dataset already gives each rank its own shards and an equal sample count; move
+batches with ``accelerate.utils.send_to_device(batch, accelerator.device)``. Call ``set_epoch(n)`` before
+each epoch (it also reaches persistent workers).
 
 Resume: ``state_dict()`` counts samples yielded per worker in this process (``num_workers=0``, or inside
 workers as torchdata's ``StatefulDataLoader`` calls it); with a plain DataLoader use
