@@ -185,3 +185,20 @@ def test_resume_with_plain_dataloader_workers(wds_root: Path) -> None:
     rest = [b["index"].tolist() for b in torch.utils.data.DataLoader(resumed, batch_size=3, num_workers=2)]
     assert sorted(sum(batches[:seen], []) + sum(rest, [])) == sorted(sum(batches, []))
     assert rest[-1] == batches[-1]
+
+
+def test_resume_at_end_of_epoch_then_next_epoch(wds_root: Path) -> None:
+    ds = LeRobotWdsDataset(str(wds_root), seed=8)
+    ds.set_epoch(4)
+    assert len(list(ds)) == 78
+    state = ds.state_dict()
+    assert state["epoch"] == 4 and state["consumed"] == {"0": 78}
+    resumed = LeRobotWdsDataset(str(wds_root), seed=8)
+    resumed.load_state_dict(state)
+    assert list(resumed) == []  # the saved epoch is complete
+    resumed.set_epoch(5)
+    ref = LeRobotWdsDataset(str(wds_root), seed=8)
+    ref.set_epoch(5)
+    assert ids(list(resumed)) == ids(list(ref))
+    with pytest.raises(ValueError, match="saved with seed 8, this dataset has seed 9"):
+        LeRobotWdsDataset(str(wds_root), seed=9).load_state_dict(state)
