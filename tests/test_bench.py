@@ -152,3 +152,14 @@ def test_plot_writes_png(wds_root: Path, tmp_path: Path) -> None:
 def test_baseline_without_lerobot_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(BenchError, match=r"lerobot\[dataset\]==0.6.1"):
         run_bench(BenchConfig(str(tmp_path), loader="lerobot"))
+
+
+def test_report_takes_median_of_repeats(wds_root: Path, tmp_path: Path) -> None:
+    rec = run_bench(BenchConfig(str(wds_root), batch_size=2, num_workers=0, num_batches=2, warmup=0))
+    for i, factor in enumerate((1.0, 2.0, 10.0)):
+        again = copy.deepcopy(rec)
+        again.update(created_unix=rec["created_unix"] + i, frames_per_s_node=rec["frames_per_s_node"] * factor)
+        write_record(tmp_path, again)
+    (scenario,) = merge_scenarios(load_records(tmp_path))
+    assert (scenario["runs"], scenario["nodes"]) == (3, 1)
+    assert scenario["metrics"]["frames_per_s_node"] == pytest.approx(rec["frames_per_s_node"] * 2.0)

@@ -1,9 +1,10 @@
 """Renders benchmark records: a table of runs and a table of our/their ratios for every metric.
 
 Reads only what the runner wrote (``bench-*.json``). Runs with the same scenario (loader, mode, source label,
-batch size, workers, dtype, world size) are merged: the newest record per rank is kept and ranks are averaged
-(per-node numbers) — ``nodes`` says how many ranks were merged. A ratio row pairs each of our scenarios with
-the baseline scenario of the same mode, batch size, workers and dtype (the baseline always reads locally).
+batch size, workers, dtype, world size) are merged: repeated runs of a rank give their median (a busy host skews
+single runs), then ranks are averaged into per-node numbers — ``runs`` and ``nodes`` say how many were merged.
+A ratio row pairs each of our scenarios with the baseline scenario of the same mode, batch size, workers and
+dtype (the baseline always reads locally).
 
 Usage: ``lerobot-wds bench-report DIR [--plot FILE.png]`` or ``python -m lerobot_wds.tools.bench_report DIR``.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -48,15 +50,20 @@ def metric_values(record: Mapping[str, Any]) -> dict[str, float]:
 
 
 def merge_scenarios(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Groups records by scenario, keeps the newest per rank and averages metrics over ranks."""
-    groups: dict[tuple, dict[int, Mapping[str, Any]]] = {}
-    for r in sorted(records, key=lambda r: r["created_unix"]):
-        groups.setdefault(tuple(r[k] for k in SCENARIO), {})[int(r["rank"])] = r
+    """Groups records by scenario: the median of repeated runs per rank, then the mean over ranks."""
+    groups: dict[tuple, dict[int, list[Mapping[str, Any]]]] = {}
+    for r in records:
+        groups.setdefault(tuple(r[k] for k in SCENARIO), {}).setdefault(int(r["rank"]), []).append(r)
     merged = []
     for key, by_rank in groups.items():
-        values = [metric_values(r) for r in by_rank.values()]
-        avg = {m: sum(v[m] for v in values) / len(values) for m in METRICS}
-        merged.append(dict(zip(SCENARIO, key, strict=False)) | {"nodes": len(by_rank), "metrics": avg})
+        per_rank = []
+        for runs in by_rank.values():
+            values = [metric_values(r) for r in runs]
+            per_rank.append({m: statistics.median(v[m] for v in values) for m in METRICS})
+        avg = {m: sum(v[m] for v in per_rank) / len(per_rank) for m in METRICS}
+        runs = min(len(v) for v in by_rank.values())
+        counts = {"nodes": len(by_rank), "runs": runs, "metrics": avg}
+        merged.append(dict(zip(SCENARIO, key, strict=True)) | counts)
     return sorted(
         merged, key=lambda s: tuple(str(s[k]) for k in ("mode", "source_label", "num_workers", "loader"))
     )
@@ -79,6 +86,10 @@ def _ratio(a: float, b: float) -> float:
     return a / b if b and not math.isnan(a) and not math.isnan(b) else math.nan
 
 
+def _fmt_ratio(x: float) -> str:
+    return "n/a" if math.isnan(x) else f"{x:.2f}x"
+
+
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=False))  # noqa: E731
@@ -88,16 +99,17 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def render(records: Sequence[Mapping[str, Any]]) -> str:
     """Returns the runs table and the ratio table as text."""
     scenarios = merge_scenarios(records)
-    keys = ["loader", "mode", "source_label", "batch_size", "num_workers", "return_uint8", "nodes"]
-    head = ["loader", "mode", "source", "batch", "workers", "uint8", "nodes"] + [t for t, _, _ in METRICS.values()]
+    keys = ["loader", "mode", "source_label", "batch_size", "num_workers", "return_uint8", "nodes", "runs"]
+    head = ["loader", "mode", "source", "batch", "workers", "uint8", "nodes", "runs"]
+    head += [t for t, _, _ in METRICS.values()]
     rows = [[str(s[k]) for k in keys] + [fmt.format(s["metrics"][m]) for m, (_, fmt, _) in METRICS.items()]
             for s in scenarios]  # fmt: skip
-    out = ["Runs (per node; averaged over nodes):", _table(head, rows)]
+    out = ["Runs (per node: median over runs, mean over nodes):", _table(head, rows)]
     ratios = ratio_rows(scenarios)
     if ratios:
         rkeys = ["mode", "source_label", "batch_size", "num_workers", "return_uint8"]
         rhead = ["mode", "ours_source", "batch", "workers", "uint8"] + [t for t, _, _ in METRICS.values()]
-        rrows = [[str(r[k]) for k in rkeys] + [f"{r['ratios'][m]:.2f}x" for m in METRICS] for r in ratios]
+        rrows = [[str(r[k]) for k in rkeys] + [_fmt_ratio(r["ratios"][m]) for m in METRICS] for r in ratios]
         better = ", ".join(f"{t} {'higher' if up else 'lower'}" for t, _, up in METRICS.values())
         out += ["", "Ours / LeRobotDataset (baseline reads locally; better is: " + better + "):",
                 _table(rhead, rrows)]  # fmt: skip
