@@ -14,6 +14,10 @@ Metric definitions:
     pXX_sample_latency_ms: percentiles over measured batches of the time the consumer waited in ``next()``
         divided by the batch size (the amortised wait per sample a training step sees).
     wallclock_s: from ``iter(loader)`` through the last batch and the workers' shutdown (warm-up included).
+    bytes_read: bytes the loopback server sent when emulating a bucket, else the processes' ``read_chars``.
+
+With ``emulate_*`` the loopback server runs on threads of this (the consumer's) process, so its CPU time and
+memory are part of the measurement, as a client-side proxy's would be.
 """
 
 from __future__ import annotations
