@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from lerobot_wds.reader.decode import DecodeConfig, FrameSource
+from lerobot_wds.reader.decode import DecodeConfig, FrameSource, decoded_bytes
 from lerobot_wds.reader.epoch import SharedEpoch
 from lerobot_wds.reader.errors import FrameDecodeError
 from lerobot_wds.reader.format import FormatError
@@ -49,6 +49,11 @@ from lerobot_wds.reader.windows import Preset, delta_indices, preset_delta_times
 
 log = logging.getLogger(__name__)
 STATE_VERSION = 1
+
+
+# The episode pool grows by one episode every RAMP_ANCHORS anchors at the start of a pass, so a worker's first
+# batch waits for about one episode's decode instead of a whole pool's.
+RAMP_ANCHORS = 8
 
 
 class LeRobotWdsDataset(torch.utils.data.IterableDataset):
@@ -102,7 +107,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         ErrorCounter(on_error)  # validates the policy name
         self.source = str(source)
         self.stream_config = stream or StreamConfig()
-        self.decode_config = decode or DecodeConfig(episodes_sharing_cache=active_episodes)
+        self.decode_config = decode or DecodeConfig()
         opened = open_root(self.source, self.stream_config.storage_options)
         self.manifest = opened.manifest
         self.tasks = opened.tasks
@@ -192,7 +197,15 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
             if not self.shuffle:
                 return anchors(eps, active=1, rng=None)
             eps = shuffle_buffer(eps, self.episode_buffer, epoch_rng(self.seed, epoch, 1, topo.slot, p))
-            return anchors(eps, active=self.active_episodes, rng=epoch_rng(self.seed, epoch, 2, topo.slot, p))
+            return anchors(
+                eps,
+                active=self.active_episodes,
+                rng=epoch_rng(self.seed, epoch, 2, topo.slot, p),
+                budget=self.decode_config.frame_cache_bytes,
+                cost=decoded_bytes,
+                ramp=RAMP_ANCHORS,
+                block=self.decode_config.block_frames,
+            )
 
         where = f"{self.source} rank {topo.rank} worker {topo.worker} epoch {epoch}"
         if skip >= plan.quota:

@@ -1,14 +1,17 @@
 """Decoding episode frames from in-memory mini-MP4s with torchcodec, checked by presentation time.
 
-Frames are selected by presentation position ``lead_in + k`` (torchcodec ``seek_mode="exact"`` indexes
-frames in presentation order, so B-frame reordering cannot hand back a neighbour) and every returned pts is
-checked against ``pts_offset_s + k / fps`` within half a frame. Decoders live in a bounded LRU cache (count)
-and decoded frames in another (bytes); both count hits, misses and evictions. When an episode's frames of a
-camera fit its share of the frame budget they are decoded in one sequential pass on first use, so each frame
-is decoded once per episode visit; otherwise only the requested frames are decoded.
+Each (episode, camera) is decoded in ONE sequential pass on its first request: sequential decoding is
+the fastest way through a video (no seeks, every reference frame decoded once), and the windows of
+neighbouring anchors overlap heavily, so every frame of an episode visit is decoded exactly once and
+later requests are served from the decoded array. The episode pool in ``stages.anchors`` bounds how
+many decoded episodes are alive at once by bytes (see ``decoded_bytes``); ``release`` frees one.
 
-Frames are held and stacked as numpy arrays: numpy copies are single-threaded, while torch's intra-op thread
-pool turns each small copy into a cross-thread handoff that costs milliseconds on a busy machine.
+Frames are selected by presentation position ``lead_in + k`` (torchcodec ``seek_mode="exact"`` indexes
+frames in presentation order, so B-frame reordering cannot hand back a neighbour) and every returned pts
+is checked against ``pts_offset_s + k / fps`` within half a frame.
+
+Frames are held and gathered as numpy arrays: numpy copies are single-threaded, while torch's intra-op
+thread pool turns each small copy into a cross-thread handoff that costs milliseconds on a busy machine.
 """
 
 from __future__ import annotations
@@ -19,80 +22,106 @@ from dataclasses import dataclass
 import numpy as np
 from torchcodec.decoders import VideoDecoder
 
-from lerobot_wds.reader.cache import CacheStats, LruCache
+from lerobot_wds.reader.cache import CacheStats
 from lerobot_wds.reader.episode import Episode
 from lerobot_wds.reader.errors import FrameDecodeError
 
 
 @dataclass(frozen=True)
 class DecodeConfig:
-    """Budgets of one worker's decoding: cached decoders and decoded-frame bytes."""
+    """Budgets of one worker's decoding.
 
-    max_decoders: int = 32
-    frame_cache_bytes: int = 768 * 1024 * 1024
-    episodes_sharing_cache: int = 8
+    Attributes:
+        frame_cache_bytes: decoded frames alive at once (uint8 bytes), shared by the open episodes. The
+            episode pool opens another episode only while the decoded size of the open ones fits (at least
+            one is always open, whatever its size).
+        block_frames: frames decoded per sequential pass: a request decodes the blocks it touches, each
+            once per episode visit. Larger blocks seek less; smaller ones reach a first frame sooner.
+        num_ffmpeg_threads: decoder threads per video (1 is best with one DataLoader worker per core).
+    """
+
+    frame_cache_bytes: int = 1024 * 1024 * 1024
+    block_frames: int = 64
     num_ffmpeg_threads: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("max_decoders", "frame_cache_bytes", "episodes_sharing_cache", "num_ffmpeg_threads"):
+        for name in ("frame_cache_bytes", "block_frames", "num_ffmpeg_threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"DecodeConfig.{name} must be >= 1, got {getattr(self, name)}")
 
 
-def _nbytes(a: np.ndarray) -> int:
-    return a.nbytes
+def decoded_bytes(episode: Episode) -> int:
+    """Returns the uint8 bytes of all of an episode's frames of every camera, decoded."""
+    return sum(episode.length * 3 * c.width * c.height for c in episode.meta.cameras.values())
 
 
 class FrameSource:
-    """Returns decoded uint8 [T,C,H,W] frames of an episode's camera, decoding each needed frame once."""
+    """Returns decoded uint8 [T,C,H,W] frames of an episode's camera, decoding each frame once per visit.
+
+    An episode camera is decoded block by block (``block_frames`` consecutive frames, one sequential pass
+    each) as requests reach the blocks; blocks and the decoder live until ``release``. Counters
+    (``stats()``): ``decoders`` counts block lookups (a miss decodes the block), ``frames`` counts frames
+    delivered from already-decoded frames (hits) against frames decoded (misses).
+    """
 
     def __init__(self, config: DecodeConfig = DecodeConfig()) -> None:
         self.config = config
-        self.decoders: LruCache[VideoDecoder] = LruCache(config.max_decoders)
-        self.frames: LruCache[np.ndarray] = LruCache(config.frame_cache_bytes, cost=_nbytes)
-        self._whole_done: set[tuple[int, str]] = set()
-        self.decoded_frames = 0
+        self._blocks: dict[tuple[int, str, int], np.ndarray] = {}
+        self._decoders: dict[tuple[int, str], VideoDecoder] = {}
+        self._bytes = self._peak_bytes = 0
+        self.hits = self.misses = self.evictions = 0
+        self.decoded_frames = self.delivered_frames = 0
 
     def get(self, episode: Episode, camera: str, positions: Sequence[int]) -> np.ndarray:
         """Returns frames at episode frame positions (already clamped to [0, length)) as uint8 [T,C,H,W]."""
-        group = (episode.index, camera)
-        found: dict[int, np.ndarray] = {}
-        for k in set(positions):
-            frame = self.frames.get((group, k))
-            if frame is not None:
-                found[k] = frame
-        missing = sorted(set(positions) - set(found))
-        if missing:
-            if group not in self._whole_done and self._fits(episode, camera):
-                self._whole_done.add(group)
-                found.update(self._decode(episode, camera, list(range(episode.length)), keep=set(missing)))
-            else:
-                found.update(self._decode(episode, camera, missing, keep=set(missing)))
-        return np.stack([found[k] for k in positions])
+        size = self.config.block_frames
+        blocks = {b: self._block(episode, camera, b) for b in sorted({p // size for p in positions})}
+        self.delivered_frames += len(positions)
+        if len(blocks) == 1:
+            ((b, frames),) = blocks.items()
+            return frames[[p - b * size for p in positions]]
+        first = next(iter(blocks.values()))
+        out = np.empty((len(positions), *first.shape[1:]), first.dtype)
+        for i, p in enumerate(positions):
+            out[i] = blocks[p // size][p % size]
+        return out
 
     def release(self, episode: Episode) -> None:
-        """Drops an episode's decoders and frames once its visit is over."""
-        for camera in episode.videos:
-            group = (episode.index, camera)
-            self.frames.drop_group(group)
-            self.decoders.drop_group(group)
-            self._whole_done.discard(group)
+        """Drops an episode's decoders and decoded frames once its visit is over."""
+        for key in [k for k in self._blocks if k[0] == episode.index]:
+            self._bytes -= self._blocks.pop(key).nbytes
+        for key in [k for k in self._decoders if k[0] == episode.index]:
+            del self._decoders[key]
 
     def stats(self) -> dict[str, CacheStats]:
-        return {"decoders": self.decoders.stats(), "frames": self.frames.stats()}
+        size, cap = len(self._blocks), self.config.frame_cache_bytes
+        reused = max(0, self.delivered_frames - self.decoded_frames)
+        return {
+            "decoders": CacheStats(
+                self.hits, self.misses, self.evictions, size, self._bytes, cap, self._peak_bytes
+            ),
+            "frames": CacheStats(reused, self.decoded_frames, 0, size, self._bytes, cap, self._peak_bytes),
+        }
 
-    def _fits(self, episode: Episode, camera: str) -> bool:
-        cam = episode.meta.cameras[camera]
-        whole = episode.length * 3 * cam.width * cam.height
-        return whole * len(episode.videos) <= self.config.frame_cache_bytes // self.config.episodes_sharing_cache
+    def _block(self, episode: Episode, camera: str, b: int) -> np.ndarray:
+        key = (episode.index, camera, b)
+        frames = self._blocks.get(key)
+        if frames is not None:
+            self.hits += 1
+            return frames
+        self.misses += 1
+        size = self.config.block_frames
+        frames = self._decode(episode, camera, b * size, min((b + 1) * size, episode.length))
+        self._blocks[key] = frames
+        self._bytes += frames.nbytes
+        self._peak_bytes = max(self._peak_bytes, self._bytes)
+        return frames
 
-    def _decoder(self, episode: Episode, camera: str) -> VideoDecoder:
-        key = ((episode.index, camera), 0)
-        decoder = self.decoders.get(key)
+    def _decoder(self, episode: Episode, camera: str, where: str) -> VideoDecoder:
+        decoder = self._decoders.get((episode.index, camera))
         if decoder is not None:
             return decoder
         cam = episode.meta.cameras[camera]
-        where = f"{episode.where}, camera {camera}"
         try:
             decoder = VideoDecoder(
                 episode.videos[camera], seek_mode="exact", num_ffmpeg_threads=self.config.num_ffmpeg_threads
@@ -105,32 +134,28 @@ class FrameSource:
                 f"{where}: mini-MP4 has {md.num_frames} frames of {md.width}x{md.height}, episode metadata says "
                 f"{cam.frames} frames of {cam.width}x{cam.height}"
             )
-        self.decoders.put(key, decoder)
+        self._decoders[(episode.index, camera)] = decoder
         return decoder
 
-    def _decode(self, episode: Episode, camera: str, ks: list[int], keep: set[int]) -> dict[int, np.ndarray]:
+    def _decode(self, episode: Episode, camera: str, first: int, stop: int) -> np.ndarray:
+        """Decodes episode frames ``first:stop`` of a camera in one sequential pass, checking their pts."""
         cam = episode.meta.cameras[camera]
         fps = episode.meta.fps
         where = f"{episode.where}, camera {camera}"
-        decoder = self._decoder(episode, camera)
+        decoder = self._decoder(episode, camera, where)
+        start = cam.frame_position(first)
         try:
-            batch = decoder.get_frames_at([cam.frame_position(k) for k in ks])
+            batch = decoder.get_frames_in_range(start, start + stop - first)
         except (RuntimeError, IndexError, ValueError) as e:
-            raise FrameDecodeError(f"{where}: decoding frames {ks[:3]}..{ks[-1]} failed: {e}") from e
-        self.decoded_frames += len(ks)
-        pts = batch.pts_seconds.tolist()
-        out: dict[int, np.ndarray] = {}
-        data = batch.data.numpy()
-        group = (episode.index, camera)
-        for i, k in enumerate(ks):
-            expected = cam.pts_offset_s + k / fps
-            if abs(pts[i] - expected) > 0.5 / fps:
-                raise FrameDecodeError(
-                    f"{where}: episode frame {k} (mini-MP4 frame {cam.frame_position(k)}) expected at "
-                    f"pts {expected:.6f}s, decoder returned pts {pts[i]:.6f}s"
-                )
-            frame = data[i].copy()  # own storage so the byte budget counts what is really held
-            self.frames.put((group, k), frame)
-            if k in keep:
-                out[k] = frame
-        return out
+            raise FrameDecodeError(f"{where}: decoding episode frames {first}..{stop} failed: {e}") from e
+        self.decoded_frames += stop - first
+        pts = batch.pts_seconds.numpy()
+        expected = cam.pts_offset_s + np.arange(first, stop) / fps
+        off = np.flatnonzero(np.abs(pts - expected) > 0.5 / fps)
+        if off.size:
+            k = int(off[0])
+            raise FrameDecodeError(
+                f"{where}: episode frame {first + k} (mini-MP4 frame {cam.frame_position(first + k)}) expected "
+                f"at pts {expected[k]:.6f}s, decoder returned pts {pts[k]:.6f}s"
+            )
+        return batch.data.numpy()

@@ -121,13 +121,24 @@ class _Active:
 
 
 def anchors(
-    eps: Iterable[Episode], *, active: int, rng: random.Random | None
+    eps: Iterable[Episode],
+    *,
+    active: int,
+    rng: random.Random | None,
+    budget: int | None = None,
+    cost: Callable[[Episode], int] | None = None,
+    ramp: int = 0,
+    block: int = 0,
 ) -> Iterator[tuple[Episode, int, bool]]:
     """Yields ``(episode, frame, is_last_anchor_of_episode)`` for every frame of every episode.
 
-    With an rng, ``active`` episodes are kept open and each anchor comes from a random one of them (weighted by
-    frames left), in random frame order inside the episode: a frame shuffle whose memory is bounded by the
-    number of open episodes. Without an rng: episodes in order, frames in order.
+    With an rng, up to ``active`` episodes are kept open and each anchor comes from a random one of them
+    (weighted by frames left), in random frame order inside the episode: a frame shuffle whose memory is
+    bounded by the open episodes. With ``budget`` and ``cost``, another episode opens only while the summed
+    ``cost`` of the open ones stays within ``budget`` (one is always open). With ``ramp`` > 0 the pool starts
+    with one episode and may grow by one every ``ramp`` anchors, so the first batch needs few episodes decoded
+    (first-batch latency) at the price of a less mixed start. With ``block`` > 0 an episode's anchors come
+    block by block (see ``block_order``). Without an rng: episodes in order, frames in order.
     """
     it = iter(eps)
     if rng is None:
@@ -137,15 +148,21 @@ def anchors(
         return
     pool: list[_Active] = []
     exhausted = False
+    pending: Episode | None = None
+    used = yielded = 0
     while True:
-        while not exhausted and len(pool) < active:
-            ep = next(it, None)
+        while not exhausted and len(pool) < (min(active, 1 + yielded // ramp) if ramp > 0 else active):
+            ep = pending if pending is not None else next(it, None)
+            pending = None
             if ep is None:
                 exhausted = True
             elif ep.length > 0:
-                order = list(range(ep.length))
-                rng.shuffle(order)
-                pool.append(_Active(ep, order))
+                need = cost(ep) if cost is not None else 0
+                if pool and budget is not None and used + need > budget:
+                    pending = ep  # opens once enough of the pool has finished
+                    break
+                used += need
+                pool.append(_Active(ep, block_order(ep.length, block, rng)))
         if not pool:
             return
         weights = [len(a.remaining) for a in pool]
@@ -155,7 +172,27 @@ def anchors(
         last = not slot.remaining
         if last:
             pool.pop(i)
+            used -= cost(slot.episode) if cost is not None else 0
+        yielded += 1
         yield slot.episode, k, last
+
+
+def block_order(length: int, block: int, rng: random.Random) -> list[int]:
+    """Returns the frames of an episode in the order its anchors are popped (from the end).
+
+    Blocks of ``block`` consecutive frames come in random order, frames in random order inside a block, so
+    the decoder (which decodes whole blocks) has the next anchors' frames ready; other episodes of the pool
+    interleave between them. ``block`` < 1 shuffles all frames freely.
+    """
+    if block < 1:
+        order = list(range(length))
+        rng.shuffle(order)
+        return order
+    blocks = [list(range(s, min(s + block, length))) for s in range(0, length, block)]
+    rng.shuffle(blocks)
+    for b in blocks:
+        rng.shuffle(b)
+    return [k for b in reversed(blocks) for k in b]
 
 
 def skip_first(items: Iterable[T], n: int) -> Iterator[T]:
