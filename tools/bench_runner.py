@@ -23,11 +23,13 @@ memory are part of the measurement, as a client-side proxy's would be.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import platform
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -200,7 +202,14 @@ def consume(bundle: LoaderBundle, config: BenchConfig) -> dict[str, Any]:
 def _versions() -> dict[str, str]:
     import torchcodec
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "torchcodec": torchcodec.__version__}
+    import lerobot_wds.reader
+
+    # the reader's exact source (committed or not) identifies which code produced the numbers
+    digest = hashlib.sha256()
+    for path in sorted(Path(lerobot_wds.reader.__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return {"python": platform.python_version(), "torch": torch.__version__, "torchcodec": torchcodec.__version__,
+            "reader_sha256": digest.hexdigest()[:16]}  # fmt: skip
 
 
 def run_bench(config: BenchConfig) -> dict[str, Any]:
