@@ -163,3 +163,13 @@ def test_report_takes_median_of_repeats(wds_root: Path, tmp_path: Path) -> None:
     (scenario,) = merge_scenarios(load_records(tmp_path))
     assert (scenario["runs"], scenario["nodes"]) == (3, 1)
     assert scenario["metrics"]["frames_per_s_node"] == pytest.approx(rec["frames_per_s_node"] * 2.0)
+
+
+def test_report_warns_about_mixed_reader_sources(wds_root: Path, tmp_path: Path) -> None:
+    rec = run_bench(BenchConfig(str(wds_root), batch_size=2, num_workers=0, num_batches=2, warmup=0))
+    other = copy.deepcopy(rec)
+    other["created_unix"] += 1
+    other["versions"]["reader_sha256"] = "0" * 16
+    write_record(tmp_path, rec)
+    write_record(tmp_path, other)
+    assert "WARNING: 1 scenario(s) merge runs of different reader sources" in render(load_records(tmp_path))

@@ -24,7 +24,8 @@ from lerobot_wds.tools.bench_scenarios import BenchConfig
 _COUNTS: dict[str, int] = {"hits": 0, "misses": 0, "evictions": 0}
 
 
-def _import_lerobot() -> Any:
+def import_lerobot() -> Any:
+    """Returns lerobot's ``LeRobotDataset`` class; raises BenchError saying how to get lerobot when absent."""
     try:
         from lerobot.datasets.lerobot_dataset import LeRobotDataset
     except ImportError as e:
@@ -65,7 +66,7 @@ def lerobot_probe(_dataset: Any) -> dict[str, Any]:
 
 def build_lerobot(config: BenchConfig) -> LoaderBundle:
     """Builds ``LeRobotDataset`` on the local root ``config.source`` and a shuffling DataLoader."""
-    LeRobotDataset = _import_lerobot()
+    LeRobotDataset = import_lerobot()
     root = Path(config.source)
     if not (root / "meta" / "info.json").is_file():
         raise BenchError(f"--lerobot-root {root}: no meta/info.json; expected a local LeRobot v3 dataset root")

@@ -32,6 +32,7 @@ def plot_workers(records: Sequence[Mapping[str, Any]], path: str | os.PathLike[s
         points.sort()
         style = "-o" if loader == "lerobot-wds" else "--s"
         ax.plot([p[0] for p in points], [p[1] for p in points], style, label=f"{loader} {mode} {label} b{batch}")
+    ax.set_xticks(sorted({p[0] for points in lines.values() for p in points}))
     ax.set_xlabel("DataLoader workers")
     ax.set_ylabel("camera frames / s (per node)")
     ax.set_title("Loader throughput vs workers")

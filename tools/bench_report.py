@@ -62,7 +62,8 @@ def merge_scenarios(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]
             per_rank.append({m: statistics.median(v[m] for v in values) for m in METRICS})
         avg = {m: sum(v[m] for v in per_rank) / len(per_rank) for m in METRICS}
         runs = min(len(v) for v in by_rank.values())
-        counts = {"nodes": len(by_rank), "runs": runs, "metrics": avg}
+        readers = sorted({str(r.get("versions", {}).get("reader_sha256")) for rs in by_rank.values() for r in rs})
+        counts = {"nodes": len(by_rank), "runs": runs, "metrics": avg, "readers": readers}
         merged.append(dict(zip(SCENARIO, key, strict=True)) | counts)
     return sorted(
         merged, key=lambda s: tuple(str(s[k]) for k in ("mode", "source_label", "num_workers", "loader"))
@@ -105,6 +106,10 @@ def render(records: Sequence[Mapping[str, Any]]) -> str:
     rows = [[str(s[k]) for k in keys] + [fmt.format(s["metrics"][m]) for m, (_, fmt, _) in METRICS.items()]
             for s in scenarios]  # fmt: skip
     out = ["Runs (per node: median over runs, mean over nodes):", _table(head, rows)]
+    mixed = [s for s in scenarios if len(s["readers"]) > 1]
+    if mixed:
+        out.append(f"WARNING: {len(mixed)} scenario(s) merge runs of different reader sources: "
+                   + "; ".join(f"{s['loader']} {s['mode']} {s['source_label']}: {s['readers']}" for s in mixed))
     ratios = ratio_rows(scenarios)
     if ratios:
         rkeys = ["mode", "source_label", "batch_size", "num_workers", "return_uint8"]
