@@ -12,9 +12,9 @@ import av
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from lerobot_wds.tools.synth_identity import read_identity_full
 
 from lerobot_wds.reader.format import EpisodeMeta, Manifest
+from lerobot_wds.tools.synth_identity import read_identity_full
 
 OUTPUT_PARTS = ("meta", "shards", "manifest.json")
 
