@@ -22,7 +22,7 @@ WRIST = "observation.images.wrist"
 def converted(small_lerobot_dataset, tmp_path_factory) -> Path:
     """The small fixture (AV1; episodes of 5, 12, 3, 8 frames) converted into shards [0, 1, 2] and [3]."""
     dest = tmp_path_factory.mktemp("inspect") / "converted"
-    convert(ConvertConfig(str(small_lerobot_dataset.root), str(dest), target_shard_bytes=20_000, progress=False))
+    convert(ConvertConfig(str(small_lerobot_dataset.root), str(dest), target_shard_bytes=50_000, progress=False))
     return dest
 
 
@@ -90,7 +90,7 @@ def test_skipped_episodes_are_listed(small_lerobot_dataset, tmp_path, capsys):
     src = Path(shutil.copytree(small_lerobot_dataset.root, tmp_path / "src"))
     shift_video_start(src, 2, FRONT, 0.25)  # episode 2's front video now starts 2.5 frames late: skipped
     dest = tmp_path / "out"
-    convert(ConvertConfig(str(src), str(dest), on_error="skip", target_shard_bytes=20_000, progress=False))
+    convert(ConvertConfig(str(src), str(dest), on_error="skip", target_shard_bytes=50_000, progress=False))
     assert main(["inspect", str(dest), "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
     assert (s["episodes"], s["frames"]) == (3, 25)
