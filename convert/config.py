@@ -47,7 +47,7 @@ class ConvertConfig:
         on_error: ``raise`` stops on the first bad episode; ``skip`` records it in the manifest and goes on.
         staging_dir: Local directory for shards being written or uploaded (``None``: the system temp dir).
         max_staged_shards: Shards allowed on local disk at once (one being written, the rest uploading).
-        upload_attempts: Attempts per upload before a transient error becomes fatal.
+        upload_attempts: Attempts per upload or source read before a transient error becomes fatal.
         retry_backoff_s: First retry delay; it doubles on every further attempt.
         resume_check: How a shard already at the destination is verified before it is skipped: ``size``
             compares its size with its completion record, ``sha256`` also re-hashes it.

@@ -1,8 +1,8 @@
 """Byte-range access to source files for the remux core: ``read(offset, length) -> bytes`` callables.
 
 Local paths use ``os.pread`` on one descriptor (thread-safe, no seek state); any other fsspec
-filesystem uses ``cat_file(path, start, end)``, one ranged request per call, which is also
-thread-safe. Short reads are reported by the callers as :class:`Mp4Error` with the file name.
+filesystem uses ``cat_file(path, start, end)``, one ranged request per call (retried on transient
+errors), which is also thread-safe. Short reads are reported by the callers as :class:`Mp4Error`.
 """
 
 from __future__ import annotations
@@ -12,18 +12,36 @@ import os
 import fsspec
 
 from lerobot_wds.convert.mp4_boxes import ReadFn
+from lerobot_wds.convert.retry import RetryError, is_transient, with_retries
 
 
-def file_reader(fs: fsspec.AbstractFileSystem, path: str) -> tuple[ReadFn, int]:
-    """Returns a thread-safe ``read(offset, length)`` over ``path`` on ``fs`` and the file's size."""
+def file_reader(
+    fs: fsspec.AbstractFileSystem, path: str, *, attempts: int = 5, backoff_s: float = 0.5
+) -> tuple[ReadFn, int]:
+    """Returns a thread-safe ``read(offset, length)`` over ``path`` on ``fs`` and the file's size.
+
+    Remote reads retry transient errors ``attempts`` times with exponential backoff (``convert.retry``).
+    """
     protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
     if "file" in protocols or "local" in protocols:
         reader = LocalReader(path)
         return reader, reader.size
-    size = int(fs.size(path))
+    try:
+        size = with_retries(
+            lambda: int(fs.size(path)), what=f"size of {path}", attempts=attempts, backoff_s=backoff_s
+        )
+    except RetryError as e:
+        if isinstance(e.__cause__, FileNotFoundError) and not is_transient(e.__cause__):
+            raise e.__cause__ from None  # a missing file: the caller names it
+        raise
 
     def read_remote(offset: int, length: int) -> bytes:
-        return fs.cat_file(path, start=offset, end=offset + length)
+        return with_retries(
+            lambda: fs.cat_file(path, start=offset, end=offset + length),
+            what=f"read {path} bytes {offset}..{offset + length}",
+            attempts=attempts,
+            backoff_s=backoff_s,
+        )
 
     return read_remote, size
 

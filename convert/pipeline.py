@@ -74,7 +74,13 @@ class ConvertSummary:
 def convert(cfg: ConvertConfig) -> ConvertSummary:
     """Converts the shards of ``cfg``'s part; a single-part run also finalizes (writes ``manifest.json``)."""
     t0 = time.perf_counter()
-    source = LeRobotSource(cfg.source, cfg.source_options, cache_size=cfg.index_cache_size)
+    source = LeRobotSource(
+        cfg.source,
+        cfg.source_options,
+        cache_size=cfg.index_cache_size,
+        attempts=cfg.upload_attempts,
+        backoff_s=cfg.retry_backoff_s,
+    )
     sink = open_sink(cfg.dest, cfg.dest_options, attempts=cfg.upload_attempts, backoff_s=cfg.retry_backoff_s)
     source_desc = describe(source)
     _check_existing_manifest(sink, source_desc, cfg)

@@ -11,60 +11,24 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import fsspec
 
+from lerobot_wds.convert.retry import RetryError, is_transient, with_retries
+
 T = TypeVar("T")
 
-_PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
-_HASH_CHUNK = 4 * 1024 * 1024
 
-
-class SinkError(OSError):
+class SinkError(RetryError):
     """A write to the destination failed permanently (or ran out of retries); names the URL and reason."""
 
 
-def is_transient(exc: BaseException) -> bool:
-    """Tells whether an I/O error is worth retrying: network/timeouts/5xx yes; missing, denied, 4xx no."""
-    if isinstance(exc, _PERMANENT):
-        return False
-    status = getattr(getattr(exc, "response", None), "status_code", None) or getattr(exc, "status", None)
-    if isinstance(status, int) and 400 <= status < 500 and status not in (408, 429):
-        return False
-    if isinstance(exc, (OSError, TimeoutError, ConnectionError)):
-        return True
-    # aiohttp / botocore errors don't subclass OSError; match by module so neither is a hard dependency
-    module = type(exc).__module__
-    return module.startswith(("aiohttp", "botocore", "urllib3", "requests"))
+__all__ = ["FsspecSink", "LocalSink", "Sink", "SinkError", "is_transient", "open_sink", "with_retries"]
 
-
-def with_retries(
-    fn: Callable[[], T],
-    *,
-    what: str,
-    attempts: int,
-    backoff_s: float,
-    on_retry: Callable[[int, BaseException], None] | None = None,
-) -> T:
-    """Runs ``fn``; retries transient errors with exponential backoff, else raises SinkError naming ``what``."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return fn()
-        except Exception as e:
-            if not is_transient(e):
-                raise SinkError(f"{what}: permanent error ({type(e).__name__}: {e})") from e
-            if attempt == attempts:
-                raise SinkError(
-                    f"{what}: still failing after {attempts} attempts ({type(e).__name__}: {e})"
-                ) from e
-            if on_retry is not None:
-                on_retry(attempt, e)
-            time.sleep(backoff_s * 2 ** (attempt - 1))  # retry backoff, the one sleep allowed in error paths
-    raise AssertionError("unreachable")  # the loop returns or raises
+_HASH_CHUNK = 4 * 1024 * 1024
 
 
 class Sink(Protocol):
@@ -165,7 +129,9 @@ class FsspecSink:
         def count(_attempt: int, _exc: BaseException) -> None:
             self.retries += 1
 
-        return with_retries(fn, what=what, attempts=self._attempts, backoff_s=self._backoff_s, on_retry=count)
+        return with_retries(
+            fn, what=what, attempts=self._attempts, backoff_s=self._backoff_s, on_retry=count, error=SinkError
+        )
 
     def put_file(self, local_path: str, rel: str) -> None:
         """Uploads ``local_path`` to ``rel`` (retrying transient errors), then deletes the local file."""

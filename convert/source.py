@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import fsspec
 import pyarrow as pa
@@ -25,6 +25,9 @@ from lerobot_wds.convert.mp4_boxes import ReadFn
 from lerobot_wds.convert.mp4_index import TrackIndex, parse_track_index
 from lerobot_wds.convert.mp4_io import file_reader
 from lerobot_wds.convert.plan import EpisodeEstimate
+from lerobot_wds.convert.retry import RetryError, is_transient, with_retries
+
+T = TypeVar("T")
 
 INFO = "meta/info.json"
 # Fixed output bytes of a sample beyond its share of the source (measured on small fixtures): each tar member
@@ -67,8 +70,17 @@ class EpisodeRecord:
 class LeRobotSource:
     """A LeRobot v3 dataset root opened through fsspec (thread-safe after construction)."""
 
-    def __init__(self, url: str, options: dict[str, Any] | None = None, *, cache_size: int = 64) -> None:
+    def __init__(
+        self,
+        url: str,
+        options: dict[str, Any] | None = None,
+        *,
+        cache_size: int = 64,
+        attempts: int = 5,
+        backoff_s: float = 0.5,
+    ) -> None:
         self.url = url.rstrip("/")
+        self.attempts, self.backoff_s = attempts, backoff_s
         self.fs, root = fsspec.core.url_to_fs(url, **(options or {}))
         self.root = root.rstrip("/")
         self.info_bytes = self.read_bytes(INFO)
@@ -98,10 +110,19 @@ class LeRobotSource:
     def full(self, rel: str) -> str:
         return f"{self.root}/{rel}"
 
+    def _retry(self, fn: Callable[[], T], what: str) -> T:
+        """Runs a source read, retrying transient errors; missing files still raise FileNotFoundError."""
+        try:
+            return with_retries(fn, what=what, attempts=self.attempts, backoff_s=self.backoff_s)
+        except RetryError as e:
+            if isinstance(e.__cause__, FileNotFoundError) and not is_transient(e.__cause__):
+                raise e.__cause__ from None
+            raise
+
     def read_bytes(self, rel: str) -> bytes:
         """Reads a whole (small) file; raises SourceError naming it when it is missing."""
         try:
-            return self.fs.cat_file(self.full(rel))
+            return self._retry(lambda: self.fs.cat_file(self.full(rel)), f"read {self.url}/{rel}")
         except FileNotFoundError as e:
             raise SourceError(f"{self.url}/{rel}: missing from the source") from e
 
@@ -120,8 +141,11 @@ class LeRobotSource:
         return found
 
     def _load_tasks(self) -> dict[str, int]:
-        with self.fs.open(self.full(TASKS), "rb") as f:
-            table = pq.read_table(f)
+        def read() -> pa.Table:
+            with self.fs.open(self.full(TASKS), "rb") as f:
+                return pq.read_table(f)
+
+        table = self._retry(read, f"read {self.url}/{TASKS}")
         meta = table.schema.pandas_metadata or {}
         index_cols = [c for c in meta.get("index_columns", []) if isinstance(c, str)]
         names = [n for n in [*index_cols, "task", "__index_level_0__"] if n in table.column_names]
@@ -134,10 +158,14 @@ class LeRobotSource:
     def _load_episodes(self) -> dict[int, EpisodeRecord]:
         out: dict[int, EpisodeRecord] = {}
         for rel in (p for p in self.meta_files if _matches_episodes(p)):
-            with self.fs.open(self.full(rel), "rb") as f:
-                pf = pq.ParquetFile(f)
-                columns = [n for n in pf.schema_arrow.names if not n.startswith("stats/")]
-                rows = pf.read(columns=columns).to_pylist()
+
+            def read(rel: str = rel) -> list[dict[str, Any]]:
+                with self.fs.open(self.full(rel), "rb") as f:
+                    pf = pq.ParquetFile(f)
+                    columns = [n for n in pf.schema_arrow.names if not n.startswith("stats/")]
+                    return pf.read(columns=columns).to_pylist()
+
+            rows = self._retry(read, f"read {self.url}/{rel}")
             for row in rows:
                 rec = self._episode_record(row, rel)
                 if rec.episode_index in out:
@@ -180,8 +208,9 @@ class LeRobotSource:
 
     def _read_footer(self, rel: str) -> pq.FileMetaData:
         try:
-            with self.fs.open(self.full(rel), "rb") as f:
-                return pq.read_metadata(f)
+            return self._retry(
+                lambda: pq.read_metadata(self.fs.open(self.full(rel), "rb")), f"read {self.url}/{rel}"
+            )
         except FileNotFoundError as e:
             raise SourceError(f"{self.url}/{rel}: data file missing from the source") from e
 
@@ -197,8 +226,12 @@ class LeRobotSource:
             st = md.row_group(g).column(col).statistics
             if st is None or not st.has_min_max or st.min <= rec.episode_index <= st.max:
                 groups.append(g)
-        with self.fs.open(self.full(rec.data_path), "rb") as f:
-            table = pq.ParquetFile(f, metadata=md).read_row_groups(groups)
+
+        def read() -> pa.Table:
+            with self.fs.open(self.full(rec.data_path), "rb") as f:
+                return pq.ParquetFile(f, metadata=md).read_row_groups(groups)
+
+        table = self._retry(read, f"read {self.url}/{rec.data_path} row groups {groups}")
         table = table.filter(pc.equal(table.column("episode_index"), rec.episode_index))
         where = f"{self.url}/{rec.data_path}, episode {rec.episode_index}"
         if table.num_rows != rec.length:
@@ -216,7 +249,7 @@ class LeRobotSource:
 
     def _open_track(self, rel: str) -> tuple[TrackIndex, ReadFn]:
         try:
-            read, size = file_reader(self.fs, self.full(rel))
+            read, size = file_reader(self.fs, self.full(rel), attempts=self.attempts, backoff_s=self.backoff_s)
         except FileNotFoundError as e:
             raise SourceError(f"{self.url}/{rel}: video file missing from the source") from e
         return parse_track_index(read, size, name=f"{self.url}/{rel}"), read
@@ -233,7 +266,7 @@ class LeRobotSource:
 
         def size(rel: str) -> int:
             try:
-                return int(self.fs.size(self.full(rel)))
+                return int(self._retry(lambda: self.fs.size(self.full(rel)), f"size of {self.url}/{rel}"))
             except FileNotFoundError as e:
                 raise SourceError(f"{self.url}/{rel}: missing from the source") from e
 

@@ -62,3 +62,34 @@ def test_http_source_gives_the_same_shards(small_lerobot_dataset, http_dir_serve
     shards = {k: v for k, v in local_reference.items() if k.startswith(("shards/", "meta/"))}
     assert {k: v for k, v in got.items() if k.startswith(("shards/", "meta/"))} == shards
     assert server.stats().requests > 0
+
+
+def test_http_source_retries_transient_read_errors(
+    small_lerobot_dataset, http_dir_server, local_reference, tmp_path
+):
+    """503s and bodies cut mid-transfer on the source's video and data files are retried; output is unchanged."""
+    server = http_dir_server(small_lerobot_dataset.root)
+    ep = small_lerobot_dataset.episodes[1]
+    video = (
+        "/"
+        + ep.videos[small_lerobot_dataset.camera_keys[0]].path.relative_to(small_lerobot_dataset.root).as_posix()
+    )
+    data = "/" + ep.data_path.relative_to(small_lerobot_dataset.root).as_posix()
+    server.inject_fault(video, fail_requests=2, cut_requests=1, cut_after_bytes=100)
+    server.inject_fault(data, fail_requests=2)
+    convert(cfg(server.url, tmp_path / "out", workers=1, retry_backoff_s=0.01))
+    got = output_bytes(tmp_path / "out")
+    assert {k: v for k, v in got.items() if k.startswith("shards/")} == {
+        k: v for k, v in local_reference.items() if k.startswith("shards/")
+    }
+    failed = [r for r in server.stats().log if r.status >= 500 and r.path in (video, data)]
+    assert len(failed) == 4
+
+
+def test_http_source_gives_up_naming_the_file(small_lerobot_dataset, http_dir_server, tmp_path):
+    server = http_dir_server(small_lerobot_dataset.root)
+    ep = small_lerobot_dataset.episodes[0]
+    rel = ep.videos[small_lerobot_dataset.camera_keys[0]].path.relative_to(small_lerobot_dataset.root).as_posix()
+    server.inject_fault("/" + rel, fail_requests=1000)
+    with pytest.raises(Exception, match=rf"{rel}.*(still failing after 3 attempts|permanent error)"):
+        convert(cfg(server.url, tmp_path / "out", workers=1, upload_attempts=3, retry_backoff_s=0.01))

@@ -18,7 +18,7 @@ from lerobot_wds.convert.plan import (
     select_episodes,
     select_part,  # fmt: skip
 )
-from lerobot_wds.convert.sink import SinkError, is_transient, with_retries
+from lerobot_wds.convert.retry import RetryError, is_transient, with_retries
 from lerobot_wds.convert.tarwriter import ShardWriter, TarWriteError
 
 
@@ -129,7 +129,7 @@ def test_retry_classification_and_backoff():
         with_retries(flaky, what="upload x", attempts=3, backoff_s=0, on_retry=lambda a, e: seen.append(a)) == "ok"
     )
     assert seen == [1, 2]
-    with pytest.raises(SinkError, match=r"upload y: permanent error \(PermissionError"):
+    with pytest.raises(RetryError, match=r"upload y: permanent error \(PermissionError"):
         with_retries(lambda: (_ for _ in ()).throw(PermissionError("denied")), what="upload y", attempts=5,
                      backoff_s=0)  # fmt: skip
 
