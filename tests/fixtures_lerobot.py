@@ -1,4 +1,4 @@
-"""Pytest fixtures serving real LeRobot v3.0 datasets built by ``lerobot_wds.tools.synth`` (session-scoped, built once).
+"""Pytest fixtures serving real LeRobot v3.0 datasets built by ``lerobot_wds.tools.synth`` (built once).
 
 - ``lerobot_variant``: parametrised over ``STANDARD_VARIANTS`` (AV1, H.264 with B-frames, HEVC, moov at the
   end, several files per camera, continuous long-GOP encode); a test using it runs once per variant.
@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from lerobot_wds.tools.synth import VARIANTS, LeRobotFixture, LeRobotSpec, make_dataset, make_variant
 
 STANDARD_VARIANTS: list[str] = list(VARIANTS)

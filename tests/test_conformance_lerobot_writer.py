@@ -22,15 +22,15 @@ pytest.importorskip("lerobot")
 
 import fsspec  # noqa: E402
 import torch  # noqa: E402
-from lerobot_wds.tools.synth_identity import make_frame, read_identity_full  # noqa: E402
 from lerobot.configs import RGBEncoderConfig  # noqa: E402
 from lerobot.datasets.lerobot_dataset import LeRobotDataset  # noqa: E402
-from lerobot_wds.tools.synth import VARIANTS, CameraSpec, LeRobotSpec, expected_state, make_dataset, make_variant  # noqa: E402
 from torchcodec.decoders import VideoDecoder  # noqa: E402
 
 from lerobot_wds.convert.mp4_index import parse_track_index  # noqa: E402
 from lerobot_wds.convert.mp4_io import file_reader  # noqa: E402
 from lerobot_wds.convert.remux import cut_episode  # noqa: E402
+from lerobot_wds.tools.synth import VARIANTS, CameraSpec, LeRobotSpec, expected_state, make_dataset, make_variant  # noqa: E402
+from lerobot_wds.tools.synth_identity import make_frame, read_identity_full  # noqa: E402
 
 FPS = 10
 CAMERAS = (CameraSpec("observation.images.front", 64, 64), CameraSpec("observation.images.wrist", 96, 72))

@@ -12,9 +12,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from lerobot_wds.tools.synth_identity import IdentityError, make_frame, read_identity, read_identity_full
-from lerobot_wds.tools.synth import CAMS_2, CameraSpec, LeRobotFixture, LeRobotSpec, expected_state, make_dataset
 from torchcodec.decoders import VideoDecoder
+
+from lerobot_wds.tools.synth import CAMS_2, CameraSpec, LeRobotFixture, LeRobotSpec, expected_state, make_dataset
+from lerobot_wds.tools.synth_identity import IdentityError, make_frame, read_identity, read_identity_full
 
 VIDEO_STATS = ("min", "max", "mean", "std", "count", "q01", "q10", "q50", "q90", "q99")
 

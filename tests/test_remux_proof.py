@@ -6,12 +6,12 @@ from __future__ import annotations
 import fsspec
 import numpy as np
 import torch
-from lerobot_wds.tools.synth import read_identity
 from torchcodec.decoders import VideoDecoder
 
 from lerobot_wds.convert.mp4_index import parse_track_index
 from lerobot_wds.convert.mp4_io import file_reader
 from lerobot_wds.convert.remux import cut_episode
+from lerobot_wds.tools.synth import read_identity
 
 
 def test_mini_mp4_frames_equal_source_frames(lerobot_variant):
