@@ -25,8 +25,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
+from torch.utils.data import default_collate
 
+from lerobot_wds.reader.batch import build_batch
 from lerobot_wds.reader.decode import DecodeConfig, FrameSource, decoded_bytes
+from lerobot_wds.reader.episode import Episode
 from lerobot_wds.reader.epoch import SharedEpoch
 from lerobot_wds.reader.errors import FrameDecodeError
 from lerobot_wds.reader.format import FormatError
@@ -73,6 +76,9 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         on_error: "raise" or "skip" (count and log) on corrupt shards or members.
         decode: decoder / frame-cache budgets. stream: retries, read-ahead, checksum, storage options.
         rank, world_size: override detection (both or neither).
+        batch_size: yield collated batches of this many samples instead of samples (use
+            ``DataLoader(ds, batch_size=None)``): images are written straight into one shared-memory tensor
+            per camera, saving DataLoader's collate copy. The last batch of an epoch may be short.
     """
 
     def __init__(
@@ -93,6 +99,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         stream: StreamConfig | None = None,
         rank: int | None = None,
         world_size: int | None = None,
+        batch_size: int | None = None,
     ) -> None:
         super().__init__()
         if delta_timestamps is not None and preset is not None:
@@ -104,6 +111,8 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         if active_episodes < 1 or episode_buffer < 0:
             raise ValueError(f"active_episodes must be >= 1 and episode_buffer >= 0, got {active_episodes}, "
                              f"{episode_buffer}")  # fmt: skip
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1 or None, got {batch_size}")
         ErrorCounter(on_error)  # validates the policy name
         self.source = str(source)
         self.stream_config = stream or StreamConfig()
@@ -122,6 +131,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         self.sample_spec = SampleSpec(self.camera_keys, deltas, self.tasks, return_uint8)
         self.shuffle, self.seed, self.uneven, self.on_error = shuffle, seed, uneven, on_error
         self.episode_buffer, self.active_episodes = episode_buffer, active_episodes
+        self.batch_size = batch_size
         self._rank_world = (rank, world_size) if rank is not None and world_size is not None else None
         if self._rank_world is None and detect_rank_world()[1] > 1:
             self._rank_world = detect_rank_world()  # captured now: spawned workers cannot see the process group
@@ -212,27 +222,56 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
             return
         yielded, unusable = skip, 0
         bad: set[int] = set()  # episodes whose frames failed to decode under on_error="skip"
+        pending: list[tuple[Episode, int, bool]] = []
+        group = self.batch_size or 1
         for episode, frame, last in skip_first(cycle_passes(one_pass, where), skip):
             if episode.index in bad:
                 unusable += 1
                 if unusable > plan.frames:
                     raise FrameDecodeError(f"{where}: a full pass of anchors produced no decodable frame")
                 continue
+            pending.append((episode, frame, last))
+            if len(pending) < min(group, plan.quota - yielded):
+                continue
+            out, n = self._build(pending, source, errors, bad)
+            for ep, _, is_last in pending:
+                if is_last or ep.index in bad:
+                    source.release(ep)
+            pending = []
+            if n == 0:
+                continue
+            unusable = 0
+            yielded += n
+            self._consumed[topo.worker] = yielded
+            yield from out
+            if yielded >= plan.quota:
+                return
+
+    def _build(
+        self, items: list[tuple[Episode, int, bool]], source: FrameSource, errors: ErrorCounter, bad: set[int]
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Builds the samples (or the one batch) of ``items``; returns them and how many samples they hold.
+
+        An episode whose data fails is handled per ``on_error`` (``bad`` collects it); in batch mode the batch
+        is then rebuilt sample by sample without it, so it may come out short.
+        """
+        if self.batch_size is not None:
             try:
-                sample = build_sample(episode, frame, self.sample_spec, source)
+                return [build_batch([(e, f) for e, f, _ in items], self.sample_spec, source)], len(items)
+            except FormatError:
+                pass  # find the failing episode(s) sample by sample below
+        good = []
+        for episode, frame, _ in items:
+            if episode.index in bad:
+                continue
+            try:
+                good.append(build_sample(episode, frame, self.sample_spec, source))
             except FormatError as e:
                 errors.handle(e, "episode")
                 bad.add(episode.index)
-                source.release(episode)
-                continue
-            if last:
-                source.release(episode)
-            unusable = 0
-            yielded += 1
-            self._consumed[topo.worker] = yielded
-            yield sample
-            if yielded >= plan.quota:
-                return
+        if self.batch_size is None or not good:
+            return good, len(good)
+        return [default_collate(good)], len(good)
 
     # --- resume ------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -26,6 +26,8 @@ from lerobot_wds.reader.cache import CacheStats
 from lerobot_wds.reader.episode import Episode
 from lerobot_wds.reader.errors import FrameDecodeError
 
+_SCALE = np.float32(255.0)
+
 
 @dataclass(frozen=True)
 class DecodeConfig:
@@ -85,6 +87,22 @@ class FrameSource:
         for i, p in enumerate(positions):
             out[i] = blocks[p // size][p % size]
         return out
+
+    def gather_into(self, episode: Episode, camera: str, positions: Sequence[int], out: np.ndarray) -> None:
+        """Writes frames at episode positions into ``out`` ([T,C,H,W], or [C,H,W] for one position).
+
+        ``out`` may be float32: frames are then written as ``uint8 / 255`` in float32 (lerobot's arithmetic).
+        """
+        size = self.config.block_frames
+        blocks = {b: self._block(episode, camera, b) for b in sorted({p // size for p in positions})}
+        self.delivered_frames += len(positions)
+        rows = out[None] if out.ndim == 3 else out
+        for i, p in enumerate(positions):
+            src = blocks[p // size][p % size]
+            if rows.dtype == np.uint8:
+                rows[i] = src
+            else:
+                np.divide(src, _SCALE, out=rows[i], dtype=np.float32)
 
     def release(self, episode: Episode) -> None:
         """Drops an episode's decoders and decoded frames once its visit is over."""

@@ -46,8 +46,15 @@ def to_output_images(frames: np.ndarray, return_uint8: bool) -> torch.Tensor:
     return torch.from_numpy(frames.astype(np.float32) / _SCALE)
 
 
-def build_sample(episode: Episode, frame: int, spec: SampleSpec, source: FrameSource) -> dict[str, Any]:
-    """Returns the sample of ``episode`` anchored at episode frame ``frame``."""
+def camera_positions(spec: SampleSpec, cam: str, frame: int, windows: Mapping[str, list[int]]) -> list[int]:
+    """Returns the episode frame positions a camera shows in a sample (its window, or just the anchor)."""
+    return windows.get(cam, [frame])
+
+
+def sample_without_images(
+    episode: Episode, frame: int, spec: SampleSpec
+) -> tuple[dict[str, list[int]], dict[str, Any]]:
+    """Returns a sample's windows (clamped positions per key) and every key of it except the cameras."""
     length = episode.length
     pads: dict[str, torch.Tensor] = {}
     windows: dict[str, list[int]] = {}
@@ -56,9 +63,6 @@ def build_sample(episode: Episode, frame: int, spec: SampleSpec, source: FrameSo
         windows[key] = positions
         pads[f"{key}_is_pad"] = torch.BoolTensor(pad)
     item: dict[str, Any] = {}
-    for cam in spec.camera_keys:
-        frames = source.get(episode, cam, windows.get(cam, [frame]))
-        item[cam] = to_output_images(frames.squeeze(0) if frames.shape[0] == 1 else frames, spec.return_uint8)
     for name, column in episode.columns.items():
         if name in windows:
             if not isinstance(column, torch.Tensor):
@@ -75,6 +79,17 @@ def build_sample(episode: Episode, frame: int, spec: SampleSpec, source: FrameSo
             f"meta/tasks.parquet has {sorted(spec.tasks)}"
         )
     item["task"] = spec.tasks[task_index]
+    return windows, item
+
+
+def build_sample(episode: Episode, frame: int, spec: SampleSpec, source: FrameSource) -> dict[str, Any]:
+    """Returns the sample of ``episode`` anchored at episode frame ``frame``."""
+    windows, rest = sample_without_images(episode, frame, spec)
+    item: dict[str, Any] = {}
+    for cam in spec.camera_keys:
+        frames = source.get(episode, cam, camera_positions(spec, cam, frame, windows))
+        item[cam] = to_output_images(frames.squeeze(0) if frames.shape[0] == 1 else frames, spec.return_uint8)
+    item.update(rest)
     return item
 
 
