@@ -56,7 +56,7 @@ STATE_VERSION = 1
 
 # The episode pool grows by one episode every RAMP_ANCHORS anchors at the start of a pass, so a worker's first
 # batch waits for about one episode's decode instead of a whole pool's.
-RAMP_ANCHORS = 8
+RAMP_ANCHORS = 16
 
 
 class LeRobotWdsDataset(torch.utils.data.IterableDataset):
