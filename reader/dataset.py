@@ -212,7 +212,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
                 active=self.active_episodes,
                 rng=epoch_rng(self.seed, epoch, 2, topo.slot, p),
                 budget=self.decode_config.frame_cache_bytes,
-                cost=decoded_bytes,
+                cost=self._pool_cost,
                 ramp=RAMP_ANCHORS,
                 block=self.decode_config.block_frames,
             )
@@ -234,9 +234,11 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
             if len(pending) < min(group, plan.quota - yielded):
                 continue
             out, n = self._build(pending, source, errors, bad)
-            for ep, _, is_last in pending:
+            for ep, frame, is_last in pending:
                 if is_last or ep.index in bad:
                     source.release(ep)
+                elif not self.sample_spec.deltas:
+                    source.done(ep, frame)
             pending = []
             if n == 0:
                 continue
@@ -246,6 +248,13 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
             yield from out
             if yielded >= plan.quota:
                 return
+
+    def _pool_cost(self, episode: Episode) -> int:
+        """Decoded bytes an open episode holds at most: one block without windows (blocks are dropped as their
+        anchors finish), else the whole episode (windows reach across blocks)."""
+        if self.sample_spec.deltas:
+            return decoded_bytes(episode)
+        return decoded_bytes(episode, self.decode_config.block_frames)
 
     def _build(
         self, items: list[tuple[Episode, int, bool]], source: FrameSource, errors: ErrorCounter, bad: set[int]

@@ -42,7 +42,7 @@ class DecodeConfig:
         num_ffmpeg_threads: decoder threads per video (1 is best with one DataLoader worker per core).
     """
 
-    frame_cache_bytes: int = 1024 * 1024 * 1024
+    frame_cache_bytes: int = 512 * 1024 * 1024
     block_frames: int = 64
     num_ffmpeg_threads: int = 1
 
@@ -52,9 +52,10 @@ class DecodeConfig:
                 raise ValueError(f"DecodeConfig.{name} must be >= 1, got {getattr(self, name)}")
 
 
-def decoded_bytes(episode: Episode) -> int:
-    """Returns the uint8 bytes of all of an episode's frames of every camera, decoded."""
-    return sum(episode.length * 3 * c.width * c.height for c in episode.meta.cameras.values())
+def decoded_bytes(episode: Episode, frames: int | None = None) -> int:
+    """Returns the uint8 bytes of ``frames`` (default: all) of an episode's frames of every camera, decoded."""
+    n = episode.length if frames is None else min(frames, episode.length)
+    return sum(n * 3 * c.width * c.height for c in episode.meta.cameras.values())
 
 
 class FrameSource:
@@ -70,6 +71,7 @@ class FrameSource:
         self.config = config
         self._blocks: dict[tuple[int, str, int], np.ndarray] = {}
         self._decoders: dict[tuple[int, str], VideoDecoder] = {}
+        self._left: dict[tuple[int, int], int] = {}  # (episode, block) -> anchors not yet done (see done())
         self._bytes = self._peak_bytes = 0
         self.hits = self.misses = self.evictions = 0
         self.decoded_frames = self.delivered_frames = 0
@@ -104,12 +106,33 @@ class FrameSource:
             else:
                 np.divide(src, _SCALE, out=rows[i], dtype=np.float32)
 
+    def done(self, episode: Episode, frame: int) -> None:
+        """Marks anchor ``frame`` built; a block whose every anchor is done is dropped at once.
+
+        Only valid when samples show nothing but their anchor frame (no windows): then a block is needed by
+        its own anchors alone, and block-ordered anchors keep about one block per open episode alive.
+        """
+        size = self.config.block_frames
+        b = frame // size
+        key = (episode.index, b)
+        left = self._left.get(key, min(size, episode.length - b * size)) - 1
+        if left > 0:
+            self._left[key] = left
+            return
+        self._left.pop(key, None)
+        for camera in episode.videos:
+            frames = self._blocks.pop((episode.index, camera, b), None)
+            if frames is not None:
+                self._bytes -= frames.nbytes
+
     def release(self, episode: Episode) -> None:
         """Drops an episode's decoders and decoded frames once its visit is over."""
         for key in [k for k in self._blocks if k[0] == episode.index]:
             self._bytes -= self._blocks.pop(key).nbytes
         for key in [k for k in self._decoders if k[0] == episode.index]:
             del self._decoders[key]
+        for key in [k for k in self._left if k[0] == episode.index]:
+            del self._left[key]
 
     def stats(self) -> dict[str, CacheStats]:
         size, cap = len(self._blocks), self.config.frame_cache_bytes

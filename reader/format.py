@@ -182,9 +182,7 @@ class Manifest:
             found = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
             raise FormatError(f"{where}: format {found!r}, expected {FORMAT_NAME!r}")
         if raw.get("format_version") != FORMAT_VERSION:
-            raise FormatError(
-                f"{where}: format_version {raw.get('format_version')!r}, expected {FORMAT_VERSION}"
-            )
+            raise FormatError(f"{where}: format_version {raw.get('format_version')!r}, expected {FORMAT_VERSION}")
         raw.pop("totals", None)
         try:
             shards = [ShardInfo(**s) for s in raw.pop("shards")]
