@@ -13,16 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lerobot_wds.convert.config import ConvertConfig, parse_episodes, parse_part, parse_size
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"not JSON: {e}") from e
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
-    return value
+from lerobot_wds.tools.cli_args import json_object
 
 
 def _arg(parse: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -89,8 +80,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=S,
         help="how shards already at DEST are verified before being skipped",
     )
-    p.add_argument("--source-options", type=_json_object, default=S, help="fsspec storage options (JSON)")
-    p.add_argument("--dest-options", type=_json_object, default=S, help="fsspec storage options (JSON)")
+    p.add_argument("--source-options", type=json_object, default=S, help="fsspec storage options (JSON)")
+    p.add_argument("--dest-options", type=json_object, default=S, help="fsspec storage options (JSON)")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=S, help="no progress bars")
     p.add_argument("--stats-json", default=None, help="write the run summary (incl. peak RSS/staging) here")
     p.set_defaults(func=run_convert)  # fmt: skip
@@ -103,7 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     f.add_argument("dest", help="output root (path or fsspec URL)")
     f.add_argument("--parts", type=int, default=None, help="which split to finalize when several are present")
-    f.add_argument("--dest-options", type=_json_object, default=None, help="fsspec storage options (JSON)")
+    f.add_argument("--dest-options", type=json_object, default=None, help="fsspec storage options (JSON)")
     f.set_defaults(func=run_finalize)
 
 

@@ -7,22 +7,11 @@ member); 2 the command could not run (bad options, unreadable source).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from typing import Any
 
 from lerobot_wds.convert.source import SourceError
+from lerobot_wds.tools.cli_args import json_object
 from lerobot_wds.tools.verify import VerifyConfig, verify
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"not JSON: {e}") from e
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,8 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="decode K frames per episode and camera (first and last included) and compare them "
                    "bit for bit with the source (needs --source)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--source-options", type=_json_object, default=S, help="fsspec storage options (JSON)")
-    p.add_argument("--dest-options", type=_json_object, default=S, help="fsspec storage options (JSON)")
+    p.add_argument("--source-options", type=json_object, default=S, help="fsspec storage options (JSON)")
+    p.add_argument("--dest-options", type=json_object, default=S, help="fsspec storage options (JSON)")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=S, help="no progress bar")
     p.set_defaults(func=run)
 
