@@ -51,3 +51,33 @@ def test_batches_through_dataloader_workers_cover_every_frame_once(wds_root: Pat
     assert sorted(anchors(got)) == sorted(anchors(want))
     assert len(anchors(got)) == ds.samples_per_rank(num_workers=2)
     assert len(set(anchors(got))) == sum(s.frames for s in ds.manifest.shards)
+
+
+@pytest.mark.parametrize("batch_size", [None, 3])
+def test_small_blocks_shuffled_decode_each_frame_once_and_right(wds_root: Path, batch_size: int | None) -> None:
+    """Blocks dropped as their anchors finish are never needed again: every frame is decoded exactly once."""
+    from shard_factory import read_identity
+
+    from lerobot_wds.reader.decode import DecodeConfig
+
+    ds = LeRobotWdsDataset(
+        wds_root,
+        shuffle=True,
+        seed=5,
+        return_uint8=True,
+        decode=DecodeConfig(block_frames=4),
+        batch_size=batch_size,
+    )
+    cams = list(ds.camera_keys)
+    seen = []
+    for item in ds:
+        batch = item if batch_size else default_collate([item])
+        for i, (ep, fr) in enumerate(
+            zip(batch["episode_index"].tolist(), batch["frame_index"].tolist(), strict=True)
+        ):
+            for ci, cam in enumerate(cams):
+                assert read_identity(batch[cam][i]) == (ep, fr, ci)
+            seen.append((ep, fr))
+    total = sum(s.frames for s in ds.manifest.shards)
+    assert sorted(seen) == sorted(set(seen)) and len(seen) == total
+    assert ds.stats()["decoded_frames"] == total * len(cams)
