@@ -132,6 +132,8 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         self.shuffle, self.seed, self.uneven, self.on_error = shuffle, seed, uneven, on_error
         self.episode_buffer, self.active_episodes = episode_buffer, active_episodes
         self.batch_size = batch_size
+        # samples show only their anchor frame (no windows, or windows of offset 0 like the "single" preset)
+        self._anchor_only = all(set(d) <= {0} for d in deltas.values())
         self._rank_world = (rank, world_size) if rank is not None and world_size is not None else None
         if self._rank_world is None and detect_rank_world()[1] > 1:
             self._rank_world = detect_rank_world()  # captured now: spawned workers cannot see the process group
@@ -237,7 +239,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
             for ep, frame, is_last in pending:
                 if is_last or ep.index in bad:
                     source.release(ep)
-                elif not self.sample_spec.deltas:
+                elif self._anchor_only:
                     source.done(ep, frame)
             pending = []
             if n == 0:
@@ -252,7 +254,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
     def _pool_cost(self, episode: Episode) -> int:
         """Decoded bytes an open episode holds at most: one block without windows (blocks are dropped as their
         anchors finish), else the whole episode (windows reach across blocks)."""
-        if self.sample_spec.deltas:
+        if not self._anchor_only:
             return decoded_bytes(episode)
         return decoded_bytes(episode, self.decode_config.block_frames)
 
