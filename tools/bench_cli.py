@@ -35,6 +35,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, help="batches consumed before measuring")
     p.add_argument("--return-uint8", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--seed", type=int)
+    p.add_argument(
+        "--batching",
+        choices=["dataset", "dataloader"],
+        help="ours: build batches in the pipeline (dataset, recommended) or with DataLoader's collate",
+    )
     p.add_argument("--device")
     p.add_argument("--source-label", help="label in records and reports (default: local or http-<lat>ms-<bw>MBs)")
     p.add_argument("--out", required=True, help="directory receiving the JSON records and records.csv")
@@ -50,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _common(args: argparse.Namespace) -> dict[str, Any]:
-    names = ("batch_size", "num_batches", "warmup", "return_uint8", "seed", "device", "repo_id")
+    names = ("batch_size", "num_batches", "warmup", "return_uint8", "seed", "device", "repo_id", "batching")
     return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
 
 

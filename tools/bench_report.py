@@ -108,8 +108,10 @@ def render(records: Sequence[Mapping[str, Any]]) -> str:
     out = ["Runs (per node: median over runs, mean over nodes):", _table(head, rows)]
     mixed = [s for s in scenarios if len(s["readers"]) > 1]
     if mixed:
-        out.append(f"WARNING: {len(mixed)} scenario(s) merge runs of different reader sources: "
-                   + "; ".join(f"{s['loader']} {s['mode']} {s['source_label']}: {s['readers']}" for s in mixed))
+        out.append(
+            f"WARNING: {len(mixed)} scenario(s) merge runs of different reader sources: "
+            + "; ".join(f"{s['loader']} {s['mode']} {s['source_label']}: {s['readers']}" for s in mixed)
+        )
     ratios = ratio_rows(scenarios)
     if ratios:
         rkeys = ["mode", "source_label", "batch_size", "num_workers", "return_uint8"]

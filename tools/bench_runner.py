@@ -52,15 +52,18 @@ class BenchError(RuntimeError):
 class ProbeCollate:
     """``default_collate`` plus the worker's counters under :data:`STATS_KEY` (runs inside the worker)."""
 
-    def __init__(self, probe: Callable[[Any], Mapping[str, Any]], main_dataset: Any) -> None:
+    def __init__(
+        self, probe: Callable[[Any], Mapping[str, Any]], main_dataset: Any, *, batched: bool = False
+    ) -> None:
         self.probe = probe
+        self.batched = batched  # the dataset yields whole batches (DataLoader batch_size=None)
         self._main_dataset = main_dataset  # used when num_workers == 0 (no worker copy)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"probe": self.probe, "_main_dataset": None}  # workers use their own dataset copy
+        return {"probe": self.probe, "batched": self.batched, "_main_dataset": None}  # workers: own dataset copy
 
-    def __call__(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
-        batch = default_collate(samples)
+    def __call__(self, samples: Any) -> dict[str, Any]:
+        batch = dict(samples) if self.batched else default_collate(samples)
         info = get_worker_info()
         dataset = info.dataset if info is not None else self._main_dataset
         batch[STATS_KEY] = {"worker": info.id if info is not None else -1, "stats": dict(self.probe(dataset))}
@@ -90,14 +93,19 @@ def build_ours(config: BenchConfig, source: str) -> LoaderBundle:
     # windows are passed explicitly (not as a preset) so both loaders get identical delta_timestamps
     probe_ds = LeRobotWdsDataset(source, shuffle=False)
     deltas = config.window.delta_timestamps(probe_ds.camera_keys, probe_ds.fps)
+    batched = config.batching == "dataset"
     dataset = LeRobotWdsDataset(
-        source, delta_timestamps=deltas, seed=config.seed, return_uint8=config.return_uint8
+        source,
+        delta_timestamps=deltas,
+        seed=config.seed,
+        return_uint8=config.return_uint8,
+        batch_size=config.batch_size if batched else None,
     )
     loader = DataLoader(
         dataset,
-        batch_size=config.batch_size,
+        batch_size=None if batched else config.batch_size,
         num_workers=config.num_workers,
-        collate_fn=ProbeCollate(ours_probe, dataset),
+        collate_fn=ProbeCollate(ours_probe, dataset, batched=batched),
         persistent_workers=False,
     )
     per_epoch = dataset.samples_per_rank(config.num_workers)

@@ -14,6 +14,7 @@ from typing import Literal, get_args
 from lerobot_wds.reader.windows import SARM_DELTA_INDICES, SARM_STATE_KEY
 
 Loader = Literal["lerobot-wds", "lerobot"]
+Batching = Literal["dataset", "dataloader"]
 STATE_KEY = SARM_STATE_KEY
 
 
@@ -84,6 +85,8 @@ class BenchConfig:
         seed: shuffling seed for both loaders.
         device: where the dummy consumer moves batches.
         repo_id: repo id given to LeRobotDataset (any name; the data is read from ``source``).
+        batching: ours only: "dataset" builds batches inside the pipeline (``batch_size=`` on the dataset,
+            ``DataLoader(batch_size=None)``, our recommended setup); "dataloader" uses DataLoader's collate.
     """
 
     source: str
@@ -100,10 +103,13 @@ class BenchConfig:
     seed: int = 0
     device: str = "cpu"
     repo_id: str = "local/bench"
+    batching: Batching = "dataset"
 
     def __post_init__(self) -> None:
         if self.loader not in get_args(Loader):
             raise ValueError(f"loader={self.loader!r}; expected one of {get_args(Loader)}")
+        if self.batching not in get_args(Batching):
+            raise ValueError(f"batching={self.batching!r}; expected one of {get_args(Batching)}")
         if self.mode not in MODES:
             raise ValueError(f"mode={self.mode!r}; expected one of {sorted(MODES)}")
         for name in ("batch_size", "num_batches"):
