@@ -43,9 +43,19 @@ def test_config_validation() -> None:
         BenchConfig("x", loader="lerobot", emulate_latency_ms=10)
 
 
-@pytest.mark.parametrize("mode,workers", [("window8x1s", 2), ("single", 0)])
-def test_local_run_counts(wds_root: Path, mode: str, workers: int) -> None:
-    cfg = BenchConfig(str(wds_root), mode=mode, batch_size=3, num_workers=workers, num_batches=4, warmup=1)
+@pytest.mark.parametrize(
+    "mode,workers,batching",
+    [
+        ("window8x1s", 2, "dataset"),
+        ("single", 0, "dataset"),
+        ("window8x1s", 2, "dataloader"),
+        ("single", 1, "dataloader"),
+    ],
+)
+def test_local_run_counts(wds_root: Path, mode: str, workers: int, batching: str) -> None:
+    cfg = BenchConfig(
+        str(wds_root), mode=mode, batch_size=3, num_workers=workers, num_batches=4, warmup=1, batching=batching
+    )
     rec = run_bench(cfg)
     window = MODES[mode].window_length()
     assert rec["batches"] == 4
