@@ -12,7 +12,7 @@ import os
 import fsspec
 
 from lerobot_wds.convert.mp4_boxes import ReadFn
-from lerobot_wds.convert.retry import RetryError, is_transient, with_retries
+from lerobot_wds.convert.retry import read_with_retries, with_retries
 
 
 def file_reader(
@@ -26,14 +26,9 @@ def file_reader(
     if "file" in protocols or "local" in protocols:
         reader = LocalReader(path)
         return reader, reader.size
-    try:
-        size = with_retries(
-            lambda: int(fs.size(path)), what=f"size of {path}", attempts=attempts, backoff_s=backoff_s
-        )
-    except RetryError as e:
-        if isinstance(e.__cause__, FileNotFoundError) and not is_transient(e.__cause__):
-            raise e.__cause__ from None  # a missing file: the caller names it
-        raise
+    size = read_with_retries(
+        lambda: int(fs.size(path)), what=f"size of {path}", attempts=attempts, backoff_s=backoff_s
+    )
 
     def read_remote(offset: int, length: int) -> bytes:
         return with_retries(

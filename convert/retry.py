@@ -62,3 +62,13 @@ def with_retries(
                 on_retry(attempt, e)
             time.sleep(backoff_s * 2 ** (attempt - 1))  # retry backoff, the one sleep allowed in error paths
     raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def read_with_retries(fn: Callable[[], T], *, what: str, attempts: int, backoff_s: float) -> T:
+    """``with_retries`` for source reads: a missing file still raises FileNotFoundError for the caller to name."""
+    try:
+        return with_retries(fn, what=what, attempts=attempts, backoff_s=backoff_s)
+    except RetryError as e:
+        if isinstance(e.__cause__, FileNotFoundError) and not is_transient(e.__cause__):
+            raise e.__cause__ from None
+        raise

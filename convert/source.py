@@ -25,7 +25,7 @@ from lerobot_wds.convert.mp4_boxes import ReadFn
 from lerobot_wds.convert.mp4_index import TrackIndex, parse_track_index
 from lerobot_wds.convert.mp4_io import file_reader
 from lerobot_wds.convert.plan import EpisodeEstimate
-from lerobot_wds.convert.retry import RetryError, is_transient, with_retries
+from lerobot_wds.convert.retry import read_with_retries
 
 T = TypeVar("T")
 
@@ -112,12 +112,7 @@ class LeRobotSource:
 
     def _retry(self, fn: Callable[[], T], what: str) -> T:
         """Runs a source read, retrying transient errors; missing files still raise FileNotFoundError."""
-        try:
-            return with_retries(fn, what=what, attempts=self.attempts, backoff_s=self.backoff_s)
-        except RetryError as e:
-            if isinstance(e.__cause__, FileNotFoundError) and not is_transient(e.__cause__):
-                raise e.__cause__ from None
-            raise
+        return read_with_retries(fn, what=what, attempts=self.attempts, backoff_s=self.backoff_s)
 
     def read_bytes(self, rel: str) -> bytes:
         """Reads a whole (small) file; raises SourceError naming it when it is missing."""
