@@ -19,6 +19,7 @@ from lerobot_wds.reader.decode import FrameSource
 from lerobot_wds.reader.episode import Episode
 from lerobot_wds.reader.errors import ShardFormatError
 from lerobot_wds.reader.sample import SampleSpec, camera_positions, sample_without_images
+from lerobot_wds.reader.transport import SlotBatch, SlotRing, pack
 
 
 def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
@@ -30,34 +31,73 @@ def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     return torch.empty(0, dtype=dtype).set_(storage).view(shape)
 
 
-def build_batch(items: Sequence[tuple[Episode, int]], spec: SampleSpec, source: FrameSource) -> dict[str, Any]:
-    """Returns the collated batch of the samples anchored at ``items`` (episode, frame), in that order."""
-    parts = [sample_without_images(ep, frame, spec) for ep, frame in items]
-    batch: dict[str, Any] = {}
+def _camera_shapes(items: Sequence[tuple[Episode, int]], spec: SampleSpec, positions: dict[str, list[list[int]]],
+                   ) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:  # fmt: skip
+    """Batch tensor shape and dtype of every camera; all episodes of the batch must agree on its size."""
     dtype = torch.uint8 if spec.return_uint8 else torch.float32
+    shapes = {}
     for cam in spec.camera_keys:
-        positions = [
-            camera_positions(spec, cam, frame, windows)
-            for (_, frame), (windows, _) in zip(items, parts, strict=True)
-        ]
-        ep0 = items[0][0]
-        meta = ep0.meta.cameras[cam]
-        window = len(positions[0])
-        shape = (
-            (len(items), 3, meta.height, meta.width)
-            if window == 1
-            else (len(items), window, 3, meta.height, meta.width)
-        )
-        out = _empty(shape, dtype)
-        view = out.numpy()
-        for i, (episode, _) in enumerate(items):
+        meta = items[0][0].meta.cameras[cam]
+        for episode, _ in items:
             got = episode.meta.cameras[cam]
             if (got.width, got.height) != (meta.width, meta.height):
                 raise ShardFormatError(
                     f"{episode.where}: camera {cam} is {got.width}x{got.height}, other episodes of the batch "
                     f"are {meta.width}x{meta.height}"
                 )
-            source.gather_into(episode, cam, positions[i], view[i])
-        batch[cam] = out
-    batch.update(default_collate([rest for _, rest in parts]))
-    return batch
+        window = len(positions[cam][0])
+        frame = (3, meta.height, meta.width)
+        shapes[cam] = ((len(items), *frame) if window == 1 else (len(items), window, *frame), dtype)
+    return shapes
+
+
+def _stacked_shape(rows: Sequence[dict[str, Any]], key: str) -> tuple[int, ...]:
+    shape = tuple(rows[0][key].shape)
+    for r in rows:
+        if tuple(r[key].shape) != shape:
+            raise ShardFormatError(
+                f"episode {int(r['episode_index'])}: column {key} has shape {tuple(r[key].shape)}, other episodes "
+                f"of the batch have {shape}"
+            )
+    return (len(rows), *shape)
+
+
+def build_batch(
+    items: Sequence[tuple[Episode, int]], spec: SampleSpec, source: FrameSource, ring: SlotRing | None = None
+) -> dict[str, Any]:
+    """Returns the collated batch of the samples anchored at ``items`` (episode, frame), in that order.
+
+    With ``ring`` (inside a DataLoader worker) every tensor of the batch lives in one reused shared-memory
+    slot (see :mod:`transport`); without, camera tensors are fresh (shared memory inside a worker).
+    """
+    parts = [sample_without_images(ep, frame, spec) for ep, frame in items]
+    positions = {
+        cam: [
+            camera_positions(spec, cam, frame, windows)
+            for (_, frame), (windows, _) in zip(items, parts, strict=True)
+        ]
+        for cam in spec.camera_keys
+    }
+    shapes = _camera_shapes(items, spec, positions)
+    rows = [r for _, r in parts]
+    if ring is not None:
+        # tensor columns are stacked straight into the slot (default_collate would first make a shared copy)
+        stacked = [k for k in rows[0] if all(isinstance(r[k], torch.Tensor) for r in rows)]
+        columns = {k: (_stacked_shape(rows, k), rows[0][k].dtype) for k in stacked}
+        slot, layout = pack({**shapes, **columns}, ring)
+        for k in stacked:
+            torch.stack([r[k] for r in rows], out=layout[k][0])
+        others = (
+            default_collate([{k: v for k, v in r.items() if k not in columns} for r in rows]) if rows[0] else {}
+        )
+        rest = {k: layout[k][0] if k in columns else others[k] for k in rows[0]}
+        cams = {cam: layout[cam][0] for cam in spec.camera_keys}
+    else:
+        rest = default_collate(rows)
+        cams = {cam: _empty(*shapes[cam]) for cam in spec.camera_keys}
+    for cam, out in cams.items():
+        view = out.numpy()
+        for i, (episode, _) in enumerate(items):
+            source.gather_into(episode, cam, positions[cam][i], view[i])
+    batch = {**cams, **rest}
+    return SlotBatch(batch, slot, layout) if ring is not None else batch

@@ -48,6 +48,7 @@ from lerobot_wds.reader.stages import (
 )
 from lerobot_wds.reader.stream import ShardSpec, StreamConfig, fetched_shards, join_url
 from lerobot_wds.reader.topology import Topology, detect_rank_world, detect_worker
+from lerobot_wds.reader.transport import SlotRing
 from lerobot_wds.reader.windows import Preset, delta_indices, preset_delta_timestamps
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         self._resume: dict[str, Any] | None = None
         self._last_source: FrameSource | None = None
         self._last_errors: ErrorCounter | None = None
+        self._last_ring: SlotRing | None = None
 
     # --- epochs and topology -------------------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
@@ -195,6 +197,9 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         errors = ErrorCounter(self.on_error)
         source = FrameSource(self.decode_config)
         self._last_source, self._last_errors = source, errors
+        slots = self.decode_config.batch_slots
+        ring = SlotRing(slots) if slots and self.batch_size and torch.utils.data.get_worker_info() else None
+        self._last_ring = ring
         self._consumed = {topo.worker: skip}
         by_path = {s.path: s for s in self.manifest.shards}
         specs = [
@@ -235,7 +240,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
             pending.append((episode, frame, last))
             if len(pending) < min(group, plan.quota - yielded):
                 continue
-            out, n = self._build(pending, source, errors, bad)
+            out, n = self._build(pending, source, errors, bad, ring)
             for ep, frame, is_last in pending:
                 if is_last or ep.index in bad:
                     source.release(ep)
@@ -259,7 +264,12 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         return decoded_bytes(episode, self.decode_config.block_frames)
 
     def _build(
-        self, items: list[tuple[Episode, int, bool]], source: FrameSource, errors: ErrorCounter, bad: set[int]
+        self,
+        items: list[tuple[Episode, int, bool]],
+        source: FrameSource,
+        errors: ErrorCounter,
+        bad: set[int],
+        ring: SlotRing | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
         """Builds the samples (or the one batch) of ``items``; returns them and how many samples they hold.
 
@@ -268,7 +278,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         """
         if self.batch_size is not None:
             try:
-                return [build_batch([(e, f) for e, f, _ in items], self.sample_spec, source)], len(items)
+                return [build_batch([(e, f) for e, f, _ in items], self.sample_spec, source, ring)], len(items)
             except FormatError:
                 pass  # find the failing episode(s) sample by sample below
         good = []
@@ -325,12 +335,14 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         if self._last_errors is not None:
             out["skipped_shards"] = self._last_errors.skipped_shards
             out["skipped_episodes"] = self._last_errors.skipped_episodes
+        if self._last_ring is not None:
+            out["batch_slots"] = {"created": self._last_ring.created, "reused": self._last_ring.reused}
         return out
 
     def __getstate__(self) -> dict[str, Any]:
         # Iteration state (decoders, caches) never travels to workers or into pickles.
         state = dict(self.__dict__)
-        state["_last_source"] = state["_last_errors"] = None
+        state["_last_source"] = state["_last_errors"] = state["_last_ring"] = None
         return state
 
     def __repr__(self) -> str:

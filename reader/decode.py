@@ -40,16 +40,21 @@ class DecodeConfig:
         block_frames: frames decoded per sequential pass: a request decodes the blocks it touches, each
             once per episode visit. Larger blocks seek less; smaller ones reach a first frame sooner.
         num_ffmpeg_threads: decoder threads per video (1 is best with one DataLoader worker per core).
+        batch_slots: shared-memory batch slots a DataLoader worker keeps for reuse when the dataset builds
+            batches (``batch_size=``); 0 makes every batch fresh shared memory (see :mod:`transport`).
     """
 
     frame_cache_bytes: int = 512 * 1024 * 1024
     block_frames: int = 64
     num_ffmpeg_threads: int = 1
+    batch_slots: int = 8
 
     def __post_init__(self) -> None:
         for name in ("frame_cache_bytes", "block_frames", "num_ffmpeg_threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"DecodeConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_slots < 0:
+            raise ValueError(f"DecodeConfig.batch_slots must be >= 0, got {self.batch_slots}")
 
 
 def decoded_bytes(episode: Episode, frames: int | None = None) -> int:

@@ -63,7 +63,8 @@ class ProbeCollate:
         return {"probe": self.probe, "batched": self.batched, "_main_dataset": None}  # workers: own dataset copy
 
     def __call__(self, samples: Any) -> dict[str, Any]:
-        batch = dict(samples) if self.batched else default_collate(samples)
+        # a dataset-built batch is annotated in place: copying it into a new dict would lose its slot transport
+        batch = samples if self.batched else default_collate(samples)
         info = get_worker_info()
         dataset = info.dataset if info is not None else self._main_dataset
         batch[STATS_KEY] = {"worker": info.id if info is not None else -1, "stats": dict(self.probe(dataset))}

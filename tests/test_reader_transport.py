@@ -1,0 +1,156 @@
+"""Reused shared-memory batch slots: a slot is rewritten only after every receiver let go of it."""
+
+from __future__ import annotations
+
+import gc
+import pickle
+from multiprocessing.reduction import ForkingPickler
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, get_worker_info
+
+from lerobot_wds import LeRobotWdsDataset
+from lerobot_wds.reader.decode import DecodeConfig
+from lerobot_wds.reader.transport import FREE, HELD, SlotBatch, SlotRing, pack
+from lerobot_wds.reader.windows import SARM_DELTA_INDICES
+
+SHAPES = {
+    "cam": ((2, 3, 4, 5), torch.uint8),
+    "img": ((2, 3, 4, 5), torch.float32),
+    "index": ((2,), torch.int64),
+    "pad": ((2, 3), torch.bool),
+}
+
+
+def _batch(ring: SlotRing, fill: int) -> SlotBatch:
+    slot, layout = pack(SHAPES, ring)
+    data: dict[str, Any] = {}
+    for key, (view, _) in layout.items():
+        view.copy_(torch.arange(view.numel()).add(fill).reshape(view.shape).to(view.dtype))
+        data[key] = view
+    data["task"] = ["a", "b"]
+    return SlotBatch(data, slot, layout)
+
+
+def _send(batch: SlotBatch) -> dict[str, Any]:
+    """What a DataLoader worker's queue does: pickle with ForkingPickler (fds pass over a socket)."""
+    return pickle.loads(bytes(ForkingPickler.dumps(batch)))
+
+
+def _expected(fill: int) -> dict[str, torch.Tensor]:
+    return {
+        k: torch.arange(int(torch.tensor(s).prod())).add(fill).reshape(s).to(d) for k, (s, d) in SHAPES.items()
+    }
+
+
+def test_received_batch_is_plain_and_exact_and_frees_its_slot_when_dropped() -> None:
+    ring = SlotRing(max_slots=4)
+    got = _send(_batch(ring, 7))
+    assert type(got) is dict and list(got) == [*SHAPES, "task"]
+    for key, want in _expected(7).items():
+        assert got[key].dtype == want.dtype and torch.equal(got[key], want), key
+        assert not got[key].is_shared()  # a plain tensor: re-sending it copies instead of aliasing the slot
+    assert got["task"] == ["a", "b"]
+    slot = ring.slots[0]
+    assert slot.sent and slot.array[0] == HELD and not slot.reusable()
+    # a view the receiver kept still holds the slot
+    keep = got["cam"][1]
+    del got
+    gc.collect()
+    assert slot.array[0] == HELD
+    del keep
+    gc.collect()
+    assert slot.array[0] == FREE and slot.reusable()
+    _batch(ring, 1)
+    assert (ring.created, ring.reused, len(ring.slots)) == (1, 1, 1)
+
+
+def test_busy_slots_are_never_rewritten() -> None:
+    ring = SlotRing(max_slots=2)
+    held = [_send(_batch(ring, 100 * i)) for i in range(4)]  # more than max_slots in flight at once
+    worker_side = _batch(ring, 900)  # unsent, alive in the "worker"
+    assert ring.created == 5 and ring.reused == 0 and len(ring.slots) == 2
+    for i, got in enumerate(held):
+        for key, want in _expected(100 * i).items():
+            assert torch.equal(got[key], want), (i, key)
+    del held
+    gc.collect()
+    again = _batch(ring, 5)  # a released slot is reused; the live unsent one is not
+    assert ring.reused == 1 and again.slot is not worker_side.slot
+    assert torch.equal(worker_side["index"], _expected(900)["index"])
+
+
+def test_a_batch_pickled_twice_is_copied_the_second_time() -> None:
+    ring = SlotRing(max_slots=1)
+    batch = _batch(ring, 3)
+    first, second = _send(batch), _send(batch)
+    del batch, first
+    gc.collect()
+    assert ring.slots[0].reusable()
+    _send(_batch(ring, 50))  # rewrites the slot the first receiver freed
+    assert ring.reused == 1
+    for key, want in _expected(3).items():
+        assert torch.equal(second[key], want), key
+
+
+def test_unsent_batch_dropped_in_the_worker_is_reused() -> None:
+    ring = SlotRing(max_slots=1)
+    _batch(ring, 0)
+    gc.collect()
+    _batch(ring, 1)
+    assert (ring.created, ring.reused) == (1, 1)
+
+
+def test_pack_rejects_nothing_silently() -> None:
+    with pytest.raises(ValueError, match="max_slots"):
+        SlotRing(max_slots=-1)
+    with pytest.raises(ValueError, match="batch_slots"):
+        DecodeConfig(batch_slots=-1)
+
+
+class _Annotate:
+    """Collate of a batch-yielding dataset that records the worker's slot counters on the batch in place."""
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        info = get_worker_info()
+        batch["slots"] = dict(info.dataset.stats().get("batch_slots", {})) if info else {}
+        return batch
+
+
+def _epoch(root: Path, slots: int, hold: bool) -> tuple[list[dict[str, Any]], list[dict[str, int]]]:
+    ds = LeRobotWdsDataset(
+        root, preset="sarm", seed=11, return_uint8=True, batch_size=3, decode=DecodeConfig(batch_slots=slots)
+    )
+    batches, counters = [], []
+    for batch in DataLoader(ds, batch_size=None, num_workers=2, collate_fn=_Annotate()):
+        counters.append(batch.pop("slots"))
+        # holding every batch forces fresh slots; dropping them lets workers reuse (values are cloned)
+        batches.append(batch if hold else {k: v.clone() if torch.is_tensor(v) else v for k, v in batch.items()})
+    return batches, counters
+
+
+def test_dataloader_epoch_with_slots_equals_fresh_shared_memory(wds_root: Path) -> None:
+    from shard_factory import read_identity
+
+    fresh, none = _epoch(wds_root, slots=0, hold=True)
+    held, _ = _epoch(wds_root, slots=2, hold=True)
+    dropped, counters = _epoch(wds_root, slots=2, hold=False)
+    assert all(c == {} for c in none)
+    assert sum(c["reused"] for c in counters[-2:]) > 0  # both workers' last batches came from reused slots
+    for a, b, c in zip(fresh, held, dropped, strict=True):
+        assert list(a) == list(b) == list(c)
+        for key in a:
+            if torch.is_tensor(a[key]):
+                assert torch.equal(a[key], b[key]) and torch.equal(a[key], c[key]), key
+            else:
+                assert a[key] == b[key] == c[key], key
+    cam = LeRobotWdsDataset(wds_root).camera_keys[0]
+    for batch in held:  # the images are the anchors' own frames (the identity bits), not a neighbour's
+        for i, (ep, fr) in enumerate(
+            zip(batch["episode_index"].tolist(), batch["frame_index"].tolist(), strict=True)
+        ):
+            anchor = batch[cam][i, SARM_DELTA_INDICES.index(0)]
+            assert read_identity(anchor)[:2] == (ep, fr)
