@@ -25,15 +25,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
-from torch.utils.data import default_collate
 
-from lerobot_wds.reader.batch import build_batch
+from lerobot_wds.reader.assemble import Assembler
 from lerobot_wds.reader.decode import DecodeConfig, FrameSource, decoded_bytes
 from lerobot_wds.reader.episode import Episode
 from lerobot_wds.reader.epoch import SharedEpoch
-from lerobot_wds.reader.errors import FrameDecodeError
-from lerobot_wds.reader.format import FormatError
-from lerobot_wds.reader.sample import SampleSpec, build_sample
+from lerobot_wds.reader.sample import SampleSpec
 from lerobot_wds.reader.source import open_root
 from lerobot_wds.reader.splitting import ShardRef, SlotPlan, Uneven, epoch_rng, plan_epoch
 from lerobot_wds.reader.stages import (
@@ -227,34 +224,21 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         where = f"{self.source} rank {topo.rank} worker {topo.worker} epoch {epoch}"
         if skip >= plan.quota:
             return
-        yielded, unusable = skip, 0
-        bad: set[int] = set()  # episodes whose frames failed to decode under on_error="skip"
-        pending: list[tuple[Episode, int, bool]] = []
-        group = self.batch_size or 1
-        for episode, frame, last in skip_first(cycle_passes(one_pass, where), skip):
-            if episode.index in bad:
-                unusable += 1
-                if unusable > plan.frames:
-                    raise FrameDecodeError(f"{where}: a full pass of anchors produced no decodable frame")
-                continue
-            pending.append((episode, frame, last))
-            if len(pending) < min(group, plan.quota - yielded):
-                continue
-            out, n = self._build(pending, source, errors, bad, ring)
-            for ep, frame, is_last in pending:
-                if is_last or ep.index in bad:
-                    source.release(ep)
-                elif self._anchor_only:
-                    source.done(ep, frame)
-            pending = []
-            if n == 0:
-                continue
-            unusable = 0
-            yielded += n
-            self._consumed[topo.worker] = yielded
-            yield from out
-            if yielded >= plan.quota:
-                return
+        assembler = Assembler(
+            self.sample_spec, source, errors, batch_size=self.batch_size, anchor_only=self._anchor_only, ring=ring
+        )
+
+        def progress(n: int) -> None:
+            self._consumed[topo.worker] = n
+
+        yield from assembler.run(
+            skip_first(cycle_passes(one_pass, where), skip),
+            quota=plan.quota,
+            yielded=skip,
+            pass_frames=plan.frames,
+            where=where,
+            progress=progress,
+        )
 
     def _pool_cost(self, episode: Episode) -> int:
         """Decoded bytes an open episode holds at most: one block without windows (blocks are dropped as their
@@ -262,37 +246,6 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         if not self._anchor_only:
             return decoded_bytes(episode)
         return decoded_bytes(episode, self.decode_config.block_frames)
-
-    def _build(
-        self,
-        items: list[tuple[Episode, int, bool]],
-        source: FrameSource,
-        errors: ErrorCounter,
-        bad: set[int],
-        ring: SlotRing | None = None,
-    ) -> tuple[list[dict[str, Any]], int]:
-        """Builds the samples (or the one batch) of ``items``; returns them and how many samples they hold.
-
-        An episode whose data fails is handled per ``on_error`` (``bad`` collects it); in batch mode the batch
-        is then rebuilt sample by sample without it, so it may come out short.
-        """
-        if self.batch_size is not None:
-            try:
-                return [build_batch([(e, f) for e, f, _ in items], self.sample_spec, source, ring)], len(items)
-            except FormatError:
-                pass  # find the failing episode(s) sample by sample below
-        good = []
-        for episode, frame, _ in items:
-            if episode.index in bad:
-                continue
-            try:
-                good.append(build_sample(episode, frame, self.sample_spec, source))
-            except FormatError as e:
-                errors.handle(e, "episode")
-                bad.add(episode.index)
-        if self.batch_size is None or not good:
-            return good, len(good)
-        return [default_collate(good)], len(good)
 
     # --- resume ------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
