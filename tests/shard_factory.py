@@ -2,10 +2,10 @@
 
 Each episode's frames are synthesised per camera, encoded with ffmpeg (H.264 with B-frames by default) into
 a small faststart MP4, and written with the episode's parquet rows and :class:`EpisodeMeta` JSON into tar
-shards; ``manifest.json`` is written last. Frames carry their identity (episode, frame, camera) as 8x8 black
-or white cells in the top rows, so a test can assert which frame arrived. ``lead_in`` / ``trail`` encode extra
-frames before and after the episode (identity frame ``-lead_in..-1`` and ``length..``) like a converter that
-had to start on an earlier keyframe.
+shards; ``manifest.json`` is written last. Frames carry their identity (episode, frame, camera) in
+``lerobot_wds.tools.synth_identity``'s checked bit grid, so a test can assert which frame arrived.
+``lead_in`` / ``trail`` encode extra frames before and after the episode (identity frame ``-lead_in..-1`` and
+``length..``) like a converter that had to start on an earlier keyframe.
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ from lerobot_wds.reader.format import (
     shard_path,
     video_suffix,
 )
+from lerobot_wds.tools import synth_identity
 
-CELL = 8
-FRAME_OFFSET = 64  # frame ids are stored +64 so lead-in frames (negative ids) are representable
-EP_BITS, FRAME_BITS, CAM_BITS = 8, 10, 2
+# synth_identity encodes frame ids >= 0: ids are stored +64 so lead-in frames (negative ids) are representable
+FRAME_OFFSET = 64
 STATE_DIM = 3
 ACTION_DIM = 2
 
@@ -60,38 +60,19 @@ class RootSpec:
     extra: dict = field(default_factory=dict)
 
 
-def identity_bits(episode: int, frame: int, camera: int) -> list[int]:
-    """Returns the identity bits drawn into a frame, least significant first."""
-    value = episode | ((frame + FRAME_OFFSET) << EP_BITS) | (camera << (EP_BITS + FRAME_BITS))
-    return [(value >> i) & 1 for i in range(EP_BITS + FRAME_BITS + CAM_BITS)]
-
-
 def make_frame(episode: int, frame: int, camera: int, width: int, height: int) -> np.ndarray:
-    """Returns one HxWx3 uint8 frame carrying (episode, frame, camera) as black/white 8x8 cells."""
-    img = np.full((height, width, 3), 128, dtype=np.uint8)
-    cols = width // CELL
-    for i, bit in enumerate(identity_bits(episode, frame, camera)):
-        r, c = divmod(i, cols)
-        img[r * CELL : (r + 1) * CELL, c * CELL : (c + 1) * CELL] = 235 if bit else 20
-    return img
+    """Returns one HxWx3 uint8 frame carrying (episode, frame, camera); ``frame`` may be a negative lead-in id."""
+    return synth_identity.make_frame(episode, frame + FRAME_OFFSET, camera, width, height)
 
 
 def read_identity(image: torch.Tensor) -> tuple[int, int, int]:
-    """Reads (episode, frame, camera) back from a decoded [C,H,W] frame (uint8 or float in [0,1])."""
-    img = image.float()
-    if img.max() <= 1.0:
-        img = img * 255.0
-    luma = img.mean(dim=0)
-    cols = luma.shape[1] // CELL
-    value = 0
-    for i in range(EP_BITS + FRAME_BITS + CAM_BITS):
-        r, c = divmod(i, cols)
-        cell = luma[r * CELL + 2 : (r + 1) * CELL - 2, c * CELL + 2 : (c + 1) * CELL - 2]
-        value |= int(cell.mean() > 128) << i
-    ep = value & ((1 << EP_BITS) - 1)
-    fr = ((value >> EP_BITS) & ((1 << FRAME_BITS) - 1)) - FRAME_OFFSET
-    cam = value >> (EP_BITS + FRAME_BITS)
-    return ep, fr, cam
+    """Reads (episode, frame, camera) back from a decoded [C,H,W] frame (uint8 or float in [0,1]).
+
+    Raises:
+        synth_identity.IdentityError: the frame does not carry a readable, checked identity.
+    """
+    episode, stored, camera = synth_identity.read_identity_full(image)
+    return episode, stored - FRAME_OFFSET, camera
 
 
 def encode_mp4(frames: list[np.ndarray], fps: int, *, gop: int, bframes: int) -> bytes:
