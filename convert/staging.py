@@ -3,6 +3,8 @@
 A shard is written to a staging file, handed to one background upload thread, and its completion record is
 written only after the upload finished, so a record always points at a complete shard. ``max_staged`` slots
 bound local disk: writing a new shard waits for a slot, and a slot is freed only when its upload is done.
+The staging directory records its owner, and creating one sweeps those left behind by killed runs
+(:mod:`lerobot_wds.convert.staging_sweep`).
 """
 
 from __future__ import annotations
@@ -17,15 +19,21 @@ from pathlib import Path
 
 from lerobot_wds.convert.manifest_io import ShardRecord, record_path
 from lerobot_wds.convert.sink import Sink
+from lerobot_wds.convert.staging_sweep import STAGING_PREFIX, sweep_stale, write_owner
 
 
 class StagingArea:
-    """A private directory for staged shards, a slot semaphore and byte accounting (current and peak)."""
+    """A private directory for staged shards, a slot semaphore and byte accounting (current and peak).
+
+    Creating one removes the staging directories of killed runs in the same base directory (``self.swept``).
+    """
 
     def __init__(self, base_dir: str | None, max_staged: int) -> None:
         base = base_dir or tempfile.gettempdir()
         os.makedirs(base, exist_ok=True)
-        self.dir = Path(tempfile.mkdtemp(prefix="lerobot-wds-staging-", dir=base))
+        self.dir = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=base))
+        write_owner(self.dir)
+        self.swept = sweep_stale(Path(base), keep=self.dir)
         self._slots = threading.BoundedSemaphore(max_staged)
         self._lock = threading.Lock()
         self._bytes: dict[str, int] = {}

@@ -101,8 +101,10 @@ def test_kill_after_first_shard_then_rerun_is_identical(small_lerobot_dataset, h
     # a slow (latency per request) HTTP source keeps the converter busy long after the first shard lands
     server = http_dir_server(small_lerobot_dataset.root, latency_ms=60)
     expected = reference(server.url, tmp_path / "ref", target_shard_bytes=1)
-    out = tmp_path / "out"
-    args = ["convert", server.url, str(out), "--shard-size", "1", "--workers", "1", "--no-progress"]
+    out, stage = tmp_path / "out", tmp_path / "stage"
+    args = ["convert", server.url, str(out), "--shard-size", "1", "--workers", "1", "--no-progress",
+            "--staging-dir", str(stage)]  # fmt: skip
+    left: Path | None = None  # the staging dir the killed run could not remove
     for kill_when in ("shards/shard-000000.tar", "_convert/shards/shard-000001.json"):
         proc = subprocess.Popen([*CLI, *args], stderr=subprocess.PIPE, text=True)
         _wait_for(lambda p=out / kill_when: p.exists(), kill_when, proc)  # noqa: B023 - bound per iteration
@@ -112,8 +114,16 @@ def test_kill_after_first_shard_then_rerun_is_identical(small_lerobot_dataset, h
         for p in (out / "shards").iterdir():
             if not p.name.startswith("."):
                 assert p.read_bytes() == expected[f"shards/{p.name}"], p.name
+        # the killed run's staging dir stays behind; this run swept the one of the run killed before it
+        (new_left,) = stage.iterdir()
+        assert json.loads((new_left / "owner.json").read_text())["pid"] == proc.pid
+        if left is not None:
+            assert f"removed staging dir {left} left by killed run" in proc.stderr.read()
+        left = new_left
     rerun = cli(*args)
     assert "resumed" in rerun.stderr
+    assert f"removed staging dir {left} left by killed run" in rerun.stderr
+    assert not list(stage.iterdir())
     assert output_bytes(out) == expected
 
 
