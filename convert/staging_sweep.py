@@ -5,7 +5,7 @@ hold up to ``max_staged_shards`` whole shards; over many preemptions node-local 
 directory therefore records its owner (host, pid and process start time) in :data:`OWNER_FILE`, and a new run
 removes sibling staging directories whose owner is on this host and provably dead: its pid is gone, a zombie,
 or now belongs to a process started at another time (a reused pid). A directory whose owner is alive, on
-another host, or unknown (no or unreadable owner file) is never touched.
+another host, unknown (no or unreadable owner file) or another user is never touched.
 """
 
 from __future__ import annotations
@@ -98,6 +98,9 @@ def sweep_stale(base: Path, *, keep: Path | None = None) -> SweepResult:
     freed = 0
     for d in sorted(base.glob(f"{STAGING_PREFIX}*")):
         if d == keep or not d.is_dir() or d.is_symlink():
+            continue
+        if d.stat().st_uid != os.getuid():
+            # another user's run: with /proc mounted hidepid its live processes look dead to us
             continue
         owner = Owner.read(d)
         if owner is None:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from lerobot_wds.convert.staging import StagingArea
 from lerobot_wds.convert.staging_sweep import OWNER_FILE
@@ -126,3 +127,15 @@ def test_dir_without_owner_record_is_kept_and_reported_once(tmp_path, caplog):
 
 def _host() -> str:
     return socket.gethostname()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a directory to another user needs root")
+def test_dir_of_another_user_is_kept(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    d = tmp_path / "lerobot-wds-staging-theirs"
+    d.mkdir()
+    (d / OWNER_FILE).write_text(json.dumps({"host": _host(), "pid": int(proc.stdout), "start_time": 1.0}))
+    os.chown(d, 54321, 54321)  # dead owner on this host, but not this user's directory
+    area = StagingArea(str(tmp_path), 2)
+    assert area.swept.removed == () and (d / OWNER_FILE).is_file()
+    area.cleanup()
