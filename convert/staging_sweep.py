@@ -105,9 +105,6 @@ def sweep_stale(base: Path, *, keep: Path | None = None) -> SweepResult:
         owner = Owner.read(d)
         if owner is None:
             unowned.append(d)
-            if str(d) not in _reported_unowned:
-                _reported_unowned.add(str(d))
-                log.warning("staging dir %s has no owner record (older version or foreign); leaving it", d)
             continue
         if not owner.is_dead():
             continue
@@ -121,7 +118,19 @@ def sweep_stale(base: Path, *, keep: Path | None = None) -> SweepResult:
         # warning, not info: the CLI configures no logging, and a leaked staging dir means a run was killed
         log.warning("removed staging dir %s left by killed run (pid %d on %s): %d bytes freed",
                     d, owner.pid, owner.host, nbytes)  # fmt: skip
+    _report_unowned(base, unowned)
     return SweepResult(tuple(removed), freed, tuple(unowned))
+
+
+def _report_unowned(base: Path, unowned: list[Path]) -> None:
+    """One warning per process for the unowned dirs not reported yet (each run of a test session sweeps)."""
+    new = [d for d in unowned if str(d) not in _reported_unowned]
+    if not new:
+        return
+    _reported_unowned.update(str(d) for d in new)
+    names = ", ".join(d.name for d in new[:5]) + (", ..." if len(new) > 5 else "")
+    log.warning("leaving %d staging dir(s) in %s alone: no owner record (left by an older version, or being "
+                "created right now): %s", len(new), base, names)  # fmt: skip
 
 
 def _tree_bytes(d: Path) -> int:
