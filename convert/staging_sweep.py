@@ -99,9 +99,12 @@ def sweep_stale(base: Path, *, keep: Path | None = None) -> SweepResult:
     for d in sorted(base.glob(f"{STAGING_PREFIX}*")):
         if d == keep or not d.is_dir() or d.is_symlink():
             continue
-        if d.stat().st_uid != os.getuid():
-            # another user's run: with /proc mounted hidepid its live processes look dead to us
-            continue
+        try:
+            uid = d.stat().st_uid
+        except FileNotFoundError:
+            continue  # removed meanwhile by another run's sweep
+        if uid != os.getuid():
+            continue  # another user's run: with /proc mounted hidepid its live processes look dead to us
         owner = Owner.read(d)
         if owner is None:
             unowned.append(d)
