@@ -1,7 +1,8 @@
 """``verify``: checks a converted root against its manifest (and optionally its source), collecting every problem.
 
-Each shard is streamed once (sha256 and size computed on the way, one sample in memory at a time) and every
-sample is checked by :mod:`lerobot_wds.tools.verify_episode`. Across shards: every episode exactly once and in
+Each shard is streamed once (sha256 and size computed on the way, one sample in memory at a time, restarted
+on a transient read error) by :mod:`lerobot_wds.tools.verify_shard`, and every sample is checked by
+:mod:`lerobot_wds.tools.verify_episode`. Across shards: every episode exactly once and in
 the shard the manifest lists it under, per-shard frame counts, no unlisted shard files. ``--source`` adds
 exact row and provenance comparison, ``--decode K`` bit-exact decode parity of K frames per episode and camera.
 """
@@ -9,22 +10,24 @@ exact row and provenance comparison, ``--decode K`` bit-exact decode parity of K
 from __future__ import annotations
 
 import posixpath
-import tarfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fsspec
 from tqdm import tqdm
 
-from lerobot_wds.convert.sink import is_transient
+from lerobot_wds.convert.retry import RetryError, read_with_retries
 from lerobot_wds.convert.source import LeRobotSource
-from lerobot_wds.reader.format import MANIFEST_NAME, SHARDS_DIR, FormatError, Manifest, ShardInfo
+from lerobot_wds.reader.format import MANIFEST_NAME, SHARDS_DIR, FormatError, Manifest
 from lerobot_wds.tools.report import Finding, Report
-from lerobot_wds.tools.verify_episode import SampleHook, check_sample
+from lerobot_wds.tools.verify_episode import SampleHook
+from lerobot_wds.tools.verify_shard import check_shard
 from lerobot_wds.tools.verify_source import SourceRowsCheck
-from lerobot_wds.tools.verify_tar import HashingReader, group_samples, iter_members
+
+if TYPE_CHECKING:
+    from lerobot_wds.tools.verify_decode import DecodeParityCheck
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class VerifyConfig:
         progress: Show a tqdm bar over shards.
         dest_options: fsspec storage options of ``dest``.
         source_options: fsspec storage options of ``source``.
+        retries: Restarts of a shard's check after a transient read error (5xx, reset or cut connection).
+        retry_backoff_s: First restart delay; it doubles on every further restart.
     """
 
     dest: str
@@ -46,10 +51,16 @@ class VerifyConfig:
     progress: bool = True
     dest_options: dict[str, Any] = field(default_factory=dict)
     source_options: dict[str, Any] = field(default_factory=dict)
+    retries: int = 5  # as the converter's 6 attempts per read
+    retry_backoff_s: float = 0.5
 
     def __post_init__(self) -> None:
         if not self.dest:
             raise ValueError("dest must be a path or URL, got an empty string")
+        if self.retries < 0:
+            raise ValueError(f"retries must be >= 0, got {self.retries}")
+        if self.retry_backoff_s < 0:
+            raise ValueError(f"retry_backoff_s must be >= 0, got {self.retry_backoff_s}")
         if self.decode_frames < 0:
             raise ValueError(f"decode_frames must be >= 0, got {self.decode_frames}")
         if self.decode_frames and not self.source:
@@ -65,12 +76,15 @@ def verify(cfg: VerifyConfig) -> Report:
     fs, root = fsspec.core.url_to_fs(cfg.dest, **cfg.dest_options)
     root = root.rstrip("/")
     report = Report(root=cfg.dest, source=cfg.source)
+    retry = {"attempts": cfg.retries + 1, "backoff_s": cfg.retry_backoff_s}
     try:
-        manifest = Manifest.from_json_bytes(
-            fs.cat_file(f"{root}/{MANIFEST_NAME}"), where=f"{cfg.dest}/{MANIFEST_NAME}"
-        )
+        data = read_with_retries(lambda: fs.cat_file(f"{root}/{MANIFEST_NAME}"), what=MANIFEST_NAME, **retry)
+        manifest = Manifest.from_json_bytes(data, where=f"{cfg.dest}/{MANIFEST_NAME}")
     except FileNotFoundError:
         report.add([Finding("manifest", f"{cfg.dest}/{MANIFEST_NAME} is missing (conversion not finished?)")])
+        return report
+    except RetryError as e:
+        report.add([Finding("manifest", f"reading {cfg.dest}/{MANIFEST_NAME} failed: {e}")])
         return report
     except FormatError as e:
         report.add([Finding("manifest", str(e))])
@@ -87,12 +101,17 @@ def verify(cfg: VerifyConfig) -> Report:
             decode = DecodeParityCheck(source, cfg.decode_frames)
             hooks.append(decode)
     report.add(check_manifest(manifest))
-    report.add(check_unlisted_shards(fs, root, manifest))
+    try:
+        present = read_with_retries(lambda: fs.glob(f"{root}/{SHARDS_DIR}/*.tar"), what=SHARDS_DIR, **retry)
+        report.add(check_unlisted_shards(fs, root, manifest, present))
+    except (RetryError, FileNotFoundError) as e:
+        report.add([Finding("unlisted-shard", f"cannot list {cfg.dest}/{SHARDS_DIR}/: {e}")])
     found: dict[int, list[str]] = {}
     opened: set[str] = set()
     try:
         for info in tqdm(manifest.shards, desc="verify", unit="shard", disable=not cfg.progress):
-            result = check_shard(fs, f"{root}/{info.path}", info, manifest, tuple(hooks))
+            result = check_shard(fs, f"{root}/{info.path}", info, manifest, tuple(hooks), retries=cfg.retries,
+                                 backoff_s=cfg.retry_backoff_s, on_restart=_rollback(decode))  # fmt: skip
             report.add(result.findings)
             report.shards += 1
             report.bytes += result.bytes
@@ -110,70 +129,16 @@ def verify(cfg: VerifyConfig) -> Report:
     return report
 
 
-@dataclass
-class ShardResult:
-    """One shard's findings, the episodes found in it (in order), its frames and bytes, and if it opened."""
+def _rollback(decode: DecodeParityCheck | None) -> Callable[[], None] | None:
+    """Frames decoded by an attempt that is then restarted must not count twice."""
+    if decode is None:
+        return None
+    before = decode.decoded_frames
 
-    findings: list[Finding] = field(default_factory=list)
-    episodes: list[int] = field(default_factory=list)
-    frames: int = 0
-    bytes: int = 0
-    opened: bool = False
+    def rollback() -> None:
+        decode.decoded_frames = before
 
-
-def check_shard(
-    fs: fsspec.AbstractFileSystem, path: str, info: ShardInfo, manifest: Manifest, hooks: tuple[SampleHook, ...]
-) -> ShardResult:
-    """Streams one shard: size, sha256, tar structure, every sample, and its frame count vs the manifest."""
-    res = ShardResult()
-    shard = info.path
-    try:
-        raw = fs.open(path, "rb")
-    except FileNotFoundError:
-        res.findings.append(Finding("missing-shard", f"listed in the manifest but not found at {path}", shard))
-        return res
-    reader = HashingReader(raw)
-    try:
-        with raw:
-            _check_samples(reader, shard, manifest, hooks, res)
-            reader.drain()
-    except Exception as e:
-        if not (isinstance(e, OSError) or is_transient(e)):
-            raise  # a bug, not a transfer problem
-        # the shard could not be read to its end: its size, hash and episodes are unknown
-        res.findings.append(Finding("read", f"reading {path} failed after {reader.bytes} bytes: {e!r}", shard))
-        res.bytes = reader.bytes
-        return res
-    res.opened = True
-    res.bytes = reader.bytes
-    if reader.bytes != info.bytes:
-        res.findings.append(Finding("size", f"{reader.bytes} bytes, manifest says {info.bytes}", shard))
-    if reader.sha256.hexdigest() != info.sha256:
-        res.findings.append(Finding("sha256", f"{reader.sha256.hexdigest()}, manifest says {info.sha256}", shard))
-    if res.frames != info.frames:
-        message = f"episodes found hold {res.frames} frames, manifest says {info.frames}"
-        res.findings.append(Finding("frames", message, shard))
-    return res
-
-
-def _check_samples(
-    reader: HashingReader, shard: str, manifest: Manifest, hooks: tuple[SampleHook, ...], res: ShardResult
-) -> None:
-    """Checks every sample of the tar stream into ``res``; a corrupt or truncated tar ends the stream."""
-    keys: Counter[str] = Counter()
-    try:
-        for sample in group_samples(iter_members(reader)):
-            keys[sample.key] += 1
-            if keys[sample.key] == 2:
-                message = f"sample key {sample.key!r} comes back after other samples (webdataset would split it)"
-                res.findings.append(Finding("non-contiguous", message, shard))
-            checked = check_sample(shard, sample, fps=manifest.fps, camera_keys=manifest.camera_keys, hooks=hooks)
-            res.findings.extend(checked.findings)
-            if checked.episode is not None and keys[sample.key] == 1:
-                res.episodes.append(checked.episode)
-                res.frames += checked.frames
-    except tarfile.TarError as e:
-        res.findings.append(Finding("tar", f"corrupt or truncated tar after {reader.bytes} bytes: {e}", shard))
+    return rollback
 
 
 def check_manifest(manifest: Manifest) -> Iterator[Finding]:
@@ -197,12 +162,12 @@ def check_manifest(manifest: Manifest) -> Iterator[Finding]:
             )
 
 
-def check_unlisted_shards(fs: fsspec.AbstractFileSystem, root: str, manifest: Manifest) -> Iterator[Finding]:
-    """Reports ``shards/*.tar`` files that the manifest does not list (leftovers of another run?)."""
+def check_unlisted_shards(
+    fs: fsspec.AbstractFileSystem, root: str, manifest: Manifest, present: list[str]
+) -> Iterator[Finding]:
+    """Reports ``shards/*.tar`` files (``present``, as ``fs.glob`` lists them) the manifest does not list."""
     listed = {s.path for s in manifest.shards}
-    present = sorted(posixpath.relpath(fs._strip_protocol(p), fs._strip_protocol(root))
-                     for p in fs.glob(f"{root}/{SHARDS_DIR}/*.tar"))  # fmt: skip
-    for rel in present:
+    for rel in sorted(posixpath.relpath(fs._strip_protocol(p), fs._strip_protocol(root)) for p in present):
         if rel not in listed:
             yield Finding("unlisted-shard", "shard file present but not in the manifest", rel)
 

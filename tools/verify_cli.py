@@ -35,6 +35,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--source-options", type=json_object, default=S, help="fsspec storage options (JSON)")
     p.add_argument("--dest-options", type=json_object, default=S, help="fsspec storage options (JSON)")
+    p.add_argument("--retries", type=int, default=S, metavar="N",
+                   help="re-read a shard from its start up to N times after a transient error (5xx, reset or "
+                   "cut connection; default 5); missing shards and corrupt data are never retried")  # fmt: skip
+    p.add_argument("--retry-backoff", dest="retry_backoff_s", type=float, default=S, metavar="S",
+                   help="first retry delay in seconds (doubles each retry; default 0.5)")  # fmt: skip
     p.add_argument("--no-progress", dest="progress", action="store_false", default=S, help="no progress bar")
     p.set_defaults(func=run)
 
