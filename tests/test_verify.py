@@ -286,9 +286,11 @@ def _shard_statuses(server, shard: str) -> list[int]:
 def test_transient_503s_are_retried_and_verify_passes(converted, http_dir_server, caplog):
     dest = http_dir_server(converted)
     dest.inject_fault(f"/{S0}", fail_requests=2)
+    dest.inject_fault("/manifest.json", fail_requests=2)
     with caplog.at_level(logging.WARNING, logger="lerobot_wds.tools.verify_shard"):
         report = verify(VerifyConfig(dest.url, progress=False, retries=2, retry_backoff_s=0.0))
     assert report.ok, report.to_text()
+    assert _shard_statuses(dest, "manifest.json") == [503, 503, 200]
     assert (report.shards, report.episodes, report.frames) == (2, 4, 28)
     statuses = _shard_statuses(dest, S0)
     assert statuses[:2] == [503, 503] and set(statuses[2:]) <= {200, 206} and len(statuses) > 2
@@ -310,6 +312,16 @@ def test_more_503s_than_retries_fail_naming_the_shard(converted, http_dir_server
     # the same faults within the retry budget pass: the flags reach the config
     dest.inject_fault(f"/{S0}", fail_requests=len(statuses))
     assert main(["verify", dest.url, "--retries", "5", "--retry-backoff", "0", "--no-progress"]) == 0
+
+
+def test_manifest_failing_more_often_than_retried_is_a_finding(converted, http_dir_server):
+    dest = http_dir_server(converted)
+    dest.inject_fault("/manifest.json", fail_requests=2)
+    got = findings(dest.url, retries=1, retry_backoff_s=0.0)
+    assert [f.check for f in got] == ["manifest"]
+    assert got[0].message.startswith(f"{dest.url}/manifest.json: still failing after 2 attempts (")
+    assert "503" in got[0].message
+    assert _shard_statuses(dest, "manifest.json") == [503, 503]
 
 
 def test_404_is_not_retried(converted, http_dir_server):

@@ -78,13 +78,14 @@ def verify(cfg: VerifyConfig) -> Report:
     report = Report(root=cfg.dest, source=cfg.source)
     retry = {"attempts": cfg.retries + 1, "backoff_s": cfg.retry_backoff_s}
     try:
-        data = read_with_retries(lambda: fs.cat_file(f"{root}/{MANIFEST_NAME}"), what=MANIFEST_NAME, **retry)
-        manifest = Manifest.from_json_bytes(data, where=f"{cfg.dest}/{MANIFEST_NAME}")
+        where = f"{cfg.dest}/{MANIFEST_NAME}"
+        data = read_with_retries(lambda: fs.cat_file(f"{root}/{MANIFEST_NAME}"), what=where, **retry)
+        manifest = Manifest.from_json_bytes(data, where=where)
     except FileNotFoundError:
         report.add([Finding("manifest", f"{cfg.dest}/{MANIFEST_NAME} is missing (conversion not finished?)")])
         return report
     except RetryError as e:
-        report.add([Finding("manifest", f"reading {cfg.dest}/{MANIFEST_NAME} failed: {e}")])
+        report.add([Finding("manifest", str(e))])
         return report
     except FormatError as e:
         report.add([Finding("manifest", str(e))])
