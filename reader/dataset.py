@@ -47,6 +47,7 @@ from lerobot_wds.reader.stream import ShardSpec, StreamConfig, fetched_shards, j
 from lerobot_wds.reader.topology import Topology, detect_rank_world, detect_worker
 from lerobot_wds.reader.transport import SlotRing
 from lerobot_wds.reader.windows import Preset, delta_indices, preset_delta_timestamps
+from lerobot_wds.reader.worker_memory import tune_worker_malloc
 
 log = logging.getLogger(__name__)
 STATE_VERSION = 1
@@ -194,8 +195,11 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         errors = ErrorCounter(self.on_error)
         source = FrameSource(self.decode_config)
         self._last_source, self._last_errors = source, errors
+        in_worker = torch.utils.data.get_worker_info() is not None
+        if in_worker and self.decode_config.tune_worker_malloc:
+            tune_worker_malloc()
         slots = self.decode_config.batch_slots
-        ring = SlotRing(slots) if slots and self.batch_size and torch.utils.data.get_worker_info() else None
+        ring = SlotRing(slots) if slots and self.batch_size and in_worker else None
         self._last_ring = ring
         self._consumed = {topo.worker: skip}
         by_path = {s.path: s for s in self.manifest.shards}

@@ -42,12 +42,15 @@ class DecodeConfig:
         num_ffmpeg_threads: decoder threads per video (1 is best with one DataLoader worker per core).
         batch_slots: shared-memory batch slots a DataLoader worker keeps for reuse when the dataset builds
             batches (``batch_size=``); 0 makes every batch fresh shared memory (see :mod:`transport`).
+        tune_worker_malloc: inside DataLoader workers, keep freed frame buffers in the heap for reuse instead
+            of page-faulting fresh ones per decoded block (glibc only; see :mod:`worker_memory`).
     """
 
     frame_cache_bytes: int = 512 * 1024 * 1024
     block_frames: int = 64
     num_ffmpeg_threads: int = 1
     batch_slots: int = 8
+    tune_worker_malloc: bool = True
 
     def __post_init__(self) -> None:
         for name in ("frame_cache_bytes", "block_frames", "num_ffmpeg_threads"):

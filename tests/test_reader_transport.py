@@ -154,3 +154,22 @@ def test_dataloader_epoch_with_slots_equals_fresh_shared_memory(wds_root: Path) 
         ):
             anchor = batch[cam][i, SARM_DELTA_INDICES.index(0)]
             assert read_identity(anchor)[:2] == (ep, fr)
+
+
+class _MallocState:
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        from lerobot_wds.reader import worker_memory
+
+        batch["malloc_tuned"] = worker_memory._applied
+        return batch
+
+
+@pytest.mark.parametrize("tune", [True, False])
+def test_malloc_thresholds_are_set_in_workers_only(wds_root: Path, tune: bool) -> None:
+    from lerobot_wds.reader import worker_memory
+
+    ds = LeRobotWdsDataset(wds_root, batch_size=4, decode=DecodeConfig(tune_worker_malloc=tune))
+    batch = next(iter(DataLoader(ds, batch_size=None, num_workers=1, collate_fn=_MallocState())))
+    assert batch["malloc_tuned"] is (True if tune else None)  # glibc Linux here: mallopt accepts both
+    next(iter(ds))  # iterating in the main process leaves the user's allocator alone
+    assert worker_memory._applied is None
