@@ -92,25 +92,14 @@ def _cut_camera(source: LeRobotSource, rec: EpisodeRecord, cam: str) -> tuple[Ca
     clip = cut_episode(
         index,
         read,
+        source_file=ref.path,
         from_timestamp=ref.from_timestamp,
         to_timestamp=ref.to_timestamp,
         fps=source.fps,
         expected_frames=rec.length,
         where=f"{source.url}/{ref.path} (episode {rec.episode_index}, camera {cam})",
     )
-    meta = CameraMeta(
-        codec=clip.codec,
-        width=clip.width,
-        height=clip.height,
-        frames=clip.frames,
-        lead_in=clip.lead_in,
-        trail=clip.trail,
-        pts_offset_s=clip.pts_offset_s,
-        source_file=ref.path,
-        source_from_timestamp=ref.from_timestamp,
-        source_to_timestamp=ref.to_timestamp,
-    )
-    return meta, clip.data
+    return clip.meta, clip.data
 
 
 def _task_index(source: LeRobotSource, rec: EpisodeRecord) -> int:

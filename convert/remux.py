@@ -16,6 +16,7 @@ import numpy as np
 from lerobot_wds.convert.mp4_boxes import Mp4Error, ReadFn
 from lerobot_wds.convert.mp4_index import TrackIndex
 from lerobot_wds.convert.mp4_writer import SampleTable, write_mp4
+from lerobot_wds.reader.format import CameraMeta
 
 # Matching window around an expected frame time, as a fraction of the frame period.
 TOLERANCE_FRAMES = 0.5
@@ -25,16 +26,10 @@ COALESCE_GAP = 64 * 1024
 
 @dataclass(frozen=True)
 class Clip:
-    """A mini-MP4 of one episode and camera, plus how it maps onto the episode timeline."""
+    """A mini-MP4 of one episode and camera, and its shard metadata (how it maps onto the episode timeline)."""
 
     data: bytes
-    codec: str
-    width: int
-    height: int
-    frames: int
-    lead_in: int
-    trail: int
-    pts_offset_s: float
+    meta: CameraMeta
 
 
 @dataclass(frozen=True)
@@ -126,13 +121,17 @@ def cut_episode(
     index: TrackIndex,
     read: ReadFn,
     *,
+    source_file: str,
     from_timestamp: float,
     to_timestamp: float,
     fps: float,
     expected_frames: int,
     where: str,
 ) -> Clip:
-    """Cuts one episode out of a source track into a faststart mini-MP4 (see module docstring)."""
+    """Cuts one episode out of a source track into a faststart mini-MP4 (see module docstring).
+
+    ``source_file`` (the video's path in the source dataset) and the timestamps are recorded in the metadata.
+    """
     rng = plan_cut(
         index,
         from_timestamp=from_timestamp,
@@ -156,8 +155,7 @@ def cut_episode(
     # Presentation times in the clip start at its earliest composition time (the edit list's shift).
     comp = (index.dts[s] - index.dts[rng.start]) + index.cts[s]
     first_pts_in_clip = rng.first_frame_pts - (int(index.dts[rng.start]) - index.edit_shift) - int(comp.min())
-    return Clip(
-        data=data,
+    meta = CameraMeta(
         codec=index.codec,
         width=index.width,
         height=index.height,
@@ -165,4 +163,8 @@ def cut_episode(
         lead_in=rng.lead_in,
         trail=rng.trail,
         pts_offset_s=first_pts_in_clip / index.timescale,
+        source_file=source_file,
+        source_from_timestamp=from_timestamp,
+        source_to_timestamp=to_timestamp,
     )
+    return Clip(data, meta)

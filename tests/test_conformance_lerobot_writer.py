@@ -124,6 +124,7 @@ def test_remux_reproduces_lerobot_written_frames(lerobot_written):
             clip = cut_episode(
                 index,
                 read,
+                source_file=str(path),
                 from_timestamp=from_ts,
                 to_timestamp=row[f"videos/{cam}/to_timestamp"],
                 fps=FPS,
@@ -131,7 +132,7 @@ def test_remux_reproduces_lerobot_written_frames(lerobot_written):
                 where=where,
             )
             mini = VideoDecoder(clip.data, seek_mode="exact")
-            got = mini.get_frames_at([clip.lead_in + k for k in range(n)]).data
+            got = mini.get_frames_at([clip.meta.lead_in + k for k in range(n)]).data
             # Mid-frame queries: from_timestamp + k / fps can round to the previous frame.
             ref = source.get_frames_played_at([from_ts + (k + 0.5) / FPS for k in range(n)]).data
             assert torch.equal(got, ref), f"{where}: mini-MP4 frames differ from the source's"

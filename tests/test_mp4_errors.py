@@ -109,7 +109,14 @@ def test_episode_without_enough_frames_names_episode(videos):
     where = f"{NAME} episode 3 camera observation.images.front"
     with pytest.raises(Mp4Error, match=f"{where}: expected 40 frames .* found 20"):
         cut_episode(
-            idx, read, from_timestamp=10 / 30, to_timestamp=50 / 30, fps=30, expected_frames=40, where=where
+            idx,
+            read,
+            source_file=NAME,
+            from_timestamp=10 / 30,
+            to_timestamp=50 / 30,
+            fps=30,
+            expected_frames=40,
+            where=where,
         )
 
 
@@ -128,7 +135,14 @@ def test_episode_without_keyframe(videos):
     idx = parse_track_index(read, size, name=NAME)
     with pytest.raises(Mp4Error, match=f"{NAME} ep 0: no keyframe at or before the episode's first frame"):
         cut_episode(
-            idx, read, from_timestamp=0, to_timestamp=5 / 30, fps=30, expected_frames=5, where=f"{NAME} ep 0"
+            idx,
+            read,
+            source_file=NAME,
+            from_timestamp=0,
+            to_timestamp=5 / 30,
+            fps=30,
+            expected_frames=5,
+            where=f"{NAME} ep 0",
         )
 
 
@@ -152,6 +166,15 @@ def test_parser_only_raises_mp4error_on_mutations(videos, data):
         return
     read, _ = bytes_reader(mutated)
     try:
-        cut_episode(idx, read, from_timestamp=0, to_timestamp=10 / 30, fps=30, expected_frames=10, where=NAME)
+        cut_episode(
+            idx,
+            read,
+            source_file=NAME,
+            from_timestamp=0,
+            to_timestamp=10 / 30,
+            fps=30,
+            expected_frames=10,
+            where=NAME,
+        )
     except Mp4Error as e:
         assert NAME in str(e)
