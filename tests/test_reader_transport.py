@@ -173,3 +173,33 @@ def test_malloc_thresholds_are_set_in_workers_only(wds_root: Path, tune: bool) -
     assert batch["malloc_tuned"] is (True if tune else None)  # glibc Linux here: mallopt accepts both
     next(iter(ds))  # iterating in the main process leaves the user's allocator alone
     assert worker_memory._applied is None
+
+
+def test_persistent_workers_keep_held_batches_intact_while_the_next_epoch_reuses_slots(wds_root: Path) -> None:
+    """Epoch 0's batches are all held while epoch 1 runs in the same (persistent) workers, dropping its own."""
+
+    def run(slots: int) -> list[list[dict[str, Any]]]:
+        ds = LeRobotWdsDataset(
+            wds_root,
+            preset="single",
+            seed=2,
+            return_uint8=True,
+            batch_size=4,
+            decode=DecodeConfig(batch_slots=slots),
+        )
+        loader = DataLoader(ds, batch_size=None, num_workers=2, persistent_workers=True, collate_fn=_Annotate())
+        ds.set_epoch(0)
+        held = list(loader)
+        ds.set_epoch(1)
+        dropped = [{k: v.clone() if torch.is_tensor(v) else v for k, v in b.items()} for b in loader]
+        return [held, dropped]
+
+    fresh, slotted = run(0), run(2)
+    assert sum(b["slots"]["reused"] for b in slotted[1][-2:]) > 0  # epoch 1 rewrote slots...
+    for e in range(2):  # ...and nothing anyone still held changed
+        assert len(fresh[e]) == len(slotted[e])
+        for a, b in zip(fresh[e], slotted[e], strict=True):
+            assert [k for k in a if k != "slots"] == [k for k in b if k != "slots"]
+            for key in a:
+                if key != "slots" and torch.is_tensor(a[key]):
+                    assert torch.equal(a[key], b[key]), (e, key)
