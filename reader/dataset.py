@@ -30,6 +30,7 @@ from lerobot_wds.reader.assemble import Assembler
 from lerobot_wds.reader.decode import DecodeConfig, FrameSource, decoded_bytes
 from lerobot_wds.reader.episode import Episode
 from lerobot_wds.reader.epoch import SharedEpoch
+from lerobot_wds.reader.resume import loader_consumed, make_state, merge_state
 from lerobot_wds.reader.sample import SampleSpec
 from lerobot_wds.reader.source import open_root
 from lerobot_wds.reader.splitting import ShardRef, SlotPlan, Uneven, epoch_rng, plan_epoch
@@ -50,7 +51,6 @@ from lerobot_wds.reader.windows import Preset, delta_indices, preset_delta_times
 from lerobot_wds.reader.worker_memory import tune_worker_malloc
 
 log = logging.getLogger(__name__)
-STATE_VERSION = 1
 
 
 # The episode pool grows by one episode every RAMP_ANCHORS anchors at the start of a pass, so a worker's first
@@ -254,33 +254,18 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
     # --- resume ------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Progress of this process's iteration: epoch and samples consumed per worker id."""
-        return {"version": STATE_VERSION, "seed": self.seed, "epoch": self.epoch,
-                "consumed": {str(w): n for w, n in self._consumed.items()}}  # fmt: skip
+        return make_state(self.seed, self.epoch, self._consumed)
 
     def loader_state_dict(self, batches_seen: int, batch_size: int, num_workers: int) -> dict[str, Any]:
-        """State after a plain DataLoader handed out ``batches_seen`` batches of this epoch.
-
-        A DataLoader takes batches from its workers round-robin (in order), and every worker here yields the
-        same quota, so worker ``w`` produced batches ``w, w + N, ...``.
-        """
+        """State after a plain DataLoader handed out ``batches_seen`` batches of this epoch."""
         workers = max(1, num_workers)
         quota = self.plan(Topology(self.topology().rank, self.topology().world_size, 0, workers)).quota
-        consumed = {}
-        for w in range(workers):
-            batches = (batches_seen - w + workers - 1) // workers if batches_seen > w else 0
-            consumed[str(w)] = min(quota, batches * batch_size)
-        return {"version": STATE_VERSION, "seed": self.seed, "epoch": self.epoch, "consumed": consumed}
+        return make_state(self.seed, self.epoch, loader_consumed(batches_seen, batch_size, workers, quota))
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Makes the next iteration of ``state["epoch"]`` continue after the consumed samples."""
-        if state.get("version") != STATE_VERSION:
-            raise ValueError(f"state version {state.get('version')!r}, expected {STATE_VERSION}")
-        if state.get("seed") != self.seed:
-            raise ValueError(f"state was saved with seed {state.get('seed')}, this dataset has seed {self.seed}")
-        merged = dict(self._resume["consumed"]) if self._resume and self._resume["epoch"] == state["epoch"] else {}
-        merged.update({str(k): int(v) for k, v in state["consumed"].items()})
-        self._resume = {"epoch": int(state["epoch"]), "consumed": merged}
-        self.set_epoch(int(state["epoch"]))
+        self._resume = merge_state(self._resume, state, self.seed)
+        self.set_epoch(self._resume["epoch"])
 
     # --- diagnostics -------------------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

@@ -156,3 +156,27 @@ def test_float_conversion_is_bit_exact_with_lerobots_torch_expression() -> None:
     theirs = (torch.from_numpy(values) / 255.0).type(torch.float32)
     assert ours.dtype == torch.float32 and torch.equal(ours, theirs)
     assert to_output_images(values, return_uint8=True).dtype == torch.uint8
+
+
+def test_loader_consumed_follows_round_robin_and_caps_at_quota() -> None:
+    from lerobot_wds.reader.resume import loader_consumed
+
+    # 7 batches of 4 from 3 workers: workers 0,1,2,0,1,2,0 -> 3, 2, 2 batches
+    assert loader_consumed(7, 4, 3, quota=100) == {0: 12, 1: 8, 2: 8}
+    assert loader_consumed(0, 4, 3, quota=100) == {0: 0, 1: 0, 2: 0}
+    assert loader_consumed(9, 4, 1, quota=30) == {0: 30}  # the last batch of the epoch was short
+
+
+def test_merge_state_accumulates_workers_of_one_epoch_and_rejects_foreign_states() -> None:
+    import pytest
+
+    from lerobot_wds.reader.resume import make_state, merge_state
+
+    a = merge_state(None, make_state(5, 2, {0: 8}), seed=5)
+    b = merge_state(a, make_state(5, 2, {1: 4}), seed=5)
+    assert b == {"epoch": 2, "consumed": {"0": 8, "1": 4}}
+    assert merge_state(b, make_state(5, 3, {1: 1}), seed=5) == {"epoch": 3, "consumed": {"1": 1}}
+    with pytest.raises(ValueError, match="seed 4"):
+        merge_state(None, make_state(4, 0, {}), seed=5)
+    with pytest.raises(ValueError, match="version"):
+        merge_state(None, {**make_state(5, 0, {}), "version": 99}, seed=5)

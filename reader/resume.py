@@ -1,0 +1,53 @@
+"""Resume state of a reader: what it is, how a DataLoader's progress maps onto it, how states merge (pure).
+
+A state is ``{"version", "seed", "epoch", "consumed": {worker id (str): samples yielded}}``. Every worker of
+a rank yields the same quota per epoch and a DataLoader takes batches from its workers round-robin, so the
+batches a training loop has seen say exactly how many samples each worker has yielded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+STATE_VERSION = 1
+
+
+def make_state(seed: int, epoch: int, consumed: Mapping[Any, int]) -> dict[str, Any]:
+    return {
+        "version": STATE_VERSION,
+        "seed": seed,
+        "epoch": epoch,
+        "consumed": {str(w): int(n) for w, n in consumed.items()},
+    }
+
+
+def loader_consumed(batches_seen: int, batch_size: int, workers: int, quota: int) -> dict[int, int]:
+    """Samples each worker yielded after a DataLoader handed out ``batches_seen`` batches of an epoch.
+
+    Worker ``w`` produced batches ``w, w + N, ...`` (in-order round-robin over ``N`` workers).
+    """
+    consumed = {}
+    for w in range(workers):
+        batches = (batches_seen - w + workers - 1) // workers if batches_seen > w else 0
+        consumed[w] = min(quota, batches * batch_size)
+    return consumed
+
+
+def merge_state(pending: Mapping[str, Any] | None, state: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """Checks ``state`` against this reader (version, seed) and merges it into a pending resume of its epoch.
+
+    Per-worker states (StatefulDataLoader hands one per worker) of the same epoch accumulate; another epoch
+    replaces the pending one. Returns ``{"epoch", "consumed"}``.
+
+    Raises:
+        ValueError: wrong version or a different seed.
+    """
+    if state.get("version") != STATE_VERSION:
+        raise ValueError(f"state version {state.get('version')!r}, expected {STATE_VERSION}")
+    if state.get("seed") != seed:
+        raise ValueError(f"state was saved with seed {state.get('seed')}, this dataset has seed {seed}")
+    epoch = int(state["epoch"])
+    merged = dict(pending["consumed"]) if pending and pending["epoch"] == epoch else {}
+    merged.update({str(k): int(v) for k, v in state["consumed"].items()})
+    return {"epoch": epoch, "consumed": merged}
