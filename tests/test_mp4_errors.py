@@ -18,6 +18,20 @@ from lerobot_wds.convert.remux import cut_episode
 NAME = "cam/file-000.mp4"
 
 
+def _cut(idx, read, *, start: int, frames: int, where: str):
+    """Cuts 30 fps frames ``start:start + frames`` of NAME."""
+    return cut_episode(
+        idx,
+        read,
+        source_file=NAME,
+        from_timestamp=start / 30,
+        to_timestamp=(start + frames) / 30,
+        fps=30,
+        expected_frames=frames,
+        where=where,
+    )
+
+
 def _ffmpeg(out: Path, *args: str) -> bytes:
     subprocess.run(["ffmpeg", "-v", "error", "-y", *args, str(out)], check=True)
     return out.read_bytes()
@@ -108,16 +122,7 @@ def test_episode_without_enough_frames_names_episode(videos):
     idx = parse_track_index(read, size, name=NAME)
     where = f"{NAME} episode 3 camera observation.images.front"
     with pytest.raises(Mp4Error, match=f"{where}: expected 40 frames .* found 20"):
-        cut_episode(
-            idx,
-            read,
-            source_file=NAME,
-            from_timestamp=10 / 30,
-            to_timestamp=50 / 30,
-            fps=30,
-            expected_frames=40,
-            where=where,
-        )
+        _cut(idx, read, start=10, frames=40, where=where)
 
 
 def test_episode_without_keyframe(videos):
@@ -134,16 +139,7 @@ def test_episode_without_keyframe(videos):
     read, size = bytes_reader(bytes(buf))
     idx = parse_track_index(read, size, name=NAME)
     with pytest.raises(Mp4Error, match=f"{NAME} ep 0: no keyframe at or before the episode's first frame"):
-        cut_episode(
-            idx,
-            read,
-            source_file=NAME,
-            from_timestamp=0,
-            to_timestamp=5 / 30,
-            fps=30,
-            expected_frames=5,
-            where=f"{NAME} ep 0",
-        )
+        _cut(idx, read, start=0, frames=5, where=f"{NAME} ep 0")
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -166,15 +162,6 @@ def test_parser_only_raises_mp4error_on_mutations(videos, data):
         return
     read, _ = bytes_reader(mutated)
     try:
-        cut_episode(
-            idx,
-            read,
-            source_file=NAME,
-            from_timestamp=0,
-            to_timestamp=10 / 30,
-            fps=30,
-            expected_frames=10,
-            where=NAME,
-        )
+        _cut(idx, read, start=0, frames=10, where=NAME)
     except Mp4Error as e:
         assert NAME in str(e)
