@@ -27,7 +27,7 @@ def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     if get_worker_info() is None:
         return torch.empty(shape, dtype=dtype)
     numel = int(np.prod(shape))
-    storage = torch.UntypedStorage._new_shared(numel * torch.empty((), dtype=dtype).element_size())
+    storage = torch.UntypedStorage._new_shared(numel * dtype.itemsize)
     return torch.empty(0, dtype=dtype).set_(storage).view(shape)
 
 
@@ -51,17 +51,6 @@ def _camera_shapes(items: Sequence[tuple[Episode, int]], spec: SampleSpec, posit
     return shapes
 
 
-def _stacked_shape(rows: Sequence[dict[str, Any]], key: str) -> tuple[int, ...]:
-    shape = tuple(rows[0][key].shape)
-    for r in rows:
-        if tuple(r[key].shape) != shape:
-            raise ShardFormatError(
-                f"episode {int(r['episode_index'])}: column {key} has shape {tuple(r[key].shape)}, other episodes "
-                f"of the batch have {shape}"
-            )
-    return (len(rows), *shape)
-
-
 def build_batch(
     items: Sequence[tuple[Episode, int]], spec: SampleSpec, source: FrameSource, ring: SlotRing | None = None
 ) -> dict[str, Any]:
@@ -83,13 +72,11 @@ def build_batch(
     if ring is not None:
         # tensor columns are stacked straight into the slot (default_collate would first make a shared copy)
         stacked = [k for k in rows[0] if all(isinstance(r[k], torch.Tensor) for r in rows)]
-        columns = {k: (_stacked_shape(rows, k), rows[0][k].dtype) for k in stacked}
+        columns = {k: ((len(rows), *rows[0][k].shape), rows[0][k].dtype) for k in stacked}
         slot, layout = pack({**shapes, **columns}, ring)
         for k in stacked:
             torch.stack([r[k] for r in rows], out=layout[k][0])
-        others = (
-            default_collate([{k: v for k, v in r.items() if k not in columns} for r in rows]) if rows[0] else {}
-        )
+        others = default_collate([{k: v for k, v in r.items() if k not in columns} for r in rows])
         rest = {k: layout[k][0] if k in columns else others[k] for k in rows[0]}
         cams = {cam: layout[cam][0] for cam in spec.camera_keys}
     else:

@@ -76,8 +76,9 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         decode: decoder / frame-cache budgets. stream: retries, read-ahead, checksum, storage options.
         rank, world_size: override detection (both or neither).
         batch_size: yield collated batches of this many samples instead of samples (use
-            ``DataLoader(ds, batch_size=None)``): images are written straight into one shared-memory tensor
-            per camera, saving DataLoader's collate copy. The last batch of an epoch may be short.
+            ``DataLoader(ds, batch_size=None)``): images are written straight into the batch, which a
+            DataLoader worker builds in a reused shared-memory slot (see :mod:`transport`), saving DataLoader's
+            collate copy and fresh shared memory per batch. The last batch of an epoch may be short.
     """
 
     def __init__(

@@ -26,7 +26,7 @@ from lerobot_wds.reader.cache import CacheStats
 from lerobot_wds.reader.episode import Episode
 from lerobot_wds.reader.errors import FrameDecodeError
 
-_SCALE = np.float32(255.0)
+UINT8_SCALE = np.float32(255.0)  # lerobot's images are uint8 / 255 in float32
 
 
 @dataclass(frozen=True)
@@ -86,16 +86,9 @@ class FrameSource:
 
     def get(self, episode: Episode, camera: str, positions: Sequence[int]) -> np.ndarray:
         """Returns frames at episode frame positions (already clamped to [0, length)) as uint8 [T,C,H,W]."""
-        size = self.config.block_frames
-        blocks = {b: self._block(episode, camera, b) for b in sorted({p // size for p in positions})}
-        self.delivered_frames += len(positions)
-        if len(blocks) == 1:
-            ((b, frames),) = blocks.items()
-            return frames[[p - b * size for p in positions]]
-        first = next(iter(blocks.values()))
-        out = np.empty((len(positions), *first.shape[1:]), first.dtype)
-        for i, p in enumerate(positions):
-            out[i] = blocks[p // size][p % size]
+        cam = episode.meta.cameras[camera]
+        out = np.empty((len(positions), 3, cam.height, cam.width), np.uint8)
+        self.gather_into(episode, camera, positions, out)
         return out
 
     def gather_into(self, episode: Episode, camera: str, positions: Sequence[int], out: np.ndarray) -> None:
@@ -112,7 +105,7 @@ class FrameSource:
             if rows.dtype == np.uint8:
                 rows[i] = src
             else:
-                np.divide(src, _SCALE, out=rows[i], dtype=np.float32)
+                np.divide(src, UINT8_SCALE, out=rows[i], dtype=np.float32)
 
     def done(self, episode: Episode, frame: int) -> None:
         """Marks anchor ``frame`` built; a block whose every anchor is done is dropped at once.

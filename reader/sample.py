@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lerobot_wds.reader.decode import FrameSource
+from lerobot_wds.reader.decode import UINT8_SCALE, FrameSource
 from lerobot_wds.reader.episode import Episode
 from lerobot_wds.reader.errors import ShardFormatError
 from lerobot_wds.reader.windows import query_positions
@@ -31,9 +31,6 @@ class SampleSpec:
     return_uint8: bool = False
 
 
-_SCALE = np.float32(255.0)
-
-
 def to_output_images(frames: np.ndarray, return_uint8: bool) -> torch.Tensor:
     """uint8 frames -> lerobot's output: uint8 with ``return_uint8``, else float32 ``x / 255``.
 
@@ -43,7 +40,7 @@ def to_output_images(frames: np.ndarray, return_uint8: bool) -> torch.Tensor:
     """
     if return_uint8:
         return torch.from_numpy(frames)
-    return torch.from_numpy(frames.astype(np.float32) / _SCALE)
+    return torch.from_numpy(frames.astype(np.float32) / UINT8_SCALE)
 
 
 def camera_positions(spec: SampleSpec, cam: str, frame: int, windows: Mapping[str, list[int]]) -> list[int]:

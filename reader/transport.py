@@ -130,7 +130,7 @@ def _rebuild(
     weakref.finalize(user, _release, array[:HEADER])
     out = dict(rest)
     for key, (offset, shape, dtype) in views.items():
-        n = int(np.prod(shape)) * torch.empty((), dtype=dtype).element_size()
+        n = int(np.prod(shape)) * dtype.itemsize
         out[key] = torch.from_numpy(user[offset : offset + n]).view(dtype).view(shape)
     return {key: out[key] for key in order}
 
@@ -138,7 +138,7 @@ def _rebuild(
 def pack(shapes: dict[str, tuple[tuple[int, ...], torch.dtype]], ring: SlotRing,
          ) -> tuple[Slot, dict[str, tuple[torch.Tensor, int]]]:  # fmt: skip
     """Takes one slot holding uninitialised tensors of ``shapes``; returns it and the layout (tensor, offset)."""
-    sizes = {k: int(np.prod(s)) * torch.empty((), dtype=d).element_size() for k, (s, d) in shapes.items()}
+    sizes = {k: int(np.prod(s)) * d.itemsize for k, (s, d) in shapes.items()}
     offsets, total = {}, 0
     for key, n in sizes.items():
         offsets[key], total = total, total + _aligned(n)
