@@ -51,5 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     return int(args.func(args) or 0)
 
 
+def entry() -> None:
+    """The console script: runs :func:`main` and exits with its code, never aborted by native teardown."""
+    from lerobot_wds.tools.process_exit import run_main
+
+    run_main(main)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
