@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch.utils.data import default_collate, get_worker_info
 
-from lerobot_wds.reader.decode import FrameSource
-from lerobot_wds.reader.episode import Episode
 from lerobot_wds.reader.errors import ShardFormatError
+from lerobot_wds.reader.frames import FramePool
+from lerobot_wds.reader.pool import Anchor
 from lerobot_wds.reader.sample import SampleSpec, camera_positions, sample_without_images
 from lerobot_wds.reader.transport import SlotBatch, SlotRing, pack
 
@@ -31,14 +31,14 @@ def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     return torch.empty(0, dtype=dtype).set_(storage).view(shape)
 
 
-def _camera_shapes(items: Sequence[tuple[Episode, int]], spec: SampleSpec, positions: dict[str, list[list[int]]],
+def _camera_shapes(items: Sequence[Anchor], spec: SampleSpec, positions: dict[str, list[list[int]]],
                    ) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:  # fmt: skip
     """Batch tensor shape and dtype of every camera; all episodes of the batch must agree on its size."""
     dtype = torch.uint8 if spec.return_uint8 else torch.float32
     shapes = {}
     for cam in spec.camera_keys:
-        meta = items[0][0].meta.cameras[cam]
-        for episode, _ in items:
+        meta = items[0].episode.meta.cameras[cam]
+        for episode in (a.episode for a in items):
             got = episode.meta.cameras[cam]
             if (got.width, got.height) != (meta.width, meta.height):
                 raise ShardFormatError(
@@ -52,19 +52,16 @@ def _camera_shapes(items: Sequence[tuple[Episode, int]], spec: SampleSpec, posit
 
 
 def build_batch(
-    items: Sequence[tuple[Episode, int]], spec: SampleSpec, source: FrameSource, ring: SlotRing | None = None
+    items: Sequence[Anchor], spec: SampleSpec, source: FramePool, ring: SlotRing | None = None
 ) -> dict[str, Any]:
-    """Returns the collated batch of the samples anchored at ``items`` (episode, frame), in that order.
+    """Returns the collated batch of the samples anchored at ``items``, in that order.
 
     With ``ring`` (inside a DataLoader worker) every tensor of the batch lives in one reused shared-memory
     slot (see :mod:`transport`); without, camera tensors are fresh (shared memory inside a worker).
     """
-    parts = [sample_without_images(ep, frame, spec) for ep, frame in items]
+    parts = [sample_without_images(a.episode, a.frame, spec) for a in items]
     positions = {
-        cam: [
-            camera_positions(spec, cam, frame, windows)
-            for (_, frame), (windows, _) in zip(items, parts, strict=True)
-        ]
+        cam: [camera_positions(spec, cam, a.frame, windows) for a, (windows, _) in zip(items, parts, strict=True)]
         for cam in spec.camera_keys
     }
     shapes = _camera_shapes(items, spec, positions)
@@ -84,7 +81,7 @@ def build_batch(
         cams = {cam: _empty(*shapes[cam]) for cam in spec.camera_keys}
     for cam, out in cams.items():
         view = out.numpy()
-        for i, (episode, _) in enumerate(items):
-            source.gather_into(episode, cam, positions[cam][i], view[i])
+        for i, a in enumerate(items):
+            source.gather_into(a.visit, cam, positions[cam][i], view[i], a.needs.get(cam, ()))
     batch = {**cams, **rest}
     return SlotBatch(batch, slot, layout) if ring is not None else batch

@@ -1,6 +1,7 @@
 """A bounded LRU cache with cost accounting, named groups and hit / miss / eviction counters.
 
-Used for torchcodec decoders (cost 1 each) and decoded frames (cost = bytes). Groups let a finished episode
+Used by :class:`frames.FramePool` for torchcodec decoders (cost 1 each) and decoded frames (cost =
+bytes). Groups let a finished episode
 drop all its entries at once; those drops are not counted as evictions (they are not memory pressure).
 """
 
@@ -82,6 +83,10 @@ class LruCache(Generic[V]):
             old = next(iter(self._data))
             self._remove(old)
             self.evictions += 1
+
+    def discard(self, key: tuple[Hashable, Hashable]) -> None:
+        """Removes one entry if present (not an eviction: the caller is done with it)."""
+        self._remove(key)
 
     def drop_group(self, group: Hashable) -> int:
         """Removes every entry of ``group``; returns how many were removed."""

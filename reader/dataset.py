@@ -26,36 +26,22 @@ from typing import Any
 
 import torch
 
-from lerobot_wds.reader.assemble import Assembler
-from lerobot_wds.reader.decode import DecodeConfig, FrameSource, decoded_bytes
-from lerobot_wds.reader.episode import Episode
+from lerobot_wds.reader.decode import DecodeConfig
 from lerobot_wds.reader.epoch import SharedEpoch
+from lerobot_wds.reader.frames import FramePool
+from lerobot_wds.reader.pipeline import ReaderOptions, reader_stream
 from lerobot_wds.reader.resume import loader_consumed, make_state, merge_state
 from lerobot_wds.reader.sample import SampleSpec
 from lerobot_wds.reader.source import open_root
-from lerobot_wds.reader.splitting import ShardRef, SlotPlan, Uneven, epoch_rng, plan_epoch
-from lerobot_wds.reader.stages import (
-    ErrorCounter,
-    OnError,
-    anchors,
-    cycle_passes,
-    episodes,
-    shuffle_buffer,
-    skip_first,
-    tar_samples,
-)
-from lerobot_wds.reader.stream import ShardSpec, StreamConfig, fetched_shards, join_url
+from lerobot_wds.reader.splitting import ShardRef, SlotPlan, Uneven, plan_epoch
+from lerobot_wds.reader.stages import ErrorCounter, OnError
+from lerobot_wds.reader.stream import ShardSpec, StreamConfig, join_url
 from lerobot_wds.reader.topology import Topology, detect_rank_world, detect_worker
 from lerobot_wds.reader.transport import SlotRing
 from lerobot_wds.reader.windows import Preset, delta_indices, preset_delta_timestamps
 from lerobot_wds.reader.worker_memory import tune_worker_malloc
 
 log = logging.getLogger(__name__)
-
-
-# The episode pool grows by one episode every RAMP_ANCHORS anchors at the start of a pass, so a worker's first
-# batch waits for about one episode's decode instead of a whole pool's.
-RAMP_ANCHORS = 16
 
 
 class LeRobotWdsDataset(torch.utils.data.IterableDataset):
@@ -69,8 +55,9 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         seed: base seed of every random choice.
         return_uint8: images as uint8 [0,255] instead of float32 [0,1] (lerobot's option of the same name).
         tolerance_s: how far a delta may be from a multiple of 1/fps (lerobot's default 1e-4).
-        episode_buffer: episodes held in the episode shuffle buffer (compressed, a few MB each).
-        active_episodes: episodes interleaved at once for the frame shuffle (bounds decoded memory).
+        episode_buffer: episodes held in the episode shuffle buffer ahead of the pool (compressed).
+        active_episodes: most episodes open at once in the anchor pool; each batch draws from all of them
+            (also bounded by ``DecodeConfig.open_episode_bytes`` and ``frame_cache_bytes``, see :mod:`pool`).
         uneven: "pad" (repeat a few frames) or "trim" so every rank and worker yields the same count.
         on_error: "raise" or "skip" (count and log) on corrupt shards or members.
         decode: decoder / frame-cache budgets. stream: retries, read-ahead, checksum, storage options.
@@ -92,7 +79,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         return_uint8: bool = False,
         tolerance_s: float = 1e-4,
         episode_buffer: int = 8,
-        active_episodes: int = 8,
+        active_episodes: int = 64,
         uneven: Uneven = "pad",
         on_error: OnError = "raise",
         decode: DecodeConfig | None = None,
@@ -132,15 +119,14 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         self.shuffle, self.seed, self.uneven, self.on_error = shuffle, seed, uneven, on_error
         self.episode_buffer, self.active_episodes = episode_buffer, active_episodes
         self.batch_size = batch_size
-        # samples show only their anchor frame (no windows, or windows of offset 0 like the "single" preset)
-        self._anchor_only = all(set(d) <= {0} for d in deltas.values())
+        self._camera_deltas = {cam: tuple(deltas.get(cam, (0,))) for cam in self.camera_keys}
         self._rank_world = (rank, world_size) if rank is not None and world_size is not None else None
         if self._rank_world is None and detect_rank_world()[1] > 1:
             self._rank_world = detect_rank_world()  # captured now: spawned workers cannot see the process group
         self._epoch = SharedEpoch(0)
         self._consumed: dict[int, int] = {}
         self._resume: dict[str, Any] | None = None
-        self._last_source: FrameSource | None = None
+        self._last_source: FramePool | None = None
         self._last_errors: ErrorCounter | None = None
         self._last_ring: SlotRing | None = None
 
@@ -194,8 +180,8 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
                 f"resume state says worker {topo.worker} consumed {skip} samples, quota is {plan.quota}"
             )
         errors = ErrorCounter(self.on_error)
-        source = FrameSource(self.decode_config)
-        self._last_source, self._last_errors = source, errors
+        frames = FramePool(self.decode_config)
+        self._last_source, self._last_errors = frames, errors
         in_worker = torch.utils.data.get_worker_info() is not None
         if in_worker and self.decode_config.tune_worker_malloc:
             tune_worker_malloc()
@@ -203,54 +189,28 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         ring = SlotRing(slots) if slots and self.batch_size and in_worker else None
         self._last_ring = ring
         self._consumed = {topo.worker: skip}
+        if skip >= plan.quota:
+            return
         by_path = {s.path: s for s in self.manifest.shards}
         specs = [
             ShardSpec(join_url(self.source, r.path), info.bytes, info.sha256, tuple(info.episodes))
             for r in plan.shards
             for info in [by_path[r.path]]
         ]
-
-        def one_pass(p: int) -> Iterator[tuple[Any, int, bool]]:
-            shards = fetched_shards(specs, self.stream_config)
-            eps = episodes(tar_samples(shards, errors), list(self.camera_keys), errors)
-            if not self.shuffle:
-                return anchors(eps, active=1, rng=None)
-            eps = shuffle_buffer(eps, self.episode_buffer, epoch_rng(self.seed, epoch, 1, topo.slot, p))
-            return anchors(
-                eps,
-                active=self.active_episodes,
-                rng=epoch_rng(self.seed, epoch, 2, topo.slot, p),
-                budget=self.decode_config.frame_cache_bytes,
-                cost=self._pool_cost,
-                ramp=RAMP_ANCHORS,
-                block=self.decode_config.block_frames,
-            )
-
-        where = f"{self.source} rank {topo.rank} worker {topo.worker} epoch {epoch}"
-        if skip >= plan.quota:
-            return
-        assembler = Assembler(
-            self.sample_spec, source, errors, batch_size=self.batch_size, anchor_only=self._anchor_only, ring=ring
-        )
+        opts = ReaderOptions(
+            spec=self.sample_spec, camera_deltas=self._camera_deltas, shuffle=self.shuffle, seed=self.seed,
+            epoch=epoch, slot=topo.slot, episode_buffer=self.episode_buffer, active_episodes=self.active_episodes,
+            batch_size=self.batch_size, decode=self.decode_config, stream=self.stream_config,
+        )  # fmt: skip
 
         def progress(n: int) -> None:
             self._consumed[topo.worker] = n
 
-        yield from assembler.run(
-            skip_first(cycle_passes(one_pass, where), skip),
-            quota=plan.quota,
-            yielded=skip,
-            pass_frames=plan.frames,
-            where=where,
+        yield from reader_stream(
+            specs, opts, frames=frames, errors=errors, ring=ring, quota=plan.quota, skip=skip,
+            pass_frames=plan.frames, where=f"{self.source} rank {topo.rank} worker {topo.worker} epoch {epoch}",
             progress=progress,
-        )
-
-    def _pool_cost(self, episode: Episode) -> int:
-        """Decoded bytes an open episode holds at most: one block without windows (blocks are dropped as their
-        anchors finish), else the whole episode (windows reach across blocks)."""
-        if not self._anchor_only:
-            return decoded_bytes(episode)
-        return decoded_bytes(episode, self.decode_config.block_frames)
+        )  # fmt: skip
 
     # --- resume ------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -275,6 +235,8 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         if self._last_source is not None:
             out = {k: v.as_dict() for k, v in self._last_source.stats().items()}
             out["decoded_frames"] = self._last_source.decoded_frames
+            out["delivered_frames"] = self._last_source.delivered_frames
+            out["decode_calls"] = self._last_source.decode_calls
         if self._last_errors is not None:
             out["skipped_shards"] = self._last_errors.skipped_shards
             out["skipped_episodes"] = self._last_errors.skipped_episodes

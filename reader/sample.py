@@ -10,15 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from lerobot_wds.reader.decode import UINT8_SCALE, FrameSource
+from lerobot_wds.reader.decode import UINT8_SCALE
 from lerobot_wds.reader.episode import Episode
 from lerobot_wds.reader.errors import ShardFormatError
+from lerobot_wds.reader.frames import FramePool
 from lerobot_wds.reader.windows import query_positions
+
+if TYPE_CHECKING:
+    from lerobot_wds.reader.pool import Anchor
 
 
 @dataclass(frozen=True)
@@ -79,12 +83,14 @@ def sample_without_images(
     return windows, item
 
 
-def build_sample(episode: Episode, frame: int, spec: SampleSpec, source: FrameSource) -> dict[str, Any]:
-    """Returns the sample of ``episode`` anchored at episode frame ``frame``."""
-    windows, rest = sample_without_images(episode, frame, spec)
+def build_sample(anchor: Anchor, spec: SampleSpec, frames_pool: FramePool) -> dict[str, Any]:
+    """Returns the sample of ``anchor`` (its episode at its anchor frame)."""
+    frame = anchor.frame
+    windows, rest = sample_without_images(anchor.episode, frame, spec)
     item: dict[str, Any] = {}
     for cam in spec.camera_keys:
-        frames = source.get(episode, cam, camera_positions(spec, cam, frame, windows))
+        positions = camera_positions(spec, cam, frame, windows)
+        frames = frames_pool.get(anchor.visit, cam, positions, anchor.needs.get(cam, ()))
         item[cam] = to_output_images(frames.squeeze(0) if frames.shape[0] == 1 else frames, spec.return_uint8)
     item.update(rest)
     return item

@@ -1,7 +1,7 @@
 """Generator stages of the reader pipeline; each takes an iterator (plus keyword options) and returns one.
 
-shard bytes -> tar samples (webdataset's tar iterators) -> episodes -> episode shuffle buffer -> frame
-anchors (interleaving a pool of active episodes) -> skip/limit -> samples. Bad data raises a domain error
+shard bytes -> tar samples (webdataset's tar iterators) -> episodes -> episode shuffle buffer; the anchor
+pool is :mod:`pool`, the composition :mod:`pipeline`. Bad data raises a domain error
 naming the shard and member, or with ``on_error="skip"`` is skipped, counted in :class:`ErrorCounter` and logged.
 """
 
@@ -112,96 +112,6 @@ def shuffle_buffer(items: Iterable[T], size: int, rng: random.Random | None) -> 
             yield buf.pop()
     rng.shuffle(buf)
     yield from buf
-
-
-@dataclass
-class _Active:
-    episode: Episode
-    remaining: list[int]
-
-
-def anchors(
-    eps: Iterable[Episode],
-    *,
-    active: int,
-    rng: random.Random | None,
-    budget: int | None = None,
-    cost: Callable[[Episode], int] | None = None,
-    ramp: int = 0,
-    block: int = 0,
-) -> Iterator[tuple[Episode, int, bool]]:
-    """Yields ``(episode, frame, is_last_anchor_of_episode)`` for every frame of every episode.
-
-    With an rng, up to ``active`` episodes are kept open and each anchor comes from a random one of them
-    (weighted by frames left), in random frame order inside the episode: a frame shuffle whose memory is
-    bounded by the open episodes. With ``budget`` and ``cost``, another episode opens only while the summed
-    ``cost`` of the open ones stays within ``budget`` (one is always open). With ``ramp`` > 0 the pool starts
-    with one episode and may grow by one every ``ramp`` anchors, so the first batch needs few episodes decoded
-    (first-batch latency) at the price of a less mixed start. With ``block`` > 0 an episode's anchors come
-    block by block (see ``block_order``). Without an rng: episodes in order, frames in order.
-    """
-    it = iter(eps)
-    if rng is None:
-        for ep in it:
-            for k in range(ep.length):
-                yield ep, k, k == ep.length - 1
-        return
-    pool: list[_Active] = []
-    exhausted = False
-    pending: Episode | None = None
-    used = yielded = 0
-    while True:
-        while not exhausted and len(pool) < (min(active, 1 + yielded // ramp) if ramp > 0 else active):
-            ep = pending if pending is not None else next(it, None)
-            pending = None
-            if ep is None:
-                exhausted = True
-            elif ep.length > 0:
-                need = cost(ep) if cost is not None else 0
-                if pool and budget is not None and used + need > budget:
-                    pending = ep  # opens once enough of the pool has finished
-                    break
-                used += need
-                pool.append(_Active(ep, block_order(ep.length, block, rng)))
-        if not pool:
-            return
-        weights = [len(a.remaining) for a in pool]
-        i = rng.choices(range(len(pool)), weights=weights)[0]
-        slot = pool[i]
-        k = slot.remaining.pop()
-        last = not slot.remaining
-        if last:
-            pool.pop(i)
-            used -= cost(slot.episode) if cost is not None else 0
-        yielded += 1
-        yield slot.episode, k, last
-
-
-def block_order(length: int, block: int, rng: random.Random) -> list[int]:
-    """Returns the frames of an episode in the order its anchors are popped (from the end).
-
-    Blocks of ``block`` consecutive frames come in random order, frames in random order inside a block, so
-    the decoder (which decodes whole blocks) has the next anchors' frames ready; other episodes of the pool
-    interleave between them. ``block`` < 1 shuffles all frames freely.
-    """
-    if block < 1:
-        order = list(range(length))
-        rng.shuffle(order)
-        return order
-    blocks = [list(range(s, min(s + block, length))) for s in range(0, length, block)]
-    rng.shuffle(blocks)
-    for b in blocks:
-        rng.shuffle(b)
-    return [k for b in reversed(blocks) for k in b]
-
-
-def skip_first(items: Iterable[T], n: int) -> Iterator[T]:
-    """Drops the first ``n`` items (resume fast-forward before any decoding happens)."""
-    it = iter(items)
-    for _ in range(n):
-        if next(it, None) is None:
-            return
-    yield from it
 
 
 def cycle_passes(make_pass: Callable[[int], Iterable[T]], where: str) -> Iterator[T]:

@@ -76,8 +76,9 @@ def test_convert_and_finalize_exit_0_every_time(small_lerobot_dataset, tmp_path:
 
 def test_bench_exits_0_every_time(many_shards: Path, tmp_path: Path) -> None:
     for i in range(3):
-        repeat(1, ["bench", str(many_shards), "--mode", "single", "--num-workers", "1", "--batch-size", "2",
-                   "--num-batches", "2", "--warmup", "0", "--out", str(tmp_path / f"b{i}")], 0, "frames/s")  # fmt: skip
+        args = ["bench", str(many_shards), "--mode", "single", "--num-workers", "1", "--batch-size", "2",
+                "--num-batches", "2", "--warmup", "0", "--out", str(tmp_path / f"b{i}")]  # fmt: skip
+        repeat(1, args, 0, "frames/s")
 
 
 @pytest.mark.slow

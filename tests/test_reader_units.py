@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from dataclasses import dataclass
+from types import SimpleNamespace
 
 import pytest
 
 from lerobot_wds.reader.cache import LruCache
+from lerobot_wds.reader.pool import schedule
 from lerobot_wds.reader.splitting import ShardRef, plan_epoch, samples_per_rank, shuffled_shards
-from lerobot_wds.reader.stages import anchors, cycle_passes, shuffle_buffer, skip_first
+from lerobot_wds.reader.stages import cycle_passes, shuffle_buffer
 from lerobot_wds.reader.topology import Topology, detect_rank_world
+from lerobot_wds.reader.units import plan_units, window
 from lerobot_wds.reader.windows import SARM_DELTA_INDICES, delta_indices, preset_delta_timestamps, query_positions
 
 SHARDS = [ShardRef(f"s{i}", f) for i, f in enumerate([30, 10, 25, 5, 40, 15, 20, 35, 12, 8])]
@@ -103,30 +105,96 @@ def test_shuffle_buffer_is_a_permutation_and_deterministic() -> None:
     assert list(shuffle_buffer(items, 10, None)) == items
 
 
-@dataclass
-class _Ep:
-    index: int
-    length: int
+def _fake_episode(index: int, length: int, cams=("a", "b")) -> SimpleNamespace:
+    meta = SimpleNamespace(cameras={c: SimpleNamespace(width=4, height=2) for c in cams})
+    return SimpleNamespace(index=index, length=length, meta=meta, videos={c: b"x" * 100 for c in cams})
 
 
-def test_anchors_yield_every_frame_once_and_mark_last() -> None:
-    eps = [_Ep(i, n) for i, n in enumerate([5, 0, 3, 7, 1])]
+class _Gops:
+    """Stands in for FramePool.gops: GOPs of length ``g`` from ``phase`` (planning needs no video)."""
+
+    def __init__(self, g: int, phase: int = 0) -> None:
+        self.g, self.phase = g, phase
+
+    def gops(self, visit, camera):
+        return list(range(self.phase - self.g if self.phase else 0, visit.episode.length, self.g))
+
+
+def _check_units(length, deltas, gops, shape):
+    got_shape, units = plan_units(length, deltas, gops)
+    assert got_shape == shape
+    assert sorted(a for u in units for a in u.anchors) == list(range(length))  # each anchor in one unit
+    for u in units:
+        for cam, ds in deltas.items():
+            shown = {f for a in u.anchors for f in window(a, length, ds)}
+            dropped = [f for per in u.drops[cam] for f in per]
+            assert sorted(dropped) == sorted(shown) == list(u.needs[cam])  # each needed frame dropped once
+            for i in range(len(u.anchors)):  # a frame is dropped at its last use, never before
+                later = {f for b in u.anchors[i + 1 :] for f in window(b, length, ds)}
+                assert not set(u.drops[cam][i]) & later
+    return units
+
+
+def test_units_gop_classes_sequential() -> None:
+    g2 = {c: list(range(0, 450, 2)) for c in "ab"}
+    units = _check_units(450, {"a": (0,), "b": (0,)}, g2, "gop")
+    assert len(units) == 225 and all(u.peak_frames == {"a": 2, "b": 2} for u in units)
+    sarm = (-120, -90, -60, -30, 0, 30, 60, 90, 120, -30, -60, -90, -120)
+    units = _check_units(450, {"a": sarm, "b": (0,)}, g2, "classes")
+    assert len(units) == 15  # 30 residues in 15 keyframe-aligned pairs
+    assert all(len({a % 30 for a in u.anchors}) == 2 and {a % 2 for a in u.anchors} == {0, 1} for u in units)
+    # ascending anchors keep only the window span alive: 9 positions x 2 residues + the clamped edges
+    assert max(u.peak_frames["a"] for u in units) <= 9 * 2 + 2 and max(u.peak_frames["b"] for u in units) == 2
+    # a GOP longer than the stride, an irregular GOP or a contiguous window: one sequential unit
+    _check_units(450, {"a": sarm, "b": sarm}, {c: list(range(0, 450, 60)) for c in "ab"}, "sequential")
+    _check_units(100, {"a": (-30, 0), "b": (0,)}, {c: [0, 2, 5, 9, 30, 31] for c in "ab"}, "sequential")
+    units = _check_units(100, {"a": tuple(range(10)), "b": (0,)}, {c: list(range(0, 100, 2)) for c in "ab"},
+                         "sequential")  # fmt: skip
+    assert units[0].peak_frames["a"] <= 12  # the 10-frame window (+ one GOP), not the episode
+
+
+def test_units_descending_and_lead_in_gops() -> None:
+    gops = {"a": list(range(-1, 90, 2))}  # keyframes at odd episode frames (a lead-in frame before frame 0)
+    shape, units = plan_units(90, {"a": (-30, 0, 30)}, gops, descending=[True])
+    assert shape == "classes" and all(list(u.anchors) == sorted(u.anchors, reverse=True) for u in units)
+    for u in units:  # GOPs are (odd, odd + 1): a unit holds both frames of each of its GOPs
+        assert all(a + 1 in u.anchors for a in u.anchors if a % 2 == 1 and a + 1 < 90)
+
+
+def test_schedule_yields_every_anchor_once_within_bounds() -> None:
+    eps = [_fake_episode(i, n) for i, n in enumerate([50, 0, 33, 71, 1, 20])]
+    deltas = {"a": (-10, 0, 10), "b": (0,)}
     for rng in (None, random.Random(3)):
-        out = list(anchors(eps, active=3, rng=rng))  # type: ignore[arg-type]
-        assert Counter((e.index, k) for e, k, _ in out) == Counter(
+        out = list(schedule(eps, frames=_Gops(2), deltas=deltas, rng=rng, active=3, open_bytes=10**9,
+                            frame_budget=10**9))  # fmt: skip
+        assert Counter((a.episode.index, a.frame) for a in out) == Counter(
             (e.index, k) for e in eps for k in range(e.length)
         )
-        lasts = [(e.index, k) for e, k, last in out if last]
-        assert sorted(i for i, _ in lasts) == [0, 2, 3, 4]
-        final = {e.index: i for i, (e, _k, _l) in enumerate(out)}
-        assert all(out[final[i]][2] for i in final)  # last flag = final appearance
-    seq = list(anchors(eps, active=1, rng=None))  # type: ignore[arg-type]
-    assert [(e.index, k) for e, k, _ in seq][:5] == [(0, k) for k in range(5)]
+        last = {a.visit.vid: i for i, a in enumerate(out)}
+        assert [i for i, a in enumerate(out) if a.last] == sorted(last.values())  # last flag = final anchor
+    seq = list(schedule(eps, frames=_Gops(2), deltas=deltas, rng=None, active=3, open_bytes=1, frame_budget=1))
+    assert [(a.episode.index, a.frame) for a in seq] == [(e.index, k) for e in eps for k in range(e.length)]
 
 
-def test_skip_and_cycle() -> None:
-    assert list(skip_first(range(5), 2)) == [2, 3, 4]
-    assert list(skip_first(range(2), 5)) == []
+def test_schedule_mixes_all_open_episodes_and_respects_budgets() -> None:
+    eps = [_fake_episode(i, 60) for i in range(20)]
+    deltas = {"a": (0,), "b": (0,)}
+    out = list(schedule(eps, frames=_Gops(2), deltas=deltas, rng=random.Random(0), active=64, open_bytes=10**9,
+                        frame_budget=10**9))  # fmt: skip
+    batches = [out[i : i + 16] for i in range(0, 16 * 60, 16)]
+    distinct = [len({a.episode.index for a in b}) for b in batches]
+    assert sum(distinct) / len(distinct) > 10  # i.i.d. over 20 equal episodes gives 11.1
+    # the open-bytes bound: 2 videos x 100 bytes per episode, 400 bytes -> at most 2 open at once
+    out = list(schedule(eps, frames=_Gops(2), deltas=deltas, rng=random.Random(0), active=64, open_bytes=400,
+                        frame_budget=10**9))  # fmt: skip
+    assert max(len({a.episode.index for a in out[i : i + 16]}) for i in range(0, len(out), 16)) <= 3
+    # the frame budget: a unit's planned peak is 2 frames x 2 cameras x 24 bytes = 96 bytes per episode
+    out = list(schedule(eps, frames=_Gops(2), deltas=deltas, rng=random.Random(0), active=64, open_bytes=10**9,
+                        frame_budget=96))  # fmt: skip
+    assert all(len({a.episode.index for a in out[i : i + 60]}) == 1 for i in range(0, len(out), 60))
+
+
+def test_cycle() -> None:
     it = cycle_passes(lambda p: [(p, 0), (p, 1)], "x")
     assert [next(it) for _ in range(5)] == [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0)]
     with pytest.raises(ValueError, match="x: a full pass"):

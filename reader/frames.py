@@ -1,0 +1,132 @@
+"""The one owner of a worker's decoded memory: decoded frames and open decoders, budgets, eviction, counters.
+
+Frames live in an :class:`LruCache` bounded by ``DecodeConfig.frame_cache_bytes`` and keyed by
+``(visit, (camera, frame))``. A missing frame is decoded GOP-aware: the decoder seeks to the keyframe of its
+GOP and decodes forward to the last frame of that GOP the asking unit needs, and every needed frame
+of that run is kept (a GOP is decoded once however many of its frames the unit uses). The scheduler
+(:mod:`pool`) drops frames after their last use and plans so the budget is never reached; if it is, the
+least recently used frames are evicted, counted, and decoded again when asked for (a miss): the budget holds
+whatever the plan said. Decoders are kept in a second LRU (``max_decoders``); reopening one scans its
+mini-MP4 again but decodes nothing.
+
+Frames are held and gathered as numpy arrays: numpy copies are single-threaded, while torch's intra-op
+thread pool turns each small copy into a cross-thread handoff that costs milliseconds on a busy machine.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from torchcodec.decoders import VideoDecoder
+
+from lerobot_wds.reader.cache import CacheStats, LruCache
+from lerobot_wds.reader.decode import UINT8_SCALE, DecodeConfig, decode_range, gop_starts, open_decoder
+from lerobot_wds.reader.episode import Episode
+
+
+@dataclass(frozen=True, eq=False)
+class Visit:
+    """One open episode visit: its episode and an id unique in the worker (an episode may be open twice)."""
+
+    episode: Episode
+    vid: int
+
+
+class FramePool:
+    """Decoded frames and decoders of the open visits of one worker (see the module docstring)."""
+
+    def __init__(self, config: DecodeConfig | None = None) -> None:
+        self.config = config = config or DecodeConfig()
+        self._frames: LruCache[np.ndarray] = LruCache(config.frame_cache_bytes, cost=lambda a: a.nbytes)
+        self._decoders: LruCache[VideoDecoder] = LruCache(config.max_decoders)
+        self._gops: dict[tuple[int, str], list[int]] = {}
+        self.decoded_frames = self.delivered_frames = self.decode_calls = 0
+
+    def gops(self, visit: Visit, camera: str) -> list[int]:
+        """GOP starts (episode frames) of a camera of the visit; opens its decoder the first time."""
+        key = (visit.vid, camera)
+        if key not in self._gops:
+            self._gops[key] = gop_starts(self._decoder(visit, camera), visit.episode, camera)
+        return self._gops[key]
+
+    def gather_into(self, visit: Visit, camera: str, positions: Sequence[int], out: np.ndarray,
+                    needs: Sequence[int] = ()) -> None:  # fmt: skip
+        """Writes frames at episode positions into ``out`` ([T,C,H,W], or [C,H,W] for one position).
+
+        ``needs`` (sorted) are the frames the asking unit will use: decoding a GOP keeps those of them it
+        passes. ``out`` may be float32: frames are then written as ``uint8 / 255`` in float32 (lerobot's
+        arithmetic).
+        """
+        rows = out[None] if out.ndim == 3 else out
+        self.delivered_frames += len(positions)
+        for i, p in enumerate(positions):
+            src = self._frame(visit, camera, p, needs)
+            if rows.dtype == np.uint8:
+                rows[i] = src
+            else:
+                np.divide(src, UINT8_SCALE, out=rows[i], dtype=np.float32)
+
+    def get(self, visit: Visit, camera: str, positions: Sequence[int], needs: Sequence[int] = ()) -> np.ndarray:
+        """Returns frames at episode positions as a new uint8 [T,C,H,W] array."""
+        cam = visit.episode.meta.cameras[camera]
+        out = np.empty((len(positions), 3, cam.height, cam.width), np.uint8)
+        self.gather_into(visit, camera, positions, out, needs)
+        return out
+
+    def drop(self, visit: Visit, camera: str, frames: Sequence[int]) -> None:
+        """Frees frames after their last use (not evictions: the plan is done with them)."""
+        for f in frames:
+            self._frames.discard((visit.vid, (camera, f)))
+
+    def release(self, visit: Visit) -> None:
+        """Frees everything of a finished visit: its frames, decoders and GOP tables."""
+        self._frames.drop_group(visit.vid)
+        self._decoders.drop_group(visit.vid)
+        for camera in visit.episode.videos:
+            self._gops.pop((visit.vid, camera), None)
+
+    @property
+    def frame_bytes(self) -> int:
+        """Decoded bytes alive now."""
+        return self._frames.stats().cost
+
+    def stats(self) -> dict[str, CacheStats]:
+        """``frames``: lookups served decoded (hits) or decoded (misses), evictions, bytes and peak bytes;
+        ``decoders``: decoder lookups, reopenings (misses) and LRU closes (evictions)."""
+        return {"frames": self._frames.stats(), "decoders": self._decoders.stats()}
+
+    def _decoder(self, visit: Visit, camera: str) -> VideoDecoder:
+        key = (visit.vid, camera)
+        decoder = self._decoders.get(key)
+        if decoder is None:
+            decoder = open_decoder(visit.episode, camera, self.config.num_ffmpeg_threads)
+            self._decoders.put(key, decoder)
+        return decoder
+
+    def _frame(self, visit: Visit, camera: str, frame: int, needs: Sequence[int]) -> np.ndarray:
+        key = (visit.vid, (camera, frame))
+        got = self._frames.get(key)
+        if got is not None:
+            return got
+        run = self._run(visit, camera, frame, needs)
+        decoded = decode_range(self._decoder(visit, camera), visit.episode, camera, run[0], run[2])
+        self.decode_calls += 1
+        self.decoded_frames += len(decoded)
+        first = run[0]
+        for f in {frame, *run[1]}:
+            # a copy per frame when several were decoded, so dropping one frees it (a view pins the whole run)
+            value = decoded[f - first].copy() if len(decoded) > 1 else decoded[0]
+            self._frames.put((visit.vid, (camera, f)), value)
+        return decoded[frame - first]
+
+    def _run(self, visit: Visit, camera: str, frame: int, needs: Sequence[int]) -> tuple[int, Sequence[int], int]:
+        """What to decode for ``frame``: (first, needed frames of its GOP, stop) spanning both."""
+        starts = self.gops(visit, camera)
+        i = max(0, bisect.bisect_right(starts, frame) - 1)
+        lo = max(0, starts[i])
+        hi = min(visit.episode.length, starts[i + 1] if i + 1 < len(starts) else visit.episode.length)
+        needed = needs[bisect.bisect_left(needs, lo) : bisect.bisect_left(needs, hi)]
+        return min(frame, *needed[:1]), needed, max(frame, *needed[-1:]) + 1

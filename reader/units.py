@@ -1,0 +1,156 @@
+"""Pure planning of an episode's decode units: which anchors are served together and which frames they need.
+
+A unit is a set of anchors served one after another (other episodes' anchors interleave between them) whose
+frames are decoded once, when the first of them is needed, and dropped after their last use. The cost model
+picks the unit shape from the windows and the keyframe (GOP) structure, so that every needed frame is decoded
+about once while each open unit holds few decoded frames (which is what lets many episodes be open at once):
+
+- ``gop`` (no windows, samples show the anchor only): a unit is one GOP's anchors; decoding the GOP once
+  yields exactly its frames. With AV1 GOP 2 an open episode holds 2 decoded frames.
+- ``classes`` (every camera delta a multiple of a stride ``s``, GOPs of a constant length ``g`` dividing
+  ``s``): anchors ``a`` with ``a mod s`` in one keyframe-aligned group of ``g`` residues need only frames of
+  those residues (plus clamped edge frames), each a whole GOP: a unit costs ``g/s`` of the episode's frames,
+  served in ascending (or descending) order so only the frames inside the window span are alive.
+- ``sequential`` (anything else: long GOPs, contiguous windows): one unit of all anchors in ascending order,
+  frames decoded GOP by GOP and dropped behind the window.
+
+Frames are episode frame indices; ``gop_starts`` are the episode frames at which decoding can start (keyframes,
+possibly negative for lead-in frames before the episode's first frame), sorted.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+Shape = Literal["gop", "classes", "sequential"]
+
+
+@dataclass(frozen=True)
+class Unit:
+    """Anchors served in this order and, per camera, the frames they need and which anchor uses each last."""
+
+    anchors: tuple[int, ...]
+    drops: Mapping[str, tuple[tuple[int, ...], ...]]  # camera -> per anchor: frames to drop after it
+    needs: Mapping[str, tuple[int, ...]]  # camera -> every frame the unit's anchors show, sorted
+    peak_frames: Mapping[str, int]  # camera -> decoded frames alive at most while serving the unit
+
+
+def window(anchor: int, length: int, deltas: Sequence[int]) -> list[int]:
+    """The clamped frames a camera shows for ``anchor`` (lerobot's clamping)."""
+    return [min(length - 1, max(0, anchor + d)) for d in deltas]
+
+
+def gop_of(frame: int, gop_starts: Sequence[int]) -> int:
+    """Returns the start of the GOP holding ``frame`` (the last keyframe at or before it)."""
+    i = bisect.bisect_right(gop_starts, frame) - 1
+    return gop_starts[max(0, i)]
+
+
+def regular_gop(gop_starts: Sequence[int], length: int) -> int | None:
+    """Returns the GOP length if every GOP inside ``[0, length)`` has the same length, else None."""
+    inside = [k for k in gop_starts if k < length]
+    gaps = {b - a for a, b in zip(inside, inside[1:], strict=False)}
+    if len(inside) < 2 or len(gaps) != 1:
+        return None
+    return gaps.pop()
+
+
+def stride(deltas: Mapping[str, Sequence[int]]) -> int:
+    """The largest stride every camera delta is a multiple of (0 when all deltas are 0)."""
+    return math.gcd(*(abs(d) for ds in deltas.values() for d in ds))
+
+
+def choose_shape(deltas: Mapping[str, Sequence[int]], gops: Mapping[str, Sequence[int]], length: int) -> Shape:
+    """The cost model: the unit shape that decodes each needed frame once with the fewest frames alive.
+
+    ``classes`` needs every camera to have the same regular GOP length and keyframe phase.
+    """
+    s = stride(deltas)
+    if s == 0:
+        return "gop"
+    gop_lengths = {cam: regular_gop(starts, length) for cam, starts in gops.items()}
+    shapes = {(g, gops[cam][0] % (g or 1)) for cam, g in gop_lengths.items()}
+    if len(shapes) == 1:
+        g, _ = shapes.pop()
+        if g is not None and s > g and s % g == 0:
+            return "classes"
+    return "sequential"
+
+
+def anchor_groups(shape: Shape, length: int, deltas: Mapping[str, Sequence[int]],
+                  gop_starts: Sequence[int]) -> list[list[int]]:  # fmt: skip
+    """Partitions the anchors ``0..length-1`` into units (ascending inside each)."""
+    if shape == "gop":
+        groups: dict[int, list[int]] = {}
+        for a in range(length):
+            groups.setdefault(gop_of(a, gop_starts), []).append(a)
+        return list(groups.values())
+    if shape == "sequential":
+        return [list(range(length))]
+    s, g = stride(deltas), regular_gop(gop_starts, length)
+    assert g is not None  # choose_shape checked it
+    phase = gop_starts[0] % g
+    groups = {}
+    for a in range(length):
+        groups.setdefault(((a - phase) % s) // g, []).append(a)
+    return [groups[k] for k in sorted(groups)]
+
+
+def make_unit(anchors: Sequence[int], length: int, deltas: Mapping[str, Sequence[int]],
+              gops: Mapping[str, Sequence[int]]) -> Unit:  # fmt: skip
+    """Computes each frame's last use and the unit's peak of alive frames for ``anchors`` in that order.
+
+    A frame is alive from the moment any needed frame of its GOP is first needed (the GOP is decoded then)
+    until its own last use.
+    """
+    drops: dict[str, tuple[tuple[int, ...], ...]] = {}
+    peak: dict[str, int] = {}
+    for cam, ds in deltas.items():
+        gop_starts = gops[cam]
+        first: dict[int, int] = {}
+        last: dict[int, int] = {}
+        gop_first: dict[int, int] = {}
+        for i, a in enumerate(anchors):
+            for f in window(a, length, ds):
+                first.setdefault(f, i)
+                last[f] = i
+                gop_first.setdefault(gop_of(f, gop_starts), i)
+        per_anchor: list[list[int]] = [[] for _ in anchors]
+        alive = [0] * (len(anchors) + 1)
+        for f, i in last.items():
+            per_anchor[i].append(f)
+            alive[gop_first[gop_of(f, gop_starts)]] += 1
+            alive[i + 1] -= 1
+        drops[cam] = tuple(tuple(sorted(fs)) for fs in per_anchor)
+        running = peak[cam] = 0
+        for step in alive:
+            running += step
+            peak[cam] = max(peak[cam], running)
+    needs = {cam: tuple(sorted({f for fs in per_cam for f in fs})) for cam, per_cam in drops.items()}
+    return Unit(tuple(anchors), drops, needs, peak)
+
+
+def plan_units(length: int, deltas: Mapping[str, Sequence[int]], gops: Mapping[str, Sequence[int]],
+               descending: Sequence[bool] | None = None, shape: Shape | None = None,
+               ) -> tuple[Shape, list[Unit]]:  # fmt: skip
+    """Plans every unit of an episode; ``descending[i]`` serves unit ``i`` from its last anchor (optional).
+
+    ``shape`` overrides the cost model (``"sequential"`` serves the anchors in frame order).
+
+    ``deltas`` maps each camera to its frame offsets (``(0,)`` for a camera without a window); ``gops`` maps
+    each camera to its GOP starts (episode frames). Units are grouped by the first camera's GOPs.
+    """
+    if length < 1:
+        return "gop", []
+    starts = {cam: sorted(gops.get(cam) or [0]) for cam in deltas}
+    shape = shape or choose_shape(deltas, starts, length)
+    groups = anchor_groups(shape, length, deltas, starts[next(iter(deltas))])
+    units = []
+    for i, group in enumerate(groups):
+        order = group[::-1] if descending is not None and descending[i % len(descending)] else group
+        units.append(make_unit(order, length, deltas, starts))
+    return shape, units
