@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["LeRobotWdsDataset", "__version__"]
+__all__ = ["LeRobotWdsDataset", "__version__", "dataloader"]
 
 if TYPE_CHECKING:
     from lerobot_wds.reader.dataset import LeRobotWdsDataset
+    from lerobot_wds.reader.loader import dataloader
 
 
 def __getattr__(name: str) -> Any:
@@ -22,4 +23,8 @@ def __getattr__(name: str) -> Any:
         from lerobot_wds.reader.dataset import LeRobotWdsDataset
 
         return LeRobotWdsDataset
+    if name == "dataloader":
+        from lerobot_wds.reader.loader import dataloader
+
+        return dataloader
     raise AttributeError(f"module 'lerobot_wds' has no attribute {name!r}")

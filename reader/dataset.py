@@ -42,6 +42,18 @@ from lerobot_wds.reader.windows import Preset, delta_indices, preset_delta_times
 from lerobot_wds.reader.worker_memory import tune_worker_malloc
 
 log = logging.getLogger(__name__)
+_HINTED: list[bool] = []
+
+
+def hint_batching() -> None:
+    """Says once per process that per-sample iteration leaves the in-place batching path unused."""
+    if not _HINTED:
+        _HINTED.append(True)
+        log.info(
+            "LeRobotWdsDataset yields single samples, so DataLoader's collate copies every image once more; "
+            "lerobot_wds.dataloader(root, batch_size=...) (or LeRobotWdsDataset(..., batch_size=...) with "
+            "DataLoader(batch_size=None)) builds batches in place, measured 1.5-1.8x faster"
+        )
 
 
 class LeRobotWdsDataset(torch.utils.data.IterableDataset):
@@ -179,6 +191,8 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
             raise ValueError(
                 f"resume state says worker {topo.worker} consumed {skip} samples, quota is {plan.quota}"
             )
+        if self.batch_size is None and topo.worker == 0:
+            hint_batching()
         errors = ErrorCounter(self.on_error)
         frames = FramePool(self.decode_config)
         self._last_source, self._last_errors = frames, errors

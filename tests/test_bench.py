@@ -183,3 +183,26 @@ def test_report_warns_about_mixed_reader_sources(wds_root: Path, tmp_path: Path)
     write_record(tmp_path, rec)
     write_record(tmp_path, other)
     assert "WARNING: 1 scenario(s) merge runs of different reader sources" in render(load_records(tmp_path))
+
+
+def test_mixing_metrics_known_values() -> None:
+    from lerobot_wds.tools.mixing import mixing
+
+    got = mixing([[0, 0, 1, 2], [3, 3, 3, 3]])
+    assert got["distinct_episodes_per_batch"] == 2.0  # (3 + 1) / 2
+    assert got["same_episode_pair_rate"] == round(7 / 12, 4)  # 1 of 6 pairs, then 6 of 6
+    assert mixing([[0, 1], [2, 3]])["lag1_episode_autocorr"] == 0.25  # 0..3: (0.75 - 0.25 + 0.75) / 5
+    assert mixing([[5, 5], [5, 5]])["lag1_episode_autocorr"] == 0.0
+
+
+def test_record_reports_mixing_and_worker_rss(wds_root: Path) -> None:
+    rec = run_bench(BenchConfig(str(wds_root), batch_size=4, num_workers=1, num_batches=3, warmup=0))
+    mix = rec["mixing"]
+    assert 1 <= mix["distinct_episodes_per_batch"] <= 4 and 0 <= mix["same_episode_pair_rate"] <= 1
+    assert rec["peak_worker_rss_mb"] > 0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("lerobot_lancedb") is not None, reason="checks the error without it")
+def test_lancedb_peer_without_the_package_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(BenchError, match=r"lerobot-lancedb==0.3.1"):
+        run_bench(BenchConfig(str(tmp_path), loader="lerobot-lancedb"))

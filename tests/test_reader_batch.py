@@ -97,3 +97,25 @@ def test_shuffled_pool_decodes_each_frame_once_within_budget(
         assert stats["decoded_frames"] == total * len(cams)  # one GOP per unit, each frame once
     else:  # each unit decodes its residue classes once, plus the clamped first/last frames it shows
         assert total * len(cams) <= stats["decoded_frames"] <= 1.6 * total * len(cams)
+
+
+def test_dataloader_constructor_is_the_batched_path(wds_root: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    import lerobot_wds
+    from lerobot_wds.reader import dataset as dataset_module
+
+    loader = lerobot_wds.dataloader(str(wds_root), batch_size=5, num_workers=0, preset="single", seed=3,
+                                    return_uint8=True)  # fmt: skip
+    assert loader.dataset.batch_size == 5 and loader.batch_size is None
+    got = list(loader)
+    dataset_module._HINTED.clear()
+    with caplog.at_level(logging.INFO, logger="lerobot_wds.reader.dataset"):
+        plain = LeRobotWdsDataset(wds_root, preset="single", seed=3, return_uint8=True)
+        want = list(DataLoader(plain, batch_size=5, num_workers=0))
+    assert sum("lerobot_wds.dataloader(" in r.getMessage() for r in caplog.records) == 1  # said once
+    assert len(got) == len(want)
+    for a, b in zip(got, want, strict=True):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]) if isinstance(a[k], torch.Tensor) else a[k] == b[k]

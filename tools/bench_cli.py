@@ -43,9 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device")
     p.add_argument("--source-label", help="label in records and reports (default: local or http-<lat>ms-<bw>MBs)")
     p.add_argument("--out", required=True, help="directory receiving the JSON records and records.csv")
-    p.add_argument("--baseline", choices=["lerobot"], help="also run LeRobotDataset with the same settings")
-    p.add_argument("--baseline-only", action="store_true", help="run only the baseline")
-    p.add_argument("--lerobot-root", help="local LeRobot v3 root of the same dataset (for --baseline)")
+    p.add_argument("--baseline", nargs="+", choices=["lerobot", "lancedb"], default=[],
+                   help="also run these loaders with the same settings: LeRobotDataset (needs --lerobot-root), "
+                   "lerobot-lancedb's LanceDBDataset (needs --lance-root)")  # fmt: skip
+    p.add_argument("--baseline-only", action="store_true", help="run only the baselines")
+    p.add_argument("--lerobot-root", help="local LeRobot v3 root of the same dataset (for --baseline lerobot)")
+    p.add_argument("--lance-root", help="lerobot-lance-convert output of the dataset (for --baseline lancedb)")
     p.add_argument("--repo-id", help="repo id passed to LeRobotDataset")
     p.add_argument(
         "--emulate-latency-ms", type=float, help="serve SOURCE on loopback with this first-byte latency"
@@ -61,8 +64,12 @@ def _common(args: argparse.Namespace) -> dict[str, Any]:
 
 def build_configs(args: argparse.Namespace) -> list[BenchConfig]:
     """Returns the scenarios to run, ours then the baseline for each (mode, workers)."""
-    if (args.baseline or args.baseline_only) and not args.lerobot_root:
-        raise ValueError("--baseline lerobot / --baseline-only need --lerobot-root")
+    if args.baseline_only and not args.baseline:
+        raise ValueError("--baseline-only needs --baseline lerobot and/or lancedb")
+    if "lerobot" in args.baseline and not args.lerobot_root:
+        raise ValueError("--baseline lerobot needs --lerobot-root")
+    if "lancedb" in args.baseline and not args.lance_root:
+        raise ValueError("--baseline lancedb needs --lance-root")
     emulated = args.emulate_latency_ms is not None or args.emulate_bandwidth_mb_s is not None
     label = args.source_label
     if label is None:
@@ -81,20 +88,25 @@ def build_configs(args: argparse.Namespace) -> list[BenchConfig]:
                         "emulate_latency_ms": args.emulate_latency_ms,
                         "emulate_bandwidth_mb_s": args.emulate_bandwidth_mb_s}  # fmt: skip
                 configs.append(BenchConfig(args.source, **ours, **common))
-            if args.baseline or args.baseline_only:
-                # LeRobotDataset reads a local root only, so the baseline is always local
+            # the peers read local roots only, so their runs are always local
+            if "lerobot" in args.baseline:
                 configs.append(BenchConfig(args.lerobot_root, loader="lerobot", source_label="local", **common))
+            if "lancedb" in args.baseline:
+                configs.append(BenchConfig(args.lance_root, loader="lerobot-lancedb", source_label="local",
+                                           **common))  # fmt: skip
     return configs
 
 
 def summary_line(record: dict[str, Any]) -> str:
     """One human line per run (printed after the run, never inside the timing loop)."""
     cache = record.get("video_decoder_cache") or {}
+    mix = record.get("mixing") or {}
     return (f"{record['loader']:<11} {record['mode']:<10} {record['source_label']:<18} w={record['num_workers']} "
             f"b={record['batch_size']} frames/s={record['frames_per_s_node']:.1f} "
             f"samples/s={record['samples_per_s']:.1f} "
             f"first={record['first_batch_latency_s']:.2f}s p50={record['p50_sample_latency_ms']:.2f}ms "
-            f"rss={record['peak_rss_mb']:.0f}MB dec_hit={cache.get('hit_rate', float('nan')):.2f}")  # fmt: skip
+            f"rss={record['peak_rss_mb']:.0f}MB dec_hit={cache.get('hit_rate', float('nan')):.2f} "
+            f"eps/batch={mix.get('distinct_episodes_per_batch', float('nan')):.1f}")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:

@@ -29,6 +29,7 @@ class ProcessMonitor:
         self.interval_s = interval_s
         self.refresh_s = refresh_s
         self.peak_rss_bytes = 0
+        self.peak_child_rss_bytes = 0  # the largest single descendant (a DataLoader worker)
         self._root = psutil.Process()
         self._children: list[psutil.Process] = []
         self._listed_at = float("-inf")
@@ -48,11 +49,14 @@ class ProcessMonitor:
                 pass
             self._listed_at = now
         procs = [self._root, *self._children]
-        rss = 0
+        rss = child = 0
         for p in procs:
             try:
                 with p.oneshot():
-                    rss += p.memory_info().rss
+                    one = p.memory_info().rss
+                    rss += one
+                    if p.pid != self._root.pid:
+                        child = max(child, one)
                     chars = p.io_counters().read_chars
             except psutil.Error:
                 continue  # a worker exited between listing and reading
@@ -62,6 +66,7 @@ class ProcessMonitor:
                 self._read_last[p.pid] = chars
         with self._lock:
             self.peak_rss_bytes = max(self.peak_rss_bytes, rss)
+            self.peak_child_rss_bytes = max(self.peak_child_rss_bytes, child)
 
     @property
     def bytes_read(self) -> int:

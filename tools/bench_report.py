@@ -32,6 +32,10 @@ METRICS: dict[str, tuple[str, str, bool]] = {
     "wallclock_s": ("wall_s", "{:.1f}", False),
     "peak_rss_mb": ("rss_MB", "{:.0f}", False),
     "bytes_read_mb": ("read_MB", "{:.1f}", False),
+    "distinct_episodes_per_batch": ("eps/batch", "{:.1f}", True),
+    "same_episode_pair_rate": ("same_pair", "{:.3f}", False),
+    "lag1_episode_autocorr": ("lag1", "{:.2f}", False),
+    "peak_worker_rss_mb": ("wrk_rss_MB", "{:.0f}", False),
     "decoder_hit_rate": ("dec_hit", "{:.2f}", True),
     "frame_cache_hit_rate": ("frame_hit", "{:.2f}", True),
 }
@@ -44,6 +48,10 @@ def metric_values(record: Mapping[str, Any]) -> dict[str, float]:
     cache = record.get("video_decoder_cache") or {}
     out = {k: float(record.get(k, math.nan)) for k in METRICS}
     out["bytes_read_mb"] = record["bytes_read"] / 1e6
+    mix = record.get("mixing") or {}
+    for key in ("distinct_episodes_per_batch", "same_episode_pair_rate", "lag1_episode_autocorr"):
+        out[key] = float(mix.get(key, math.nan))
+    out["peak_worker_rss_mb"] = float(record.get("peak_worker_rss_mb", math.nan))
     out["decoder_hit_rate"] = float(cache.get("hit_rate", math.nan))
     out["frame_cache_hit_rate"] = float((record.get("frame_cache") or {}).get("hit_rate", math.nan))
     return out
@@ -70,9 +78,12 @@ def merge_scenarios(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]
     )
 
 
-def ratio_rows(scenarios: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Pairs every lerobot-wds scenario with the matching LeRobotDataset scenario: ours / theirs per metric."""
-    theirs = {tuple(s[k] for k in PAIR): s for s in scenarios if s["loader"] == "lerobot"}
+PEERS = {"lerobot": "LeRobotDataset", "lerobot-lancedb": "lerobot-lancedb"}
+
+
+def ratio_rows(scenarios: Sequence[Mapping[str, Any]], peer: str = "lerobot") -> list[dict[str, Any]]:
+    """Pairs every lerobot-wds scenario with the matching scenario of ``peer``: ours / theirs per metric."""
+    theirs = {tuple(s[k] for k in PAIR): s for s in scenarios if s["loader"] == peer}
     rows = []
     for ours in scenarios:
         base = theirs.get(tuple(ours[k] for k in PAIR))
@@ -112,15 +123,18 @@ def render(records: Sequence[Mapping[str, Any]]) -> str:
             f"WARNING: {len(mixed)} scenario(s) merge runs of different reader sources: "
             + "; ".join(f"{s['loader']} {s['mode']} {s['source_label']}: {s['readers']}" for s in mixed)
         )
-    ratios = ratio_rows(scenarios)
-    if ratios:
+    better = ", ".join(f"{t} {'higher' if up else 'lower'}" for t, _, up in METRICS.values())
+    found = False
+    for peer, name in PEERS.items():
+        ratios = ratio_rows(scenarios, peer)
+        if not ratios:
+            continue
+        found = True
         rkeys = ["mode", "source_label", "batch_size", "num_workers", "return_uint8"]
         rhead = ["mode", "ours_source", "batch", "workers", "uint8"] + [t for t, _, _ in METRICS.values()]
         rrows = [[str(r[k]) for k in rkeys] + [_fmt_ratio(r["ratios"][m]) for m in METRICS] for r in ratios]
-        better = ", ".join(f"{t} {'higher' if up else 'lower'}" for t, _, up in METRICS.values())
-        out += ["", "Ours / LeRobotDataset (baseline reads locally; better is: " + better + "):",
-                _table(rhead, rrows)]  # fmt: skip
-    else:
+        out += ["", f"Ours / {name} ({name} reads locally; better is: " + better + "):", _table(rhead, rrows)]
+    if not found:
         out += ["", "No baseline records with a matching scenario: no ratios."]
     return "\n".join(out)
 

@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader, default_collate, get_worker_info
 from lerobot_wds.tools.bench_monitor import ProcessMonitor
 from lerobot_wds.tools.bench_scenarios import BenchConfig
 from lerobot_wds.tools.http_server import LoopbackHTTPServer, ServeConfig
+from lerobot_wds.tools.mixing import mixing
 
 STATS_KEY = "__bench_worker_stats__"
 CACHE_FIELDS = ("hits", "misses", "evictions", "size")
@@ -160,6 +161,7 @@ def consume(bundle: LoaderBundle, config: BenchConfig) -> dict[str, Any]:
     """Pulls the batches and returns the timing and counting part of the record."""
     device = torch.device(config.device)
     waits: list[float] = []
+    episodes: list[list[int]] = []  # episode_index of every measured sample, batch by batch
     samples = frames = 0
     per_worker: dict[int, dict[str, Any]] = {}
     total = config.warmup + config.num_batches
@@ -184,6 +186,7 @@ def consume(bundle: LoaderBundle, config: BenchConfig) -> dict[str, Any]:
         n, f = count_batch(batch, bundle, config)
         _to_device(batch, device)
         if i >= config.warmup:
+            episodes.append([int(e) for e in batch["episode_index"].tolist()])
             waits.append(t1 - t0)
             samples += n
             frames += f
@@ -206,6 +209,7 @@ def consume(bundle: LoaderBundle, config: BenchConfig) -> dict[str, Any]:
         "video_decoder_cache": aggregate_worker_stats(per_worker, "decoders"),
         "frame_cache": aggregate_worker_stats(per_worker, "frames"),
         "decoded_frames": sum(int(s.get("decoded_frames", 0)) for s in per_worker.values()),
+        "mixing": mixing(episodes),
     }
 
 
@@ -237,11 +241,16 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         if config.loader == "lerobot-wds":
             build = build_ours
             import lerobot_wds.reader.dataset  # noqa: F401 - imports are not setup time: import before timing
-        else:
+        elif config.loader == "lerobot":
             from lerobot_wds.tools.bench_baseline import build_lerobot, import_lerobot
 
             import_lerobot()
             build = lambda cfg, _source: build_lerobot(cfg)  # noqa: E731
+        else:
+            from lerobot_wds.tools.bench_lance import build_lance, import_lance
+
+            import_lance()
+            build = lambda cfg, _source: build_lance(cfg)  # noqa: E731
         t_setup = time.perf_counter()
         bundle = build(config, source)
         setup_s = time.perf_counter() - t_setup
@@ -265,6 +274,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         **result,
         "setup_s": setup_s,
         "peak_rss_mb": monitor.peak_rss_bytes / 2**20,
+        "peak_worker_rss_mb": monitor.peak_child_rss_bytes / 2**20,
         "bytes_read": http.bytes_sent if http is not None else monitor.bytes_read,
         "bytes_read_method": "http_server" if http is not None else "proc_read_chars",
         "http_requests": http.requests if http is not None else None,

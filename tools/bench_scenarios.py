@@ -13,7 +13,7 @@ from typing import Literal, get_args
 
 from lerobot_wds.reader.windows import SARM_DELTA_INDICES, SARM_STATE_KEY
 
-Loader = Literal["lerobot-wds", "lerobot"]
+Loader = Literal["lerobot-wds", "lerobot", "lerobot-lancedb"]
 Batching = Literal["dataset", "dataloader"]
 STATE_KEY = SARM_STATE_KEY
 
@@ -73,7 +73,8 @@ class BenchConfig:
 
     Attributes:
         source: what the loader reads: a converted root (``lerobot-wds``) or a LeRobot v3 root (``lerobot``).
-        loader: "lerobot-wds" (ours) or "lerobot" (LeRobotDataset, the baseline).
+        loader: "lerobot-wds" (ours), "lerobot" (LeRobotDataset, the baseline) or "lerobot-lancedb" (the
+            Lance peer, on a ``lerobot-lance-convert`` root).
         mode: a key of :data:`MODES`.
         batch_size, num_workers: DataLoader settings, identical for both loaders.
         num_batches: batches measured after ``warmup`` batches.
@@ -122,7 +123,7 @@ class BenchConfig:
             raise ValueError(f"emulate_latency_ms must be >= 0, got {self.emulate_latency_ms}")
         if self.emulate_bandwidth_mb_s is not None and self.emulate_bandwidth_mb_s <= 0:
             raise ValueError(f"emulate_bandwidth_mb_s must be > 0, got {self.emulate_bandwidth_mb_s}")
-        if self.emulated and self.loader == "lerobot":
+        if self.emulated and self.loader != "lerobot-wds":
             raise ValueError("emulated remote reads apply to lerobot-wds only: LeRobotDataset needs a local root")
 
     @property

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from lerobot_wds.reader.dataset import LeRobotWdsDataset
+from lerobot_wds.tools.mixing import lag1_autocorr, same_episode_rate
 
 
 @dataclass(frozen=True)
@@ -31,24 +32,6 @@ class Quality:
     mean_gap_fraction: float
     peak_frame_cache_mb: float
     decoded_frames: int
-
-
-def same_episode_rate(episodes: Sequence[int]) -> float:
-    """Fraction of consecutive pairs from the same episode."""
-    pairs = len(episodes) - 1
-    return sum(a == b for a, b in zip(episodes, episodes[1:], strict=False)) / pairs if pairs > 0 else 0.0
-
-
-def lag1_autocorr(values: Sequence[float]) -> float:
-    """Lag-1 autocorrelation; 0.0 for a constant sequence."""
-    n = len(values)
-    if n < 2:
-        return 0.0
-    mean = sum(values) / n
-    var = sum((v - mean) ** 2 for v in values)
-    if var == 0:
-        return 0.0
-    return sum((values[i] - mean) * (values[i + 1] - mean) for i in range(n - 1)) / var
 
 
 def mean_gap_fraction(episodes: Sequence[int]) -> float:
