@@ -67,6 +67,7 @@ def anchor_pass(specs: Sequence[ShardSpec], opts: ReaderOptions, frames: FramePo
         open_bytes=opts.decode.open_episode_bytes,
         frame_budget=opts.decode.frame_cache_bytes,
         ramp=RAMP_ANCHORS,
+        errors=errors,
     )
 
 

@@ -19,7 +19,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from lerobot_wds.reader.episode import Episode
+from lerobot_wds.reader.format import FormatError
 from lerobot_wds.reader.frames import FramePool, Visit
+from lerobot_wds.reader.stages import ErrorCounter
 from lerobot_wds.reader.units import Unit, plan_units
 
 
@@ -77,11 +79,13 @@ def schedule(
     open_bytes: int,
     frame_budget: int,
     ramp: int = 0,
+    errors: ErrorCounter | None = None,
 ) -> Iterator[Anchor]:
     """Yields every anchor of every episode once (see the module docstring).
 
     ``deltas`` maps each camera to its frame offsets. With ``ramp`` > 0 the pool starts with one visit and may
-    grow by one every ``ramp`` anchors, so the first batch waits for few episodes.
+    grow by one every ``ramp`` anchors, so the first batch waits for few episodes. An episode whose videos
+    cannot be opened is handled by ``errors`` (raised, or skipped and counted).
     """
     it = iter(eps)
     pool: list[_Open] = []
@@ -99,8 +103,13 @@ def schedule(
                     break
                 if ep.length == 0:
                     continue
-                pending = open_visit(ep, vid, frames, deltas, rng)
                 vid += 1
+                try:
+                    pending = open_visit(ep, vid, frames, deltas, rng)
+                except FormatError as e:
+                    frames.release(Visit(ep, vid))
+                    (errors or ErrorCounter()).handle(e, "episode")
+                    continue
             fits = used_frames + pending.frame_bytes <= frame_budget
             fits = fits and used_open + pending.open_bytes <= open_bytes
             if pool and not fits:
