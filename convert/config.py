@@ -15,8 +15,10 @@ EpisodeOrder = Literal["source", "shuffle"]
 OnError = Literal["raise", "skip"]
 ResumeCheck = Literal["size", "sha256"]
 
-# Readers hold the current and the next shard in memory: 256 MiB keeps a worker near 1.3 GB with its frames.
-DEFAULT_TARGET_SHARD_BYTES = 256 * 1024 * 1024
+# Readers plan by episode and GET at most StreamConfig.max_read_bytes (64 MiB) at a time, holding the current
+# and the next read: at 64 MiB a reader that owns a shard reads it with one GET, a worker's read buffers stay
+# within 128 MiB, and each GET is long enough that a 50 ms first byte costs ~13% of it at 200 MB/s.
+DEFAULT_TARGET_SHARD_BYTES = 64 * 1024 * 1024
 
 
 class ConfigError(ValueError):

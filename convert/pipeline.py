@@ -32,7 +32,7 @@ from lerobot_wds.convert.sink import Sink, open_sink
 from lerobot_wds.convert.source import LeRobotSource, describe
 from lerobot_wds.convert.staging import StagingArea, Uploader
 from lerobot_wds.convert.tarwriter import ShardWriter
-from lerobot_wds.reader.format import MANIFEST_NAME, Manifest, ShardInfo, shard_path
+from lerobot_wds.reader.format import MANIFEST_NAME, EpisodeExtent, Manifest, ShardInfo, shard_path
 
 
 class ConvertError(ValueError):
@@ -266,8 +266,10 @@ def _write_all(
             size, sha = writer.close()
         staging.account(local.name, size)
         frames = sum(source.episodes[e].length for e in episodes)
+        extents = [EpisodeExtent(e, source.episodes[e].length, off, n, digest)
+                   for e, (off, n, digest) in zip(episodes, writer.extents, strict=True)]  # fmt: skip
         info = ShardInfo(path=name, bytes=size if episodes else 0, sha256=sha if episodes else "",
-                         episodes=episodes, frames=frames)  # fmt: skip
+                         episodes=episodes, frames=frames, extents=extents)  # fmt: skip
         uploader.submit(local, ShardRecord(shard=info, skipped=skipped, plan_key=keys[shard.index]), shard.index)
         written += info.bytes
     return written

@@ -70,6 +70,7 @@ class ShardWriter:
         self._out = _HashingWriter(fileobj)
         self._keys: set[str] = set()
         self.samples = 0
+        self.extents: list[tuple[int, int, str]] = []  # per sample: (offset, length, sha256 of those bytes)
         self._closed = False
 
     def add_sample(self, key: str, members: Sequence[tuple[str, bytes]]) -> None:
@@ -88,10 +89,13 @@ class ShardWriter:
                 raise TarWriteError(f"{self.name}: member {member!r} appears twice in sample {key!r}")
             seen.add(member)
         self._keys.add(key)
+        start, digest = self._out.bytes, hashlib.sha256()
         for member, data in members:
-            self._out.write(tar_info(member, len(data)).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
-            self._out.write(data)
-            self._out.write(_padding(len(data), tarfile.BLOCKSIZE))
+            for chunk in (tar_info(member, len(data)).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"), data,
+                          _padding(len(data), tarfile.BLOCKSIZE)):  # fmt: skip
+                self._out.write(chunk)
+                digest.update(chunk)
+        self.extents.append((start, self._out.bytes - start, digest.hexdigest()))
         self.samples += 1
 
     def close(self) -> tuple[int, str]:

@@ -28,32 +28,57 @@ import torch
 
 from lerobot_wds.reader.decode import DecodeConfig
 from lerobot_wds.reader.epoch import SharedEpoch
+from lerobot_wds.reader.format import Manifest
 from lerobot_wds.reader.frames import FramePool
 from lerobot_wds.reader.pipeline import ReaderOptions, reader_stream
-from lerobot_wds.reader.resume import loader_consumed, make_state, merge_state
+from lerobot_wds.reader.resume import check_topology, loader_consumed, make_state, merge_state
 from lerobot_wds.reader.sample import SampleSpec
 from lerobot_wds.reader.source import open_root
-from lerobot_wds.reader.splitting import ShardRef, SlotPlan, Uneven, plan_epoch
+from lerobot_wds.reader.splitting import WHOLE_SHARD, EpisodeRef, ShardRef, SlotPlan, Uneven, plan_epoch
 from lerobot_wds.reader.stages import ErrorCounter, OnError
-from lerobot_wds.reader.stream import ShardSpec, StreamConfig, join_url
+from lerobot_wds.reader.stream import StreamConfig
 from lerobot_wds.reader.topology import Topology, detect_rank_world, detect_worker
 from lerobot_wds.reader.transport import SlotRing
 from lerobot_wds.reader.windows import Preset, delta_indices, preset_delta_timestamps
 from lerobot_wds.reader.worker_memory import tune_worker_malloc
 
 log = logging.getLogger(__name__)
-_HINTED: list[bool] = []
+_HINTED: list[str] = []  # hints already logged in this process
+
+
+def hint_ranged(readers: int, shards: int) -> None:
+    """Says once per process that readers outnumber shards, so some reads are byte ranges of a shard."""
+    if "ranged" not in _HINTED:
+        _HINTED.append("ranged")
+        log.info("%d readers (ranks x workers) share %d shards: readers fetch byte ranges of episodes instead of "
+                 "whole shards (one GET per run of consecutive episodes)", readers, shards)  # fmt: skip
 
 
 def hint_batching() -> None:
     """Says once per process that per-sample iteration leaves the in-place batching path unused."""
-    if not _HINTED:
-        _HINTED.append(True)
+    if "batching" not in _HINTED:
+        _HINTED.append("batching")
         log.info(
             "LeRobotWdsDataset yields single samples, so DataLoader's collate copies every image once more; "
             "lerobot_wds.dataloader(root, batch_size=...) (or LeRobotWdsDataset(..., batch_size=...) with "
             "DataLoader(batch_size=None)) builds batches in place, measured 1.5-1.8x faster"
         )
+
+
+def shard_refs(manifest: Manifest) -> list[ShardRef]:
+    """The manifest's shards and episodes as planning inputs.
+
+    A v1 manifest knows only each shard's frame count: a shard is then planned as one item (episode
+    ``WHOLE_SHARD``) over the anchors of its episodes laid end to end, and always read whole.
+    """
+    refs = []
+    for s in manifest.shards:
+        if s.extents:
+            eps = tuple(EpisodeRef(s.path, e.episode, e.frames, i) for i, e in enumerate(s.extents))
+        else:
+            eps = (EpisodeRef(s.path, WHOLE_SHARD, s.frames, 0),)
+        refs.append(ShardRef(s.path, eps))
+    return refs
 
 
 class LeRobotWdsDataset(torch.utils.data.IterableDataset):
@@ -132,6 +157,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         self.episode_buffer, self.active_episodes = episode_buffer, active_episodes
         self.batch_size = batch_size
         self._camera_deltas = {cam: tuple(deltas.get(cam, (0,))) for cam in self.camera_keys}
+        self._shard_refs = shard_refs(self.manifest)
         self._rank_world = (rank, world_size) if rank is not None and world_size is not None else None
         if self._rank_world is None and detect_rank_world()[1] > 1:
             self._rank_world = detect_rank_world()  # captured now: spawned workers cannot see the process group
@@ -159,9 +185,8 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
 
     def plan(self, topology: Topology, epoch: int | None = None) -> SlotPlan:
         """Returns what ``topology`` reads in ``epoch`` (default: the current epoch)."""
-        refs = [ShardRef(s.path, s.frames) for s in self.manifest.shards]
         plan = plan_epoch(
-            refs,
+            self._shard_refs,
             seed=self.seed,
             epoch=self.epoch if epoch is None else epoch,
             shuffle=self.shuffle,
@@ -184,6 +209,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         plan = self.plan(topo, epoch)
         skip = 0
         if self._resume is not None and self._resume["epoch"] == epoch:
+            check_topology(self._resume, topo.world_size, topo.num_workers)
             skip = int(self._resume["consumed"].get(str(topo.worker), 0))
             if torch.utils.data.get_worker_info() is None:
                 self._resume = None  # applied in this process; workers get their own copy per iteration
@@ -193,6 +219,8 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
             )
         if self.batch_size is None and topo.worker == 0:
             hint_batching()
+        if topo.slot == 0 and topo.slots > len(self.manifest.shards):
+            hint_ranged(topo.slots, len(self.manifest.shards))
         errors = ErrorCounter(self.on_error)
         frames = FramePool(self.decode_config)
         self._last_source, self._last_errors = frames, errors
@@ -205,14 +233,9 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         self._consumed = {topo.worker: skip}
         if skip >= plan.quota:
             return
-        by_path = {s.path: s for s in self.manifest.shards}
-        specs = [
-            ShardSpec(join_url(self.source, r.path), info.bytes, info.sha256, tuple(info.episodes))
-            for r in plan.shards
-            for info in [by_path[r.path]]
-        ]
         opts = ReaderOptions(
-            spec=self.sample_spec, camera_deltas=self._camera_deltas, shuffle=self.shuffle, seed=self.seed,
+            root=self.source, shards={s.path: s for s in self.manifest.shards}, spec=self.sample_spec,
+            camera_deltas=self._camera_deltas, shuffle=self.shuffle, seed=self.seed,
             epoch=epoch, slot=topo.slot, episode_buffer=self.episode_buffer, active_episodes=self.active_episodes,
             batch_size=self.batch_size, decode=self.decode_config, stream=self.stream_config,
         )  # fmt: skip
@@ -221,21 +244,22 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
             self._consumed[topo.worker] = n
 
         yield from reader_stream(
-            specs, opts, frames=frames, errors=errors, ring=ring, quota=plan.quota, skip=skip,
-            pass_frames=plan.frames, where=f"{self.source} rank {topo.rank} worker {topo.worker} epoch {epoch}",
-            progress=progress,
+            plan, opts, frames=frames, errors=errors, ring=ring, skip=skip,
+            where=f"{self.source} rank {topo.rank} worker {topo.worker} epoch {epoch}", progress=progress,
         )  # fmt: skip
 
     # --- resume ------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Progress of this process's iteration: epoch and samples consumed per worker id."""
-        return make_state(self.seed, self.epoch, self._consumed)
+        topo = self.topology()
+        return make_state(self.seed, self.epoch, self._consumed, topo.world_size, topo.num_workers)
 
     def loader_state_dict(self, batches_seen: int, batch_size: int, num_workers: int) -> dict[str, Any]:
         """State after a plain DataLoader handed out ``batches_seen`` batches of this epoch."""
         workers = max(1, num_workers)
         quota = self.plan(Topology(self.topology().rank, self.topology().world_size, 0, workers)).quota
-        return make_state(self.seed, self.epoch, loader_consumed(batches_seen, batch_size, workers, quota))
+        consumed = loader_consumed(batches_seen, batch_size, workers, quota)
+        return make_state(self.seed, self.epoch, consumed, self.topology().world_size, workers)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Makes the next iteration of ``state["epoch"]`` continue after the consumed samples."""

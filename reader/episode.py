@@ -23,12 +23,17 @@ from lerobot_wds.reader.format import EpisodeMeta, FormatError, episode_index_fr
 
 @dataclass
 class Episode:
-    """A parsed episode sample. ``columns`` holds per-row values: a tensor [L, ...] or a list of objects."""
+    """A parsed episode sample. ``columns`` holds per-row values: a tensor [L, ...] or a list of objects.
+
+    ``anchors`` is the range of anchor frames this reader yields (the planner may split an episode's anchors
+    between two readers); None means all of them.
+    """
 
     meta: EpisodeMeta
     columns: dict[str, torch.Tensor | list[Any]]
     videos: dict[str, bytes]
     where: str
+    anchors: tuple[int, int] | None = None
 
     @property
     def index(self) -> int:
@@ -37,6 +42,10 @@ class Episode:
     @property
     def length(self) -> int:
         return self.meta.length
+
+    @property
+    def anchor_range(self) -> tuple[int, int]:
+        return self.anchors if self.anchors is not None else (0, self.length)
 
 
 def _torch_dtype(arrow_type: pa.DataType) -> torch.dtype | None:

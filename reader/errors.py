@@ -15,3 +15,7 @@ class ShardFormatError(FormatError):
 
 class FrameDecodeError(FormatError):
     """A mini-MP4 could not be decoded, or returned a frame at the wrong presentation time."""
+
+
+class IntegrityError(ShardFormatError):
+    """Bytes read from a shard do not match the manifest's digest (named by shard, and episode when known)."""

@@ -1,4 +1,8 @@
-"""The shard format contract (version 1): member names, episode metadata and the manifest.
+"""The shard format contract: member names, episode metadata and the manifest.
+
+Versions: the manifest is version 2 (each shard lists its episodes' byte extents and digests, so readers can
+plan by episode and fetch byte ranges); version 1 manifests (no extents) are still read. The episode JSON is
+version 1.
 
 The converter writes exactly this and the reader trusts exactly this, so it lives on the reader's side
 (the reader never imports the converter; the converter imports this module).
@@ -21,7 +25,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 FORMAT_NAME = "lerobot-wds"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the manifest's
+READABLE_VERSIONS = (1, 2)
+EPISODE_FORMAT_VERSION = 1  # <key>.json
 MANIFEST_NAME = "manifest.json"
 SHARDS_DIR = "shards"
 META_DIR = "meta"
@@ -100,7 +106,7 @@ class EpisodeMeta:
     dataset_from_index: int
     dataset_to_index: int
     cameras: dict[str, CameraMeta]
-    format_version: int = FORMAT_VERSION
+    format_version: int = EPISODE_FORMAT_VERSION
 
     def to_json_bytes(self) -> bytes:
         """Serialises deterministically (sorted keys) for byte-identical shards."""
@@ -111,9 +117,9 @@ class EpisodeMeta:
         """Parses ``<key>.json``; raises FormatError naming ``where`` when a field is missing or wrong."""
         try:
             raw = json.loads(data)
-            if raw.get("format_version") != FORMAT_VERSION:
+            if raw.get("format_version") != EPISODE_FORMAT_VERSION:
                 raise FormatError(
-                    f"{where}: format_version {raw.get('format_version')!r}, expected {FORMAT_VERSION}"
+                    f"{where}: format_version {raw.get('format_version')!r}, expected {EPISODE_FORMAT_VERSION}"
                 )
             cams = {k: CameraMeta(**v) for k, v in raw.pop("cameras").items()}
             return cls(cameras=cams, **raw)
@@ -124,14 +130,37 @@ class EpisodeMeta:
 
 
 @dataclass(frozen=True)
+class EpisodeExtent:
+    """Where one episode sample lies inside its shard: its members' bytes (headers included), contiguous.
+
+    ``offset``/``length`` cover the tar headers, data and padding of the sample's members; ``sha256`` is the
+    digest of exactly those bytes, so a ranged read of one episode is checked on its own.
+    """
+
+    episode: int
+    frames: int
+    offset: int
+    length: int
+    sha256: str
+
+
+@dataclass(frozen=True)
 class ShardInfo:
-    """One manifest entry: a shard's relative path, size, sha256, episodes and frame count."""
+    """One manifest entry: a shard's relative path, size, sha256, episodes, frame count and (v2) extents."""
 
     path: str
     bytes: int
     sha256: str
     episodes: list[int]
     frames: int
+    extents: list[EpisodeExtent] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        fixed = [e if isinstance(e, EpisodeExtent) else EpisodeExtent(**e) for e in self.extents]
+        object.__setattr__(self, "extents", fixed)
+        if fixed and [e.episode for e in fixed] != list(self.episodes):
+            raise FormatError(f"shard {self.path}: extents list episodes {[e.episode for e in fixed]}, "
+                              f"the shard lists {self.episodes}")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -181,11 +210,13 @@ class Manifest:
         if not isinstance(raw, dict) or raw.get("format") != FORMAT_NAME:
             found = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
             raise FormatError(f"{where}: format {found!r}, expected {FORMAT_NAME!r}")
-        if raw.get("format_version") != FORMAT_VERSION:
-            raise FormatError(f"{where}: format_version {raw.get('format_version')!r}, expected {FORMAT_VERSION}")
+        if raw.get("format_version") not in READABLE_VERSIONS:
+            raise FormatError(
+                f"{where}: format_version {raw.get('format_version')!r}, expected one of {READABLE_VERSIONS}"
+            )
         raw.pop("totals", None)
         try:
             shards = [ShardInfo(**s) for s in raw.pop("shards")]
             return cls(shards=shards, **raw)
-        except (TypeError, KeyError) as e:
+        except (TypeError, KeyError, AttributeError) as e:
             raise FormatError(f"{where}: missing or unexpected field: {e}") from e

@@ -1,8 +1,10 @@
 """One reader's pipeline, as one composition of generator stages.
 
-    planned shards -> fetch (whole shards, read ahead)      stream.fetched_shards
+    planned segments -> reads (whole shards or ranges)     reads.plan_reads
+                   -> fetch, check digests, read ahead     stream.fetched_reads
                    -> tar members -> samples               stages.tar_samples (webdataset's tar iterators)
                    -> episodes (validated)                 stages.episodes
+                   -> the reader's anchor ranges           stages.with_anchor_ranges
                    -> episode shuffle buffer               stages.shuffle_buffer
                    -> anchors from a pool of open episodes pool.schedule (units planned by units.plan_units)
     ... passes repeated until the quota (pad)              stages.cycle_passes
@@ -13,18 +15,27 @@ Every random choice derives from (seed, epoch, reader slot, pass); nothing here 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from lerobot_wds.reader.assemble import Assembler
 from lerobot_wds.reader.decode import DecodeConfig
+from lerobot_wds.reader.format import ShardInfo
 from lerobot_wds.reader.frames import FramePool
 from lerobot_wds.reader.pool import Anchor, schedule
+from lerobot_wds.reader.reads import plan_reads
 from lerobot_wds.reader.sample import SampleSpec
-from lerobot_wds.reader.splitting import epoch_rng
-from lerobot_wds.reader.stages import ErrorCounter, cycle_passes, episodes, shuffle_buffer, tar_samples
-from lerobot_wds.reader.stream import ShardSpec, StreamConfig, fetched_shards
+from lerobot_wds.reader.splitting import WHOLE_SHARD, SlotPlan, epoch_rng
+from lerobot_wds.reader.stages import (
+    ErrorCounter,
+    cycle_passes,
+    episodes,
+    shuffle_buffer,
+    tar_samples,
+    with_anchor_ranges,
+)
+from lerobot_wds.reader.stream import StreamConfig, fetched_reads
 from lerobot_wds.reader.transport import SlotRing
 
 # The pool grows by one episode every RAMP_ANCHORS anchors at the start of a pass, so a worker's first batch
@@ -36,6 +47,8 @@ RAMP_ANCHORS = 2
 class ReaderOptions:
     """What one reader's pipeline needs besides its shards (built by the dataset, frozen per iteration)."""
 
+    root: str
+    shards: Mapping[str, ShardInfo]  # manifest entries by path
     spec: SampleSpec
     camera_deltas: Mapping[str, tuple[int, ...]]  # every camera, (0,) when not windowed
     shuffle: bool
@@ -49,11 +62,18 @@ class ReaderOptions:
     stream: StreamConfig
 
 
-def anchor_pass(specs: Sequence[ShardSpec], opts: ReaderOptions, frames: FramePool, errors: ErrorCounter,
+def anchor_pass(plan: SlotPlan, opts: ReaderOptions, frames: FramePool, errors: ErrorCounter,
                 p: int) -> Iterator[Anchor]:  # fmt: skip
-    """One pass over the reader's shards: every anchor of every episode once."""
-    shards = fetched_shards(specs, opts.stream)
-    eps = episodes(tar_samples(shards, errors), list(opts.spec.camera_keys), errors)
+    """One pass over the reader's segments: every planned anchor once."""
+    cfg = opts.stream
+    reads = plan_reads(plan.segments, opts.shards, opts.root, max_bytes=cfg.max_read_bytes,
+                       split_first=cfg.split_first_read)  # fmt: skip
+    samples = tar_samples(fetched_reads(reads, cfg), errors)
+    ranges = {s.ref.episode: (s.lo, s.hi) for s in plan.segments if s.ref.episode != WHOLE_SHARD}
+    shard_ranges = {s.ref.shard: (s.lo, s.hi) for s in plan.segments if s.ref.episode == WHOLE_SHARD}
+    episode_shard = {e: path for path in shard_ranges for e in opts.shards[path].episodes}
+    eps = episodes(samples, list(opts.spec.camera_keys), errors)
+    eps = with_anchor_ranges(eps, ranges, shard_ranges, episode_shard)
     rng = None
     if opts.shuffle:
         eps = shuffle_buffer(eps, opts.episode_buffer, epoch_rng(opts.seed, opts.epoch, 1, opts.slot, p))
@@ -71,10 +91,11 @@ def anchor_pass(specs: Sequence[ShardSpec], opts: ReaderOptions, frames: FramePo
     )
 
 
-def reader_stream(specs: Sequence[ShardSpec], opts: ReaderOptions, *, frames: FramePool, errors: ErrorCounter,
-                  ring: SlotRing | None, quota: int, skip: int, pass_frames: int, where: str,
+def reader_stream(plan: SlotPlan, opts: ReaderOptions, *, frames: FramePool, errors: ErrorCounter,
+                  ring: SlotRing | None, skip: int, where: str,
                   progress: Any) -> Iterator[dict[str, Any]]:  # fmt: skip
-    """Yields this reader's ``quota`` samples (or batches) of the epoch, the first ``skip`` already consumed."""
-    anchors = cycle_passes(lambda p: anchor_pass(specs, opts, frames, errors, p), where)
+    """Yields this reader's ``plan.quota`` samples (or batches) of the epoch, the first ``skip`` consumed."""
+    anchors = cycle_passes(lambda p: anchor_pass(plan, opts, frames, errors, p), where)
     assembler = Assembler(opts.spec, frames, errors, batch_size=opts.batch_size, ring=ring)
-    return assembler.run(anchors, quota=quota, skip=skip, pass_frames=pass_frames, where=where, progress=progress)
+    return assembler.run(anchors, quota=plan.quota, skip=skip, pass_frames=plan.frames, where=where,
+                         progress=progress)  # fmt: skip

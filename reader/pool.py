@@ -61,12 +61,14 @@ def open_visit(episode: Episode, vid: int, frames: FramePool, deltas: Mapping[st
     visit = Visit(episode, vid)
     gops = {cam: frames.gops(visit, cam) for cam in deltas}
     flips = [rng.random() < 0.5 for _ in range(64)] if rng is not None else None
-    _, units = plan_units(episode.length, deltas, gops, flips, shape=None if rng is not None else "sequential")
+    shape = None if rng is not None else "sequential"
+    _, units = plan_units(episode.length, deltas, gops, flips, shape=shape, anchors=episode.anchors)
     if rng is not None:
         rng.shuffle(units)
     peak = max((sum(u.peak_frames[c] * frame_nbytes(episode, c) for c in deltas) for u in units), default=0)
     compressed = sum(len(v) for v in episode.videos.values())
-    return _Open(visit, units, 0, episode.length, peak, compressed)
+    lo, hi = episode.anchor_range
+    return _Open(visit, units, 0, hi - lo, peak, compressed)
 
 
 def schedule(
@@ -101,7 +103,7 @@ def schedule(
                 if ep is None:
                     exhausted = True
                     break
-                if ep.length == 0:
+                if ep.anchor_range[1] <= ep.anchor_range[0]:
                     continue
                 vid += 1
                 try:

@@ -11,7 +11,7 @@ import fsspec
 import pyarrow.parquet as pq
 
 from lerobot_wds.reader.format import MANIFEST_NAME, META_DIR, FormatError, Manifest
-from lerobot_wds.reader.stream import join_url
+from lerobot_wds.reader.reads import join_url
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,19 @@
-"""Pure epoch planning: which shards each (rank, worker) reads and how many samples it yields.
+"""Pure epoch planning by episode: which anchors each (rank, worker) yields and how many samples it yields.
 
-Every rank computes the same plan from the manifest: the shard list is shuffled by (seed, epoch) identically
-everywhere, assigned to ranks balanced by frame count (longest-first greedy; reading order stays shuffled),
-then within each rank to its workers the same way. Every reader ("slot" = rank x worker) then yields exactly
-the same number of samples, ``quota``, so every rank yields the same number of samples and batches per epoch
-and DDP never hangs:
+Every rank computes the same plan from the manifest. The shard list is shuffled by (seed, epoch) identically
+everywhere, its episodes are laid end to end (a shard's episodes stay consecutive, in their order), the
+sequence is rotated to a random episode start, and cut into ``slots = world_size x num_workers`` contiguous
+pieces of equal frame counts (within one frame): a cut may fall inside an episode, whose anchors are then
+split between two readers (both read that episode; windows still reach its whole video). So any conversion
+feeds any number of readers >= 1, each reader's reads are runs of consecutive episodes of a shard, and
+every reader yields exactly the same number of samples, ``quota``, so DDP never hangs:
 
-- ``uneven="pad"`` (default): quota = the largest slot's frame count; smaller slots read their own shards
-  again from the start (a minimal deterministic set of repeats) until they reach it. No frame is dropped.
-- ``uneven="trim"``: quota = the smallest slot's frame count; larger slots stop early. No frame repeats.
+- ``uneven="pad"`` (default): quota = the largest slot's frames; a smaller slot (one frame short at most)
+  repeats its first anchors. No frame is dropped.
+- ``uneven="trim"``: quota = the smallest slot's frames; larger slots stop one frame early. No frame repeats.
 
-Fewer shards than slots is an error: a slot without shards cannot produce data; convert with smaller shards
-or use fewer DataLoader workers.
+A reader that owns all of a shard's episodes reads it whole; otherwise it reads its episodes' byte ranges
+(:mod:`stream`).
 """
 
 from __future__ import annotations
@@ -22,21 +24,49 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 Uneven = Literal["pad", "trim"]
+WHOLE_SHARD = -1  # EpisodeRef.episode of a v1 shard planned as one item (its episodes end to end)
+
+
+@dataclass(frozen=True)
+class EpisodeRef:
+    """An episode as planning sees it: its shard, index, frame count and position in the shard's order."""
+
+    shard: str
+    episode: int
+    frames: int
+    position: int  # index of the episode inside its shard
 
 
 @dataclass(frozen=True)
 class ShardRef:
-    """The part of a manifest shard entry that planning needs."""
+    """A manifest shard reduced to what planning needs: its path and episodes in order."""
 
     path: str
-    frames: int
+    episodes: tuple[EpisodeRef, ...]
+
+    @property
+    def frames(self) -> int:
+        return sum(e.frames for e in self.episodes)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Anchors ``[lo, hi)`` of one episode, yielded by one reader."""
+
+    ref: EpisodeRef
+    lo: int
+    hi: int
+
+    @property
+    def frames(self) -> int:
+        return self.hi - self.lo
 
 
 @dataclass(frozen=True)
 class SlotPlan:
-    """What one reader does in one epoch: its shards in reading order and how many samples it yields."""
+    """What one reader does in one epoch: its segments in reading order and how many samples it yields."""
 
-    shards: tuple[ShardRef, ...]
+    segments: tuple[Segment, ...]
     frames: int
     quota: int
 
@@ -55,29 +85,32 @@ def hash_ints(*values: int) -> int:
     return h
 
 
-def shuffled_shards(shards: Sequence[ShardRef], seed: int, epoch: int, shuffle: bool) -> list[ShardRef]:
-    """Returns the shard list in this epoch's order: shuffled by (seed, epoch) or unchanged."""
+def epoch_sequence(shards: Sequence[ShardRef], seed: int, epoch: int, shuffle: bool) -> list[EpisodeRef]:
+    """The epoch's episode sequence: shards shuffled by (seed, epoch), then rotated to a random episode."""
     order = list(shards)
     if shuffle:
         epoch_rng(seed, epoch, 0).shuffle(order)
-    return order
+    seq = [e for s in order for e in s.episodes if e.frames > 0]
+    if shuffle and seq:
+        r = epoch_rng(seed, epoch, 3).randrange(len(seq))
+        seq = seq[r:] + seq[:r]
+    return seq
 
 
-def balance(items: Sequence[ShardRef], bins: int) -> list[list[ShardRef]]:
-    """Splits items into ``bins`` bins of near-equal frame totals, each bin keeping the input order.
-
-    Longest-processing-time greedy: items by decreasing frames (ties keep input order, so the epoch's shuffle
-    still varies the assignment of equal-sized shards) each go to the least loaded bin (lowest index on ties).
-    Keeping the input order inside every bin preserves the epoch's shuffle (and, unshuffled, episode order).
-    """
-    position = {id(item): i for i, item in enumerate(items)}
-    load = [0] * bins
-    chosen: list[list[ShardRef]] = [[] for _ in range(bins)]
-    for item in sorted(items, key=lambda it: -it.frames):
-        b = min(range(bins), key=lambda i: (load[i], i))
-        chosen[b].append(item)
-        load[b] += item.frames
-    return [sorted(c, key=lambda it: position[id(it)]) for c in chosen]
+def cut(seq: Sequence[EpisodeRef], slots: int) -> list[list[Segment]]:
+    """Cuts the anchors of ``seq`` (laid end to end) into ``slots`` contiguous pieces of equal frame counts."""
+    total = sum(e.frames for e in seq)
+    bounds = [k * total // slots for k in range(slots + 1)]
+    pieces: list[list[Segment]] = [[] for _ in range(slots)]
+    start = 0
+    for ep in seq:
+        end = start + ep.frames
+        for k in range(slots):
+            lo, hi = max(start, bounds[k]), min(end, bounds[k + 1])
+            if lo < hi:
+                pieces[k].append(Segment(ep, lo - start, hi - start))
+        start = end
+    return pieces
 
 
 def plan_epoch(
@@ -90,30 +123,26 @@ def plan_epoch(
     num_workers: int,
     uneven: Uneven = "pad",
 ) -> list[list[SlotPlan]]:
-    """Plans one epoch for every rank and worker; returns ``plan[rank][worker]``.
+    """Plans one epoch for every rank and worker; returns ``plan[rank][worker]`` (slot = rank-major).
 
     Raises:
-        ValueError: on an unknown ``uneven`` policy or fewer non-empty shards than ranks x workers.
+        ValueError: on an unknown ``uneven`` policy or fewer frames than ranks x workers.
     """
     if uneven not in get_args(Uneven):
         raise ValueError(f"uneven={uneven!r}; expected one of {get_args(Uneven)}")
-    nonempty = [s for s in shards if s.frames > 0]
     slots = world_size * num_workers
-    if len(nonempty) < slots:
+    seq = epoch_sequence(shards, seed, epoch, shuffle)
+    total = sum(e.frames for e in seq)
+    if total < slots:
         raise ValueError(
-            f"{len(nonempty)} non-empty shards cannot feed {world_size} ranks x {num_workers} workers = {slots} "
-            "readers; convert with smaller shards or use fewer DataLoader workers"
+            f"the dataset has {total} frames, fewer than {world_size} ranks x {num_workers} workers = {slots} "
+            "readers; use fewer DataLoader workers"
         )
-    order = shuffled_shards(nonempty, seed, epoch, shuffle)
-    per_rank = balance(order, world_size)
-    per_slot = [balance(rank_shards, num_workers) for rank_shards in per_rank]
-    frames = [[sum(s.frames for s in w) for w in r] for r in per_slot]
-    flat = [f for r in frames for f in r]
-    quota = max(flat) if uneven == "pad" else min(flat)
-    return [
-        [SlotPlan(tuple(w), f, quota) for w, f in zip(r, fr, strict=True)]
-        for r, fr in zip(per_slot, frames, strict=True)
-    ]
+    pieces = cut(seq, slots)
+    frames = [sum(s.frames for s in p) for p in pieces]
+    quota = max(frames) if uneven == "pad" else min(frames)
+    flat = [SlotPlan(tuple(p), f, quota) for p, f in zip(pieces, frames, strict=True)]
+    return [flat[r * num_workers : (r + 1) * num_workers] for r in range(world_size)]
 
 
 def samples_per_rank(plan: list[list[SlotPlan]]) -> int:

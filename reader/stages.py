@@ -11,16 +11,17 @@ import io
 import logging
 import random
 import tarfile
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeVar, get_args
 
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from lerobot_wds.reader.episode import Episode, parse_episode
-from lerobot_wds.reader.errors import ShardFormatError
-from lerobot_wds.reader.format import FormatError, episode_key
-from lerobot_wds.reader.stream import ShardSpec
+from lerobot_wds.reader.errors import IntegrityError, ShardFormatError
+from lerobot_wds.reader.format import FormatError, episode_index_from_key, episode_key
+from lerobot_wds.reader.reads import episode_slices
+from lerobot_wds.reader.stream import Fetched
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -52,41 +53,71 @@ class ErrorCounter:
         log.warning("skipping %s: %s", kind, error)
 
 
-def tar_samples(shards: Iterable[tuple[ShardSpec, bytes]], errors: ErrorCounter) -> Iterator[dict[str, Any]]:
-    """Groups each shard's tar members into webdataset samples ``{"__key__", "__url__", suffix: bytes}``.
-
-    Samples must be exactly the manifest's episodes in order: Python's tarfile silently stops at a corrupt
-    header after the first member, so a shard that ends early is detected by counting against the manifest.
-    """
-
+def _parse_tar(url: str, data: bytes) -> Iterator[dict[str, Any]]:
     def reraise(exn: Exception) -> bool:
         raise exn
 
-    for spec, data in shards:
-        expected = [episode_key(e) for e in spec.episodes]
-        source = [{"url": spec.url, "stream": io.BytesIO(data)}]
-        seen = 0
-        try:
-            # lcase=False: camera keys are case-sensitive member suffixes
-            for sample in group_by_keys(tar_file_expander(source, handler=reraise), lcase=False, handler=reraise):
-                want = expected[seen] if seen < len(expected) else "no more samples"
-                if sample["__key__"] != want:
-                    raise ShardFormatError(
-                        f"shard {spec.url}: sample {seen} is {sample['__key__']!r}, manifest expects {want!r}"
-                    )
-                seen += 1
-                yield sample
-            if seen != len(expected):
+    source = [{"url": url, "stream": io.BytesIO(data)}]
+    # lcase=False: camera keys are case-sensitive member suffixes
+    yield from group_by_keys(tar_file_expander(source, handler=reraise), lcase=False, handler=reraise)
+
+
+def _checked(url: str, data: bytes, expected: list[str]) -> Iterator[dict[str, Any]]:
+    """Parses tar bytes whose samples must be exactly ``expected``, in order.
+
+    Python's tarfile silently stops at a corrupt header after the first member, so bytes that end early are
+    detected by counting against the manifest.
+    """
+    seen = 0
+    try:
+        for sample in _parse_tar(url, data):
+            want = expected[seen] if seen < len(expected) else "no more samples"
+            if sample["__key__"] != want:
                 raise ShardFormatError(
-                    f"shard {spec.url}: corrupt or truncated tar: it ends after {seen} of {len(expected)} "
-                    f"episodes; missing {expected[seen:]}"
+                    f"shard {url}: sample {seen} is {sample['__key__']!r}, manifest expects {want!r}"
                 )
-        except ShardFormatError as e:
-            errors.handle(e, "shard")
-        except (tarfile.TarError, ValueError, OSError, EOFError) as e:
-            errors.handle(
-                ShardFormatError(f"shard {spec.url}: corrupt tar: {e.args[0] if e.args else e}"), "shard"
-            )
+            seen += 1
+            yield sample
+    except ShardFormatError:
+        raise
+    except (tarfile.TarError, ValueError, OSError, EOFError) as e:
+        raise ShardFormatError(f"shard {url}: corrupt tar: {e.args[0] if e.args else e}") from e
+    if seen != len(expected):
+        raise ShardFormatError(
+            f"shard {url}: corrupt or truncated tar: it ends after {seen} of {len(expected)} episodes; "
+            f"missing {expected[seen:]}"
+        )
+
+
+def tar_samples(reads: Iterable[Fetched], errors: ErrorCounter) -> Iterator[dict[str, Any]]:
+    """Turns fetched reads into webdataset samples ``{"__key__", "__url__", suffix: bytes}`` of their episodes.
+
+    With episode extents (v2) each episode's bytes are checked and parsed on their own: a corrupt episode is
+    one error naming shard and episode (skipped alone under ``on_error="skip"``). Without (v1), the whole
+    shard is checked and parsed, and only the read's episodes are kept.
+    """
+    end = bytes(2 * tarfile.BLOCKSIZE)  # an end-of-archive marker after a ranged slice
+    for fetched in reads:
+        read, url = fetched.read, fetched.read.url
+        if not read.extents:
+            try:
+                if None in fetched.failures:
+                    raise IntegrityError(fetched.failures[None])
+                wanted = set(read.episodes)
+                expected = [episode_key(e) for e in read.shard.episodes]
+                for sample in _checked(url, fetched.data, expected):
+                    if episode_index_from_key(sample["__key__"]) in wanted:
+                        yield sample
+            except ShardFormatError as e:
+                errors.handle(e, "shard")
+            continue
+        for episode, piece in episode_slices(read, fetched.data).items():
+            try:
+                if episode in fetched.failures:
+                    raise IntegrityError(fetched.failures[episode])
+                yield from _checked(url, piece + end, [episode_key(episode)])
+            except ShardFormatError as e:
+                errors.handle(e, "episode")
 
 
 def episodes(samples: Iterable[dict[str, Any]], camera_keys: list[str], errors: ErrorCounter) -> Iterator[Episode]:
@@ -96,6 +127,32 @@ def episodes(samples: Iterable[dict[str, Any]], camera_keys: list[str], errors: 
             yield parse_episode(sample, camera_keys)
         except FormatError as e:
             errors.handle(e, "episode")
+
+
+def with_anchor_ranges(eps: Iterable[Episode], ranges: Mapping[int, tuple[int, int]],
+                       shard_ranges: Mapping[str, tuple[int, int]] | None = None,
+                       episode_shard: Mapping[int, str] | None = None) -> Iterator[Episode]:  # fmt: skip
+    """Gives each episode the anchor range this reader was planned to yield (see :mod:`splitting`).
+
+    ``ranges`` holds episode ranges (v2 plans). A v1 shard is planned as one range over its episodes laid end
+    to end (``shard_ranges``; ``episode_shard`` maps episodes to shards): episodes arrive in shard order, so
+    each one's share is its overlap with the range; an episode with none is dropped.
+    """
+    offsets: dict[str, int] = {}
+    for ep in eps:
+        shard = (episode_shard or {}).get(ep.index)
+        if ep.index in ranges:
+            lo, hi = ranges[ep.index]
+        elif shard is not None and shard_ranges and shard in shard_ranges:
+            start = offsets.get(shard, 0)
+            offsets[shard] = start + ep.length
+            lo = max(0, shard_ranges[shard][0] - start)
+            hi = min(ep.length, shard_ranges[shard][1] - start)
+            if lo >= hi:
+                continue
+        else:
+            continue
+        yield ep if (lo, hi) == (0, ep.length) else replace(ep, anchors=(lo, hi))
 
 
 def shuffle_buffer(items: Iterable[T], size: int, rng: random.Random | None) -> Iterator[T]:

@@ -136,10 +136,11 @@ def make_unit(anchors: Sequence[int], length: int, deltas: Mapping[str, Sequence
 
 def plan_units(length: int, deltas: Mapping[str, Sequence[int]], gops: Mapping[str, Sequence[int]],
                descending: Sequence[bool] | None = None, shape: Shape | None = None,
-               ) -> tuple[Shape, list[Unit]]:  # fmt: skip
+               anchors: tuple[int, int] | None = None) -> tuple[Shape, list[Unit]]:  # fmt: skip
     """Plans every unit of an episode; ``descending[i]`` serves unit ``i`` from its last anchor (optional).
 
-    ``shape`` overrides the cost model (``"sequential"`` serves the anchors in frame order).
+    ``shape`` overrides the cost model (``"sequential"`` serves the anchors in frame order); ``anchors``
+    restricts the units to anchors ``[lo, hi)`` (windows still reach the whole episode).
 
     ``deltas`` maps each camera to its frame offsets (``(0,)`` for a camera without a window); ``gops`` maps
     each camera to its GOP starts (episode frames). Units are grouped by the first camera's GOPs.
@@ -149,6 +150,9 @@ def plan_units(length: int, deltas: Mapping[str, Sequence[int]], gops: Mapping[s
     starts = {cam: sorted(gops.get(cam) or [0]) for cam in deltas}
     shape = shape or choose_shape(deltas, starts, length)
     groups = anchor_groups(shape, length, deltas, starts[next(iter(deltas))])
+    if anchors is not None:
+        lo, hi = anchors
+        groups = [kept for g in groups if (kept := [a for a in g if lo <= a < hi])]
     units = []
     for i, group in enumerate(groups):
         order = group[::-1] if descending is not None and descending[i % len(descending)] else group

@@ -199,7 +199,7 @@ def test_record_reports_mixing_and_worker_rss(wds_root: Path) -> None:
     rec = run_bench(BenchConfig(str(wds_root), batch_size=4, num_workers=1, num_batches=3, warmup=0))
     mix = rec["mixing"]
     assert 1 <= mix["distinct_episodes_per_batch"] <= 4 and 0 <= mix["same_episode_pair_rate"] <= 1
-    assert rec["peak_worker_rss_mb"] > 0
+    assert 0 <= rec["peak_worker_rss_mb"] <= rec["peak_rss_mb"]
 
 
 @pytest.mark.skipif(importlib.util.find_spec("lerobot_lancedb") is not None, reason="checks the error without it")

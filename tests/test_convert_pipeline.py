@@ -50,7 +50,7 @@ def test_every_variant_converts_exactly(lerobot_variant, tmp_path):
 def test_tar_headers_are_deterministic(small_lerobot_dataset, tmp_path):
     run(small_lerobot_dataset.root, tmp_path / "out")
     manifest = read_manifest(tmp_path / "out")
-    assert len(manifest.shards) == 1  # default target (256 MiB) holds everything
+    assert len(manifest.shards) == 1  # default target (64 MiB) holds everything
     for _, _, info in read_tar((tmp_path / "out" / manifest.shards[0].path).read_bytes()):
         assert (info.mtime, info.uid, info.gid, info.uname, info.gname, info.mode) == (0, 0, 0, "", "", 0o644)
 

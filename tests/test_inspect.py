@@ -34,7 +34,7 @@ def test_json_summary_has_exact_numbers(converted, capsys):
     assert main(["inspect", str(converted), "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
     b0, b1 = sizes(converted)
-    assert s["format"] == "lerobot-wds v1"
+    assert s["format"] == "lerobot-wds v2"
     assert (s["fps"], s["episodes"], s["frames"], s["shards"], s["bytes"]) == (10.0, 4, 28, 2, b0 + b1)
     assert s["skipped"] == []
     assert s["cameras_from_episode"] == 0

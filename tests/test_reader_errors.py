@@ -3,6 +3,7 @@ shards are read over a real loopback HTTP server (with injected faults) and moto
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tarfile
@@ -12,12 +13,19 @@ import pytest
 from shard_factory import RootSpec, make_root, read_identity
 
 from lerobot_wds import LeRobotWdsDataset
-from lerobot_wds.reader.errors import FrameDecodeError, ShardFormatError, ShardReadError
+from lerobot_wds.reader.errors import FrameDecodeError, IntegrityError, ShardFormatError, ShardReadError
 from lerobot_wds.reader.format import FormatError
 from lerobot_wds.reader.stream import StreamConfig
 
 SPEC = RootSpec(lengths=(5, 6, 4, 7), episodes_per_shard=2, cameras=("observation.images.c",))
 NO_RETRY = StreamConfig(retries=0)
+NO_CHECK = StreamConfig(verify_sha256=False)  # reach the structural checks behind the integrity check
+
+
+def _integrity_catches(root: Path, shard: str) -> None:
+    """By default the manifest's digest rejects the damaged shard before any parsing."""
+    with pytest.raises(IntegrityError, match=rf"{shard}: sha256 [0-9a-f]+, manifest says"):
+        list(LeRobotWdsDataset(str(root), shuffle=False))
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +58,7 @@ def test_truncated_shard_names_the_shard(small_root: Path, tmp_path: Path) -> No
     shard = root / "shards" / "shard-000001.tar"
     shard.write_bytes(shard.read_bytes()[:3000])
     ds = LeRobotWdsDataset(str(root), shuffle=False, stream=NO_RETRY)
-    with pytest.raises(ShardReadError, match=r"shard-000001\.tar: got 3000 bytes, manifest says \d+"):
+    with pytest.raises(ShardReadError, match=r"shard-000001\.tar: got 3000 bytes, expected \d+"):
         list(ds)
 
 
@@ -60,9 +68,10 @@ def test_corrupt_tar_header_names_the_shard_and_skip_counts(small_root: Path, tm
     header, _ = _member_offset(shard, "episode_000001.json")
     _overwrite(shard, header, b"\xff" * 512)
     msg = r"shard-000000\.tar: corrupt or truncated tar: it ends after 1 of 2 episodes; missing \[.episode_000001"
+    _integrity_catches(root, r"shard-000000\.tar")
     with pytest.raises(ShardFormatError, match=msg):
-        list(LeRobotWdsDataset(str(root), shuffle=False))
-    ds = LeRobotWdsDataset(str(root), shuffle=False, on_error="skip")
+        list(LeRobotWdsDataset(str(root), stream=NO_CHECK, shuffle=False))
+    ds = LeRobotWdsDataset(str(root), stream=NO_CHECK, shuffle=False, on_error="skip")
     got = [(int(s["episode_index"]), int(s["frame_index"])) for s in ds]
     assert len(got) == sum(SPEC.lengths)  # the quota is still met, by repeating readable shards
     assert 1 not in {e for e, _ in got}
@@ -74,9 +83,10 @@ def test_corrupt_parquet_member_names_member(small_root: Path, tmp_path: Path) -
     shard = root / "shards" / "shard-000001.tar"
     _, data = _member_offset(shard, "episode_000002.parquet")
     _overwrite(shard, data, b"garbage!" * 8)
+    _integrity_catches(root, r"shard-000001\.tar")
     with pytest.raises(ShardFormatError, match=r"sample episode_000002, member episode_000002\.parquet"):
-        list(LeRobotWdsDataset(str(root), shuffle=False))
-    ds = LeRobotWdsDataset(str(root), shuffle=False, on_error="skip")
+        list(LeRobotWdsDataset(str(root), stream=NO_CHECK, shuffle=False))
+    ds = LeRobotWdsDataset(str(root), stream=NO_CHECK, shuffle=False, on_error="skip")
     episodes = {int(s["episode_index"]) for s in ds}
     assert episodes == {0, 1, 3} and ds.stats()["skipped_episodes"] >= 1
 
@@ -86,9 +96,10 @@ def test_corrupt_video_member_names_camera(small_root: Path, tmp_path: Path) -> 
     shard = root / "shards" / "shard-000001.tar"
     _, data = _member_offset(shard, "episode_000003.observation.images.c.mp4")
     _overwrite(shard, data, b"\x00" * 64)  # destroys the ftyp/moov boxes
+    _integrity_catches(root, r"shard-000001\.tar")
     with pytest.raises(FrameDecodeError, match=r"sample episode_000003, camera observation\.images\.c"):
-        list(LeRobotWdsDataset(str(root), shuffle=False))
-    ds = LeRobotWdsDataset(str(root), shuffle=False, on_error="skip")
+        list(LeRobotWdsDataset(str(root), stream=NO_CHECK, shuffle=False))
+    ds = LeRobotWdsDataset(str(root), stream=NO_CHECK, shuffle=False, on_error="skip")
     samples = list(ds)
     assert {int(s["episode_index"]) for s in samples} == {0, 1, 2}
     assert len(samples) == sum(SPEC.lengths)
@@ -108,6 +119,7 @@ def test_missing_member_and_bad_manifest(small_root: Path, tmp_path: Path) -> No
                 tout.addfile(info, tin.extractfile(info))
     manifest = json.loads((root / "manifest.json").read_text())
     manifest["shards"][0]["bytes"] = dst.stat().st_size  # a converter bug, not a transport one
+    manifest["shards"][0]["sha256"] = hashlib.sha256(dst.read_bytes()).hexdigest()
     (root / "manifest.json").write_text(json.dumps(manifest))
     ds = LeRobotWdsDataset(str(root), shuffle=False)
     with pytest.raises(ShardFormatError, match=r"sample episode_000000: missing members \['episode_000000\.obs"):

@@ -10,52 +10,78 @@ import pytest
 
 from lerobot_wds.reader.cache import LruCache
 from lerobot_wds.reader.pool import schedule
-from lerobot_wds.reader.splitting import ShardRef, plan_epoch, samples_per_rank, shuffled_shards
+from lerobot_wds.reader.splitting import EpisodeRef, ShardRef, epoch_sequence, plan_epoch, samples_per_rank
 from lerobot_wds.reader.stages import cycle_passes, shuffle_buffer
 from lerobot_wds.reader.topology import Topology, detect_rank_world
 from lerobot_wds.reader.units import plan_units, window
 from lerobot_wds.reader.windows import SARM_DELTA_INDICES, delta_indices, preset_delta_timestamps, query_positions
 
-SHARDS = [ShardRef(f"s{i}", f) for i, f in enumerate([30, 10, 25, 5, 40, 15, 20, 35, 12, 8])]
+
+def _shards(sizes: list[list[int]]) -> list[ShardRef]:
+    out, ep = [], 0
+    for si, frames in enumerate(sizes):
+        refs = []
+        for pos, f in enumerate(frames):
+            refs.append(EpisodeRef(f"s{si}", ep, f, pos))
+            ep += 1
+        out.append(ShardRef(f"s{si}", tuple(refs)))
+    return out
 
 
-def test_plan_covers_every_shard_once_and_quota_is_equal() -> None:
-    for world, workers in [(1, 1), (2, 2), (3, 1), (2, 5)]:
+SHARDS = _shards([[30, 10], [25], [5, 40, 15], [20], [35, 12, 8]])
+TOTAL = 200
+
+
+def _anchors(plan) -> Counter:
+    return Counter((seg.ref.episode, a) for rank in plan for slot in rank for seg in slot.segments
+                   for a in range(seg.lo, seg.hi))  # fmt: skip
+
+
+def test_plan_yields_every_anchor_once_with_equal_quota() -> None:
+    for world, workers in [(1, 1), (2, 2), (3, 1), (2, 5), (7, 9), (1, 200)]:
         plan = plan_epoch(SHARDS, seed=7, epoch=3, shuffle=True, world_size=world, num_workers=workers)
-        paths = [s.path for rank in plan for slot in rank for s in slot.shards]
-        assert sorted(paths) == sorted(s.path for s in SHARDS)
-        quotas = {slot.quota for rank in plan for slot in rank}
-        assert len(quotas) == 1
-        assert quotas.pop() == max(slot.frames for rank in plan for slot in rank)
+        got = _anchors(plan)
+        assert sum(got.values()) == TOTAL and set(got.values()) == {1}  # every anchor in exactly one reader
+        frames = [slot.frames for rank in plan for slot in rank]
+        assert max(frames) - min(frames) <= 1  # balanced within one frame: pad repeats at most one per reader
+        assert {slot.quota for rank in plan for slot in rank} == {max(frames)}
         assert len({sum(s.quota for s in rank) for rank in plan}) == 1
 
 
+def test_plan_keeps_runs_of_a_shard_together() -> None:
+    plan = plan_epoch(SHARDS, seed=2, epoch=0, shuffle=True, world_size=2, num_workers=2)
+    for rank in plan:
+        for slot in rank:
+            segs = slot.segments
+            # consecutive segments of one shard are consecutive episodes: one read per run
+            for a, b in zip(segs, segs[1:], strict=False):
+                if a.ref.shard == b.ref.shard:
+                    assert b.ref.position == a.ref.position + 1 and a.hi == a.ref.frames and b.lo == 0
+    unshuffled = plan_epoch(SHARDS, seed=2, epoch=0, shuffle=False, world_size=1, num_workers=2)
+    order = [(s.ref.episode, s.lo, s.hi) for slot in unshuffled[0] for s in slot.segments]
+    assert order[:3] == [(0, 0, 30), (1, 0, 10), (2, 0, 25)] and order[3] == (3, 0, 5)
+    assert (4, 0, 30) in order and (4, 30, 40) in order  # episode 4 split between the two workers at 100 frames
+
+
 def test_plan_trim_uses_smallest_slot_and_is_identical_on_every_call() -> None:
-    a = plan_epoch(SHARDS, seed=1, epoch=0, shuffle=True, world_size=2, num_workers=2, uneven="trim")
-    b = plan_epoch(list(SHARDS), seed=1, epoch=0, shuffle=True, world_size=2, num_workers=2, uneven="trim")
+    a = plan_epoch(SHARDS, seed=1, epoch=0, shuffle=True, world_size=3, num_workers=1, uneven="trim")
+    b = plan_epoch(list(SHARDS), seed=1, epoch=0, shuffle=True, world_size=3, num_workers=1, uneven="trim")
     assert a == b
-    assert a[0][0].quota == min(s.frames for r in a for s in r)
-    assert samples_per_rank(a) == 2 * a[0][0].quota
+    assert a[0][0].quota == min(s.frames for r in a for s in r) == 66
+    assert samples_per_rank(a) == 66
 
 
-def test_plan_balances_ranks_by_frames() -> None:
-    plan = plan_epoch(SHARDS, seed=0, epoch=0, shuffle=True, world_size=2, num_workers=1)
-    loads = [plan[r][0].frames for r in range(2)]
-    assert abs(loads[0] - loads[1]) <= max(s.frames for s in SHARDS)
-    assert sum(loads) == sum(s.frames for s in SHARDS)
-
-
-def test_shard_shuffle_depends_on_seed_and_epoch_only() -> None:
-    e0 = shuffled_shards(SHARDS, 5, 0, True)
-    assert e0 == shuffled_shards(SHARDS, 5, 0, True)
-    assert e0 != shuffled_shards(SHARDS, 5, 1, True)
-    assert e0 != shuffled_shards(SHARDS, 6, 0, True)
-    assert shuffled_shards(SHARDS, 5, 0, False) == SHARDS
+def test_epoch_sequence_depends_on_seed_and_epoch_only() -> None:
+    e0 = epoch_sequence(SHARDS, 5, 0, True)
+    assert e0 == epoch_sequence(SHARDS, 5, 0, True)
+    assert e0 != epoch_sequence(SHARDS, 5, 1, True)
+    assert e0 != epoch_sequence(SHARDS, 6, 0, True)
+    assert [e.episode for e in epoch_sequence(SHARDS, 5, 0, False)] == list(range(10))
 
 
 def test_plan_errors() -> None:
-    with pytest.raises(ValueError, match="3 non-empty shards cannot feed 2 ranks x 2 workers"):
-        plan_epoch(SHARDS[:3], seed=0, epoch=0, shuffle=False, world_size=2, num_workers=2)
+    with pytest.raises(ValueError, match="the dataset has 200 frames, fewer than 3 ranks x 70 workers = 210"):
+        plan_epoch(SHARDS, seed=0, epoch=0, shuffle=False, world_size=3, num_workers=70)
     with pytest.raises(ValueError, match="uneven='wrap'.*'pad', 'trim'"):
         plan_epoch(SHARDS, seed=0, epoch=0, shuffle=False, world_size=1, num_workers=1, uneven="wrap")  # type: ignore[arg-type]
 
@@ -107,7 +133,8 @@ def test_shuffle_buffer_is_a_permutation_and_deterministic() -> None:
 
 def _fake_episode(index: int, length: int, cams=("a", "b")) -> SimpleNamespace:
     meta = SimpleNamespace(cameras={c: SimpleNamespace(width=4, height=2) for c in cams})
-    return SimpleNamespace(index=index, length=length, meta=meta, videos={c: b"x" * 100 for c in cams})
+    return SimpleNamespace(index=index, length=length, meta=meta, videos={c: b"x" * 100 for c in cams},
+                           anchors=None, anchor_range=(0, length))  # fmt: skip
 
 
 class _Gops:

@@ -1,0 +1,112 @@
+"""Pure read planning and integrity checks: a reader's segments -> the GETs it issues, bytes -> verified slices.
+
+A run of consecutive segments from one shard becomes one read: the whole shard when the reader uses all of
+its episodes (one GET per shard), else the byte range from the run's first episode to its last (one ranged
+GET per run; a v2 manifest gives every episode's offset, length and sha256). Reads are cut at episode
+boundaries to at most ``max_bytes`` (bounded memory whatever the shard size), and the first read of a pass can
+be cut after its first episode so decoding starts as soon as that episode arrived (first-batch latency).
+A v1 manifest has no extents: every read is a whole shard, checked by its sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from lerobot_wds.reader.format import EpisodeExtent, ShardInfo
+from lerobot_wds.reader.splitting import Segment
+
+
+@dataclass(frozen=True)
+class Read:
+    """One GET: a shard's URL, the byte range (None = whole shard) and the episodes used from it."""
+
+    url: str
+    shard: ShardInfo
+    start: int | None
+    end: int | None
+    episodes: tuple[int, ...]  # the reader's episodes in these bytes, in shard order
+    extents: tuple[EpisodeExtent, ...]  # their extents (empty on v1 manifests)
+
+    @property
+    def nbytes(self) -> int:
+        return self.shard.bytes if self.start is None or self.end is None else self.end - self.start
+
+    @property
+    def offset(self) -> int:
+        """The shard offset of the first byte read."""
+        return self.start or 0
+
+
+def join_url(root: str, relative: str) -> str:
+    """Joins a root (local path or fsspec URL) and a manifest-relative path with a single slash."""
+    return f"{root.rstrip('/')}/{relative.lstrip('/')}"
+
+
+def _runs(segments: Sequence[Segment]) -> list[list[Segment]]:
+    """Groups segments into runs of consecutive episodes of one shard."""
+    runs: list[list[Segment]] = []
+    for seg in segments:
+        prev = runs[-1][-1] if runs else None
+        if prev is not None and prev.ref.shard == seg.ref.shard and seg.ref.position == prev.ref.position + 1:
+            runs[-1].append(seg)
+        else:
+            runs.append([seg])
+    return runs
+
+
+def plan_reads(segments: Sequence[Segment], shards: Mapping[str, ShardInfo], root: str, *, max_bytes: int,
+               split_first: bool) -> list[Read]:  # fmt: skip
+    """Turns a reader's segments (in reading order) into its reads (see the module docstring)."""
+    reads: list[Read] = []
+    for run in _runs(segments):
+        info = shards[run[0].ref.shard]
+        url = join_url(root, info.path)
+        eps = [s.ref.episode for s in run]
+        if not info.extents:
+            reads.append(Read(url, info, None, None, tuple(info.episodes), ()))
+            continue
+        ext = [info.extents[s.ref.position] for s in run]
+        if len(ext) == len(info.extents) and info.bytes <= max_bytes and not (split_first and not reads):
+            reads.append(Read(url, info, None, None, tuple(eps), tuple(ext)))
+            continue
+        group: list[EpisodeExtent] = []
+        for e in ext:
+            first_cut = split_first and not reads and len(group) == 1
+            if group and (first_cut or e.offset + e.length - group[0].offset > max_bytes):
+                reads.append(_range(url, info, group))
+                group = []
+            group.append(e)
+        reads.append(_range(url, info, group))
+    return reads
+
+
+def _range(url: str, info: ShardInfo, group: Sequence[EpisodeExtent]) -> Read:
+    start, end = group[0].offset, group[-1].offset + group[-1].length
+    return Read(url, info, start, end, tuple(e.episode for e in group), tuple(group))
+
+
+def episode_slices(read: Read, data: bytes) -> dict[int, bytes]:
+    """The bytes of each episode of a v2 read (its members: headers, data, padding)."""
+    return {e.episode: data[e.offset - read.offset : e.offset - read.offset + e.length] for e in read.extents}
+
+
+def integrity_failures(read: Read, data: bytes) -> dict[int | None, str]:
+    """Checks read bytes against the manifest: per episode (v2) or the whole shard (v1, key None).
+
+    Returns the failures as ``{episode (or None for the shard): message}``; empty when every byte checks.
+    """
+    where = f"shard {read.url}"
+    bad: dict[int | None, str] = {}
+    if not read.extents:
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != read.shard.sha256:
+            bad[None] = f"{where}: sha256 {digest}, manifest says {read.shard.sha256}"
+        return bad
+    for ext, piece in zip(read.extents, episode_slices(read, data).values(), strict=True):
+        got = hashlib.sha256(piece).hexdigest()
+        if got != ext.sha256:
+            bad[ext.episode] = (f"{where}, episode {ext.episode} (bytes {ext.offset}..{ext.offset + ext.length}): "
+                                f"sha256 {got}, manifest says {ext.sha256}")  # fmt: skip
+    return bad
