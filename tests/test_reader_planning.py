@@ -91,7 +91,7 @@ def _flip_video_byte(root: Path, episode: int) -> None:
     path.write_bytes(bytes(data))
 
 
-def test_corrupt_byte_is_reported_by_default_naming_shard_and_episode(one_shard_root: Path, tmp_path: Path) -> None:
+def test_corrupt_byte_is_reported_by_default(one_shard_root: Path, tmp_path: Path) -> None:
     root = tmp_path / "bad"
     shutil.copytree(one_shard_root, root)
     _flip_video_byte(root, 5)

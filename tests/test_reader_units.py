@@ -265,10 +265,17 @@ def test_loader_consumed_follows_round_robin_and_caps_at_quota() -> None:
 def test_merge_state_accumulates_workers_of_one_epoch_and_rejects_foreign_states() -> None:
     from lerobot_wds.reader.resume import make_state, merge_state
 
-    a = merge_state(None, make_state(5, 2, {0: 8}), seed=5)
-    b = merge_state(a, make_state(5, 2, {1: 4}), seed=5)
-    assert b == {"epoch": 2, "consumed": {"0": 8, "1": 4}}
-    assert merge_state(b, make_state(5, 3, {1: 1}), seed=5) == {"epoch": 3, "consumed": {"1": 1}}
+    from lerobot_wds.reader.resume import check_topology
+
+    a = merge_state(None, make_state(5, 2, {0: 8}, 2, 2), seed=5)
+    b = merge_state(a, make_state(5, 2, {1: 4}, 2, 2), seed=5)
+    assert b == {"epoch": 2, "consumed": {"0": 8, "1": 4}, "world_size": 2, "num_workers": 2}
+    c = merge_state(b, make_state(5, 3, {1: 1}, 2, 2), seed=5)
+    assert c["epoch"] == 3 and c["consumed"] == {"1": 1}
+    check_topology(c, 2, 2)
+    with pytest.raises(ValueError, match="saved with 2 ranks x 2 workers, this run has 4 x 2"):
+        check_topology(c, 4, 2)
+    check_topology(make_state(5, 3, {0: 0, 1: 0}, 2, 2), 4, 2)  # nothing consumed yet: any topology
     with pytest.raises(ValueError, match="seed 4"):
         merge_state(None, make_state(4, 0, {}), seed=5)
     with pytest.raises(ValueError, match="version"):

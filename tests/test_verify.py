@@ -83,12 +83,22 @@ def test_flipped_byte_is_named(damaged, capsys):
     assert [(f.check, f.shard, f.episode, f.member) for f in got] == [
         ("json", S0, 1, "episode_000001.json"),
         ("sha256", S0, None, None),
+        ("extent-sha256", S0, 1, None),  # the episode's own digest (manifest v2) names it too
     ]
     assert got[1].message == f"{hashlib.sha256(data).hexdigest()}, manifest says {expected_sha}"
     assert main(["verify", str(damaged), "--no-progress"]) == 1
     out = capsys.readouterr().out
     assert f"shard {S0}, episode 1, member episode_000001.json: [json]" in out
     assert f"shard {S0}: [sha256]" in out
+
+
+def test_manifest_extents_are_checked(damaged):
+    manifest = json.loads((damaged / "manifest.json").read_text())
+    ext = manifest["shards"][0]["extents"]
+    ext[2]["offset"] += 512  # no longer where episode 1 ends, and its bytes are others
+    (damaged / "manifest.json").write_text(json.dumps(manifest))
+    got = [(f.check, f.shard, f.episode) for f in findings(damaged)]
+    assert got == [("extent", S0, 2), ("extent-sha256", S0, 2)]
 
 
 def test_truncated_shard_is_named(damaged):

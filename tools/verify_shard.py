@@ -108,7 +108,7 @@ def _check_once(
             raise
         res.findings.append(Finding("missing-shard", f"listed in the manifest but not found at {path}", shard))
         return res
-    reader = HashingReader(raw)
+    reader = HashingReader(raw, [(e.offset, e.length) for e in info.extents])
     try:
         with raw:
             _check_samples(reader, shard, manifest, hooks, res)
@@ -131,7 +131,21 @@ def _check_once(
     if res.frames != info.frames:
         message = f"episodes found hold {res.frames} frames, manifest says {info.frames}"
         res.findings.append(Finding("frames", message, shard))
+    _check_extents(info, reader, res)
     return res
+
+
+def _check_extents(info: ShardInfo, reader: HashingReader, res: ShardResult) -> None:
+    """v2 manifests: every episode's extent is contiguous, in order, and its bytes match its sha256."""
+    ends = [e.offset + e.length for e in info.extents]
+    for i, (ext, got) in enumerate(zip(info.extents, reader.extent_digests, strict=True)):
+        where = f"episode {ext.episode} (bytes {ext.offset}..{ext.offset + ext.length})"
+        if ext.offset != (ends[i - 1] if i else 0):
+            res.findings.append(Finding("extent", f"{where}: does not start where the previous episode ends",
+                                        info.path, episode=ext.episode))  # fmt: skip
+        if got != ext.sha256:
+            res.findings.append(Finding("extent-sha256", f"{where}: sha256 {got}, manifest says {ext.sha256}",
+                                        info.path, episode=ext.episode))  # fmt: skip
 
 
 def _check_samples(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -17,18 +17,45 @@ _CHUNK = 1 << 20
 
 
 class HashingReader:
-    """A read-only file object that hashes and counts every byte read from the underlying file."""
+    """A read-only file object that hashes and counts every byte read from the underlying file.
 
-    def __init__(self, raw: BinaryIO) -> None:
+    With ``extents`` ((offset, length) pairs, sorted: the manifest's episode extents) it also hashes each
+    extent's bytes on the way; ``extent_digests`` then holds their sha256 (None for an extent not fully read).
+    """
+
+    def __init__(self, raw: BinaryIO, extents: Sequence[tuple[int, int]] = ()) -> None:
         self._raw = raw
         self.sha256 = hashlib.sha256()
         self.bytes = 0
+        self._extents = list(extents)
+        self._hashers = [hashlib.sha256() for _ in self._extents]
+        self._filled = [0] * len(self._extents)
+        self._next = 0  # first extent not yet complete
 
     def read(self, size: int = -1) -> bytes:
         data = self._raw.read(size)
+        self._hash_extents(self.bytes, data)
         self.sha256.update(data)
         self.bytes += len(data)
         return data
+
+    def _hash_extents(self, pos: int, data: bytes) -> None:
+        end = pos + len(data)
+        i = self._next
+        while i < len(self._extents) and self._extents[i][0] < end:
+            off, n = self._extents[i]
+            lo, hi = max(off, pos), min(off + n, end)
+            if lo < hi:
+                self._hashers[i].update(data[lo - pos : hi - pos])
+                self._filled[i] += hi - lo
+            if off + n <= end:
+                self._next = i + 1
+            i += 1
+
+    @property
+    def extent_digests(self) -> list[str | None]:
+        return [h.hexdigest() if f == n else None
+                for h, f, (_, n) in zip(self._hashers, self._filled, self._extents, strict=True)]  # fmt: skip
 
     def drain(self) -> None:
         """Reads (and hashes) whatever follows the tar's end blocks, up to the end of the file."""
