@@ -263,9 +263,7 @@ def test_loader_consumed_follows_round_robin_and_caps_at_quota() -> None:
 
 
 def test_merge_state_accumulates_workers_of_one_epoch_and_rejects_foreign_states() -> None:
-    from lerobot_wds.reader.resume import make_state, merge_state
-
-    from lerobot_wds.reader.resume import check_topology
+    from lerobot_wds.reader.resume import check_topology, make_state, merge_state
 
     a = merge_state(None, make_state(5, 2, {0: 8}, 2, 2), seed=5)
     b = merge_state(a, make_state(5, 2, {1: 4}, 2, 2), seed=5)

@@ -39,14 +39,18 @@ def write_members(path: Path, members: Members) -> None:
 
 
 def rewrite_shard(root: Path, shard: str, edit: Callable[[Members], Members], *, fix_manifest: bool) -> None:
-    """Rewrites a shard's members through ``edit``; optionally re-records its size and sha256 in the manifest."""
+    """Rewrites a shard's members through ``edit``; optionally re-records its size and sha256 in the manifest.
+
+    The re-recorded entry has no episode extents (as a v1 manifest): the rewritten members are no longer
+    where the converter put them, and a consistent converter bug is what the other checks must find.
+    """
     path = Path(root) / shard
     write_members(path, edit(read_members(path)))
     if fix_manifest:
         m = read_manifest(root)
         data = path.read_bytes()
-        shards = [replace(s, bytes=len(data), sha256=hashlib.sha256(data).hexdigest()) if s.path == shard else s
-                  for s in m.shards]  # fmt: skip
+        fixed = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "extents": []}
+        shards = [replace(s, **fixed) if s.path == shard else s for s in m.shards]
         (Path(root) / "manifest.json").write_bytes(replace(m, shards=shards).to_json_bytes())
 
 
