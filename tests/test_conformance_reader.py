@@ -115,9 +115,11 @@ def test_return_uint8_equals_lerobot(converted: tuple[Path, Path]) -> None:
             _assert_same(sample, theirs[i], f"uint8 index {i}")
 
 
-def test_shuffled_samples_equal_lerobot_at_their_index(converted: tuple[Path, Path]) -> None:
+@pytest.mark.parametrize("window", sorted(_windows()))
+def test_shuffled_samples_equal_lerobot_at_their_index(converted: tuple[Path, Path], window: str) -> None:
+    """The default path: shuffled, decode units chosen by the cost model (GOP / residue classes / sequential)."""
     src, dest = converted
-    delta_timestamps = _windows()["sarm"]
+    delta_timestamps = _windows()[window]
     theirs = LeRobotDataset("local/reader_conformance", root=src, delta_timestamps=delta_timestamps)
     ours = list(LeRobotWdsDataset(str(dest), delta_timestamps=delta_timestamps, shuffle=True, seed=3))
     order = [int(s["index"]) for s in ours]

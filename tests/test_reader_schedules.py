@@ -1,0 +1,107 @@
+"""Every decode-unit shape, on every codec, in shuffled order: each anchor once, every window frame right.
+
+Identity-coded frames (``tools.synth``: each frame carries its episode and frame index) encoded with ffmpeg as
+AV1 GOP 2, H.264 and HEVC with B-frames and long GOPs (30), and H.264 / HEVC with B-frames and GOP 4 (so the
+keyframe-aligned residue classes are used with B-frame reordering), converted, then read shuffled: the
+scheduler's units (GOP, residue classes, sequential) come out of the cost model per codec.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from lerobot_wds import LeRobotWdsDataset
+from lerobot_wds.convert.config import ConvertConfig
+from lerobot_wds.convert.pipeline import convert
+from lerobot_wds.reader.units import choose_shape
+from lerobot_wds.tools.synth import CAMS_2, LeRobotSpec, make_dataset, make_variant, read_identity_full
+
+WINDOWS = {
+    "single": None,
+    "stride8": (-16, -8, 0, 8, 16, -8),  # SARM-like: steps of 8 frames, both sides, a rewind step
+    "contiguous": (-2, -1, 0),
+}
+CUSTOM = {
+    "h264_gop4": LeRobotSpec(codec="h264", cameras=CAMS_2, episode_lengths=(6, 31, 13), gop=4, bframes=2),
+    "hevc_gop4": LeRobotSpec(codec="hevc", cameras=CAMS_2, episode_lengths=(9, 22), gop=4, bframes=2),
+}
+
+
+@pytest.fixture(scope="module", params=["av1", "h264_bframes", "hevc", *CUSTOM])
+def converted(request, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp(f"sched_{request.param}")
+    if request.param in CUSTOM:
+        fixture = make_dataset(CUSTOM[request.param], base / "src", name=request.param)
+    else:
+        fixture = make_variant(request.param, base / "src")
+    dest = base / "wds"
+    convert(ConvertConfig(source=str(fixture.root), dest=str(dest), target_shard_bytes=30_000, progress=False))
+    return dest
+
+
+@pytest.mark.parametrize("window", sorted(WINDOWS))
+@pytest.mark.parametrize("batch_size", [None, 5])
+def test_shuffled_units_deliver_each_anchor_once_with_right_frames(converted: Path, window: str,
+                                                                  batch_size: int | None) -> None:  # fmt: skip
+    probe = LeRobotWdsDataset(str(converted), shuffle=False)
+    cams, fps = list(probe.camera_keys), probe.fps
+    offsets = WINDOWS[window]
+    deltas = {c: [d / fps for d in offsets] for c in cams} if offsets else None
+    ds = LeRobotWdsDataset(str(converted), delta_timestamps=deltas, seed=9, return_uint8=True,
+                           batch_size=batch_size)  # fmt: skip
+    lengths = {e: n for s in ds.manifest.shards for e, n in zip(s.episodes, [x.frames for x in s.extents],
+                                                                strict=True)}  # fmt: skip
+    seen: Counter[tuple[int, int]] = Counter()
+    order = []
+    for item in ds:
+        rows = [item] if batch_size is None else [{k: v[i] for k, v in item.items() if k != "task"}
+                                                   for i in range(len(item["frame_index"]))]  # fmt: skip
+        for row in rows:
+            ep, fr = int(row["episode_index"]), int(row["frame_index"])
+            seen[(ep, fr)] += 1
+            order.append((ep, fr))
+            for ci, cam in enumerate(cams):
+                frames = row[cam] if offsets else row[cam][None]
+                for d, img, pad in zip(offsets or (0,), frames, row.get(f"{cam}_is_pad", [False] * 99),
+                                       strict=False):  # fmt: skip
+                    want = min(lengths[ep] - 1, max(0, fr + d))
+                    assert read_identity_full(img) == (ep, want, ci), f"{cam} anchor {(ep, fr)} delta {d}"
+                    assert bool(pad) == (not 0 <= fr + d < lengths[ep])
+    assert seen == Counter({(e, k): 1 for e, n in lengths.items() for k in range(n)})
+    assert order != sorted(order)  # shuffled
+    stats = ds.stats()
+    assert stats["frames"]["evictions"] == 0 and stats["frames"]["cost"] == 0
+
+
+def test_cost_model_uses_residue_classes_with_short_gops_and_b_frames(converted: Path) -> None:
+    ds = LeRobotWdsDataset(str(converted), shuffle=False)
+    name = converted.parent.name
+    from lerobot_wds.reader.frames import FramePool, Visit
+
+    frames = FramePool()
+    ep = next(iter(_episodes(ds)))
+    visit = Visit(ep, 0)
+    gops = {c: frames.gops(visit, c) for c in ds.camera_keys}
+    deltas = {c: WINDOWS["stride8"] for c in ds.camera_keys}
+    shape = choose_shape(deltas, gops, ep.length)
+    if "gop4" in name or "av1" in name:  # GOP 2 or 4 divides the stride 8
+        assert shape == "classes", (name, gops)
+    else:  # GOP 30: longer than the stride
+        assert shape == "sequential", (name, gops)
+    frames.release(visit)
+
+
+def _episodes(ds: LeRobotWdsDataset):
+    from lerobot_wds.reader.reads import plan_reads
+    from lerobot_wds.reader.stages import ErrorCounter, episodes, tar_samples
+    from lerobot_wds.reader.stream import fetched_reads
+    from lerobot_wds.reader.topology import Topology
+
+    plan = ds.plan(Topology())
+    reads = plan_reads(plan.segments, {s.path: s for s in ds.manifest.shards}, ds.source, max_bytes=1 << 30,
+                       split_first=False)  # fmt: skip
+    errors = ErrorCounter()
+    return episodes(tar_samples(fetched_reads(reads, ds.stream_config), errors), list(ds.camera_keys), errors)
