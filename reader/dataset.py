@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -210,6 +211,11 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         skip = 0
         if self._resume is not None and self._resume["epoch"] == epoch:
             check_topology(self._resume, topo.world_size, topo.num_workers)
+            # a plain DataLoader restarts its round-robin at worker 0: worker w plays the reader the next
+            # batch of the interrupted run would have come from, so batches continue in the same order
+            rotation = int(self._resume.get("rotation") or 0)
+            topo = replace(topo, worker=(topo.worker + rotation) % topo.num_workers)
+            plan = self.plan(topo, epoch)
             skip = int(self._resume["consumed"].get(str(topo.worker), 0))
             if torch.utils.data.get_worker_info() is None:
                 self._resume = None  # applied in this process; workers get their own copy per iteration
@@ -259,7 +265,9 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         workers = max(1, num_workers)
         quota = self.plan(Topology(self.topology().rank, self.topology().world_size, 0, workers)).quota
         consumed = loader_consumed(batches_seen, batch_size, workers, quota)
-        return make_state(self.seed, self.epoch, consumed, self.topology().world_size, workers)
+        state = make_state(self.seed, self.epoch, consumed, self.topology().world_size, workers)
+        state["rotation"] = batches_seen % workers  # the worker the next batch comes from
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Makes the next iteration of ``state["epoch"]`` continue after the consumed samples."""

@@ -3,7 +3,8 @@
 A state is ``{"version", "seed", "epoch", "world_size", "num_workers", "consumed": {worker id (str): samples
 yielded}}``. Every worker of a rank yields the same quota per epoch and a DataLoader takes batches from its
 workers round-robin, so the batches a training loop has seen say exactly how many samples each worker has
-yielded. The epoch's plan depends on ranks x workers, so a state resumes only on the same topology (an
+yielded; ``"rotation"`` (plain DataLoader states) names the worker the next batch comes from. The
+epoch's plan depends on ranks x workers, so a state resumes only on the same topology (an
 explicit error otherwise; resume at an epoch boundary to change it).
 """
 
@@ -69,4 +70,4 @@ def merge_state(pending: Mapping[str, Any] | None, state: Mapping[str, Any], see
     merged = dict(pending["consumed"]) if pending and pending["epoch"] == epoch else {}
     merged.update({str(k): int(v) for k, v in state["consumed"].items()})
     return {"epoch": epoch, "consumed": merged, "world_size": state.get("world_size"),
-            "num_workers": state.get("num_workers")}  # fmt: skip
+            "num_workers": state.get("num_workers"), "rotation": state.get("rotation", 0)}  # fmt: skip

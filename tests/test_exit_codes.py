@@ -3,6 +3,7 @@
 A native thread left joinable at interpreter teardown (pyarrow's IO / CPU pools) used to abort ``verify``
 with exit 134 after it had printed its verdict, in about 1 run of 10; anything reading exit codes (SLURM
 ``afterok``, CI, ``&&``) then failed at random. Codes: 0 ok, 1 problems found, 2 could not run.
+Subcommands: convert, finalize, verify, inspect, bench, train, demo.
 """
 
 from __future__ import annotations
@@ -79,6 +80,13 @@ def test_bench_exits_0_every_time(many_shards: Path, tmp_path: Path) -> None:
         args = ["bench", str(many_shards), "--mode", "single", "--num-workers", "1", "--batch-size", "2",
                 "--num-batches", "2", "--warmup", "0", "--out", str(tmp_path / f"b{i}")]  # fmt: skip
         repeat(1, args, 0, "frames/s")
+
+
+def test_train_exits_0_every_time(many_shards: Path, tmp_path: Path) -> None:
+    args = ["train", str(many_shards), "--dummy", "--max-steps", "2", "--batch-size", "2", "--num-workers", "0",
+            "--log-every", "1"]  # fmt: skip
+    repeat(3, args, 0, '"step": 2')
+    repeat(2, ["train", str(many_shards), "--batch-size", "0"], 2, "--batch-size must be >= 1")
 
 
 @pytest.mark.slow

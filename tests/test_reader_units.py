@@ -267,7 +267,7 @@ def test_merge_state_accumulates_workers_of_one_epoch_and_rejects_foreign_states
 
     a = merge_state(None, make_state(5, 2, {0: 8}, 2, 2), seed=5)
     b = merge_state(a, make_state(5, 2, {1: 4}, 2, 2), seed=5)
-    assert b == {"epoch": 2, "consumed": {"0": 8, "1": 4}, "world_size": 2, "num_workers": 2}
+    assert b == {"epoch": 2, "consumed": {"0": 8, "1": 4}, "world_size": 2, "num_workers": 2, "rotation": 0}
     c = merge_state(b, make_state(5, 3, {1: 1}, 2, 2), seed=5)
     assert c["epoch"] == 3 and c["consumed"] == {"1": 1}
     check_topology(c, 2, 2)

@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, str] = {
     "demo": "lerobot_wds.tools.demo",
     "finalize": "lerobot_wds.convert.cli",
     "inspect": "lerobot_wds.tools.inspect_cli",
+    "train": "lerobot_wds.tools.train",
     "verify": "lerobot_wds.tools.verify_cli",
 }
 

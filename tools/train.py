@@ -1,0 +1,215 @@
+"""``lerobot-wds train``: the distributed training entry point (torchrun, ``accelerate launch``, SLURM).
+
+    torchrun --nproc_per_node N -m lerobot_wds.tools.train ROOT --preset sarm --batch-size 16 ...
+    accelerate launch --num_processes N -m lerobot_wds.tools.train ROOT ...
+
+Rank and world size come from the launcher's environment (``RANK`` / ``WORLD_SIZE``, set by torchrun and
+``accelerate launch``); the process group uses NCCL on CUDA, gloo on CPU. There is no DistributedSampler and
+the DataLoader is not handed to ``accelerator.prepare``: every rank's ``LeRobotWdsDataset`` reads its own
+episodes and yields the same number of batches. Each step's batch is built in place by the dataset
+(``batch_size=``, ``DataLoader(batch_size=None)``).
+
+Checkpoints (:mod:`train_checkpoint`) hold the model, optimizer, scheduler, step and epoch, and per rank
+its RNG states and dataset stream state; ``--resume`` after ``kill -9`` continues with exactly the samples an
+uninterrupted run would have consumed at every later step (the ``--log-samples`` files then equal an
+uninterrupted run's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+
+from lerobot_wds.reader.dataset import LeRobotWdsDataset
+from lerobot_wds.tools import train_checkpoint as ckpt
+from lerobot_wds.tools.bench_runner import STATS_KEY, ProbeCollate, ours_probe
+from lerobot_wds.tools.train_config import TrainConfig, add_arguments, config_from_args
+from lerobot_wds.tools.train_metrics import StepMetrics, cache_summary
+from lerobot_wds.tools.train_model import make_policy
+
+WARMUP_STEPS = 10
+
+
+def init_distributed(device: torch.device) -> tuple[int, int]:
+    """Joins the launcher's process group when there is one; returns (rank, world size)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return torch.device("cpu")
+
+
+class SampleLog:
+    """Each rank's ``{"rank", "step", "index"}`` JSON lines; on resume, cut back to the checkpoint's step."""
+
+    def __init__(self, pattern: str | None, rank: int) -> None:
+        self.path = Path(pattern.replace("{rank}", str(rank))) if pattern else None
+
+    def truncate_after(self, step: int) -> None:
+        if self.path is None or not self.path.exists():
+            return
+        keep = [ln for ln in self.path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
+        tmp = self.path.with_name(self.path.name + ".part")
+        tmp.write_text("".join(ln + "\n" for ln in keep))
+        os.replace(tmp, self.path)
+
+    def write(self, rank: int, step: int, index: torch.Tensor) -> None:
+        if self.path is not None:
+            with open(self.path, "a") as f:
+                f.write(json.dumps({"rank": rank, "step": step, "index": [int(i) for i in index]}) + "\n")
+
+
+def _barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def run(cfg: TrainConfig) -> int:
+    device = pick_device(cfg.device)
+    rank, world = init_distributed(device)
+    ds = LeRobotWdsDataset(cfg.root, preset=cfg.preset, delta_timestamps=cfg.delta_timestamps, seed=cfg.seed,
+                           return_uint8=True, batch_size=cfg.batch_size, rank=rank, world_size=world)  # fmt: skip
+    loader = DataLoader(ds, batch_size=None, num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
+                        collate_fn=ProbeCollate(ours_probe, ds, batched=True))  # fmt: skip
+    window = max([len(v) for k, v in (ds.delta_timestamps or {}).items() if k in ds.camera_keys] or [1])
+    metrics = StepMetrics(len(ds.camera_keys) * window, rank, world)
+    samples = SampleLog(cfg.log_samples, rank)
+    root = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
+    step = epoch = in_epoch = 0
+    resumed: tuple[dict[str, Any], dict[str, Any]] | None = None
+    found = ckpt.complete_checkpoints(root) if cfg.resume and root is not None else []
+    if found:
+        resumed = ckpt.load(found[-1], rank)
+        step, epoch, in_epoch = (resumed[0][k] for k in ("step", "epoch", "in_epoch"))
+        ds.load_state_dict(resumed[1]["dataset"])
+        ckpt.set_rng_state(resumed[1]["rng"])
+        samples.truncate_after(step)
+        if rank == 0:
+            print(json.dumps({"resumed_from": str(found[-1]), "step": step, "epoch": epoch}), flush=True)
+    else:
+        torch.manual_seed(cfg.seed + rank)
+    model = opt = sched = ddp = None
+    per_worker: dict[int, Any] = {}
+    t_start = time.perf_counter()
+    def done() -> bool:
+        return bool(cfg.max_steps) and step >= cfg.max_steps
+
+    while epoch < cfg.epochs and not done():
+        ds.set_epoch(epoch)
+        it = iter(loader)
+        t_prev = time.perf_counter()
+        finished = False
+        while not done():
+            t0 = time.perf_counter()
+            batch = next(it, None)
+            if batch is None:
+                finished = True
+                break
+            t1 = time.perf_counter()
+            if metrics.first_batch_s is None:
+                metrics.first_batch_s = t1 - t_start
+            probe = batch.pop(STATS_KEY)
+            per_worker[probe["worker"]] = probe["stats"]
+            index = batch["index"]
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+            loss = None
+            if not cfg.dummy:
+                if model is None:
+                    model = make_policy(ds.camera_keys, batch, device, cfg.seed)
+                    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+                    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / WARMUP_STEPS))
+                    if resumed is not None:
+                        model.load_state_dict(resumed[0]["model"])
+                        opt.load_state_dict(resumed[0]["optimizer"])
+                        sched.load_state_dict(resumed[0]["scheduler"])
+                    ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                    out = ddp(batch)  # DDP's forward syncs gradients
+                opt.zero_grad(set_to_none=True)
+                out.backward()
+                opt.step()
+                sched.step()
+                loss = float(out.detach())
+            step += 1
+            in_epoch += 1
+            samples.write(rank, step, index)
+            t_end = time.perf_counter()
+            metrics.record(t_end - t_prev, t1 - t0, len(index), loss)
+            t_prev = t_end
+            if step % cfg.log_every == 0:
+                metrics.emit(step, epoch, cache_summary(per_worker))
+            if root is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                save(root, cfg, ds, rank, world, step, epoch, in_epoch, model, opt, sched)
+        del it
+        if finished:
+            epoch, in_epoch = epoch + 1, 0
+    if metrics.steps:
+        metrics.emit(step, epoch, cache_summary(per_worker))
+    _barrier()
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return 0
+
+
+def save(root: Path, cfg: TrainConfig, ds: LeRobotWdsDataset, rank: int, world: int, step: int, epoch: int,
+         in_epoch: int, model: Any, opt: Any, sched: Any) -> None:  # fmt: skip
+    """Writes every rank's part, then rank 0 publishes the checkpoint (a collective: all ranks call it)."""
+    mine = {"dataset": ds.loader_state_dict(in_epoch, cfg.batch_size, cfg.num_workers), "rng": ckpt.rng_state()}
+    train = None
+    if rank == 0:
+        train = {"step": step, "epoch": epoch, "in_epoch": in_epoch, "config": asdict(cfg),
+                 "model": model.state_dict() if model is not None else None,
+                 "optimizer": opt.state_dict() if opt is not None else None,
+                 "scheduler": sched.state_dict() if sched is not None else None}  # fmt: skip
+    ckpt.write_part(root, step, rank, mine, train)
+    _barrier()
+    if rank == 0:
+        ckpt.publish(root, step, world, cfg.keep_checkpoints)
+    _barrier()
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Adds the ``train`` subcommand."""
+    p = subparsers.add_parser("train", help="distributed training entry point (torchrun / accelerate / SLURM)")
+    add_arguments(p)
+    p.set_defaults(func=cli_run)
+
+
+def cli_run(args: argparse.Namespace) -> int:
+    try:
+        cfg = config_from_args(args)
+    except ValueError as e:
+        print(f"lerobot-wds train: {e}", file=sys.stderr)
+        return 2
+    return run(cfg)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lerobot_wds.tools.train", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return cli_run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    from lerobot_wds.tools.process_exit import run_main
+
+    run_main(main)

@@ -1,0 +1,102 @@
+"""The training entry point's configuration: a frozen dataclass validated up front, and its argparse front.
+
+The option names are a contract (launch scripts depend on them); the parser keeps no defaults of its own:
+everything it leaves out comes from :class:`TrainConfig`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training (or ``--dummy`` throughput) run.
+
+    Attributes:
+        root: converted root (path or fsspec URL).
+        preset / delta_timestamps: windows, as ``LeRobotWdsDataset`` takes them (exclusive).
+        batch_size, num_workers: per rank.
+        max_steps: stop after this many optimizer steps (0: run ``epochs`` full epochs).
+        epochs: epochs to run at most.
+        lr, seed: AdamW learning rate; seed of the data order, the model init and every RNG.
+        checkpoint_dir, checkpoint_every, keep_checkpoints, resume: atomic checkpoints every N steps (0: none),
+            the newest K kept; ``resume`` continues from the newest complete one (fresh start if none).
+        dummy: no model: pull batches, move them to the device, log throughput.
+        log_samples: per-rank JSON-lines file of each step's sample ``index`` values (``{rank}`` replaced).
+        log_every: rank 0 prints a JSON metrics line every N steps.
+        device: "cpu", "cuda" or "auto" (cuda when available).
+    """
+
+    root: str
+    preset: str | None = None
+    delta_timestamps: dict[str, list[float]] | None = None
+    batch_size: int = 8
+    num_workers: int = 2
+    max_steps: int = 0
+    epochs: int = 1
+    lr: float = 3e-4
+    seed: int = 0
+    checkpoint_dir: str | None = None
+    checkpoint_every: int = 0
+    keep_checkpoints: int = 2
+    resume: bool = False
+    dummy: bool = False
+    log_samples: str | None = None
+    log_every: int = 10
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.preset is not None and self.delta_timestamps is not None:
+            raise ValueError("give --preset or --delta-timestamps, not both")
+        if self.preset not in (None, "single", "sarm"):
+            raise ValueError(f"--preset {self.preset!r}; expected 'single' or 'sarm'")
+        for name in ("batch_size", "epochs", "keep_checkpoints", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        for name in ("num_workers", "max_steps", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if (self.checkpoint_every or self.resume) and not self.checkpoint_dir:
+            raise ValueError("--checkpoint-every and --resume need --checkpoint-dir")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"--device {self.device!r}; expected auto, cpu or cuda")
+        if self.lr <= 0:
+            raise ValueError(f"--lr must be > 0, got {self.lr}")
+
+
+def _json_windows(text: str) -> dict[str, list[float]]:
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not JSON: {e}") from e
+    if not isinstance(value, dict) or not all(isinstance(v, list) for v in value.values()):
+        raise argparse.ArgumentTypeError('expected {"key": [seconds, ...], ...}')
+    return value
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Adds the training options (names are part of the contract with the launch scripts)."""
+    S = argparse.SUPPRESS  # noqa: N806 - an option left out must not reach TrainConfig
+    p.add_argument("root", help="converted root (path or fsspec URL)")
+    p.add_argument("--preset", choices=["single", "sarm"], default=S)
+    p.add_argument("--delta-timestamps", type=_json_windows, default=S, help='JSON {"key": [seconds, ...]}')
+    for name, kind in (("batch-size", int), ("num-workers", int), ("max-steps", int), ("epochs", int),
+                       ("lr", float), ("seed", int), ("checkpoint-every", int), ("keep-checkpoints", int),
+                       ("log-every", int)):  # fmt: skip
+        p.add_argument(f"--{name}", type=kind, default=S)
+    p.add_argument("--checkpoint-dir", default=S)
+    p.add_argument("--resume", action="store_true", default=S, help="continue from the newest checkpoint")
+    p.add_argument("--dummy", action="store_true", default=S, help="no model: pull batches, log throughput")
+    p.add_argument("--log-samples", default=S, metavar="PATTERN", help="per-rank JSON lines ({rank} replaced)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=S)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Builds the config from parsed arguments (only the options given)."""
+    names = {f.name for f in fields(TrainConfig)}
+    given: dict[str, Any] = {k: v for k, v in vars(args).items() if k in names}
+    return TrainConfig(**given)
