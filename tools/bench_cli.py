@@ -40,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=["dataset", "dataloader"],
         help="ours: build batches in the pipeline (dataset, recommended) or with DataLoader's collate",
     )
+    p.add_argument("--active-episodes", type=int, help="ours: the pool's open-episode limit (mixing vs memory)")
     p.add_argument("--device")
     p.add_argument("--source-label", help="label in records and reports (default: local or http-<lat>ms-<bw>MBs)")
     p.add_argument("--out", required=True, help="directory receiving the JSON records and records.csv")
@@ -58,7 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _common(args: argparse.Namespace) -> dict[str, Any]:
-    names = ("batch_size", "num_batches", "warmup", "return_uint8", "seed", "device", "repo_id", "batching")
+    names = ("batch_size", "num_batches", "warmup", "return_uint8", "seed", "device", "repo_id", "batching",
+             "active_episodes")
     return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
 
 

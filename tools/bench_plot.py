@@ -44,3 +44,39 @@ def plot_workers(records: Sequence[Mapping[str, Any]], path: str | os.PathLike[s
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
+
+
+def plot_mixing(records: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:
+    """Writes a PNG of frames/s against batch mixing (distinct episodes per batch), one panel per mode.
+
+    Each point is a scenario (loader, source label); its label carries the largest worker's RSS, so the
+    trade of memory for mixing and speed reads off one figure.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scenarios = [s for s in merge_scenarios(records) if "distinct_episodes_per_batch" in s["metrics"]]
+    modes = sorted({s["mode"] for s in scenarios})
+    fig, axes = plt.subplots(1, len(modes), figsize=(5 * len(modes), 4.2), squeeze=False)
+    for ax, mode in zip(axes[0], modes, strict=True):
+        for s in (s for s in scenarios if s["mode"] == mode):
+            m = s["metrics"]
+            x, y = m["distinct_episodes_per_batch"], m["frames_per_s_node"]
+            rss = m.get("peak_worker_rss_mb", float("nan"))
+            ours = s["loader"] == "lerobot-wds"
+            ax.plot([x], [y], "o" if ours else "s", color="C0" if ours else "C3")
+            name = s["source_label"] if ours else s["loader"]
+            ax.annotate(f"{name}\n{rss:.0f} MB/worker" if rss == rss else name, (x, y), fontsize=7,
+                        textcoords="offset points", xytext=(4, 4))  # fmt: skip
+        ax.set_title(mode)
+        ax.set_xlabel("distinct episodes per batch")
+        ax.set_ylabel("camera frames / s (per node)")
+        ax.grid(True, alpha=0.3)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out

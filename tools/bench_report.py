@@ -149,6 +149,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("directory", help="directory of bench-*.json records (the bench --out)")
     p.add_argument("--plot", help="also write a PNG of frames/s vs num_workers here (needs matplotlib)")
+    p.add_argument("--mixing-plot", help="also write a PNG of frames/s vs distinct episodes per batch here")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -162,6 +163,10 @@ def run(args: argparse.Namespace) -> int:
         from lerobot_wds.tools.bench_plot import plot_workers
 
         print(f"plot: {plot_workers(records, args.plot)}")
+    if getattr(args, "mixing_plot", None):
+        from lerobot_wds.tools.bench_plot import plot_mixing
+
+        print(f"plot: {plot_mixing(records, args.mixing_plot)}")
     return 0
 
 

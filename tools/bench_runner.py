@@ -102,6 +102,7 @@ def build_ours(config: BenchConfig, source: str) -> LoaderBundle:
         seed=config.seed,
         return_uint8=config.return_uint8,
         batch_size=config.batch_size if batched else None,
+        **({"active_episodes": config.active_episodes} if config.active_episodes is not None else {}),
     )
     loader = DataLoader(
         dataset,

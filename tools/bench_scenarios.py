@@ -88,6 +88,8 @@ class BenchConfig:
         repo_id: repo id given to LeRobotDataset (any name; the data is read from ``source``).
         batching: ours only: "dataset" builds batches inside the pipeline (``batch_size=`` on the dataset,
             ``DataLoader(batch_size=None)``, our recommended setup); "dataloader" uses DataLoader's collate.
+        active_episodes: ours only: the pool's open-episode limit (None: the dataset's default); the knob that
+            trades batch mixing for decoded memory in the mixing/speed/memory sweep.
     """
 
     source: str
@@ -105,8 +107,11 @@ class BenchConfig:
     device: str = "cpu"
     repo_id: str = "local/bench"
     batching: Batching = "dataset"
+    active_episodes: int | None = None
 
     def __post_init__(self) -> None:
+        if self.active_episodes is not None and self.active_episodes < 1:
+            raise ValueError(f"active_episodes must be >= 1, got {self.active_episodes}")
         if self.loader not in get_args(Loader):
             raise ValueError(f"loader={self.loader!r}; expected one of {get_args(Loader)}")
         if self.batching not in get_args(Batching):
