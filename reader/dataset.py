@@ -29,13 +29,12 @@ import torch
 
 from lerobot_wds.reader.decode import DecodeConfig
 from lerobot_wds.reader.epoch import SharedEpoch
-from lerobot_wds.reader.format import Manifest
 from lerobot_wds.reader.frames import FramePool
 from lerobot_wds.reader.pipeline import ReaderOptions, reader_stream
 from lerobot_wds.reader.resume import check_topology, loader_consumed, make_state, merge_state
 from lerobot_wds.reader.sample import SampleSpec
 from lerobot_wds.reader.source import open_root
-from lerobot_wds.reader.splitting import WHOLE_SHARD, EpisodeRef, ShardRef, SlotPlan, Uneven, plan_epoch
+from lerobot_wds.reader.splitting import SlotPlan, Uneven, plan_epoch, shard_refs
 from lerobot_wds.reader.stages import ErrorCounter, OnError
 from lerobot_wds.reader.stream import StreamConfig
 from lerobot_wds.reader.topology import Topology, detect_rank_world, detect_worker
@@ -66,22 +65,6 @@ def hint_batching() -> None:
         )
 
 
-def shard_refs(manifest: Manifest) -> list[ShardRef]:
-    """The manifest's shards and episodes as planning inputs.
-
-    A v1 manifest knows only each shard's frame count: a shard is then planned as one item (episode
-    ``WHOLE_SHARD``) over the anchors of its episodes laid end to end, and always read whole.
-    """
-    refs = []
-    for s in manifest.shards:
-        if s.extents:
-            eps = tuple(EpisodeRef(s.path, e.episode, e.frames, i) for i, e in enumerate(s.extents))
-        else:
-            eps = (EpisodeRef(s.path, WHOLE_SHARD, s.frames, 0),)
-        refs.append(ShardRef(s.path, eps))
-    return refs
-
-
 class LeRobotWdsDataset(torch.utils.data.IterableDataset):
     """Streams a converted root as LeRobotDataset-identical frame samples.
 
@@ -93,7 +76,8 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         seed: base seed of every random choice.
         return_uint8: images as uint8 [0,255] instead of float32 [0,1] (lerobot's option of the same name).
         tolerance_s: how far a delta may be from a multiple of 1/fps (lerobot's default 1e-4).
-        episode_buffer: episodes held in the episode shuffle buffer ahead of the pool (compressed).
+        episode_buffer: episodes held in a shuffle buffer ahead of the pool (compressed); 0 (default): the
+            pool of ``active_episodes`` open episodes is the shuffle, and the first batch waits for no buffer.
         active_episodes: most episodes open at once in the anchor pool; each batch draws from all of them
             (also bounded by ``DecodeConfig.open_episode_bytes`` and ``frame_cache_bytes``, see :mod:`pool`).
         uneven: "pad" (repeat a few frames) or "trim" so every rank and worker yields the same count.
@@ -116,7 +100,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         seed: int = 0,
         return_uint8: bool = False,
         tolerance_s: float = 1e-4,
-        episode_buffer: int = 8,
+        episode_buffer: int = 0,
         active_episodes: int = 64,
         uneven: Uneven = "pad",
         on_error: OnError = "raise",

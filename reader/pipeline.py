@@ -40,7 +40,7 @@ from lerobot_wds.reader.transport import SlotRing
 
 # The pool grows by one episode every RAMP_ANCHORS anchors at the start of a pass, so a worker's first batch
 # waits for a few episodes' bytes and first decodes instead of a whole pool's.
-RAMP_ANCHORS = 2
+RAMP_ANCHORS = 4
 
 
 @dataclass(frozen=True)

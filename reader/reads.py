@@ -3,8 +3,9 @@
 A run of consecutive segments from one shard becomes one read: the whole shard when the reader uses all of
 its episodes (one GET per shard), else the byte range from the run's first episode to its last (one ranged
 GET per run; a v2 manifest gives every episode's offset, length and sha256). Reads are cut at episode
-boundaries to at most ``max_bytes`` (bounded memory whatever the shard size), and the first read of a pass can
-be cut after its first episode so decoding starts as soon as that episode arrived (first-batch latency).
+boundaries to at most ``max_bytes`` (bounded memory whatever the shard size). With ``split_first`` the first
+reads of a pass grow geometrically (1, 2, 4, ... episodes) so decoding starts as soon as the first episode
+arrived and the pool fills while larger reads follow (first-batch latency over a bucket).
 A v1 manifest has no extents: every read is a whole shard, checked by its sha256.
 """
 
@@ -16,6 +17,9 @@ from dataclasses import dataclass
 
 from lerobot_wds.reader.format import EpisodeExtent, ShardInfo
 from lerobot_wds.reader.splitting import Segment
+
+
+RAMP_READS = 4  # with split_first, reads 0..3 of a pass hold at most 1, 2, 4, 8 episodes
 
 
 @dataclass(frozen=True)
@@ -68,13 +72,14 @@ def plan_reads(segments: Sequence[Segment], shards: Mapping[str, ShardInfo], roo
             reads.append(Read(url, info, None, None, tuple(info.episodes), ()))
             continue
         ext = [info.extents[s.ref.position] for s in run]
-        if len(ext) == len(info.extents) and info.bytes <= max_bytes and not (split_first and not reads):
+        ramping = split_first and len(reads) < RAMP_READS
+        if len(ext) == len(info.extents) and info.bytes <= max_bytes and not ramping:
             reads.append(Read(url, info, None, None, tuple(eps), tuple(ext)))
             continue
         group: list[EpisodeExtent] = []
         for e in ext:
-            first_cut = split_first and not reads and len(group) == 1
-            if group and (first_cut or e.offset + e.length - group[0].offset > max_bytes):
+            ramp_cut = split_first and len(reads) < RAMP_READS and len(group) >= 2 ** len(reads)
+            if group and (ramp_cut or e.offset + e.length - group[0].offset > max_bytes):
                 reads.append(_range(url, info, group))
                 group = []
             group.append(e)

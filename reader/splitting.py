@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from lerobot_wds.reader.format import Manifest
+
 Uneven = Literal["pad", "trim"]
 WHOLE_SHARD = -1  # EpisodeRef.episode of a v1 shard planned as one item (its episodes end to end)
 
@@ -69,6 +71,22 @@ class SlotPlan:
     segments: tuple[Segment, ...]
     frames: int
     quota: int
+
+
+def shard_refs(manifest: Manifest) -> list[ShardRef]:
+    """The manifest's shards and episodes as planning inputs.
+
+    A v1 manifest knows only each shard's frame count: a shard is then planned as one item (episode
+    ``WHOLE_SHARD``) over the anchors of its episodes laid end to end, and always read whole.
+    """
+    refs = []
+    for s in manifest.shards:
+        if s.extents:
+            eps = tuple(EpisodeRef(s.path, e.episode, e.frames, i) for i, e in enumerate(s.extents))
+        else:
+            eps = (EpisodeRef(s.path, WHOLE_SHARD, s.frames, 0),)
+        refs.append(ShardRef(s.path, eps))
+    return refs
 
 
 def epoch_rng(seed: int, epoch: int, *salt: int) -> random.Random:

@@ -153,6 +153,9 @@ def plan_units(length: int, deltas: Mapping[str, Sequence[int]], gops: Mapping[s
     if anchors is not None:
         lo, hi = anchors
         groups = [kept for g in groups if (kept := [a for a in g if lo <= a < hi])]
+    if shape == "gop":  # each anchor shows only itself: its own frame is its last use (the general case, fast)
+        return shape, [Unit(tuple(g), {c: tuple((a,) for a in g) for c in deltas}, {c: tuple(g) for c in deltas},
+                            {c: len(g) for c in deltas}) for g in groups]  # fmt: skip
     units = []
     for i, group in enumerate(groups):
         order = group[::-1] if descending is not None and descending[i % len(descending)] else group

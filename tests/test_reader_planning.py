@@ -153,6 +153,10 @@ def test_plan_reads_whole_shard_ranges_first_split_and_cap() -> None:
     ]
     reads = plan_reads(_segments(a, [1, 2, 3]), shards, "root", max_bytes=10**6, split_first=True)
     assert [(r.start, r.end, r.episodes) for r in reads] == [(100, 300, (1,)), (300, 1000, (2, 3))]
+    many = _shard("shards/m.tar", [10] * 20)
+    reads = plan_reads(_segments(many, list(range(20))), {many.path: many}, "root", max_bytes=10**6,
+                       split_first=True)  # fmt: skip
+    assert [len(r.episodes) for r in reads] == [1, 2, 4, 8, 5]  # growing first reads, then up to max_bytes
     reads = plan_reads(_segments(a, [0, 1, 2, 3]), shards, "root", max_bytes=500, split_first=False)
     assert [(r.start, r.end) for r in reads] == [(0, 300), (300, 600), (600, 1000)]  # cut at episode boundaries
     assert all(r.nbytes <= 500 or len(r.episodes) == 1 for r in reads)

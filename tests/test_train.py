@@ -6,6 +6,7 @@ A multi-process test skips (never passes) when fewer than 2 processes started.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -15,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from torch.utils.data import DataLoader
 
@@ -83,8 +85,15 @@ def test_torchrun_kill9_then_resume_logs_exactly_the_uninterrupted_samples(root:
         assert proc.poll() is None, f"run ended before its second checkpoint: {proc.stderr.read()[-3000:]!r}"
         assert time.monotonic() < deadline, "no second checkpoint within 300 s"
         time.sleep(0.01)
-    os.killpg(proc.pid, signal.SIGKILL)  # every process of the job: launcher, ranks, DataLoader workers
+    # kill -9 every process of the job at once: the launcher, the ranks (torchrun starts them in sessions of
+    # their own, so a process group is not enough) and their DataLoader workers
+    job = psutil.Process(proc.pid)
+    victims = [job, *job.children(recursive=True)]
+    for p in victims:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
+    psutil.wait_procs(victims, timeout=60)
     if (ckpt / "step-00000040").exists():
         pytest.fail("the run finished before kill -9 reached it; nothing was interrupted")
     killed_at = max(json.loads(ln)["step"] for ln in (run_out / "samples-0.jsonl").read_text().splitlines())
@@ -114,8 +123,10 @@ def test_torchrun_training_logs_finite_loss(root: Path, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_accelerate_launch_two_processes(root: Path, tmp_path: Path) -> None:
     pytest.importorskip("accelerate")
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines",
-           "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "lerobot_wds.tools.train", str(root),
+    # accelerate 1.x runs `--cpu` as ONE process (simple launcher); its multi-process launcher is --multi_gpu,
+    # which on a CPU-only host starts the processes with torch's elastic launcher (the script then uses gloo)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "lerobot_wds.tools.train", str(root),
            "--batch-size", "4", "--num-workers", "1", "--max-steps", "5", "--dummy", "--log-samples",
            str(tmp_path / "samples-{rank}.jsonl")]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_env())
