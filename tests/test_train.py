@@ -126,7 +126,8 @@ def test_accelerate_launch_two_processes(root: Path, tmp_path: Path) -> None:
     # accelerate 1.x runs `--cpu` as ONE process (simple launcher); its multi-process launcher is --multi_gpu,
     # which on a CPU-only host starts the processes with torch's elastic launcher (the script then uses gloo)
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "lerobot_wds.tools.train", str(root),
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m",
+           "lerobot_wds.tools.train", str(root),
            "--batch-size", "4", "--num-workers", "1", "--max-steps", "5", "--dummy", "--log-samples",
            str(tmp_path / "samples-{rank}.jsonl")]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_env())
