@@ -88,6 +88,7 @@ def anchor_pass(plan: SlotPlan, opts: ReaderOptions, frames: FramePool, errors: 
         frame_budget=opts.decode.frame_cache_bytes,
         ramp=RAMP_ANCHORS,
         errors=errors,
+        lookahead=opts.batch_size or 1,
     )
 
 

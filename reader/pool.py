@@ -82,12 +82,16 @@ def schedule(
     frame_budget: int,
     ramp: int = 0,
     errors: ErrorCounter | None = None,
+    lookahead: int = 1,
 ) -> Iterator[Anchor]:
     """Yields every anchor of every episode once (see the module docstring).
 
     ``deltas`` maps each camera to its frame offsets. With ``ramp`` > 0 the pool starts with one visit and may
     grow by one every ``ramp`` anchors, so the first batch waits for few episodes. An episode whose videos
     cannot be opened is handled by ``errors`` (raised, or skipped and counted).
+
+    ``lookahead`` is how many yielded anchors may still wait to be built (a batch): their frames outlive the
+    unit or visit that planned them, so the budget keeps room for that many windows.
     """
     it = iter(eps)
     pool: list[_Open] = []
@@ -112,7 +116,8 @@ def schedule(
                     frames.release(Visit(ep, vid))
                     (errors or ErrorCounter()).handle(e, "episode")
                     continue
-            fits = used_frames + pending.frame_bytes <= frame_budget
+            margin = lookahead * sum(len(set(d)) * frame_nbytes(pending.visit.episode, c) for c, d in deltas.items())
+            fits = used_frames + pending.frame_bytes + margin <= frame_budget
             fits = fits and used_open + pending.open_bytes <= open_bytes
             if pool and not fits:
                 break  # opens once enough of the pool has finished

@@ -91,9 +91,10 @@ def _range(url: str, info: ShardInfo, group: Sequence[EpisodeExtent]) -> Read:
     return Read(url, info, start, end, tuple(e.episode for e in group), tuple(group))
 
 
-def episode_slices(read: Read, data: bytes) -> dict[int, bytes]:
-    """The bytes of each episode of a v2 read (its members: headers, data, padding)."""
-    return {e.episode: data[e.offset - read.offset : e.offset - read.offset + e.length] for e in read.extents}
+def episode_slices(read: Read, data: bytes) -> dict[int, memoryview]:
+    """The bytes of each episode of a v2 read (its members: headers, data, padding), as views (no copies)."""
+    view = memoryview(data)
+    return {e.episode: view[e.offset - read.offset : e.offset - read.offset + e.length] for e in read.extents}
 
 
 def integrity_failures(read: Read, data: bytes) -> dict[int | None, str]:
