@@ -116,7 +116,8 @@ def schedule(
                     frames.release(Visit(ep, vid))
                     (errors or ErrorCounter()).handle(e, "episode")
                     continue
-            margin = lookahead * sum(len(set(d)) * frame_nbytes(pending.visit.episode, c) for c, d in deltas.items())
+            ep = pending.visit.episode
+            margin = lookahead * sum(len(set(d)) * frame_nbytes(ep, c) for c, d in deltas.items())
             fits = used_frames + pending.frame_bytes + margin <= frame_budget
             fits = fits and used_open + pending.open_bytes <= open_bytes
             if pool and not fits:
