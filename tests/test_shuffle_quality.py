@@ -17,9 +17,16 @@ def test_metrics_on_plain_sequences() -> None:
 
 
 def test_interleaving_lowers_same_episode_rate(wds_root: Path) -> None:
-    ordered = measure(str(wds_root), 1, 0, shuffle=False)
-    mixed = measure(str(wds_root), 4, 4, shuffle=True)
+    ordered = measure(str(wds_root), 1, 0, shuffle=False, batch_size=4)
+    mixed = measure(str(wds_root), 8, 0, shuffle=True, batch_size=4)
     assert ordered.samples == mixed.samples == 78
     assert ordered.same_episode_rate == pytest.approx(70 / 77, abs=1e-4)
-    assert mixed.same_episode_rate < 0.6
+    assert mixed.same_episode_rate < 0.4
+    assert mixed.distinct_episodes_per_batch > ordered.distinct_episodes_per_batch
     assert mixed.decoded_frames == ordered.decoded_frames == 2 * 78  # every frame decoded once per camera
+
+
+@pytest.mark.parametrize("mode", ["sarm", "window8x1s"])
+def test_every_mode_is_measured(wds_root: Path, mode: str) -> None:
+    q = measure(str(wds_root), 8, 0, shuffle=True, mode=mode, batch_size=4)
+    assert q.mode == mode and q.samples == 78 and q.distinct_episodes_per_batch > 1.5
