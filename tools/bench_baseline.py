@@ -15,10 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch.utils.data import DataLoader
-
-from lerobot_wds.tools.bench_runner import BenchError, LoaderBundle, ProbeCollate
+from lerobot_wds.tools.bench_runner import BenchError, LoaderBundle, shuffled_loader
 from lerobot_wds.tools.bench_scenarios import BenchConfig
 
 _COUNTS: dict[str, int] = {"hits": 0, "misses": 0, "evictions": 0}
@@ -81,16 +78,7 @@ def build_lerobot(config: BenchConfig) -> LoaderBundle:
         video_backend="torchcodec",
     )
     install_decoder_counters()  # for num_workers == 0; forked or spawned workers install it themselves
-    loader = DataLoader(
-        dataset,
-        batch_size=config.batch_size,
-        num_workers=config.num_workers,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(config.seed),
-        collate_fn=ProbeCollate(lerobot_probe, dataset),
-        worker_init_fn=install_decoder_counters,
-        persistent_workers=False,
-    )
+    loader = shuffled_loader(dataset, config, lerobot_probe, worker_init_fn=install_decoder_counters)
     return LoaderBundle(
         loader,
         cams,

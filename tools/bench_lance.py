@@ -12,10 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch.utils.data import DataLoader
-
-from lerobot_wds.tools.bench_runner import BenchError, LoaderBundle, ProbeCollate
+from lerobot_wds.tools.bench_runner import BenchError, LoaderBundle, shuffled_loader
 from lerobot_wds.tools.bench_scenarios import BenchConfig
 
 
@@ -45,14 +42,6 @@ def build_lance(config: BenchConfig) -> LoaderBundle:
     cams = tuple(probe.meta.video_keys)
     deltas = config.window.delta_timestamps(cams, probe.meta.fps)
     dataset = LanceDBDataset(root=root, delta_timestamps=deltas, return_uint8=config.return_uint8)
-    loader = DataLoader(
-        dataset,
-        batch_size=config.batch_size,
-        num_workers=config.num_workers,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(config.seed),
-        collate_fn=ProbeCollate(lance_probe, dataset),
-        multiprocessing_context=lance_mp_context() if config.num_workers > 0 else None,
-        persistent_workers=False,
-    )
+    context = lance_mp_context() if config.num_workers > 0 else None
+    loader = shuffled_loader(dataset, config, lance_probe, multiprocessing_context=context)
     return LoaderBundle(loader, cams, float(probe.meta.fps), len(dataset), {"samples_per_epoch": len(dataset)})

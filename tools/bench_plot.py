@@ -38,6 +38,10 @@ def plot_workers(records: Sequence[Mapping[str, Any]], path: str | os.PathLike[s
     ax.set_title("Loader throughput vs workers")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
+    return _save(fig, plt, path)
+
+
+def _save(fig: Any, plt: Any, path: str | os.PathLike[str]) -> Path:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -74,9 +78,4 @@ def plot_mixing(records: Sequence[Mapping[str, Any]], path: str | os.PathLike[st
         ax.set_xlabel("distinct episodes per batch")
         ax.set_ylabel("camera frames / s (per node)")
         ax.grid(True, alpha=0.3)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(fig, plt, path)
