@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["LeRobotWdsDataset", "__version__", "dataloader"]
+__all__ = ["LeRobotWdsDataset", "LeRobotWdsError", "__version__", "dataloader"]
 
 if TYPE_CHECKING:
     from lerobot_wds.reader.dataset import LeRobotWdsDataset
+    from lerobot_wds.reader.format import LeRobotWdsError
     from lerobot_wds.reader.loader import dataloader
 
 
@@ -23,6 +24,10 @@ def __getattr__(name: str) -> Any:
         from lerobot_wds.reader.dataset import LeRobotWdsDataset
 
         return LeRobotWdsDataset
+    if name == "LeRobotWdsError":
+        from lerobot_wds.reader.format import LeRobotWdsError
+
+        return LeRobotWdsError
     if name == "dataloader":
         from lerobot_wds.reader.loader import dataloader
 

@@ -107,18 +107,9 @@ def config_from_args(args: argparse.Namespace) -> ConvertConfig:
 
 
 def _domain_errors() -> tuple[type[BaseException], ...]:
-    from lerobot_wds.convert.config import ConfigError
-    from lerobot_wds.convert.episode import EpisodeError
-    from lerobot_wds.convert.manifest_io import FinalizeError
-    from lerobot_wds.convert.mp4_boxes import Mp4Error
-    from lerobot_wds.convert.pipeline import ConvertError
-    from lerobot_wds.convert.plan import PlanError
-    from lerobot_wds.convert.sink import SinkError
-    from lerobot_wds.convert.source import SourceError
-    from lerobot_wds.reader.format import FormatError
+    from lerobot_wds.reader.format import LeRobotWdsError
 
-    return (ConfigError, ConvertError, EpisodeError, FinalizeError, FormatError, Mp4Error, PlanError, SinkError,
-            SourceError)  # fmt: skip
+    return (LeRobotWdsError,)  # every domain error: bad input or options, unreachable source, failed upload
 
 
 def run_convert(args: argparse.Namespace) -> int:

@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+from lerobot_wds.reader.format import LeRobotWdsError
+
 EpisodeOrder = Literal["source", "shuffle"]
 OnError = Literal["raise", "skip"]
 ResumeCheck = Literal["size", "sha256"]
@@ -21,7 +23,7 @@ ResumeCheck = Literal["size", "sha256"]
 DEFAULT_TARGET_SHARD_BYTES = 64 * 1024 * 1024
 
 
-class ConfigError(ValueError):
+class ConfigError(LeRobotWdsError, ValueError):
     """A converter option has an invalid value."""
 
 

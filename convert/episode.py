@@ -16,13 +16,20 @@ import pyarrow.parquet as pq
 from lerobot_wds.convert.mp4_boxes import Mp4Error
 from lerobot_wds.convert.remux import cut_episode
 from lerobot_wds.convert.source import EpisodeRecord, LeRobotSource, SourceError
-from lerobot_wds.reader.format import CameraMeta, EpisodeMeta, FormatError, episode_key, member_names
+from lerobot_wds.reader.format import (
+    CameraMeta,
+    EpisodeMeta,
+    FormatError,
+    LeRobotWdsError,
+    episode_key,
+    member_names,
+)
 
 # Errors that mean "this episode's input is bad" (skippable); anything else (I/O, bugs) always propagates.
 BAD_INPUT_ERRORS = (Mp4Error, SourceError, FormatError)
 
 
-class EpisodeError(ValueError):
+class EpisodeError(LeRobotWdsError, ValueError):
     """An episode cannot be converted because its input is bad; the message names episode/camera/file."""
 
     def __init__(self, episode_index: int, reason: str) -> None:

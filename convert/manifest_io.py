@@ -20,13 +20,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from lerobot_wds.convert.sink import Sink
-from lerobot_wds.reader.format import MANIFEST_NAME, Manifest, ShardInfo
+from lerobot_wds.reader.format import MANIFEST_NAME, LeRobotWdsError, Manifest, ShardInfo
 
 WORK_DIR = "_convert"
 _PART_RE = re.compile(r"part-(\d{5})-of-(\d{5})\.json$")
 
 
-class FinalizeError(ValueError):
+class FinalizeError(LeRobotWdsError, ValueError):
     """Parts are missing or disagree, or a shard is missing or has the wrong size; names which."""
 
 

@@ -12,13 +12,15 @@ import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from lerobot_wds.reader.format import LeRobotWdsError
+
 ReadFn = Callable[[int, int], bytes]
 
 # Containers whose children the index parser descends into.
 CONTAINER_BOXES = frozenset({b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts", b"dinf"})
 
 
-class Mp4Error(ValueError):
+class Mp4Error(LeRobotWdsError, ValueError):
     """An MP4 file is malformed or unsupported; the message names the file and the problem."""
 
 

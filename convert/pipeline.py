@@ -32,10 +32,17 @@ from lerobot_wds.convert.sink import Sink, open_sink
 from lerobot_wds.convert.source import LeRobotSource, describe
 from lerobot_wds.convert.staging import StagingArea, Uploader
 from lerobot_wds.convert.tarwriter import ShardWriter
-from lerobot_wds.reader.format import MANIFEST_NAME, EpisodeExtent, Manifest, ShardInfo, shard_path
+from lerobot_wds.reader.format import (
+    MANIFEST_NAME,
+    EpisodeExtent,
+    LeRobotWdsError,
+    Manifest,
+    ShardInfo,
+    shard_path,
+)
 
 
-class ConvertError(ValueError):
+class ConvertError(LeRobotWdsError, ValueError):
     """The destination holds an incompatible conversion, or a run cannot proceed; names what and where."""
 
 

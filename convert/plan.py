@@ -10,8 +10,10 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from lerobot_wds.reader.format import LeRobotWdsError
 
-class PlanError(ValueError):
+
+class PlanError(LeRobotWdsError, ValueError):
     """The requested episodes or part cannot be planned (e.g. an unknown episode index)."""
 
 

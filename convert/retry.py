@@ -10,12 +10,14 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from lerobot_wds.reader.format import LeRobotWdsError
+
 T = TypeVar("T")
 
 _PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
 
 
-class RetryError(OSError):
+class RetryError(LeRobotWdsError, OSError):
     """An I/O operation failed permanently or ran out of retries; the message names the URL and reason."""
 
 

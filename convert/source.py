@@ -26,6 +26,7 @@ from lerobot_wds.convert.mp4_index import TrackIndex, parse_track_index
 from lerobot_wds.convert.mp4_io import file_reader
 from lerobot_wds.convert.plan import EpisodeEstimate
 from lerobot_wds.convert.retry import read_with_retries
+from lerobot_wds.reader.format import LeRobotWdsError
 
 T = TypeVar("T")
 
@@ -41,7 +42,7 @@ TASKS = "meta/tasks.parquet"
 EPISODES_GLOB = "meta/episodes/chunk-*/file-*.parquet"
 
 
-class SourceError(ValueError):
+class SourceError(LeRobotWdsError, ValueError):
     """The source dataset is not a valid LeRobot v3 dataset or lacks an episode's rows; names the file."""
 
 

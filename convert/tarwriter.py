@@ -13,8 +13,10 @@ import tarfile
 from collections.abc import Sequence
 from typing import BinaryIO
 
+from lerobot_wds.reader.format import LeRobotWdsError
 
-class TarWriteError(ValueError):
+
+class TarWriteError(LeRobotWdsError, ValueError):
     """A sample's members break the shard layout (duplicate key, name without the sample key...)."""
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from lerobot_wds.reader.format import FormatError
+from lerobot_wds.reader.format import FormatError, LeRobotWdsError
 
 
-class ShardReadError(OSError):
+class ShardReadError(LeRobotWdsError, OSError):
     """A shard could not be read (after retries): missing, unreachable or shorter than the manifest says."""
 
 

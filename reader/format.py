@@ -33,7 +33,16 @@ SHARDS_DIR = "shards"
 META_DIR = "meta"
 
 
-class FormatError(ValueError):
+class LeRobotWdsError(Exception):
+    """The root of every lerobot-wds domain error (bad input, unreachable data, failed checks).
+
+    Messages say where (file, shard, episode, camera, member) and what was expected and found; the CLI prints
+    them as one line and exits 1 or 2, never with a traceback. It lives here, in the lowest module, so the
+    reader, the converter and the tools share it without importing each other.
+    """
+
+
+class FormatError(LeRobotWdsError, ValueError):
     """A converted root, manifest, shard or member does not follow the format contract."""
 
 

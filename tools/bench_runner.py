@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, default_collate, get_worker_info
 
+from lerobot_wds.reader.format import LeRobotWdsError
 from lerobot_wds.tools.bench_monitor import ProcessMonitor
 from lerobot_wds.tools.bench_scenarios import BenchConfig
 from lerobot_wds.tools.http_server import LoopbackHTTPServer, ServeConfig
@@ -46,7 +47,7 @@ STATS_KEY = "__bench_worker_stats__"
 CACHE_FIELDS = ("hits", "misses", "evictions", "size")
 
 
-class BenchError(RuntimeError):
+class BenchError(LeRobotWdsError, RuntimeError):
     """A benchmark could not run as configured, or a loader delivered batches of the wrong shape."""
 
 
