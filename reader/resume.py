@@ -13,7 +13,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from lerobot_wds.reader.format import LeRobotWdsError
+
 STATE_VERSION = 1
+
+
+class ResumeError(LeRobotWdsError, ValueError):
+    """A resume state that does not fit this reader: another version, seed or ranks x workers topology."""
 
 
 def make_state(seed: int, epoch: int, consumed: Mapping[Any, int], world_size: int | None = None,
@@ -29,12 +35,12 @@ def make_state(seed: int, epoch: int, consumed: Mapping[Any, int], world_size: i
 
 
 def check_topology(state: Mapping[str, Any], world_size: int, num_workers: int) -> None:
-    """Raises ValueError when a mid-epoch state was saved by another ranks x workers topology."""
+    """Raises ResumeError when a mid-epoch state was saved by another ranks x workers topology."""
     saved = (state.get("world_size"), state.get("num_workers"))
     if saved[0] is None or not any(int(v) for v in state.get("consumed", {}).values()):
         return
     if saved != (world_size, num_workers):
-        raise ValueError(
+        raise ResumeError(
             f"resume state of epoch {state.get('epoch')} was saved with {saved[0]} ranks x {saved[1]} workers, "
             f"this run has {world_size} x {num_workers}: the epoch's episode plan depends on it; resume with the "
             "same topology, or at the start of the next epoch (set_epoch) with a new one"
@@ -60,12 +66,12 @@ def merge_state(pending: Mapping[str, Any] | None, state: Mapping[str, Any], see
     replaces the pending one. Returns ``{"epoch", "consumed"}``.
 
     Raises:
-        ValueError: wrong version or a different seed.
+        ResumeError: wrong version or a different seed.
     """
     if state.get("version") != STATE_VERSION:
-        raise ValueError(f"state version {state.get('version')!r}, expected {STATE_VERSION}")
+        raise ResumeError(f"state version {state.get('version')!r}, expected {STATE_VERSION}")
     if state.get("seed") != seed:
-        raise ValueError(f"state was saved with seed {state.get('seed')}, this dataset has seed {seed}")
+        raise ResumeError(f"state was saved with seed {state.get('seed')}, this dataset has seed {seed}")
     epoch = int(state["epoch"])
     merged = dict(pending["consumed"]) if pending and pending["epoch"] == epoch else {}
     merged.update({str(k): int(v) for k, v in state["consumed"].items()})

@@ -151,3 +151,14 @@ def test_stateful_dataloader_resumes_exactly(root: Path) -> None:
     resumed.load_state_dict(state)
     rest = [b["index"].tolist() for b in resumed]
     assert head + rest == full
+
+
+def test_resume_with_another_worker_count_is_one_clear_line(root: Path, tmp_path: Path) -> None:
+    base = [sys.executable, "-m", "lerobot_wds.tools.train", str(root), "--dummy", "--batch-size", "2",
+            "--checkpoint-dir", str(tmp_path / "ckpt"), "--checkpoint-every", "2", "--max-steps", "3"]  # fmt: skip
+    first = subprocess.run([*base, "--num-workers", "1"], capture_output=True, text=True, timeout=300, env=_env())
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = subprocess.run([*base, "--num-workers", "2", "--resume"], capture_output=True, text=True, timeout=300,
+                           env=_env())  # fmt: skip
+    assert again.returncode == 2 and "Traceback" not in again.stderr
+    assert "saved with 1 ranks x 1 workers, this run has 1 x 2" in again.stderr

@@ -31,6 +31,8 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from lerobot_wds.reader.dataset import LeRobotWdsDataset
+from lerobot_wds.reader.format import LeRobotWdsError
+from lerobot_wds.reader.resume import check_topology
 from lerobot_wds.tools import train_checkpoint as ckpt
 from lerobot_wds.tools.bench_runner import STATS_KEY, ProbeCollate, ours_probe
 from lerobot_wds.tools.train_config import TrainConfig, add_arguments, config_from_args
@@ -100,6 +102,7 @@ def run(cfg: TrainConfig) -> int:
     if found:
         resumed = ckpt.load(found[-1], rank)
         step, epoch, in_epoch = (resumed[0][k] for k in ("step", "epoch", "in_epoch"))
+        check_topology(resumed[1]["dataset"], world, max(1, cfg.num_workers))  # here, not in a worker: one line
         ds.load_state_dict(resumed[1]["dataset"])
         ckpt.set_rng_state(resumed[1]["rng"])
         samples.truncate_after(step)
@@ -195,12 +198,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cli_run(args: argparse.Namespace) -> int:
+    """Runs the configured training; bad options or input print one line and exit 2."""
     try:
         cfg = config_from_args(args)
     except ValueError as e:
         print(f"lerobot-wds train: {e}", file=sys.stderr)
         return 2
-    return run(cfg)
+    try:
+        return run(cfg)
+    except LeRobotWdsError as e:
+        print(f"lerobot-wds train: error: {e}", file=sys.stderr)
+        return 2
 
 
 def main(argv: list[str] | None = None) -> int:
