@@ -1,13 +1,16 @@
-"""Entry point run by ``torchrun`` in test_reader_torchrun: one rank reading with 2 DataLoader workers.
+"""Entry point run by ``torchrun`` in the reader's multi-process tests: one rank reading with 2 DataLoader workers.
 
 Writes ``<out>/rank<r>.json`` with the (episode, frame) ids it received per epoch and its batch count.
+:func:`run_ranks` launches it (2 ranks, gloo) and returns what every rank wrote.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -35,6 +38,16 @@ def main(root: str, out: str) -> None:
     Path(out, f"rank{rank}.json").write_text(json.dumps(result))
     dist.barrier()
     dist.destroy_process_group()
+
+
+def run_ranks(root: Path, out: Path, ranks: int = 2) -> list[dict[str, Any]]:
+    """Runs this script under ``torchrun --standalone`` with ``ranks`` processes; returns each rank's result."""
+    here = Path(__file__).parent
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc-per-node",
+           str(ranks), str(Path(__file__)), str(root), str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=here)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return [json.loads((out / f"rank{r}.json").read_text()) for r in range(ranks)]
 
 
 if __name__ == "__main__":

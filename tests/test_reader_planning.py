@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import torch
+from reader_torchrun_worker import run_ranks
 from torch.utils.data import DataLoader
 
 from lerobot_wds import LeRobotWdsDataset
@@ -26,7 +25,6 @@ from lerobot_wds.reader.reads import plan_reads
 from lerobot_wds.reader.splitting import EpisodeRef, Segment
 from lerobot_wds.tools.synth import CAMS_3, LeRobotSpec, make_dataset
 
-HERE = Path(__file__).parent
 LENGTHS = (23, 31, 17, 40, 12, 28, 35, 19, 26, 33, 14, 37, 21, 29, 16, 38, 25, 30)  # 18 episodes, 494 frames
 
 
@@ -57,11 +55,7 @@ def test_default_conversion_is_one_shard_with_extents(one_shard_root: Path) -> N
 
 @pytest.mark.slow
 def test_torchrun_two_ranks_two_workers_on_one_shard(one_shard_root: Path, tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc-per-node", "2",
-           str(HERE / "reader_torchrun_worker.py"), str(one_shard_root), str(tmp_path)]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=HERE)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    ranks = run_ranks(one_shard_root, tmp_path)
     every = {(e, k) for e, n in enumerate(LENGTHS) for k in range(n)}
     for epoch in range(2):
         per_rank = [[tuple(i) for i in r["epochs"][epoch]["ids"]] for r in ranks]

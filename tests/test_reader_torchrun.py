@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from reader_torchrun_worker import run_ranks
 from shard_factory import RootSpec
-
-HERE = Path(__file__).parent
 
 
 @pytest.mark.slow
 def test_torchrun_two_ranks_two_workers(wds_root: Path, tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc-per-node", "2",
-           str(HERE / "reader_torchrun_worker.py"), str(wds_root), str(tmp_path)]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=HERE)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    ranks = run_ranks(wds_root, tmp_path)
     assert [r["world"] for r in ranks] == [2, 2]
     lengths = RootSpec().lengths
     every = {(e, k) for e, n in enumerate(lengths) for k in range(n)}

@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
         from lerobot_wds.tools.bench_plot import plot_workers
 
         print(f"plot: {plot_workers(records, args.plot)}")
-    if getattr(args, "mixing_plot", None):
+    if args.mixing_plot:
         from lerobot_wds.tools.bench_plot import plot_mixing
 
         print(f"plot: {plot_mixing(records, args.mixing_plot)}")
