@@ -88,11 +88,6 @@ class FramePool:
         for camera in visit.episode.videos:
             self._gops.pop((visit.vid, camera), None)
 
-    @property
-    def frame_bytes(self) -> int:
-        """Decoded bytes alive now."""
-        return self._frames.stats().cost
-
     def stats(self) -> dict[str, CacheStats]:
         """``frames``: lookups served decoded (hits) or decoded (misses), evictions, bytes and peak bytes;
         ``decoders``: decoder lookups, reopenings (misses) and LRU closes (evictions)."""
