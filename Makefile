@@ -6,15 +6,23 @@ PYTHON ?= python3
 VENV ?= .venv
 PY312 ?= $(shell pyenv root 2>/dev/null)/versions/3.12.1/bin/python3
 VENV312 ?= .venv312
+VENV_LATEST ?= .venv-latest
 PYTEST_ARGS ?=
+# The newest torch/torchcodec pair on PyPI that our ranges admit (PyPI's default wheels: CUDA builds, run on CPU).
+LATEST_PAIR ?= "torch==2.15.*" "torchcodec==0.17.*"
+# The fast subset `make test-latest` runs: the reader (decode, transport, batches, dataset, DataLoader workers)
+# and the converter's decode checks, i.e. the code that touches torch/torchcodec, minus slow end-to-end tests.
+FAST_TESTS ?= tests/test_reader_units.py tests/test_reader_transport.py tests/test_reader_batch.py \
+	tests/test_reader_dataset.py tests/test_reader_errors.py tests/test_reader_schedules.py \
+	tests/test_reader_planning.py tests/test_mp4_errors.py tests/test_package.py
 
-.PHONY: install demo test conformance lint clean
+.PHONY: install demo test test-latest conformance lint clean
 
 # FFmpeg's shared libraries are what torchcodec decodes with; the ffmpeg binary builds test fixtures.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@command -v ffmpeg >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; }
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q -c constraints.txt -e ".[test,plot,synth]"
+	$(VENV)/bin/pip install -q -c constraints.txt -e ".[test,plot,testing]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -33,6 +41,16 @@ $(VENV312)/.installed: pyproject.toml
 	$(VENV312)/bin/pip install -q -e ".[test]"
 	touch $@
 
+# The same code against the newest torch/torchcodec on PyPI (no constraints file), fast subset only.
+$(VENV_LATEST)/.installed: pyproject.toml
+	@command -v ffmpeg >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; }
+	$(PYTHON) -m venv $(VENV_LATEST)
+	$(VENV_LATEST)/bin/pip install -q -e ".[test]" $(LATEST_PAIR)
+	touch $@
+
+test-latest: $(VENV_LATEST)/.installed
+	$(VENV_LATEST)/bin/python -m pytest -m "not conformance and not slow" $(FAST_TESTS) $(PYTEST_ARGS)
+
 conformance: $(VENV312)/.installed
 	$(VENV312)/bin/python -m pytest -m conformance $(PYTEST_ARGS)
 
@@ -41,4 +59,4 @@ lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 clean:
-	rm -rf $(VENV) $(VENV312) demo_out .pytest_cache
+	rm -rf $(VENV) $(VENV312) $(VENV_LATEST) demo_out .pytest_cache

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lerobot_wds.convert.config import ConvertConfig, parse_episodes, parse_part, parse_size
-from lerobot_wds.tools.cli_args import json_object
+from lerobot_wds.convert.cli_args import json_object
 
 
 def _arg(parse: Callable[[str], Any]) -> Callable[[str], Any]:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lerobot_wds.convert.mp4_boxes import Mp4Error
-from lerobot_wds.convert.remux import cut_episode
+from lerobot_wds.convert.mp4 import Mp4Error
+from lerobot_wds.convert.mp4 import cut_episode
 from lerobot_wds.convert.source import EpisodeRecord, LeRobotSource, SourceError
 from lerobot_wds.reader.format import (
     CameraMeta,
@@ -99,14 +99,25 @@ def _cut_camera(source: LeRobotSource, rec: EpisodeRecord, cam: str) -> tuple[Ca
     clip = cut_episode(
         index,
         read,
-        source_file=ref.path,
         from_timestamp=ref.from_timestamp,
         to_timestamp=ref.to_timestamp,
         fps=source.fps,
         expected_frames=rec.length,
         where=f"{source.url}/{ref.path} (episode {rec.episode_index}, camera {cam})",
     )
-    return clip.meta, clip.data
+    meta = CameraMeta(
+        codec=clip.codec,
+        width=clip.width,
+        height=clip.height,
+        frames=clip.frames,
+        lead_in=clip.lead_in,
+        trail=clip.trail,
+        pts_offset_s=clip.pts_offset_s,
+        source_file=ref.path,
+        source_from_timestamp=ref.from_timestamp,
+        source_to_timestamp=ref.to_timestamp,
+    )
+    return meta, clip.data
 
 
 def _task_index(source: LeRobotSource, rec: EpisodeRecord) -> int:

@@ -27,6 +27,7 @@ from lerobot_wds.convert.manifest_io import (
     part_path,
     read_record,  # fmt: skip
 )
+from lerobot_wds.convert.estimate import estimate_episodes
 from lerobot_wds.convert.plan import ShardPlan, order_episodes, plan_shards, select_episodes, select_part
 from lerobot_wds.convert.sink import Sink, open_sink
 from lerobot_wds.convert.source import LeRobotSource, describe
@@ -94,7 +95,7 @@ def convert(cfg: ConvertConfig) -> ConvertSummary:
     _copy_meta(source, sink)
 
     episodes = order_episodes(select_episodes(list(source.episodes), cfg.episodes), cfg.order, cfg.seed)
-    shards = plan_shards(source.estimates(episodes, cfg.workers), cfg.target_shard_bytes)
+    shards = plan_shards(estimate_episodes(source, episodes, cfg.workers), cfg.target_shard_bytes)
     mine = select_part(shards, cfg.part_index, cfg.part_count)
     plan = {"source": source_desc, "options": cfg.output_options()}
     keys = {s.index: fingerprint({**plan, "shard": s.index, "episodes": list(s.episodes)}) for s in mine}

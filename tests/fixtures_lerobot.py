@@ -1,4 +1,4 @@
-"""Pytest fixtures serving real LeRobot v3.0 datasets built by ``lerobot_wds.tools.synth`` (built once).
+"""Pytest fixtures serving real LeRobot v3.0 datasets built by ``lerobot_wds.testing.synth`` (built once).
 
 - ``lerobot_variant``: parametrised over ``STANDARD_VARIANTS`` (AV1, H.264 with B-frames, HEVC, moov at the
   end, several files per camera, continuous long-GOP encode); a test using it runs once per variant.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lerobot_wds.tools.synth import VARIANTS, LeRobotFixture, LeRobotSpec, make_dataset, make_variant
+from lerobot_wds.testing.synth import VARIANTS, LeRobotFixture, LeRobotSpec, make_dataset, make_variant
 
 STANDARD_VARIANTS: list[str] = list(VARIANTS)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from shard_factory import RootSpec, make_root
+from lerobot_wds.testing.shards import RootSpec, make_root
 
 
 @pytest.fixture(scope="session")

@@ -222,7 +222,7 @@ def s3_proxy(s3_server: str) -> Iterator[S3FaultProxy]:
 @pytest.fixture
 def http_dir_server() -> Iterator[Callable[..., Any]]:
     """Returns ``serve(directory, **ServeConfig fields) -> LoopbackHTTPServer``; servers stop at teardown."""
-    from lerobot_wds.tools.http_server import LoopbackHTTPServer, ServeConfig
+    from lerobot_wds.testing.http_server import LoopbackHTTPServer, ServeConfig
 
     servers: list[Any] = []
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from lerobot_wds.reader.format import Manifest
-from lerobot_wds.tools.bench_records import CSV_NAME, load_records, write_record
-from lerobot_wds.tools.bench_report import merge_scenarios, ratio_rows, render
-from lerobot_wds.tools.bench_runner import BenchError, run_bench
-from lerobot_wds.tools.bench_scenarios import MODES, BenchConfig
+from lerobot_wds.tools.bench.records import CSV_NAME, load_records, write_record
+from lerobot_wds.tools.bench.report import merge_scenarios, ratio_rows, render
+from lerobot_wds.tools.bench.runner import BenchError, run_bench
+from lerobot_wds.tools.bench.scenarios import MODES, BenchConfig
 from lerobot_wds.tools.cli import main as cli_main
 
 CAMERAS = 2  # shard_factory.RootSpec default
@@ -149,7 +149,7 @@ def test_load_records_names_bad_file(tmp_path: Path) -> None:
 
 def test_plot_writes_png(wds_root: Path, tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
-    from lerobot_wds.tools.bench_plot import plot_workers
+    from lerobot_wds.tools.bench.plot import plot_workers
 
     for w in (0, 1):
         write_record(tmp_path, run_bench(BenchConfig(str(wds_root), num_workers=w, batch_size=2, num_batches=2,
@@ -186,7 +186,7 @@ def test_report_warns_about_mixed_reader_sources(wds_root: Path, tmp_path: Path)
 
 
 def test_mixing_metrics_known_values() -> None:
-    from lerobot_wds.tools.mixing import mixing
+    from lerobot_wds.tools.bench.mixing import mixing
 
     got = mixing([[0, 0, 1, 2], [3, 3, 3, 3]])
     assert got["distinct_episodes_per_batch"] == 2.0  # (3 + 1) / 2

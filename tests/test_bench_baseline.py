@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from lerobot_wds.tools.bench_records import load_records
-from lerobot_wds.tools.bench_report import merge_scenarios, ratio_rows
-from lerobot_wds.tools.bench_scenarios import MODES
+from lerobot_wds.tools.bench.records import load_records
+from lerobot_wds.tools.bench.report import merge_scenarios, ratio_rows
+from lerobot_wds.tools.bench.scenarios import MODES
 from lerobot_wds.tools.cli import main as cli_main
 
 pytestmark = pytest.mark.conformance

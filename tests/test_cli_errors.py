@@ -17,7 +17,7 @@ def test_every_domain_error_derives_from_the_root() -> None:
     from lerobot_wds.convert.config import ConfigError
     from lerobot_wds.convert.episode import EpisodeError
     from lerobot_wds.convert.manifest_io import FinalizeError
-    from lerobot_wds.convert.mp4_boxes import Mp4Error
+    from lerobot_wds.convert.mp4 import Mp4Error
     from lerobot_wds.convert.pipeline import ConvertError
     from lerobot_wds.convert.plan import PlanError
     from lerobot_wds.convert.retry import RetryError
@@ -26,7 +26,7 @@ def test_every_domain_error_derives_from_the_root() -> None:
     from lerobot_wds.convert.tarwriter import TarWriteError
     from lerobot_wds.reader.errors import FrameDecodeError, IntegrityError, ShardFormatError, ShardReadError
     from lerobot_wds.reader.format import FormatError
-    from lerobot_wds.tools.bench_runner import BenchError
+    from lerobot_wds.tools.bench.runner import BenchError
 
     errors = [ConfigError, EpisodeError, FinalizeError, Mp4Error, ConvertError, PlanError, RetryError, SinkError,
               SourceError, TarWriteError, FrameDecodeError, IntegrityError, ShardFormatError, ShardReadError,

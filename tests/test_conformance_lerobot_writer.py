@@ -26,11 +26,11 @@ from lerobot.configs import RGBEncoderConfig  # noqa: E402
 from lerobot.datasets.lerobot_dataset import LeRobotDataset  # noqa: E402
 from torchcodec.decoders import VideoDecoder  # noqa: E402
 
-from lerobot_wds.convert.mp4_index import parse_track_index  # noqa: E402
-from lerobot_wds.convert.mp4_io import file_reader  # noqa: E402
-from lerobot_wds.convert.remux import cut_episode  # noqa: E402
-from lerobot_wds.tools.synth import VARIANTS, CameraSpec, LeRobotSpec, expected_state, make_dataset, make_variant  # noqa: E402
-from lerobot_wds.tools.synth_identity import make_frame, read_identity_full  # noqa: E402
+from lerobot_wds.convert.mp4 import parse_track_index  # noqa: E402
+from lerobot_wds.convert.mp4 import file_reader  # noqa: E402
+from lerobot_wds.convert.mp4 import cut_episode  # noqa: E402
+from lerobot_wds.testing.synth import VARIANTS, CameraSpec, LeRobotSpec, expected_state, make_dataset, make_variant  # noqa: E402
+from lerobot_wds.testing.synth_identity import make_frame, read_identity_full  # noqa: E402
 
 FPS = 10
 CAMERAS = (CameraSpec("observation.images.front", 64, 64), CameraSpec("observation.images.wrist", 96, 72))
@@ -124,7 +124,6 @@ def test_remux_reproduces_lerobot_written_frames(lerobot_written):
             clip = cut_episode(
                 index,
                 read,
-                source_file=str(path),
                 from_timestamp=from_ts,
                 to_timestamp=row[f"videos/{cam}/to_timestamp"],
                 fps=FPS,
@@ -132,7 +131,7 @@ def test_remux_reproduces_lerobot_written_frames(lerobot_written):
                 where=where,
             )
             mini = VideoDecoder(clip.data, seek_mode="exact")
-            got = mini.get_frames_at([clip.meta.lead_in + k for k in range(n)]).data
+            got = mini.get_frames_at([clip.lead_in + k for k in range(n)]).data
             # Mid-frame queries: from_timestamp + k / fps can round to the previous frame.
             ref = source.get_frames_played_at([from_ts + (k + 0.5) / FPS for k in range(n)]).data
             assert torch.equal(got, ref), f"{where}: mini-MP4 frames differ from the source's"

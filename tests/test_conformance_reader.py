@@ -19,7 +19,7 @@ pytest.importorskip("lerobot")
 import torch  # noqa: E402
 from lerobot.configs import RGBEncoderConfig  # noqa: E402
 from lerobot.datasets.lerobot_dataset import LeRobotDataset  # noqa: E402
-from shard_factory import make_frame  # noqa: E402
+from lerobot_wds.testing.shards import make_frame  # noqa: E402
 
 from lerobot_wds import LeRobotWdsDataset  # noqa: E402
 from lerobot_wds.convert.config import ConvertConfig  # noqa: E402

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from lerobot_wds.convert.config import ConfigError, ConvertConfig, parse_episodes, parse_part, parse_size
-from lerobot_wds.convert.lru import LoadingLRU
+from lerobot_wds.convert.source.lru import LoadingLRU
 from lerobot_wds.convert.plan import (
     EpisodeEstimate,
     PlanError,

@@ -11,7 +11,7 @@ import fsspec
 import pytest
 import requests
 
-from lerobot_wds.tools.http_server import LoopbackHTTPServer, ServeConfig, parse_range, serve_directory
+from lerobot_wds.testing.http_server import LoopbackHTTPServer, ServeConfig, parse_range, serve_directory
 
 DATA = bytes(range(256)) * 1000 + b"tail"  # 256004 bytes, every offset's value is predictable
 
@@ -155,7 +155,7 @@ def test_cli_serves(served: Path) -> None:
     with LoopbackHTTPServer(served) as probe:
         port = int(probe.url.rsplit(":", 1)[1])  # a port that was free a moment ago
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lerobot_wds.tools.http_server", str(served), "--port", str(port)],
+        [sys.executable, "-m", "lerobot_wds.testing.http_server", str(served), "--port", str(port)],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},

@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 from torchcodec.decoders import VideoDecoder
 
-from lerobot_wds.tools.synth import CAMS_2, CameraSpec, LeRobotFixture, LeRobotSpec, expected_state, make_dataset
-from lerobot_wds.tools.synth_identity import IdentityError, make_frame, read_identity, read_identity_full
+from lerobot_wds.testing.synth import CAMS_2, CameraSpec, LeRobotFixture, LeRobotSpec, expected_state, make_dataset
+from lerobot_wds.testing.synth_identity import IdentityError, make_frame, read_identity, read_identity_full
 
 VIDEO_STATS = ("min", "max", "mean", "std", "count", "q01", "q10", "q50", "q90", "q99")
 

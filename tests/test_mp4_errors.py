@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lerobot_wds.convert.mp4_boxes import Mp4Error
-from lerobot_wds.convert.mp4_index import parse_track_index
-from lerobot_wds.convert.mp4_io import bytes_reader
-from lerobot_wds.convert.remux import cut_episode
+from lerobot_wds.convert.mp4 import Mp4Error
+from lerobot_wds.convert.mp4 import parse_track_index
+from lerobot_wds.convert.mp4 import bytes_reader
+from lerobot_wds.convert.mp4 import cut_episode
 
 NAME = "cam/file-000.mp4"
 
@@ -23,7 +23,6 @@ def _cut(idx, read, *, start: int, frames: int, where: str):
     return cut_episode(
         idx,
         read,
-        source_file=NAME,
         from_timestamp=start / 30,
         to_timestamp=(start + frames) / 30,
         fps=30,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from shard_factory import ACTION_DIM, RootSpec, read_identity, state_value
+from lerobot_wds.testing.shards import ACTION_DIM, RootSpec, read_identity, state_value
 
 from lerobot_wds import LeRobotWdsDataset
 
@@ -131,7 +131,7 @@ def test_ranks_and_workers_cover_every_anchor_with_equal_counts(wds_root: Path, 
 
 
 def test_balanced_split_yields_every_anchor_exactly_once(tmp_path: Path) -> None:
-    from shard_factory import make_root
+    from lerobot_wds.testing.shards import make_root
 
     lengths = (6, 5, 6, 7)
     make_root(tmp_path, RootSpec(lengths=lengths, episodes_per_shard=1, cameras=("observation.images.c",)))

@@ -10,7 +10,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from shard_factory import RootSpec, make_root, read_identity
+from lerobot_wds.testing.shards import RootSpec, make_root, read_identity
 
 from lerobot_wds import LeRobotWdsDataset
 from lerobot_wds.reader.errors import FrameDecodeError, IntegrityError, ShardFormatError, ShardReadError

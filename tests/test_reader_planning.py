@@ -23,7 +23,7 @@ from lerobot_wds.reader.errors import IntegrityError
 from lerobot_wds.reader.format import EpisodeExtent, ShardInfo
 from lerobot_wds.reader.reads import plan_reads
 from lerobot_wds.reader.splitting import EpisodeRef, Segment
-from lerobot_wds.tools.synth import CAMS_3, LeRobotSpec, make_dataset
+from lerobot_wds.testing.synth import CAMS_3, LeRobotSpec, make_dataset
 
 LENGTHS = (23, 31, 17, 40, 12, 28, 35, 19, 26, 33, 14, 37, 21, 29, 16, 38, 25, 30)  # 18 episodes, 494 frames
 

@@ -17,7 +17,7 @@ from lerobot_wds import LeRobotWdsDataset
 from lerobot_wds.convert.config import ConvertConfig
 from lerobot_wds.convert.pipeline import convert
 from lerobot_wds.reader.units import choose_shape
-from lerobot_wds.tools.synth import CAMS_2, LeRobotSpec, make_dataset, make_variant, read_identity_full
+from lerobot_wds.testing.synth import CAMS_2, LeRobotSpec, make_dataset, make_variant, read_identity_full
 
 WINDOWS = {
     "single": None,

@@ -133,7 +133,7 @@ def _epoch(root: Path, slots: int, hold: bool) -> tuple[list[dict[str, Any]], li
 
 
 def test_dataloader_epoch_with_slots_equals_fresh_shared_memory(wds_root: Path) -> None:
-    from shard_factory import read_identity
+    from lerobot_wds.testing.shards import read_identity
 
     fresh, none = _epoch(wds_root, slots=0, hold=True)
     held, _ = _epoch(wds_root, slots=2, hold=True)

@@ -8,10 +8,10 @@ import numpy as np
 import torch
 from torchcodec.decoders import VideoDecoder
 
-from lerobot_wds.convert.mp4_index import parse_track_index
-from lerobot_wds.convert.mp4_io import file_reader
-from lerobot_wds.convert.remux import cut_episode
-from lerobot_wds.tools.synth import read_identity
+from lerobot_wds.convert.mp4 import parse_track_index
+from lerobot_wds.convert.mp4 import file_reader
+from lerobot_wds.convert.mp4 import cut_episode
+from lerobot_wds.testing.synth import read_identity
 
 
 def test_mini_mp4_frames_equal_source_frames(lerobot_variant):
@@ -31,32 +31,26 @@ def test_mini_mp4_frames_equal_source_frames(lerobot_variant):
             clip = cut_episode(
                 index,
                 read,
-                source_file=str(path),
                 from_timestamp=video.from_timestamp,
                 to_timestamp=video.to_timestamp,
                 fps=variant.fps,
                 expected_frames=ep.length,
                 where=where,
             )
-            assert (clip.meta.source_file, clip.meta.source_from_timestamp, clip.meta.source_to_timestamp) == (
-                str(path),
-                video.from_timestamp,
-                video.to_timestamp,
-            )
             mini = VideoDecoder(clip.data, seek_mode="exact")
             assert (
-                mini.metadata.num_frames == clip.meta.frames == clip.meta.lead_in + ep.length + clip.meta.trail
+                mini.metadata.num_frames == clip.frames == clip.lead_in + ep.length + clip.trail
             ), where
-            assert (clip.meta.codec, clip.meta.width, clip.meta.height) == (
+            assert (clip.codec, clip.width, clip.height) == (
                 variant.codec,
                 *variant.camera_sizes[cam],
             )
-            got = mini.get_frames_at([clip.meta.lead_in + k for k in range(ep.length)])
+            got = mini.get_frames_at([clip.lead_in + k for k in range(ep.length)])
             # query the source mid-frame: from_timestamp + k / fps can round to the previous frame
             times = [video.from_timestamp + (k + 0.5) / variant.fps for k in range(ep.length)]
             ref = decoders[path].get_frames_played_at(times)
             assert torch.equal(got.data, ref.data), f"{where}: decoded pixels differ"
-            expected_pts = clip.meta.pts_offset_s + np.arange(ep.length) / variant.fps
+            expected_pts = clip.pts_offset_s + np.arange(ep.length) / variant.fps
             np.testing.assert_allclose(got.pts_seconds.numpy(), expected_pts, atol=1e-3, err_msg=where)
             ids = [read_identity(f) for f in got.data]
             assert ids == [(ep.index, k) for k in range(ep.length)], where
@@ -76,12 +70,11 @@ def test_continuous_layout_needs_lead_in(_lerobot_fixture_cache):
         clip = cut_episode(
             index,
             read,
-            source_file=str(video.path),
             from_timestamp=video.from_timestamp,
             to_timestamp=video.to_timestamp,
             fps=fx.fps,
             expected_frames=ep.length,
             where=str(video.path),
         )
-        leads.append(clip.meta.lead_in)
+        leads.append(clip.lead_in)
     assert leads[0] == 0 and any(n > 0 for n in leads[1:]), leads

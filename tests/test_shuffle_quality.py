@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lerobot_wds.tools.shuffle_quality import lag1_autocorr, mean_gap_fraction, measure, same_episode_rate
+from lerobot_wds.tools.bench.shuffle_quality import lag1_autocorr, mean_gap_fraction, measure, same_episode_rate
 
 
 def test_metrics_on_plain_sequences() -> None:

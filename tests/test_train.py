@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from lerobot_wds import LeRobotWdsDataset
 from lerobot_wds.convert.config import ConvertConfig
 from lerobot_wds.convert.pipeline import convert
-from lerobot_wds.tools.synth import CAMS_2, LeRobotSpec, make_dataset
+from lerobot_wds.testing.synth import CAMS_2, LeRobotSpec, make_dataset
 
 LENGTHS = (23, 31, 17, 40, 12, 28, 35, 19, 26, 33, 14, 37, 21, 29, 16, 38, 25, 30)  # 494 frames
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
@@ -44,7 +44,7 @@ def _env() -> dict[str, str]:
 
 
 def _args(root: Path, ckpt: Path, out: Path, *extra: str) -> list[str]:
-    return ["-m", "lerobot_wds.tools.train", str(root), "--preset", "sarm", "--batch-size", "4", "--num-workers",
+    return ["-m", "lerobot_wds.tools.train.cli", str(root), "--preset", "sarm", "--batch-size", "4", "--num-workers",
             "2", "--max-steps", "40", "--checkpoint-dir", str(ckpt), "--checkpoint-every", "10", "--seed", "3",
             "--dummy", "--log-samples", str(out / "samples-{rank}.jsonl"), *extra]  # fmt: skip
 
@@ -108,7 +108,7 @@ def test_torchrun_kill9_then_resume_logs_exactly_the_uninterrupted_samples(root:
 
 @pytest.mark.slow
 def test_torchrun_training_logs_finite_loss(root: Path, tmp_path: Path) -> None:
-    args = ["-m", "lerobot_wds.tools.train", str(root), "--batch-size", "4", "--num-workers", "1", "--max-steps",
+    args = ["-m", "lerobot_wds.tools.train.cli", str(root), "--batch-size", "4", "--num-workers", "1", "--max-steps",
             "6", "--log-every", "3", "--log-samples", str(tmp_path / "samples-{rank}.jsonl")]  # fmt: skip
     proc = subprocess.run([*TORCHRUN, *args], capture_output=True, text=True, timeout=600, env=_env())
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -127,7 +127,7 @@ def test_accelerate_launch_two_processes(root: Path, tmp_path: Path) -> None:
     # which on a CPU-only host starts the processes with torch's elastic launcher (the script then uses gloo)
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m",
-           "lerobot_wds.tools.train", str(root),
+           "lerobot_wds.tools.train.cli", str(root),
            "--batch-size", "4", "--num-workers", "1", "--max-steps", "5", "--dummy", "--log-samples",
            str(tmp_path / "samples-{rank}.jsonl")]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_env())
@@ -154,7 +154,7 @@ def test_stateful_dataloader_resumes_exactly(root: Path) -> None:
 
 
 def test_resume_with_another_worker_count_is_one_clear_line(root: Path, tmp_path: Path) -> None:
-    base = [sys.executable, "-m", "lerobot_wds.tools.train", str(root), "--dummy", "--batch-size", "2",
+    base = [sys.executable, "-m", "lerobot_wds.tools.train.cli", str(root), "--dummy", "--batch-size", "2",
             "--checkpoint-dir", str(tmp_path / "ckpt"), "--checkpoint-every", "2", "--max-steps", "3"]  # fmt: skip
     first = subprocess.run([*base, "--num-workers", "1"], capture_output=True, text=True, timeout=300, env=_env())
     assert first.returncode == 0, first.stderr[-2000:]

@@ -28,9 +28,9 @@ from lerobot_wds.convert.pipeline import convert
 from lerobot_wds.convert.source import LeRobotSource
 from lerobot_wds.tools.cli import main
 from lerobot_wds.tools.report import Finding
-from lerobot_wds.tools.verify import VerifyConfig, _rollback, verify
-from lerobot_wds.tools.verify_decode import DecodeParityCheck, pick_frames
-from lerobot_wds.tools.verify_shard import check_shard
+from lerobot_wds.tools.verify.run import VerifyConfig, _rollback, verify
+from lerobot_wds.tools.verify.decode import DecodeParityCheck, pick_frames
+from lerobot_wds.tools.verify.shard import check_shard
 
 FRONT = "observation.images.front"
 WRIST = "observation.images.wrist"
@@ -297,7 +297,7 @@ def test_transient_503s_are_retried_and_verify_passes(converted, http_dir_server
     dest = http_dir_server(converted)
     dest.inject_fault(f"/{S0}", fail_requests=2)
     dest.inject_fault("/manifest.json", fail_requests=2)
-    with caplog.at_level(logging.WARNING, logger="lerobot_wds.tools.verify_shard"):
+    with caplog.at_level(logging.WARNING, logger="lerobot_wds.tools.verify.shard"):
         report = verify(VerifyConfig(dest.url, progress=False, retries=2, retry_backoff_s=0.0))
     assert report.ok, report.to_text()
     assert _shard_statuses(dest, "manifest.json") == [503, 503, 200]

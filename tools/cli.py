@@ -13,14 +13,14 @@ import sys
 
 # subcommand name -> module that registers it (kept sorted)
 SUBCOMMANDS: dict[str, str] = {
-    "bench": "lerobot_wds.tools.bench_cli",
-    "bench-report": "lerobot_wds.tools.bench_report",
+    "bench": "lerobot_wds.tools.bench.cli",
+    "bench-report": "lerobot_wds.tools.bench.report",
     "convert": "lerobot_wds.convert.cli",
     "demo": "lerobot_wds.tools.demo",
     "finalize": "lerobot_wds.convert.cli",
     "inspect": "lerobot_wds.tools.inspect_cli",
-    "train": "lerobot_wds.tools.train",
-    "verify": "lerobot_wds.tools.verify_cli",
+    "train": "lerobot_wds.tools.train.cli",
+    "verify": "lerobot_wds.tools.verify.cli",
 }
 
 

@@ -19,8 +19,8 @@ import fsspec
 from lerobot_wds.convert.retry import RetryError, is_transient, with_retries
 from lerobot_wds.reader.format import Manifest, ShardInfo
 from lerobot_wds.tools.report import Finding
-from lerobot_wds.tools.verify_episode import SampleHook, check_sample
-from lerobot_wds.tools.verify_tar import HashingReader, group_samples, iter_members
+from lerobot_wds.tools.verify.episode import SampleHook, check_sample
+from lerobot_wds.tools.verify.tar import HashingReader, group_samples, iter_members
 
 log = logging.getLogger(__name__)
 

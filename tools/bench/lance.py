@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lerobot_wds.tools.bench_runner import BenchError, LoaderBundle, shuffled_loader
-from lerobot_wds.tools.bench_scenarios import BenchConfig
+from lerobot_wds.tools.bench.runner import BenchError, LoaderBundle, shuffled_loader
+from lerobot_wds.tools.bench.scenarios import BenchConfig
 
 
 def import_lance() -> tuple[Any, Any]:

@@ -12,7 +12,7 @@ import dataclasses
 import sys
 from typing import Any
 
-from lerobot_wds.tools.bench_scenarios import MODES, BenchConfig
+from lerobot_wds.tools.bench.scenarios import MODES, BenchConfig
 
 
 def _int_list(text: str) -> list[int]:
@@ -113,8 +113,8 @@ def summary_line(record: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Runs every scenario and writes its record."""
-    from lerobot_wds.tools.bench_records import write_record
-    from lerobot_wds.tools.bench_runner import run_bench
+    from lerobot_wds.tools.bench.records import write_record
+    from lerobot_wds.tools.bench.runner import run_bench
 
     try:
         configs = build_configs(args)

@@ -1,8 +1,8 @@
 """``verify``: checks a converted root against its manifest (and optionally its source), collecting every problem.
 
 Each shard is streamed once (sha256 and size computed on the way, one sample in memory at a time, restarted
-on a transient read error) by :mod:`lerobot_wds.tools.verify_shard`, and every sample is checked by
-:mod:`lerobot_wds.tools.verify_episode`. Across shards: every episode exactly once and in
+on a transient read error) by :mod:`lerobot_wds.tools.verify.shard`, and every sample is checked by
+:mod:`lerobot_wds.tools.verify.episode`. Across shards: every episode exactly once and in
 the shard the manifest lists it under, per-shard frame counts, no unlisted shard files. ``--source`` adds
 exact row and provenance comparison, ``--decode K`` bit-exact decode parity of K frames per episode and camera.
 """
@@ -22,12 +22,12 @@ from lerobot_wds.convert.retry import RetryError, read_with_retries
 from lerobot_wds.convert.source import LeRobotSource
 from lerobot_wds.reader.format import MANIFEST_NAME, SHARDS_DIR, FormatError, Manifest
 from lerobot_wds.tools.report import Finding, Report
-from lerobot_wds.tools.verify_episode import SampleHook
-from lerobot_wds.tools.verify_shard import check_shard
-from lerobot_wds.tools.verify_source import SourceRowsCheck
+from lerobot_wds.tools.verify.episode import SampleHook
+from lerobot_wds.tools.verify.shard import check_shard
+from lerobot_wds.tools.verify.source import SourceRowsCheck
 
 if TYPE_CHECKING:
-    from lerobot_wds.tools.verify_decode import DecodeParityCheck
+    from lerobot_wds.tools.verify.decode import DecodeParityCheck
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def verify(cfg: VerifyConfig) -> Report:
         hooks.append(SourceRowsCheck(source))
         report.add(check_coverage(manifest, list(source.episodes)))
         if cfg.decode_frames:
-            from lerobot_wds.tools.verify_decode import DecodeParityCheck  # torch + torchcodec: only when asked
+            from lerobot_wds.tools.verify.decode import DecodeParityCheck  # torch + torchcodec: only when asked
 
             decode = DecodeParityCheck(source, cfg.decode_frames)
             hooks.append(decode)

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lerobot_wds.convert.mp4_boxes import Mp4Error, ReadFn
-from lerobot_wds.convert.mp4_index import TrackIndex
-from lerobot_wds.convert.mp4_writer import SampleTable, write_mp4
-from lerobot_wds.reader.format import CameraMeta
+from lerobot_wds.convert.mp4.boxes import Mp4Error, ReadFn
+from lerobot_wds.convert.mp4.index import TrackIndex
+from lerobot_wds.convert.mp4.write import SampleTable, write_mp4
 
 # Matching window around an expected frame time, as a fraction of the frame period.
 TOLERANCE_FRAMES = 0.5
@@ -26,10 +25,20 @@ COALESCE_GAP = 64 * 1024
 
 @dataclass(frozen=True)
 class Clip:
-    """A mini-MP4 of one episode and camera, and its shard metadata (how it maps onto the episode timeline)."""
+    """A self-contained mini-MP4 cut from a source track, and how its frames map onto the cut's timeline.
+
+    ``frames`` samples in presentation order: ``lead_in`` before the first wanted frame, ``trail`` after the
+    last; the first wanted frame is presented at ``pts_offset_s`` seconds of the clip.
+    """
 
     data: bytes
-    meta: CameraMeta
+    codec: str
+    width: int
+    height: int
+    frames: int
+    lead_in: int
+    trail: int
+    pts_offset_s: float
 
 
 @dataclass(frozen=True)
@@ -121,16 +130,17 @@ def cut_episode(
     index: TrackIndex,
     read: ReadFn,
     *,
-    source_file: str,
     from_timestamp: float,
     to_timestamp: float,
     fps: float,
     expected_frames: int,
     where: str,
 ) -> Clip:
-    """Cuts one episode out of a source track into a faststart mini-MP4 (see module docstring).
+    """Cuts the frames presented in ``[from_timestamp, to_timestamp)`` into a faststart mini-MP4.
 
-    ``source_file`` (the video's path in the source dataset) and the timestamps are recorded in the metadata.
+    Raises:
+        Mp4Error: naming ``where`` when the frames are not ``expected_frames`` evenly spaced frames, no keyframe
+            precedes the first one, or a read comes back short.
     """
     rng = plan_cut(
         index,
@@ -155,7 +165,8 @@ def cut_episode(
     # Presentation times in the clip start at its earliest composition time (the edit list's shift).
     comp = (index.dts[s] - index.dts[rng.start]) + index.cts[s]
     first_pts_in_clip = rng.first_frame_pts - (int(index.dts[rng.start]) - index.edit_shift) - int(comp.min())
-    meta = CameraMeta(
+    return Clip(
+        data=data,
         codec=index.codec,
         width=index.width,
         height=index.height,
@@ -163,8 +174,4 @@ def cut_episode(
         lead_in=rng.lead_in,
         trail=rng.trail,
         pts_offset_s=first_pts_in_clip / index.timescale,
-        source_file=source_file,
-        source_from_timestamp=from_timestamp,
-        source_to_timestamp=to_timestamp,
     )
-    return Clip(data, meta)

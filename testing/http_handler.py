@@ -17,10 +17,10 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lerobot_wds.tools.http_state import ServerState
+from lerobot_wds.testing.http_state import ServerState
 
 if TYPE_CHECKING:
-    from lerobot_wds.tools.http_server import ServeConfig
+    from lerobot_wds.testing.http_server import ServeConfig
 
 CHUNK_BYTES = 64 * 1024  # small enough that throttling is smooth, big enough to be cheap
 

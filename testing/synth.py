@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lerobot_wds.tools.synth_identity import make_frame, read_identity, read_identity_full
-from lerobot_wds.tools.synth_layout import (
+from lerobot_wds.testing.synth_identity import make_frame, read_identity, read_identity_full
+from lerobot_wds.testing.synth_layout import (
     DATA_PATH,
     DEFAULT_FEATURES,
     EPISODES_PATH,
@@ -41,7 +41,7 @@ from lerobot_wds.tools.synth_layout import (
     write_json,
     write_tasks,
 )
-from lerobot_wds.tools.synth_spec import (
+from lerobot_wds.testing.synth_spec import (
     CAMS_2,
     CAMS_3,
     DEFAULT_TASKS,
@@ -52,7 +52,7 @@ from lerobot_wds.tools.synth_spec import (
     LeRobotSpec,
     expected_state,
 )
-from lerobot_wds.tools.synth_video import (
+from lerobot_wds.testing.synth_video import (
     concat_copy,
     default_settings,
     encode_frames,

@@ -24,7 +24,7 @@ Usage::
         ...
         server.stats().requests
 
-CLI: ``python -m lerobot_wds.tools.http_server DIR --port 8000 --latency-ms 50 --bandwidth-mb-s 200``.
+CLI: ``python -m lerobot_wds.testing.http_server DIR --port 8000 --latency-ms 50 --bandwidth-mb-s 200``.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ from dataclasses import dataclass, replace
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
-from lerobot_wds.tools.http_handler import bind_handler, parse_range
-from lerobot_wds.tools.http_state import RequestRecord, ServerState, Stats
+from lerobot_wds.testing.http_handler import bind_handler, parse_range
+from lerobot_wds.testing.http_state import RequestRecord, ServerState, Stats
 
 __all__ = ["LoopbackHTTPServer", "RequestRecord", "ServeConfig", "Stats", "main", "parse_range", "serve_directory"]
 
@@ -163,7 +163,7 @@ def serve_directory(
 
 def main(argv: list[str] | None = None) -> int:
     """Serves a directory until interrupted."""
-    ap = argparse.ArgumentParser(prog="python -m lerobot_wds.tools.http_server", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m lerobot_wds.testing.http_server", description=main.__doc__)
     ap.add_argument("directory")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8000)
@@ -188,6 +188,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from lerobot_wds.tools.process_exit import run_main
-
-    run_main(main)
+    raise SystemExit(main())

@@ -38,10 +38,10 @@ import torch
 from torch.utils.data import DataLoader, default_collate, get_worker_info
 
 from lerobot_wds.reader.format import LeRobotWdsError
-from lerobot_wds.tools.bench_monitor import ProcessMonitor
-from lerobot_wds.tools.bench_scenarios import BenchConfig
-from lerobot_wds.tools.http_server import LoopbackHTTPServer, ServeConfig
-from lerobot_wds.tools.mixing import mixing
+from lerobot_wds.tools.bench.monitor import ProcessMonitor
+from lerobot_wds.tools.bench.scenarios import BenchConfig
+from lerobot_wds.testing.http_server import LoopbackHTTPServer, ServeConfig
+from lerobot_wds.tools.bench.mixing import mixing
 
 STATS_KEY = "__bench_worker_stats__"
 CACHE_FIELDS = ("hits", "misses", "evictions", "size")
@@ -254,12 +254,12 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
             build = build_ours
             import lerobot_wds.reader.dataset  # noqa: F401 - imports are not setup time: import before timing
         elif config.loader == "lerobot":
-            from lerobot_wds.tools.bench_baseline import build_lerobot, import_lerobot
+            from lerobot_wds.tools.bench.baseline import build_lerobot, import_lerobot
 
             import_lerobot()
             build = lambda cfg, _source: build_lerobot(cfg)  # noqa: E731
         else:
-            from lerobot_wds.tools.bench_lance import build_lance, import_lance
+            from lerobot_wds.tools.bench.lance import build_lance, import_lance
 
             import_lance()
             build = lambda cfg, _source: build_lance(cfg)  # noqa: E731

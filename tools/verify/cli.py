@@ -10,8 +10,8 @@ import argparse
 import sys
 
 from lerobot_wds.convert.source import SourceError
-from lerobot_wds.tools.cli_args import json_object
-from lerobot_wds.tools.verify import VerifyConfig, verify
+from lerobot_wds.convert.cli_args import json_object
+from lerobot_wds.tools.verify.run import VerifyConfig, verify
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

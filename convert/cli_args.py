@@ -1,4 +1,4 @@
-"""Argument types shared by the subcommands' parsers."""
+"""Argument types shared by the subcommands' parsers (the converter's and the tools'; tools import the converter)."""
 
 from __future__ import annotations
 

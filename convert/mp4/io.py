@@ -11,7 +11,7 @@ import os
 
 import fsspec
 
-from lerobot_wds.convert.mp4_boxes import ReadFn
+from lerobot_wds.convert.mp4.boxes import ReadFn
 from lerobot_wds.convert.retry import read_with_retries, with_retries
 
 

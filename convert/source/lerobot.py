@@ -20,24 +20,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from lerobot_wds.convert.lru import LoadingLRU
-from lerobot_wds.convert.mp4_boxes import ReadFn
-from lerobot_wds.convert.mp4_index import TrackIndex, parse_track_index
-from lerobot_wds.convert.mp4_io import file_reader
-from lerobot_wds.convert.plan import EpisodeEstimate
+from lerobot_wds.convert.source.lru import LoadingLRU
+from lerobot_wds.convert.mp4 import ReadFn
+from lerobot_wds.convert.mp4 import TrackIndex, parse_track_index
+from lerobot_wds.convert.mp4 import file_reader
 from lerobot_wds.convert.retry import read_with_retries
-from lerobot_wds.reader.format import LeRobotWdsError
+from lerobot_wds.reader.format import FormatError, LeRobotWdsError
+from lerobot_wds.reader.source import read_tasks
 
 T = TypeVar("T")
 
 INFO = "meta/info.json"
-# Fixed output bytes of a sample beyond its share of the source (measured on small fixtures): each tar member
-# costs a 512-byte header plus ~256 bytes of padding on average, the JSON ~1 KB, a one-episode parquet ~3 KB of
-# schema/footer, and each mini-MP4 ~0.8 KB of boxes plus ~16 bytes of sample tables per frame.
-_MEMBER_OVERHEAD = 768
-_FIXED_OVERHEAD = 1024 + 3072
-_MP4_OVERHEAD = 768
-_MP4_PER_FRAME = 16
 TASKS = "meta/tasks.parquet"
 EPISODES_GLOB = "meta/episodes/chunk-*/file-*.parquet"
 
@@ -137,19 +130,12 @@ class LeRobotSource:
         return found
 
     def _load_tasks(self) -> dict[str, int]:
-        def read() -> pa.Table:
-            with self.fs.open(self.full(TASKS), "rb") as f:
-                return pq.read_table(f)
-
-        table = self._retry(read, f"read {self.url}/{TASKS}")
-        meta = table.schema.pandas_metadata or {}
-        index_cols = [c for c in meta.get("index_columns", []) if isinstance(c, str)]
-        names = [n for n in [*index_cols, "task", "__index_level_0__"] if n in table.column_names]
-        if "task_index" not in table.column_names or not names:
-            raise SourceError(f"{self.url}/{TASKS}: expected a 'task_index' column and the task strings as "
-                              f"index or 'task' column, found columns {table.column_names}")  # fmt: skip
-        tasks = table.column(names[0]).to_pylist()
-        return dict(zip(tasks, table.column("task_index").to_pylist(), strict=True))
+        where = f"{self.url}/{TASKS}"
+        try:
+            by_index = read_tasks(self.read_bytes(TASKS), where)  # the reader's parser: one owner of the layout
+        except FormatError as e:
+            raise SourceError(str(e)) from e
+        return {task: index for index, task in by_index.items()}
 
     def _load_episodes(self) -> dict[int, EpisodeRecord]:
         out: dict[int, EpisodeRecord] = {}
@@ -268,29 +254,6 @@ class LeRobotSource:
 
         with ThreadPoolExecutor(max(1, workers)) as pool:
             return dict(zip(unique, pool.map(size, unique), strict=True))
-
-    def estimates(self, episodes: list[int], workers: int) -> list[EpisodeEstimate]:
-        """Estimates each episode's output bytes as its share of its data file and of each camera's file."""
-        recs = [self.episodes[e] for e in episodes]
-        sizes = self.file_sizes([r.data_path for r in recs] + [v.path for r in recs for v in r.videos.values()],
-                                workers)  # fmt: skip
-        # shares are taken over every episode of the source, so they don't depend on the selection
-        rows_in: dict[str, int] = {}
-        span_of: dict[str, float] = {}
-        for r in self.episodes.values():
-            rows_in[r.data_path] = rows_in.get(r.data_path, 0) + r.length
-            for v in r.videos.values():
-                span_of[v.path] = max(span_of.get(v.path, 0.0), v.to_timestamp)
-        out = []
-        for r in recs:
-            est = sizes[r.data_path] * r.length / max(1, rows_in[r.data_path]) + _FIXED_OVERHEAD
-            est += (2 + len(r.videos)) * _MEMBER_OVERHEAD + len(r.videos) * (
-                _MP4_OVERHEAD + _MP4_PER_FRAME * r.length
-            )
-            for v in r.videos.values():
-                est += sizes[v.path] * (v.to_timestamp - v.from_timestamp) / max(span_of[v.path], 1e-9)
-            out.append(EpisodeEstimate(r.episode_index, r.length, int(round(est))))
-        return out
 
 
 def _matches_episodes(rel: str) -> bool:

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lerobot_wds.convert.mp4_boxes import Mp4Error
-from lerobot_wds.convert.mp4_index import TrackIndex, parse_track_index
-from lerobot_wds.convert.mp4_io import bytes_reader
+from lerobot_wds.convert.mp4 import Mp4Error
+from lerobot_wds.convert.mp4 import TrackIndex, parse_track_index
+from lerobot_wds.convert.mp4 import bytes_reader
 from lerobot_wds.reader.format import EpisodeMeta, FormatError, episode_index_from_key, video_suffix
 from lerobot_wds.tools.report import Finding
-from lerobot_wds.tools.verify_tar import Sample
+from lerobot_wds.tools.verify.tar import Sample
 
 # (shard, meta, rows, members by suffix) -> findings; set when --source / --decode ask for more checks
 SampleHook = Callable[[str, EpisodeMeta, pa.Table, dict[str, bytes]], list[Finding]]

@@ -6,7 +6,7 @@ single runs), then ranks are averaged into per-node numbers — ``runs`` and ``n
 A ratio row pairs each of our scenarios with the baseline scenario of the same mode, batch size, workers and
 dtype (the baseline always reads locally).
 
-Usage: ``lerobot-wds bench-report DIR [--plot FILE.png]`` or ``python -m lerobot_wds.tools.bench_report DIR``.
+Usage: ``lerobot-wds bench-report DIR [--plot FILE.png]`` or ``python -m lerobot_wds.tools.bench.report DIR``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lerobot_wds.tools.bench_records import load_records
+from lerobot_wds.tools.bench.records import load_records
 
 # metric -> (column title, format, higher is better)
 METRICS: dict[str, tuple[str, str, bool]] = {
@@ -160,11 +160,11 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(render(records))
     if args.plot:
-        from lerobot_wds.tools.bench_plot import plot_workers
+        from lerobot_wds.tools.bench.plot import plot_workers
 
         print(f"plot: {plot_workers(records, args.plot)}")
     if args.mixing_plot:
-        from lerobot_wds.tools.bench_plot import plot_mixing
+        from lerobot_wds.tools.bench.plot import plot_mixing
 
         print(f"plot: {plot_mixing(records, args.mixing_plot)}")
     return 0
@@ -172,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m lerobot_wds.tools.bench_report", description=__doc__.splitlines()[0]
+        prog="python -m lerobot_wds.tools.bench.report", description=__doc__.splitlines()[0]
     )
     _add_args(p)
     return run(p.parse_args(argv))

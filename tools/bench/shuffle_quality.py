@@ -8,7 +8,7 @@ relative to the stream length. Memory: peak decoded-frame cache bytes of the run
 Every bench mode (``single``, ``sarm``, ``window8x1s``) can be measured: ``--modes``; batch metrics (distinct
 episodes per batch of ``--batch-size``, same-episode pair rate) come from :mod:`mixing`.
 
-Usage: ``python -m lerobot_wds.tools.shuffle_quality ROOT --modes single,sarm --active 1,4,16,64 --out q.json``
+Usage: ``python -m lerobot_wds.tools.bench.shuffle_quality ROOT --modes single,sarm --active 1,4,16,64 --out q.json``
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from lerobot_wds.reader.dataset import LeRobotWdsDataset
-from lerobot_wds.tools.bench_scenarios import MODES
-from lerobot_wds.tools.mixing import lag1_autocorr, mixing, same_episode_rate
+from lerobot_wds.tools.bench.scenarios import MODES
+from lerobot_wds.tools.bench.mixing import lag1_autocorr, mixing, same_episode_rate
 
 
 @dataclass(frozen=True)

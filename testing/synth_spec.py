@@ -13,8 +13,8 @@ from typing import Literal
 
 import numpy as np
 
-from lerobot_wds.tools.synth_identity import check_frame_size
-from lerobot_wds.tools.synth_video import Codec, default_settings
+from lerobot_wds.testing.synth_identity import check_frame_size
+from lerobot_wds.testing.synth_video import Codec, default_settings
 
 Layout = Literal["per_episode", "continuous"]
 DEFAULT_TASKS = ("pick up the cube", "open the drawer", "fold the towel")

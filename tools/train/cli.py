@@ -1,7 +1,7 @@
 """``lerobot-wds train``: the distributed training entry point (torchrun, ``accelerate launch``, SLURM).
 
-    torchrun --nproc_per_node N -m lerobot_wds.tools.train ROOT --preset sarm --batch-size 16 ...
-    accelerate launch --num_processes N -m lerobot_wds.tools.train ROOT ...
+    torchrun --nproc_per_node N -m lerobot_wds.tools.train.cli ROOT --preset sarm --batch-size 16 ...
+    accelerate launch --num_processes N -m lerobot_wds.tools.train.cli ROOT ...
 
 Rank and world size come from the launcher's environment (``RANK`` / ``WORLD_SIZE``, set by torchrun and
 ``accelerate launch``); the process group uses NCCL on CUDA, gloo on CPU. There is no DistributedSampler and
@@ -33,11 +33,11 @@ from torch.utils.data import DataLoader
 from lerobot_wds.reader.dataset import LeRobotWdsDataset
 from lerobot_wds.reader.format import LeRobotWdsError
 from lerobot_wds.reader.resume import check_topology
-from lerobot_wds.tools import train_checkpoint as ckpt
-from lerobot_wds.tools.bench_runner import STATS_KEY, ProbeCollate, ours_probe
-from lerobot_wds.tools.train_config import TrainConfig, add_arguments, config_from_args
-from lerobot_wds.tools.train_metrics import StepMetrics, cache_summary
-from lerobot_wds.tools.train_model import make_policy
+from lerobot_wds.tools.train import checkpoint as ckpt
+from lerobot_wds.tools.bench.runner import STATS_KEY, ProbeCollate, ours_probe
+from lerobot_wds.tools.train.config import TrainConfig, add_arguments, config_from_args
+from lerobot_wds.tools.train.metrics import StepMetrics, cache_summary
+from lerobot_wds.tools.train.model import make_policy
 
 WARMUP_STEPS = 10
 
@@ -212,7 +212,7 @@ def cli_run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lerobot_wds.tools.train", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="lerobot_wds.tools.train.cli", description=__doc__.splitlines()[0])
     add_arguments(parser)
     return cli_run(parser.parse_args(argv))
 

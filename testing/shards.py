@@ -3,7 +3,7 @@
 Each episode's frames are synthesised per camera, encoded with ffmpeg (H.264 with B-frames by default) into
 a small faststart MP4, and written with the episode's parquet rows and :class:`EpisodeMeta` JSON into tar
 shards; ``manifest.json`` is written last. Frames carry their identity (episode, frame, camera) in
-``lerobot_wds.tools.synth_identity``'s checked bit grid, so a test can assert which frame arrived.
+``lerobot_wds.testing.synth_identity``'s checked bit grid, so a test can assert which frame arrived.
 ``lead_in`` / ``trail`` encode extra frames before and after the episode (identity frame ``-lead_in..-1`` and
 ``length..``) like a converter that had to start on an earlier keyframe.
 """
@@ -34,7 +34,7 @@ from lerobot_wds.reader.format import (
     shard_path,
     video_suffix,
 )
-from lerobot_wds.tools import synth_identity
+from lerobot_wds.testing import synth_identity
 
 # synth_identity encodes frame ids >= 0: ids are stored +64 so lead-in frames (negative ids) are representable
 FRAME_OFFSET = 64

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lerobot_wds.convert.mp4_boxes import (
+from lerobot_wds.convert.mp4.boxes import (
     Box,
     FullBoxReader,
     Mp4Error,

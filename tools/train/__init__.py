@@ -1,0 +1,1 @@
+"""``lerobot-wds train``: a distributed training entry point with exact resume (torchrun, Accelerate, SLURM)."""
