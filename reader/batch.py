@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import default_collate, get_worker_info
 
+from lerobot_wds.reader import transport
 from lerobot_wds.reader.errors import ShardFormatError
 from lerobot_wds.reader.frames import FramePool
 from lerobot_wds.reader.pool import Anchor
@@ -27,7 +28,7 @@ def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     if get_worker_info() is None:
         return torch.empty(shape, dtype=dtype)
     numel = int(np.prod(shape))
-    storage = torch.UntypedStorage._new_shared(numel * dtype.itemsize)
+    storage = transport.shared_storage(numel * dtype.itemsize)
     return torch.empty(0, dtype=dtype).set_(storage).view(shape)
 
 

@@ -227,7 +227,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
             root=self.source, shards={s.path: s for s in self.manifest.shards}, spec=self.sample_spec,
             camera_deltas=self._camera_deltas, shuffle=self.shuffle, seed=self.seed,
             epoch=epoch, slot=topo.slot, episode_buffer=self.episode_buffer, active_episodes=self.active_episodes,
-            batch_size=self.batch_size, decode=self.decode_config, stream=self.stream_config,
+            batch_size=self.batch_size, decode=self.decode_config, stream=self.stream_config, fps=self.fps,
         )  # fmt: skip
 
         def progress(n: int) -> None:

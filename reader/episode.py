@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,16 @@ import pyarrow.parquet as pq
 import torch
 
 from lerobot_wds.reader.errors import ShardFormatError
-from lerobot_wds.reader.format import EpisodeMeta, FormatError, episode_index_from_key, video_suffix
+from lerobot_wds.reader.format import (
+    EpisodeMeta,
+    FormatError,
+    Violation,
+    episode_index_from_key,
+    member_violations,
+    meta_violations,
+    row_violations,
+    video_suffix,
+)
 
 
 @dataclass
@@ -79,60 +89,42 @@ def column_values(column: pa.ChunkedArray, where: str, name: str) -> torch.Tenso
         ) from e
 
 
-def parse_episode(sample: dict[str, Any], camera_keys: list[str]) -> Episode:
-    """Validates and parses one webdataset sample into an :class:`Episode`.
+def parse_episode(sample: dict[str, Any], camera_keys: list[str], fps: float | None = None) -> Episode:
+    """Validates one webdataset sample against the episode contract and parses it into an :class:`Episode`.
+
+    The checks are :mod:`format`'s (``member_violations``, ``meta_violations``, ``row_violations``, the ones
+    ``verify`` reports in full); the reader stops at the first.
 
     Raises:
-        ShardFormatError: naming the shard and member on a missing member, bad JSON, bad parquet or rows that
-            disagree with the metadata.
+        ShardFormatError: naming the shard, sample and member, what was expected and what was found.
     """
     key = sample.get("__key__", "?")
     url = sample.get("__url__", "?")
     where = f"shard {url}, sample {key}"
     try:
-        ep_from_key = episode_index_from_key(key)
+        episode = episode_index_from_key(key)
     except FormatError as e:
         raise ShardFormatError(f"shard {url}: {e}") from e
-    missing = [
-        f"{key}.{s}" for s in ["json", "parquet", *(video_suffix(c) for c in camera_keys)] if s not in sample
-    ]
-    if missing:
-        raise ShardFormatError(
-            f"{where}: missing members {missing}; found {sorted(k for k in sample if k[0] != '_')}"
-        )
+    suffixes = [k for k in sample if not k.startswith("_")]
+    found = f" (found {sorted(f'{key}.{s}' for s in suffixes)})"
+    _raise_first(member_violations(key, suffixes, camera_keys), where, found)
     meta = EpisodeMeta.from_json_bytes(sample["json"], where=f"{where}, member {key}.json")
-    if meta.episode_index != ep_from_key:
-        raise ShardFormatError(
-            f"{where}: {key}.json says episode_index {meta.episode_index}, key says {ep_from_key}"
-        )
-    missing_cams = sorted(set(camera_keys) - set(meta.cameras))
-    if missing_cams:
-        raise ShardFormatError(f"{where}: {key}.json has no camera metadata for {missing_cams}")
+    _raise_first(meta_violations(meta, episode=episode, fps=fps, camera_keys=camera_keys, member=f"{key}.json"), where)
+    member = f"{key}.parquet"
     try:
         table = pq.read_table(io.BytesIO(sample["parquet"]))
     except (pa.ArrowException, OSError) as e:
-        raise ShardFormatError(f"{where}, member {key}.parquet: not a readable parquet file: {e}") from e
-    if table.num_rows != meta.length:
-        raise ShardFormatError(
-            f"{where}, member {key}.parquet: {table.num_rows} rows, expected length {meta.length} from {key}.json"
-        )
+        raise ShardFormatError(f"{where}, member {member}: not a readable parquet file: {e}") from e
     columns = {name: column_values(table.column(name), where, name) for name in table.column_names}
-    _check_rows(columns, meta, where)
+    ints = {n: v.numpy() if isinstance(v, torch.Tensor) and v.dtype == torch.int64 else None
+            for n, v in columns.items()}  # fmt: skip
+    _raise_first(row_violations(meta, table.num_rows, ints, member), where)
     videos = {cam: sample[video_suffix(cam)] for cam in camera_keys}
     return Episode(meta=meta, columns=columns, videos=videos, where=where)
 
 
-def _check_rows(columns: dict[str, torch.Tensor | list[Any]], meta: EpisodeMeta, where: str) -> None:
-    expected = {
-        "frame_index": torch.arange(meta.length),
-        "episode_index": torch.full((meta.length,), meta.episode_index),
-        "index": torch.arange(meta.dataset_from_index, meta.dataset_to_index),
-    }
-    for name, want in expected.items():
-        got = columns.get(name)
-        if not isinstance(got, torch.Tensor) or got.shape != want.shape or not torch.equal(got, want):
-            shown = got[:5].tolist() if isinstance(got, torch.Tensor) else got
-            raise ShardFormatError(
-                f"{where}: rows column {name!r} should be {want[:5].tolist()}... ({meta.length} rows), "
-                f"found {shown}"
-            )
+def _raise_first(violations: Iterator[Violation], where: str, found: str = "") -> None:
+    v = next(violations, None)
+    if v is not None:
+        camera = f", camera {v.camera}" if v.camera and not v.member else ""
+        raise ShardFormatError(f"{where}{camera}, member {v.member}: {v.message}{found}")

@@ -21,8 +21,12 @@ Members of one sample, key ``episode_000123`` (no dots: webdataset splits the su
 from __future__ import annotations
 
 import json
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import numpy as np
 
 FORMAT_NAME = "lerobot-wds"
 FORMAT_VERSION = 2  # the manifest's
@@ -229,3 +233,74 @@ class Manifest:
             return cls(shards=shards, **raw)
         except (TypeError, KeyError, AttributeError) as e:
             raise FormatError(f"{where}: missing or unexpected field: {e}") from e
+
+
+# -- the episode contract: written once; the reader raises the first violation, verify reports them all ----
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One breach of the episode contract: the check's name, what was expected and found, and where."""
+
+    check: str
+    message: str
+    camera: str | None = None
+    member: str | None = None
+
+
+def member_violations(key: str, suffixes: Sequence[str], camera_keys: Sequence[str]) -> Iterator[Violation]:
+    """A sample holds exactly one ``json``, one ``parquet`` and one ``<camera>.mp4`` per camera, nothing else."""
+    wanted: dict[str, str | None] = {"json": None, "parquet": None, **{video_suffix(c): c for c in camera_keys}}
+    counts = Counter(suffixes)
+    for suffix, n in counts.items():
+        if suffix not in wanted:
+            message = f"unexpected suffix {suffix!r}; expected one of {sorted(wanted)}"
+            yield Violation("extra-member", message, member=f"{key}.{suffix}")
+        elif n > 1:
+            yield Violation("duplicate-member", f"appears {n} times in the sample", member=f"{key}.{suffix}")
+    for suffix, camera in wanted.items():
+        if suffix not in counts:
+            yield Violation("missing-member", "required member is absent", camera, f"{key}.{suffix}")
+
+
+def meta_violations(meta: EpisodeMeta, *, episode: int, fps: float | None, camera_keys: Sequence[str],
+                    member: str) -> Iterator[Violation]:  # fmt: skip
+    """``<key>.json`` agrees with its key, the manifest (fps, cameras) and itself (index range, frame counts)."""
+    if meta.episode_index != episode:
+        yield Violation("json", f"episode_index {meta.episode_index}, expected {episode} from the key", None, member)
+    if fps is not None and meta.fps != fps:
+        yield Violation("json", f"fps {meta.fps}, manifest says {fps}", None, member)
+    if meta.length < 1 or meta.dataset_to_index - meta.dataset_from_index != meta.length:
+        message = f"dataset index range [{meta.dataset_from_index}, {meta.dataset_to_index}) does not hold length "
+        yield Violation("json", f"{message}{meta.length}", None, member)
+    if sorted(meta.cameras) != sorted(camera_keys):
+        yield Violation("json", f"cameras {sorted(meta.cameras)}, manifest says {sorted(camera_keys)}", None, member)
+    for cam, cm in meta.cameras.items():
+        if cm.frames != cm.lead_in + meta.length + cm.trail or min(cm.lead_in, cm.trail) < 0:
+            message = f"frames {cm.frames} != lead_in {cm.lead_in} + length {meta.length} + trail {cm.trail}"
+            yield Violation("camera-frames", message, cam, member)
+
+
+# the row columns the contract fixes: name -> expected values from (meta, number of rows)
+_ROW_COLUMNS = ("frame_index", "episode_index", "index")
+
+
+def row_violations(meta: EpisodeMeta, num_rows: int, columns: Mapping[str, np.ndarray | None],
+                   member: str) -> Iterator[Violation]:  # fmt: skip
+    """``<key>.parquet`` holds ``length`` rows whose ``frame_index``, ``episode_index`` and ``index`` columns
+    run exactly as the episode JSON says. ``columns`` maps each of those names to its integer values, or None
+    when the column is absent or not integers."""
+    if num_rows != meta.length:
+        yield Violation("length", f"{num_rows} rows, episode JSON says length {meta.length}", None, member)
+    expected = {
+        "frame_index": np.arange(num_rows),
+        "episode_index": np.full(num_rows, meta.episode_index),
+        "index": np.arange(meta.dataset_from_index, meta.dataset_from_index + num_rows),
+    }
+    for name in _ROW_COLUMNS:
+        got, want = columns.get(name), expected[name]
+        if got is None or got.shape != want.shape or not np.array_equal(got, want):
+            shown = "absent or not integers" if got is None else f"{got[:5].tolist()}..."
+            message = f"column {name!r} should be {want[:5].tolist()}... ({num_rows} rows), found {shown}"
+            yield Violation("parquet", message, None, member)
+

@@ -60,6 +60,7 @@ class ReaderOptions:
     batch_size: int | None
     decode: DecodeConfig
     stream: StreamConfig
+    fps: float | None = None  # the manifest's: every episode JSON must repeat it
 
 
 def anchor_pass(plan: SlotPlan, opts: ReaderOptions, frames: FramePool, errors: ErrorCounter,
@@ -72,7 +73,7 @@ def anchor_pass(plan: SlotPlan, opts: ReaderOptions, frames: FramePool, errors: 
     ranges = {s.ref.episode: (s.lo, s.hi) for s in plan.segments if s.ref.episode != WHOLE_SHARD}
     shard_ranges = {s.ref.shard: (s.lo, s.hi) for s in plan.segments if s.ref.episode == WHOLE_SHARD}
     episode_shard = {e: path for path in shard_ranges for e in opts.shards[path].episodes}
-    eps = episodes(samples, list(opts.spec.camera_keys), errors)
+    eps = episodes(samples, list(opts.spec.camera_keys), errors, opts.fps)
     eps = with_anchor_ranges(eps, ranges, shard_ranges, episode_shard)
     rng = None
     if opts.shuffle:

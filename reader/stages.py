@@ -120,11 +120,12 @@ def tar_samples(reads: Iterable[Fetched], errors: ErrorCounter) -> Iterator[dict
                 errors.handle(e, "episode")
 
 
-def episodes(samples: Iterable[dict[str, Any]], camera_keys: list[str], errors: ErrorCounter) -> Iterator[Episode]:
+def episodes(samples: Iterable[dict[str, Any]], camera_keys: list[str], errors: ErrorCounter,
+             fps: float | None = None) -> Iterator[Episode]:  # fmt: skip
     """Parses webdataset samples into validated :class:`Episode` objects."""
     for sample in samples:
         try:
-            yield parse_episode(sample, camera_keys)
+            yield parse_episode(sample, camera_keys, fps)
         except FormatError as e:
             errors.handle(e, "episode")
 

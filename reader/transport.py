@@ -30,6 +30,19 @@ import torch
 HEADER = 64  # bytes before the payload; byte 0 is the release flag; payloads are 64-byte aligned
 FREE, HELD = 1, 0
 
+# torch's private constructor of a storage born in shared memory (per torch's sharing strategy, as
+# ``share_memory_`` would make it). Its public equivalent, ``UntypedStorage(n).share_memory_()``, allocates
+# ordinary memory first and copies it over: twice the page faults and, briefly, twice the memory. So the
+# private one is used while torch has it, the public one otherwise (tests set this to None to run that path).
+_new_shared = getattr(torch.UntypedStorage, "_new_shared", None)
+
+
+def shared_storage(nbytes: int) -> torch.UntypedStorage:
+    """An uninitialised CPU storage of ``nbytes`` in shared memory: sent to another process, it is not copied."""
+    if _new_shared is not None:
+        return _new_shared(nbytes)
+    return torch.UntypedStorage(nbytes).share_memory_()
+
 
 def _aligned(n: int) -> int:
     return (n + 63) // 64 * 64
@@ -40,7 +53,7 @@ class Slot:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self.storage = torch.UntypedStorage._new_shared(HEADER + capacity)
+        self.storage = shared_storage(HEADER + capacity)
         self.array = torch.empty(0, dtype=torch.uint8).set_(self.storage).numpy()
         self.array[0] = FREE
         self.sent = False

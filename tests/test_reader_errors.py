@@ -122,7 +122,8 @@ def test_missing_member_and_bad_manifest(small_root: Path, tmp_path: Path) -> No
     manifest["shards"][0]["sha256"] = hashlib.sha256(dst.read_bytes()).hexdigest()
     (root / "manifest.json").write_text(json.dumps(manifest))
     ds = LeRobotWdsDataset(str(root), shuffle=False)
-    with pytest.raises(ShardFormatError, match=r"sample episode_000000: missing members \['episode_000000\.obs"):
+    msg = r"sample episode_000000, member episode_000000\.observation\.images\.c\.mp4: required member is absent"
+    with pytest.raises(ShardFormatError, match=msg + r" \(found \['episode_000000\.json'"):
         list(ds)
 
 

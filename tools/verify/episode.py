@@ -8,17 +8,25 @@ delegated to callables the caller supplies, which keeps this module free of any 
 from __future__ import annotations
 
 import io
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lerobot_wds.convert.mp4 import Mp4Error
 from lerobot_wds.convert.mp4 import TrackIndex, parse_track_index
 from lerobot_wds.convert.mp4 import bytes_reader
-from lerobot_wds.reader.format import EpisodeMeta, FormatError, episode_index_from_key, video_suffix
+from lerobot_wds.reader.format import (
+    EpisodeMeta,
+    FormatError,
+    episode_index_from_key,
+    member_violations,
+    meta_violations,
+    row_violations,
+    video_suffix,
+)
 from lerobot_wds.tools.report import Finding
 from lerobot_wds.tools.verify.tar import Sample
 
@@ -58,25 +66,16 @@ def check_sample(
     def finding(check: str, message: str, *, camera: str | None = None, member: str | None = None) -> None:
         out.append(Finding(check, message, shard=shard, episode=episode, camera=camera, member=member))
 
-    wanted = {"json": None, "parquet": None, **{video_suffix(c): c for c in camera_keys}}
-    counts = Counter(m.name for m in sample.members)
     data: dict[str, bytes] = {}
+    regular = []
     for m in sample.members:
         if not m.regular:
             finding("extra-member", "not a regular file", member=m.name)
-        elif m.suffix not in wanted:
-            finding(
-                "extra-member", f"unexpected suffix {m.suffix!r}; expected one of {sorted(wanted)}", member=m.name
-            )
-        elif counts[m.name] > 1:
-            if m.suffix not in data:
-                finding("duplicate-member", f"appears {counts[m.name]} times in the sample", member=m.name)
-            data[m.suffix] = m.data
-        else:
-            data[m.suffix] = m.data
-    for suffix, camera in wanted.items():
-        if suffix not in data:
-            finding("missing-member", "required member is absent", camera=camera, member=f"{sample.key}.{suffix}")
+            continue
+        regular.append(m.suffix)
+        data[m.suffix] = m.data  # of duplicates, the last (as a tar extraction would leave it)
+    for v in member_violations(sample.key, regular, camera_keys):
+        finding(v.check, v.message, camera=v.camera, member=v.member)
 
     meta = _check_json(data.get("json"), f"{sample.key}.json", episode, fps, camera_keys, finding)
     rows = _check_rows(data.get("parquet"), f"{sample.key}.parquet", episode, meta, finding)
@@ -100,19 +99,8 @@ def _check_json(data, member, episode, fps, camera_keys, finding) -> EpisodeMeta
     except FormatError as e:
         finding("json", str(e), member=member)
         return None
-    if meta.episode_index != episode:
-        finding("json", f"episode_index {meta.episode_index}, expected {episode} from the key", member=member)
-    if meta.fps != fps:
-        finding("json", f"fps {meta.fps}, manifest says {fps}", member=member)
-    if meta.dataset_to_index - meta.dataset_from_index != meta.length:
-        finding("json", f"dataset index range [{meta.dataset_from_index}, {meta.dataset_to_index}) does not "
-                f"hold length {meta.length}", member=member)  # fmt: skip
-    if sorted(meta.cameras) != sorted(camera_keys):
-        finding("json", f"cameras {sorted(meta.cameras)}, manifest says {sorted(camera_keys)}", member=member)
-    for cam, cm in meta.cameras.items():
-        if cm.frames != cm.lead_in + meta.length + cm.trail:
-            finding("camera-frames", f"frames {cm.frames} != lead_in {cm.lead_in} + length {meta.length} + "
-                    f"trail {cm.trail}", camera=cam, member=member)  # fmt: skip
+    for v in meta_violations(meta, episode=episode, fps=fps, camera_keys=camera_keys, member=member):
+        finding(v.check, v.message, camera=v.camera, member=v.member)
     return meta
 
 
@@ -124,18 +112,20 @@ def _check_rows(data, member, episode, meta, finding) -> pa.Table | None:
     except (pa.ArrowException, OSError) as e:
         finding("parquet", f"not a readable parquet file: {e}", member=member)
         return None
-    if meta is not None and rows.num_rows != meta.length:
-        finding("length", f"{rows.num_rows} rows, episode JSON says length {meta.length}", member=member)
-    if "episode_index" in rows.column_names:
-        others = sorted(set(rows.column("episode_index").to_pylist()) - {episode})
-        if others:
-            finding("parquet", f"rows of episodes {others[:5]} in episode {episode}'s rows", member=member)
-    if meta is not None and "index" in rows.column_names:
-        index = rows.column("index").to_pylist()
-        if index != list(range(meta.dataset_from_index, meta.dataset_from_index + rows.num_rows)):
-            finding("parquet", f"'index' runs {index[:1]}..{index[-1:]}, expected {meta.dataset_from_index}.."
-                    f"{meta.dataset_to_index - 1} in order", member=member)  # fmt: skip
+    if meta is not None:
+        for v in row_violations(meta, rows.num_rows, _int_columns(rows), member):
+            finding(v.check, v.message, camera=v.camera, member=v.member)
     return rows
+
+
+def _int_columns(rows: pa.Table) -> dict[str, np.ndarray | None]:
+    """The integer columns of ``rows`` as numpy arrays (None for any other column), for the row contract."""
+    out: dict[str, np.ndarray | None] = {}
+    for name in rows.column_names:
+        column = rows.column(name)
+        ok = pa.types.is_integer(column.type) and column.null_count == 0
+        out[name] = column.to_numpy().astype(np.int64) if ok else None
+    return out
 
 
 def _check_video(data: bytes, member: str, cam: str, meta: EpisodeMeta, finding) -> TrackIndex | None:
