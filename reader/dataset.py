@@ -33,8 +33,9 @@ from lerobot_wds.reader.frames import FramePool
 from lerobot_wds.reader.pipeline import ReaderOptions, reader_stream
 from lerobot_wds.reader.resume import check_topology, loader_consumed, make_state, merge_state
 from lerobot_wds.reader.sample import SampleSpec
+from lerobot_wds.reader.skiplog import SkipBoard
 from lerobot_wds.reader.source import open_root
-from lerobot_wds.reader.splitting import SlotPlan, Uneven, plan_epoch, shard_refs
+from lerobot_wds.reader.splitting import SlotPlan, Uneven, plan_epoch
 from lerobot_wds.reader.stages import ErrorCounter, OnError
 from lerobot_wds.reader.stream import StreamConfig
 from lerobot_wds.reader.topology import Topology, detect_rank_world, detect_worker
@@ -142,11 +143,11 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         self.episode_buffer, self.active_episodes = episode_buffer, active_episodes
         self.batch_size = batch_size
         self._camera_deltas = {cam: tuple(deltas.get(cam, (0,))) for cam in self.camera_keys}
-        self._shard_refs = shard_refs(self.manifest)
         self._rank_world = (rank, world_size) if rank is not None and world_size is not None else None
         if self._rank_world is None and detect_rank_world()[1] > 1:
             self._rank_world = detect_rank_world()  # captured now: spawned workers cannot see the process group
         self._epoch = SharedEpoch(0)
+        self._skips = SkipBoard()  # what on_error="skip" dropped, written by workers, read by stats()
         self._consumed: dict[int, int] = {}
         self._resume: dict[str, Any] | None = None
         self._last_source: FramePool | None = None
@@ -171,7 +172,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
     def plan(self, topology: Topology, epoch: int | None = None) -> SlotPlan:
         """Returns what ``topology`` reads in ``epoch`` (default: the current epoch)."""
         plan = plan_epoch(
-            self._shard_refs,
+            self.manifest.shards,
             seed=self.seed,
             epoch=self.epoch if epoch is None else epoch,
             shuffle=self.shuffle,
@@ -192,6 +193,9 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         topo = self.topology()
         epoch = self.epoch
         plan = self.plan(topo, epoch)
+        board_row = self._skips.row(topo.worker)
+        if board_row is not None:
+            board_row.reset(epoch, topo.num_workers)
         skip = 0
         if self._resume is not None and self._resume["epoch"] == epoch:
             check_topology(self._resume, topo.world_size, topo.num_workers)
@@ -211,7 +215,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
             hint_batching()
         if topo.slot == 0 and topo.slots > len(self.manifest.shards):
             hint_ranged(topo.slots, len(self.manifest.shards))
-        errors = ErrorCounter(self.on_error)
+        errors = ErrorCounter(self.on_error, on_skip=board_row.record if board_row is not None else None)
         frames = FramePool(self.decode_config)
         self._last_source, self._last_errors = frames, errors
         in_worker = torch.utils.data.get_worker_info() is not None
@@ -260,16 +264,19 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
 
     # --- diagnostics -------------------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        """Decoder / frame cache counters and skipped data of the last iteration in this process."""
+        """Decoder / frame cache counters of the last iteration in this process, and what ``on_error="skip"``
+        skipped in the last iteration of this dataset, summed over its DataLoader workers (see :mod:`skiplog`):
+        ``skipped_shards``, ``skipped_episodes`` and ``skip_messages`` (each reader's last reason)."""
         out: dict[str, Any] = {}
         if self._last_source is not None:
             out = {k: v.as_dict() for k, v in self._last_source.stats().items()}
             out["decoded_frames"] = self._last_source.decoded_frames
             out["delivered_frames"] = self._last_source.delivered_frames
             out["decode_calls"] = self._last_source.decode_calls
-        if self._last_errors is not None:
-            out["skipped_shards"] = self._last_errors.skipped_shards
-            out["skipped_episodes"] = self._last_errors.skipped_episodes
+        skips = self._skips.totals()
+        if skips is not None:
+            out["skipped_shards"], out["skipped_episodes"] = skips.skipped_shards, skips.skipped_episodes
+            out["skip_messages"] = list(skips.messages)
         if self._last_ring is not None:
             out["batch_slots"] = {"created": self._last_ring.created, "reused": self._last_ring.reused}
         return out

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from lerobot_wds.reader.format import Manifest
+from lerobot_wds.reader.format import ShardInfo
 
 Uneven = Literal["pad", "trim"]
 WHOLE_SHARD = -1  # EpisodeRef.episode of a v1 shard planned as one item (its episodes end to end)
@@ -37,18 +37,6 @@ class EpisodeRef:
     episode: int
     frames: int
     position: int  # index of the episode inside its shard
-
-
-@dataclass(frozen=True)
-class ShardRef:
-    """A manifest shard reduced to what planning needs: its path and episodes in order."""
-
-    path: str
-    episodes: tuple[EpisodeRef, ...]
-
-    @property
-    def frames(self) -> int:
-        return sum(e.frames for e in self.episodes)
 
 
 @dataclass(frozen=True)
@@ -73,20 +61,15 @@ class SlotPlan:
     quota: int
 
 
-def shard_refs(manifest: Manifest) -> list[ShardRef]:
-    """The manifest's shards and episodes as planning inputs.
+def episode_refs(shard: ShardInfo) -> tuple[EpisodeRef, ...]:
+    """A manifest shard's episodes as planning items, in the shard's order.
 
-    A v1 manifest knows only each shard's frame count: a shard is then planned as one item (episode
-    ``WHOLE_SHARD``) over the anchors of its episodes laid end to end, and always read whole.
+    A v1 shard (no extents) knows only its frame count: it is then one item (episode ``WHOLE_SHARD``) over the
+    anchors of its episodes laid end to end, and always read whole.
     """
-    refs = []
-    for s in manifest.shards:
-        if s.extents:
-            eps = tuple(EpisodeRef(s.path, e.episode, e.frames, i) for i, e in enumerate(s.extents))
-        else:
-            eps = (EpisodeRef(s.path, WHOLE_SHARD, s.frames, 0),)
-        refs.append(ShardRef(s.path, eps))
-    return refs
+    if shard.extents:
+        return tuple(EpisodeRef(shard.path, e.episode, e.frames, i) for i, e in enumerate(shard.extents))
+    return (EpisodeRef(shard.path, WHOLE_SHARD, shard.frames, 0),)
 
 
 def epoch_rng(seed: int, epoch: int, *salt: int) -> random.Random:
@@ -103,12 +86,12 @@ def hash_ints(*values: int) -> int:
     return h
 
 
-def epoch_sequence(shards: Sequence[ShardRef], seed: int, epoch: int, shuffle: bool) -> list[EpisodeRef]:
+def epoch_sequence(shards: Sequence[ShardInfo], seed: int, epoch: int, shuffle: bool) -> list[EpisodeRef]:
     """The epoch's episode sequence: shards shuffled by (seed, epoch), then rotated to a random episode."""
     order = list(shards)
     if shuffle:
         epoch_rng(seed, epoch, 0).shuffle(order)
-    seq = [e for s in order for e in s.episodes if e.frames > 0]
+    seq = [e for s in order for e in episode_refs(s) if e.frames > 0]
     if shuffle and seq:
         r = epoch_rng(seed, epoch, 3).randrange(len(seq))
         seq = seq[r:] + seq[:r]
@@ -132,7 +115,7 @@ def cut(seq: Sequence[EpisodeRef], slots: int) -> list[list[Segment]]:
 
 
 def plan_epoch(
-    shards: Sequence[ShardRef],
+    shards: Sequence[ShardInfo],
     *,
     seed: int,
     epoch: int,

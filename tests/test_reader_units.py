@@ -10,21 +10,22 @@ import pytest
 
 from lerobot_wds.reader.cache import LruCache
 from lerobot_wds.reader.pool import schedule
-from lerobot_wds.reader.splitting import EpisodeRef, ShardRef, epoch_sequence, plan_epoch, samples_per_rank
+from lerobot_wds.reader.format import EpisodeExtent, ShardInfo
+from lerobot_wds.reader.splitting import epoch_sequence, plan_epoch, samples_per_rank
 from lerobot_wds.reader.stages import cycle_passes, shuffle_buffer
 from lerobot_wds.reader.topology import Topology, detect_rank_world
 from lerobot_wds.reader.units import plan_units, window
 from lerobot_wds.reader.windows import SARM_DELTA_INDICES, delta_indices, preset_delta_timestamps, query_positions
 
 
-def _shards(sizes: list[list[int]]) -> list[ShardRef]:
+def _shards(sizes: list[list[int]]) -> list[ShardInfo]:
+    """Manifest entries (v2) with these episode frame counts; byte offsets and digests play no part in planning."""
     out, ep = [], 0
     for si, frames in enumerate(sizes):
-        refs = []
-        for pos, f in enumerate(frames):
-            refs.append(EpisodeRef(f"s{si}", ep, f, pos))
-            ep += 1
-        out.append(ShardRef(f"s{si}", tuple(refs)))
+        extents = [EpisodeExtent(ep + k, f, 1024 * k, 1024, "0" * 64) for k, f in enumerate(frames)]
+        episodes = [e.episode for e in extents]
+        out.append(ShardInfo(f"s{si}", 1024 * len(frames), "0" * 64, episodes, sum(frames), extents))
+        ep += len(frames)
     return out
 
 
