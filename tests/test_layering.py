@@ -1,0 +1,127 @@
+"""The package's structure as tests: import layering, no import cycles, module sizes, public surfaces.
+
+Layers, lowest first: ``reader`` (the format contract, the retry policy and the streaming reader) <-
+``convert`` <- ``testing`` (helpers behind the ``testing`` extra) <- ``tools`` (the CLI). A layer imports
+only itself and the layers below it, lazily imported modules included, so a user who installs the reader
+never pulls the converter and the converter never the CLI.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("reader", "convert", "testing", "tools")
+# what each subpackage may import from lerobot_wds (besides itself)
+ALLOWED = {
+    "reader": set(),
+    "convert": {"reader"},
+    "testing": {"reader", "convert", None},  # None: the root package, which re-exports the reader lazily
+    "tools": {"reader", "convert", "testing", None},
+}
+MAX_LINES = 400
+
+
+def _modules() -> dict[str, Path]:
+    out = {"lerobot_wds": ROOT / "__init__.py"}
+    for pkg in PACKAGES:
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            rel = path.relative_to(ROOT).with_suffix("")
+            parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+            out[".".join(("lerobot_wds", *parts))] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _imports(path: Path, *, top_level_only: bool) -> set[str]:
+    """The lerobot_wds modules ``path`` imports (``from pkg import name`` counts ``pkg.name`` if a module)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    found: set[str] = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("lerobot_wds"))
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("lerobot_wds"):
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in MODULES)
+    return {m for m in found if m in MODULES}
+
+
+def _layer(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _layer(m)))
+def test_imports_follow_the_layers(module: str) -> None:
+    layer = _layer(module)
+    assert layer is not None
+    bad = sorted(
+        m for m in _imports(MODULES[module], top_level_only=False)
+        if _layer(m) not in ALLOWED[layer] | {layer}
+    )  # fmt: skip
+    allowed = sorted(str(a) for a in ALLOWED[layer])
+    assert not bad, f"{module} ({layer}) imports {bad}; {layer} may import only {allowed}"
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """Returns one cycle of ``graph`` (a path that ends where it starts), or None when it has none."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    stack: list[str] = []
+
+    def visit(m: str) -> list[str] | None:
+        state[m] = 1
+        stack.append(m)
+        for n in sorted(graph.get(m, ())):
+            if state.get(n) == 1:
+                return stack[stack.index(n) :] + [n]
+            if n not in state and (found := visit(n)):
+                return found
+        stack.pop()
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state and (found := visit(m)):
+            return found
+    return None
+
+
+def test_no_import_cycles() -> None:
+    """Module-level imports form no cycle, so no import order (and no lazy import) holds the package up."""
+    graph = {m: _imports(p, top_level_only=True) - {m} for m, p in MODULES.items()}
+    cycle = find_cycle(graph)
+    assert cycle is None, f"import cycle: {' -> '.join(cycle or [])}"
+
+
+def test_the_checks_see_imports_and_cycles(tmp_path: Path) -> None:
+    a = tmp_path / "a.py"
+    a.write_text("from lerobot_wds.reader.format import FormatError\nimport lerobot_wds.convert.plan\n"
+                 "def f():\n    from lerobot_wds.tools import cli\n")  # fmt: skip
+    assert _imports(a, top_level_only=True) == {"lerobot_wds.reader.format", "lerobot_wds.convert.plan"}
+    assert "lerobot_wds.tools.cli" in _imports(a, top_level_only=False)
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_module_size(module: str) -> None:
+    lines = MODULES[module].read_text().count("\n")
+    assert lines <= MAX_LINES, f"{MODULES[module].relative_to(ROOT)} has {lines} lines (at most {MAX_LINES})"
+
+
+@pytest.mark.parametrize(
+    "package", ["lerobot_wds", "lerobot_wds.convert.mp4", "lerobot_wds.convert.source", "lerobot_wds.tools.verify"]
+)
+def test_public_surface_is_declared(package: str) -> None:
+    import importlib
+
+    mod = importlib.import_module(package)
+    assert mod.__all__, package
+    missing = [name for name in mod.__all__ if not hasattr(mod, name)]
+    assert not missing, f"{package}.__all__ names {missing}, which it does not define"
