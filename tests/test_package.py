@@ -39,3 +39,40 @@ def test_installed_package_has_no_bare_top_level_folders() -> None:
             [sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd="/"
         ).stdout
         assert out.strip() == "None", (bare, out)
+
+
+WHEEL_PACKAGES = {
+    "lerobot_wds",
+    "lerobot_wds/convert",
+    "lerobot_wds/convert/mp4",
+    "lerobot_wds/convert/source",
+    "lerobot_wds/reader",
+    "lerobot_wds/testing",
+    "lerobot_wds/tools",
+    "lerobot_wds/tools/bench",
+    "lerobot_wds/tools/train",
+    "lerobot_wds/tools/verify",
+}
+
+
+def test_wheel_contents_match_the_readme(tmp_path) -> None:
+    """The wheel ships exactly the package folders (no tests, no slurm scripts), py.typed, and the README's
+    layout section lists every one of them."""
+    import zipfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(root)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    (wheel,) = tmp_path.glob("lerobot_wds-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    folders = {n.rsplit("/", 1)[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert folders == WHEEL_PACKAGES
+    assert "lerobot_wds/py.typed" in names
+    assert all(n.endswith(".py") or n == "lerobot_wds/py.typed" for n in names if n.startswith("lerobot_wds/"))
+    readme = (root / "README.md").read_text()
+    layout = readme[readme.index("## Layout") :]
+    missing = sorted(f for f in WHEEL_PACKAGES if f"`{f}/`" not in layout)
+    assert not missing, f"README's Layout section does not list {missing}"
