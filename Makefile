@@ -14,7 +14,7 @@ LATEST_PAIR ?= "torch==2.15.*" "torchcodec==0.17.*"
 # and the converter's decode checks, i.e. the code that touches torch/torchcodec, minus slow end-to-end tests.
 FAST_TESTS ?= tests/test_reader_units.py tests/test_reader_transport.py tests/test_reader_batch.py \
 	tests/test_reader_dataset.py tests/test_reader_errors.py tests/test_reader_schedules.py \
-	tests/test_reader_planning.py tests/test_mp4_errors.py tests/test_package.py
+	tests/test_reader_planning.py tests/test_reader_fallbacks.py tests/test_mp4_errors.py tests/test_package.py
 
 .PHONY: install demo test test-latest conformance lint clean
 
@@ -41,11 +41,12 @@ $(VENV312)/.installed: pyproject.toml
 	$(VENV312)/bin/pip install -q -e ".[test]"
 	touch $@
 
-# The same code against the newest torch/torchcodec on PyPI (no constraints file), fast subset only.
+# The same code against the newest torch/torchcodec on PyPI, fast subset only. PIP_CONSTRAINT=/dev/null: no
+# constraints file, ours or a machine-wide pip one (this machine's /etc/xdg/pip caps torch at what it caches).
 $(VENV_LATEST)/.installed: pyproject.toml
 	@command -v ffmpeg >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; }
 	$(PYTHON) -m venv $(VENV_LATEST)
-	$(VENV_LATEST)/bin/pip install -q -e ".[test]" $(LATEST_PAIR)
+	PIP_CONSTRAINT=/dev/null $(VENV_LATEST)/bin/pip install -q -e ".[test,testing]" $(LATEST_PAIR)
 	touch $@
 
 test-latest: $(VENV_LATEST)/.installed
@@ -54,9 +55,16 @@ test-latest: $(VENV_LATEST)/.installed
 conformance: $(VENV312)/.installed
 	$(VENV312)/bin/python -m pytest -m conformance $(PYTEST_ARGS)
 
+# Lint and types: ruff (check + format) over the repository, mypy over the package. The repository root is
+# the package, so mypy reads it through .typecheck/lerobot_wds, a folder of links to the package's parts.
 lint: install
-	$(VENV)/bin/pip install -q ruff
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/pip install -q -c constraints.txt -e ".[lint]"
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	rm -rf .typecheck && mkdir -p .typecheck/lerobot_wds
+	for f in __init__.py py.typed convert reader testing tools; do ln -s ../../$$f .typecheck/lerobot_wds/$$f; done
+	cd .typecheck && MYPYPATH=. ../$(VENV)/bin/mypy -p lerobot_wds --config-file ../pyproject.toml \
+		--python-executable ../$(VENV)/bin/python
 
 clean:
 	rm -rf $(VENV) $(VENV312) $(VENV_LATEST) demo_out .pytest_cache

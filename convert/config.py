@@ -153,10 +153,10 @@ def parse_part(text: str, environ: dict[str, str] | os._Environ[str] | None = No
         except ValueError as e:
             raise ConfigError(f"--part auto: SLURM array variables are not integers: {e}") from e
         return task_id, count
-    index, sep, count = text.partition("/")
-    if not sep or not index.strip().isdigit() or not count.strip().isdigit():
+    first, sep, second = text.partition("/")
+    if not sep or not first.strip().isdigit() or not second.strip().isdigit():
         raise ConfigError(f"--part must be 'I/N' (e.g. 0/4) or 'auto', got {text!r}")
-    return int(index), int(count)
+    return int(first), int(second)
 
 
 def parse_size(text: str) -> int:

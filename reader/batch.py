@@ -36,7 +36,7 @@ def _camera_shapes(items: Sequence[Anchor], spec: SampleSpec, positions: dict[st
                    ) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:  # fmt: skip
     """Batch tensor shape and dtype of every camera; all episodes of the batch must agree on its size."""
     dtype = torch.uint8 if spec.return_uint8 else torch.float32
-    shapes = {}
+    shapes: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}
     for cam in spec.camera_keys:
         meta = items[0].episode.meta.cameras[cam]
         for episode in (a.episode for a in items):

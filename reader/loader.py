@@ -28,6 +28,8 @@ def dataloader(source: str, *, batch_size: int, num_workers: int = 2, pin_memory
     loader's ``.dataset`` (for ``set_epoch``, ``state_dict``, ``stats``).
     """
     ds = LeRobotWdsDataset(source, batch_size=batch_size, **dataset_options)
-    extra = {"prefetch_factor": prefetch_factor} if prefetch_factor is not None and num_workers > 0 else {}
+    extra: dict[str, Any] = {}
+    if prefetch_factor is not None and num_workers > 0:
+        extra["prefetch_factor"] = prefetch_factor
     return DataLoader(ds, batch_size=None, num_workers=num_workers, pin_memory=pin_memory,
                       persistent_workers=persistent_workers and num_workers > 0, **extra)  # fmt: skip

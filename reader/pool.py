@@ -22,7 +22,7 @@ from lerobot_wds.reader.episode import Episode
 from lerobot_wds.reader.format import FormatError
 from lerobot_wds.reader.frames import FramePool, Visit
 from lerobot_wds.reader.stages import ErrorCounter
-from lerobot_wds.reader.units import Unit, plan_units
+from lerobot_wds.reader.units import Shape, Unit, plan_units
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,7 +61,7 @@ def open_visit(episode: Episode, vid: int, frames: FramePool, deltas: Mapping[st
     visit = Visit(episode, vid)
     gops = {cam: frames.gops(visit, cam) for cam in deltas}
     flips = [rng.random() < 0.5 for _ in range(64)] if rng is not None else None
-    shape = None if rng is not None else "sequential"
+    shape: Shape | None = None if rng is not None else "sequential"
     _, units = plan_units(episode.length, deltas, gops, flips, shape=shape, anchors=episode.anchors)
     if rng is not None:
         rng.shuffle(units)

@@ -90,7 +90,7 @@ class LoopbackHTTPServer:
     def url(self) -> str:
         """Base URL without a trailing slash, e.g. ``http://127.0.0.1:41234``."""
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> LoopbackHTTPServer:
         """Starts serving on a daemon thread."""

@@ -176,8 +176,10 @@ def video_duration_s(path: Path) -> float:
 
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        if stream.duration is not None:
+        if stream.duration is not None and stream.time_base is not None:
             return float(stream.duration * stream.time_base)
+        if container.duration is None:
+            raise ValueError(f"{path}: neither the stream nor the container states a duration")
         return float(container.duration / av.time_base)
 
 
@@ -192,7 +194,7 @@ def video_stream_info(path: Path) -> dict[str, object]:
             "video.width": s.width,
             "video.codec": s.codec.canonical_name,
             "video.pix_fmt": s.pix_fmt,
-            "video.fps": int(s.base_rate),
+            "video.fps": int(s.base_rate or 0),
             "video.channels": 3,
             "has_audio": len(container.streams.audio) > 0,
         }

@@ -13,6 +13,7 @@ import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 
@@ -81,11 +82,13 @@ def run_demo(cfg: DemoConfig) -> int:
     ds = LeRobotWdsDataset(str(dest), preset="sarm", shuffle=True, seed=0, return_uint8=True)
     loader = DataLoader(ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
     seen: Counter[tuple[int, int]] = Counter()
-    first = None
+    first: dict[str, Any] | None = None
     for batch in loader:
         first = first or batch
         seen.update(zip(batch["episode_index"].tolist(), batch["frame_index"].tolist(), strict=True))
     elapsed = time.perf_counter() - t
+    if first is None:
+        raise RuntimeError(f"{dest}: the loader yielded no batch")
     cam = fx.camera_keys[0]
     print("one batch:")
     for key, value in first.items():

@@ -44,7 +44,9 @@ def first_episode_meta(fs: fsspec.AbstractFileSystem, root: str, manifest: Manif
             if info is None or not info.isfile() or not info.name.endswith(".json"):
                 found = "nothing" if info is None else repr(info.name)
                 raise FormatError(f"{shard}: first member is {found}, expected the first episode's <key>.json")
-            data = tar.extractfile(info).read()
+            member = tar.extractfile(info)
+            assert member is not None  # a regular file (checked above) always has a reader
+            data = member.read()
     return EpisodeMeta.from_json_bytes(data, where=f"{shard}/{info.name}")
 
 

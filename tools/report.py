@@ -8,6 +8,7 @@ only when there is no finding, so a report never hides a problem behind a summar
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -66,7 +67,7 @@ class Report:
     def ok(self) -> bool:
         return not self.findings
 
-    def add(self, findings: list[Finding] | tuple[Finding, ...]) -> None:
+    def add(self, findings: Iterable[Finding]) -> None:
         self.findings.extend(findings)
 
     def summary(self) -> str:

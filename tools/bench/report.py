@@ -69,9 +69,9 @@ def merge_scenarios(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]
             values = [metric_values(r) for r in runs]
             per_rank.append({m: statistics.median(v[m] for v in values) for m in METRICS})
         avg = {m: sum(v[m] for v in per_rank) / len(per_rank) for m in METRICS}
-        runs = min(len(v) for v in by_rank.values())
+        n_runs = min(len(v) for v in by_rank.values())
         readers = sorted({str(r.get("versions", {}).get("reader_sha256")) for rs in by_rank.values() for r in rs})
-        counts = {"nodes": len(by_rank), "runs": runs, "metrics": avg, "readers": readers}
+        counts = {"nodes": len(by_rank), "runs": n_runs, "metrics": avg, "readers": readers}
         merged.append(dict(zip(SCENARIO, key, strict=True)) | counts)
     return sorted(
         merged, key=lambda s: tuple(str(s[k]) for k in ("mode", "source_label", "num_workers", "loader"))

@@ -107,13 +107,16 @@ def build_ours(config: BenchConfig, source: str) -> LoaderBundle:
     probe_ds = LeRobotWdsDataset(source, shuffle=False)
     deltas = config.window.delta_timestamps(probe_ds.camera_keys, probe_ds.fps)
     batched = config.batching == "dataset"
+    options: dict[str, Any] = {}
+    if config.active_episodes is not None:
+        options["active_episodes"] = config.active_episodes
     dataset = LeRobotWdsDataset(
         source,
         delta_timestamps=deltas,
         seed=config.seed,
         return_uint8=config.return_uint8,
         batch_size=config.batch_size if batched else None,
-        **({"active_episodes": config.active_episodes} if config.active_episodes is not None else {}),
+        **options,
     )
     loader = DataLoader(
         dataset,
@@ -250,6 +253,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
             )
             server = stack.enter_context(LoopbackHTTPServer(config.source, cfg))
             source = server.url
+        build: Callable[[BenchConfig, str], LoaderBundle]
         if config.loader == "lerobot-wds":
             build = build_ours
             import lerobot_wds.reader.dataset  # noqa: F401 - imports are not setup time: import before timing

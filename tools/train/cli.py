@@ -145,6 +145,7 @@ def run(cfg: TrainConfig) -> int:
                         opt.load_state_dict(resumed[0]["optimizer"])
                         sched.load_state_dict(resumed[0]["scheduler"])
                     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+                assert ddp is not None and opt is not None and sched is not None  # built on the first batch
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                     out = ddp(batch)  # DDP's forward syncs gradients
                 opt.zero_grad(set_to_none=True)

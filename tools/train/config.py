@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass, fields
 from typing import Any
 
+from lerobot_wds.reader.windows import Preset
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -32,7 +34,7 @@ class TrainConfig:
     """
 
     root: str
-    preset: str | None = None
+    preset: Preset | None = None
     delta_timestamps: dict[str, list[float]] | None = None
     batch_size: int = 8
     num_workers: int = 2

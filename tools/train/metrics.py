@@ -75,7 +75,7 @@ def cache_summary(per_worker: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]
     frames = [s["frames"] for s in per_worker.values() if isinstance(s.get("frames"), Mapping)]
     if not frames:
         return None
-    out = {k: sum(int(f.get(k, 0)) for f in frames) for k in ("hits", "misses", "evictions")}
+    out: dict[str, float] = {k: sum(int(f.get(k, 0)) for f in frames) for k in ("hits", "misses", "evictions")}
     out["hit_rate"] = out["hits"] / (out["hits"] + out["misses"]) if out["hits"] + out["misses"] else 0.0
     out["decoded_frames"] = sum(int(s.get("decoded_frames", 0)) for s in per_worker.values())
     return out

@@ -92,7 +92,7 @@ class Sample:
 
 def iter_members(fileobj: HashingReader) -> Iterator[Member]:
     """Yields the tar's members in order; raises ``tarfile.TarError`` when the archive is corrupt or truncated."""
-    with tarfile.open(fileobj=fileobj, mode="r|") as tar:  # stream mode: sequential reads only, no seeks
+    with tarfile.open(fileobj=fileobj, mode="r|") as tar:  # type: ignore[call-overload]  # any .read() object  # stream mode: sequential reads only, no seeks
         for info in tar:
             if not info.isfile():
                 yield Member(info.name, b"", regular=False)
