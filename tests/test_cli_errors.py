@@ -26,7 +26,7 @@ def test_every_domain_error_derives_from_the_root() -> None:
     from lerobot_wds.convert.tarwriter import TarWriteError
     from lerobot_wds.reader.errors import FrameDecodeError, IntegrityError, ShardFormatError, ShardReadError
     from lerobot_wds.reader.format import FormatError
-    from lerobot_wds.tools.bench.runner import BenchError
+    from lerobot_wds.tools.bench.loaders import BenchError
 
     errors = [ConfigError, EpisodeError, FinalizeError, Mp4Error, ConvertError, PlanError, RetryError, SinkError,
               SourceError, TarWriteError, FrameDecodeError, IntegrityError, ShardFormatError, ShardReadError,

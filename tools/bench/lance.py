@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lerobot_wds.tools.bench.runner import BenchError, LoaderBundle, shuffled_loader
+from lerobot_wds.tools.bench.loaders import BenchError, LoaderBundle, shuffled_loader
 from lerobot_wds.tools.bench.scenarios import BenchConfig
 
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from lerobot_wds.tools.bench.report import merge_scenarios
+from lerobot_wds.tools.bench.summary import merge_scenarios
 
 
 def plot_workers(records: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:

@@ -29,74 +29,21 @@ import os
 import platform
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, default_collate, get_worker_info
+from torch.utils.data import DataLoader
 
-from lerobot_wds.reader.format import LeRobotWdsError
+from lerobot_wds.tools.bench.loaders import STATS_KEY, BenchError, LoaderBundle, ProbeCollate, ours_probe
 from lerobot_wds.tools.bench.monitor import ProcessMonitor
 from lerobot_wds.tools.bench.scenarios import BenchConfig
 from lerobot_wds.testing.http_server import LoopbackHTTPServer, ServeConfig
 from lerobot_wds.tools.bench.mixing import mixing
 
-STATS_KEY = "__bench_worker_stats__"
 CACHE_FIELDS = ("hits", "misses", "evictions", "size")
-
-
-class BenchError(LeRobotWdsError, RuntimeError):
-    """A benchmark could not run as configured, or a loader delivered batches of the wrong shape."""
-
-
-class ProbeCollate:
-    """``default_collate`` plus the worker's counters under :data:`STATS_KEY` (runs inside the worker)."""
-
-    def __init__(
-        self, probe: Callable[[Any], Mapping[str, Any]], main_dataset: Any, *, batched: bool = False
-    ) -> None:
-        self.probe = probe
-        self.batched = batched  # the dataset yields whole batches (DataLoader batch_size=None)
-        self._main_dataset = main_dataset  # used when num_workers == 0 (no worker copy)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"probe": self.probe, "batched": self.batched, "_main_dataset": None}  # workers: own dataset copy
-
-    def __call__(self, samples: Any) -> dict[str, Any]:
-        # a dataset-built batch is annotated in place: copying it into a new dict would lose its slot transport
-        batch = samples if self.batched else default_collate(samples)
-        info = get_worker_info()
-        dataset = info.dataset if info is not None else self._main_dataset
-        batch[STATS_KEY] = {"worker": info.id if info is not None else -1, "stats": dict(self.probe(dataset))}
-        return batch
-
-
-@dataclass
-class LoaderBundle:
-    """A ready DataLoader and what the consumer must know to check its batches."""
-
-    loader: DataLoader
-    camera_keys: tuple[str, ...]
-    fps: float
-    dataset_frames: int
-    info: dict[str, Any]
-
-
-def shuffled_loader(dataset: Any, config: BenchConfig, probe: Callable[[Any], Mapping[str, Any]],
-                    **extra: Any) -> DataLoader:  # fmt: skip
-    """A peer's DataLoader as a training loop builds it: a seeded shuffling sampler, the config's batch size and
-    workers, and the probe collate (map-style peers: LeRobotDataset, lerobot-lancedb)."""
-    generator = torch.Generator().manual_seed(config.seed)
-    return DataLoader(dataset, batch_size=config.batch_size, num_workers=config.num_workers, shuffle=True,
-                      generator=generator, collate_fn=ProbeCollate(probe, dataset), persistent_workers=False,
-                      **extra)  # fmt: skip
-
-
-def ours_probe(dataset: Any) -> Mapping[str, Any]:
-    """Decoder/frame cache counters of ``LeRobotWdsDataset`` in the calling process."""
-    return dataset.stats()
 
 
 def build_ours(config: BenchConfig, source: str) -> LoaderBundle:

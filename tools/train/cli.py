@@ -34,7 +34,7 @@ from lerobot_wds.reader.dataset import LeRobotWdsDataset
 from lerobot_wds.reader.format import LeRobotWdsError
 from lerobot_wds.reader.resume import check_topology
 from lerobot_wds.tools.train import checkpoint as ckpt
-from lerobot_wds.tools.bench.runner import STATS_KEY, ProbeCollate, ours_probe
+from lerobot_wds.tools.bench.loaders import STATS_KEY, ProbeCollate, ours_probe
 from lerobot_wds.tools.train.config import TrainConfig, add_arguments, config_from_args
 from lerobot_wds.tools.train.metrics import StepMetrics, cache_summary
 from lerobot_wds.tools.train.model import make_policy
