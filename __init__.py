@@ -7,29 +7,21 @@ the reader's public surface lazily so ``import lerobot_wds`` stays cheap and nev
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lerobot_wds.reader.exports import lazy_exports
 
 __version__ = "0.1.0"
 
+_EXPORTS = {
+    "LeRobotWdsDataset": "lerobot_wds.reader.dataset",
+    "LeRobotWdsError": "lerobot_wds.reader.format",
+    "dataloader": "lerobot_wds.reader.loader",
+}
 __all__ = ["LeRobotWdsDataset", "LeRobotWdsError", "__version__", "dataloader"]
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
     from lerobot_wds.reader.dataset import LeRobotWdsDataset
     from lerobot_wds.reader.format import LeRobotWdsError
     from lerobot_wds.reader.loader import dataloader
-
-
-def __getattr__(name: str) -> Any:
-    if name == "LeRobotWdsDataset":
-        from lerobot_wds.reader.dataset import LeRobotWdsDataset
-
-        return LeRobotWdsDataset
-    if name == "LeRobotWdsError":
-        from lerobot_wds.reader.format import LeRobotWdsError
-
-        return LeRobotWdsError
-    if name == "dataloader":
-        from lerobot_wds.reader.loader import dataloader
-
-        return dataloader
-    raise AttributeError(f"module 'lerobot_wds' has no attribute {name!r}")

@@ -1,1 +1,27 @@
-"""Converter: LeRobot v3 dataset -> episode-per-sample WebDataset tar shards plus a manifest."""
+"""Converter: LeRobot v3 dataset -> episode-per-sample WebDataset tar shards plus a manifest.
+
+Names are imported on first use. Subpackages: :mod:`lerobot_wds.convert.mp4` (the MP4 layer) and
+:mod:`lerobot_wds.convert.source` (the LeRobot v3 source reader).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from lerobot_wds.reader.exports import lazy_exports
+
+_EXPORTS = {
+    "convert": "lerobot_wds.convert.pipeline",
+    "ConvertConfig": "lerobot_wds.convert.config",
+    "ConvertSummary": "lerobot_wds.convert.pipeline",
+    "ConvertError": "lerobot_wds.convert.pipeline",
+    "ConfigError": "lerobot_wds.convert.config",
+    "FinalizeError": "lerobot_wds.convert.manifest_io",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:
+    from lerobot_wds.convert.config import ConfigError, ConvertConfig
+    from lerobot_wds.convert.manifest_io import FinalizeError
+    from lerobot_wds.convert.pipeline import ConvertError, ConvertSummary, convert

@@ -142,7 +142,17 @@ def test_module_size(module: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "package", ["lerobot_wds", "lerobot_wds.convert.mp4", "lerobot_wds.convert.source", "lerobot_wds.tools.verify"]
+    "package",
+    [
+        "lerobot_wds",
+        "lerobot_wds.reader",
+        "lerobot_wds.convert",
+        "lerobot_wds.convert.mp4",
+        "lerobot_wds.convert.source",
+        "lerobot_wds.testing",
+        "lerobot_wds.tools",
+        "lerobot_wds.tools.verify",
+    ],
 )
 def test_public_surface_is_declared(package: str) -> None:
     import importlib

@@ -15,6 +15,17 @@ def test_reader_does_not_import_the_converter() -> None:
     assert out.strip() == "[]"
 
 
+def test_format_and_packages_import_without_torch() -> None:
+    """The format contract and every package ``__init__`` are cheap: torch loads only with a name that needs it."""
+    code = (
+        "import sys; import lerobot_wds, lerobot_wds.reader, lerobot_wds.convert, lerobot_wds.tools, "
+        "lerobot_wds.testing, lerobot_wds.reader.format; print('torch' in sys.modules); "
+        "lerobot_wds.reader.DecodeConfig; print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.split() == ["False", "True"]
+
+
 def test_console_script_lists_every_subcommand() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "lerobot_wds.tools.cli", "--help"], check=True, capture_output=True, text=True
