@@ -1,6 +1,7 @@
 # Two commands for a newcomer: `make demo` (install, then convert and read a small generated example)
 # and `make test` (install, then run the test suite). `make conformance` runs the tests against
-# lerobot itself in a second, Python 3.12 environment (what .ci/run does after `make test`).
+# lerobot itself in a second, Python 3.12 environment, and `make test-latest` runs a fast subset against the
+# newest torch/torchcodec on PyPI in a third (.ci/run does all three).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,13 +11,13 @@ VENV_LATEST ?= .venv-latest
 PYTEST_ARGS ?=
 # The newest torch/torchcodec pair on PyPI that our ranges admit (PyPI's default wheels: CUDA builds, run on CPU).
 LATEST_PAIR ?= "torch==2.15.*" "torchcodec==0.17.*"
-# The fast subset `make test-latest` runs: the reader (decode, transport, batches, dataset, DataLoader workers)
-# and the converter's decode checks, i.e. the code that touches torch/torchcodec, minus slow end-to-end tests.
-FAST_TESTS ?= tests/test_reader_units.py tests/test_reader_transport.py tests/test_reader_batch.py \
-	tests/test_reader_dataset.py tests/test_reader_errors.py tests/test_reader_schedules.py \
-	tests/test_reader_planning.py tests/test_reader_fallbacks.py tests/test_mp4_errors.py tests/test_package.py
+# The fast subset `make test-latest` runs (marker expression below plus these files, ~2 min on 2 cores): what
+# touches torch/torchcodec, i.e. every reader test (decode, transport, batches, dataset, DataLoader workers), the
+# training loop (torch + torchdata's StatefulDataLoader), verify (decodes with torchcodec), plus packaging.
+FAST_TESTS ?= $(wildcard tests/test_reader_*.py) tests/test_train.py tests/test_verify.py tests/test_mp4_errors.py \
+	tests/test_package.py
 
-.PHONY: install demo test test-latest conformance lint clean
+.PHONY: install demo test soak test-latest conformance lint clean
 
 # FFmpeg's shared libraries are what torchcodec decodes with; the ffmpeg binary builds test fixtures.
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -31,7 +32,11 @@ demo: install
 	$(VENV)/bin/lerobot-wds demo --workdir demo_out
 
 test: install
-	$(VENV)/bin/python -m pytest -m "not conformance" $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -m "not conformance and not soak" $(PYTEST_ARGS)
+
+# The long variants of the reliability tests (tests marked soak), e.g. 20 epochs of persistent workers.
+soak: install
+	$(VENV)/bin/python -m pytest -m soak -rP $(PYTEST_ARGS)
 
 # lerobot 0.6.1 needs Python >= 3.12 and brings its own torch 2.11 / torchcodec 0.11: our ranges admit them.
 $(VENV312)/.installed: pyproject.toml
@@ -50,7 +55,7 @@ $(VENV_LATEST)/.installed: pyproject.toml
 	touch $@
 
 test-latest: $(VENV_LATEST)/.installed
-	$(VENV_LATEST)/bin/python -m pytest -m "not conformance and not slow" $(FAST_TESTS) $(PYTEST_ARGS)
+	$(VENV_LATEST)/bin/python -m pytest -m "not conformance and not slow and not soak" $(FAST_TESTS) $(PYTEST_ARGS)
 
 conformance: $(VENV312)/.installed
 	$(VENV312)/bin/python -m pytest -m conformance $(PYTEST_ARGS)
