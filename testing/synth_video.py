@@ -172,7 +172,7 @@ def concat_copy(inputs: list[Path], out: Path, *, faststart: bool = True) -> Pat
 
 def video_duration_s(path: Path) -> float:
     """Returns the video stream duration exactly as lerobot's ``get_video_duration_in_s`` computes it."""
-    import av  # optional dependency (extra 'synth'): probes durations the way lerobot does
+    import av  # optional dependency (extra 'testing'): probes durations the way lerobot does
 
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
@@ -185,7 +185,7 @@ def video_duration_s(path: Path) -> float:
 
 def video_stream_info(path: Path) -> dict[str, object]:
     """Returns the stream-derived ``video.*`` entries lerobot's ``get_video_info`` writes into info.json."""
-    import av  # optional dependency (extra 'synth'): probes durations the way lerobot does
+    import av  # optional dependency (extra 'testing'): probes durations the way lerobot does
 
     with av.open(str(path)) as container:
         s = container.streams.video[0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -43,7 +44,12 @@ def _step(title: str) -> float:
 
 
 def run_demo(cfg: DemoConfig) -> int:
-    """Runs the demo; returns 0 when every check held."""
+    """Runs the demo; returns 0 when every check held, 2 when the ``testing`` extra is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec("av") is None:  # the synthetic dataset is written with PyAV
+        print("lerobot-wds demo: needs the testing extra (PyAV): pip install 'lerobot-wds[testing]'", file=sys.stderr)
+        return 2
     import torch
     from torch.utils.data import DataLoader
 
