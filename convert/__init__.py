@@ -18,7 +18,14 @@ _EXPORTS = {
     "ConfigError": "lerobot_wds.convert.config",
     "FinalizeError": "lerobot_wds.convert.manifest_io",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ConfigError",
+    "ConvertConfig",
+    "ConvertError",
+    "ConvertSummary",
+    "FinalizeError",
+    "convert",
+]
 __getattr__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:

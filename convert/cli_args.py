@@ -1,4 +1,4 @@
-"""Argument types shared by the subcommands' parsers (the converter's and the tools'; tools import the converter)."""
+"""Argument types shared by the subcommands' parsers (the converter's and the tools', which import it)."""
 
 from __future__ import annotations
 

@@ -1,45 +1,23 @@
-"""Retrying transient I/O errors (source reads and destination writes) with exponential backoff.
+"""The converter's face of :mod:`lerobot_wds.reader.retry`, the one retry policy (reader, converter, verify).
 
-Transient: connection resets, timeouts, 5xx, throttling (408/429). Permanent: missing, denied, other 4xx,
-which fail at once naming the URL and the reason.
+Same classification everywhere: transient = connection resets, timeouts, 5xx, throttling (408/429);
+permanent = missing, denied (403 / PermissionError), other 4xx, which fail at once naming the URL and the
+reason. The converter keeps ``RetryPolicy``'s defaults (``retry_denied=False``); these wrappers only take
+its ``attempts`` / ``backoff_s`` arguments as the converter's config spells them.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from lerobot_wds.reader.format import LeRobotWdsError
+from lerobot_wds.reader import retry as _retry
+from lerobot_wds.reader.retry import RetryError, RetryPolicy, is_denied, is_timeout, is_transient
 
 T = TypeVar("T")
 
-_PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
-
-
-class RetryError(LeRobotWdsError, OSError):
-    """An I/O operation failed permanently or ran out of retries; the message names the URL and reason."""
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Tells whether an I/O error is worth retrying: network/timeouts/5xx yes; missing, denied, 4xx no."""
-    if isinstance(exc, FileNotFoundError) and exc.__cause__ is not None and exc.__cause__ is not exc:
-        # fsspec's HTTP filesystem reports any failed metadata request (a 503 too) as FileNotFoundError
-        return is_transient(exc.__cause__)
-    if isinstance(exc, _PERMANENT):
-        return False
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):  # botocore ClientError
-        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    else:
-        status = getattr(response, "status_code", None) or getattr(exc, "status", None)
-    if isinstance(status, int) and 400 <= status < 500 and status not in (408, 429):
-        return False
-    if isinstance(exc, (OSError, TimeoutError, ConnectionError)):
-        return True
-    # aiohttp / botocore errors don't subclass OSError; match by module so neither is a hard dependency
-    module = type(exc).__module__
-    return module.startswith(("aiohttp", "botocore", "urllib3", "requests"))
+__all__ = ["RetryError", "RetryPolicy", "is_denied", "is_timeout", "is_transient", "read_with_retries",
+           "with_retries"]  # fmt: skip
 
 
 def with_retries(
@@ -52,25 +30,10 @@ def with_retries(
     error: type[RetryError] = RetryError,
 ) -> T:
     """Runs ``fn``; retries transient errors with exponential backoff, else raises ``error`` naming ``what``."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return fn()
-        except Exception as e:
-            if not is_transient(e):
-                raise error(f"{what}: permanent error ({type(e).__name__}: {e})") from e
-            if attempt == attempts:
-                raise error(f"{what}: still failing after {attempts} attempts ({type(e).__name__}: {e})") from e
-            if on_retry is not None:
-                on_retry(attempt, e)
-            time.sleep(backoff_s * 2 ** (attempt - 1))  # retry backoff, the one sleep allowed in error paths
-    raise AssertionError("unreachable")  # the loop returns or raises
+    policy = RetryPolicy(attempts=attempts, backoff_s=backoff_s)
+    return _retry.with_retries(fn, what=what, policy=policy, on_retry=on_retry, error=error)
 
 
 def read_with_retries(fn: Callable[[], T], *, what: str, attempts: int, backoff_s: float) -> T:
     """``with_retries`` for source reads: a missing file still raises FileNotFoundError for the caller to name."""
-    try:
-        return with_retries(fn, what=what, attempts=attempts, backoff_s=backoff_s)
-    except RetryError as e:
-        if isinstance(e.__cause__, FileNotFoundError) and not is_transient(e.__cause__):
-            raise e.__cause__ from None
-        raise
+    return _retry.read_with_retries(fn, what=what, policy=RetryPolicy(attempts=attempts, backoff_s=backoff_s))

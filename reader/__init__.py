@@ -27,7 +27,24 @@ _EXPORTS = {
     "FrameDecodeError": "lerobot_wds.reader.errors",
     "ResumeError": "lerobot_wds.reader.resume",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "CameraMeta",
+    "DecodeConfig",
+    "EpisodeMeta",
+    "FormatError",
+    "FrameDecodeError",
+    "IntegrityError",
+    "LeRobotWdsDataset",
+    "LeRobotWdsError",
+    "Manifest",
+    "ResumeError",
+    "RetryPolicy",
+    "ShardFormatError",
+    "ShardInfo",
+    "ShardReadError",
+    "StreamConfig",
+    "dataloader",
+]
 __getattr__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:

@@ -37,7 +37,7 @@ from lerobot_wds.reader.skiplog import SkipBoard
 from lerobot_wds.reader.source import open_root
 from lerobot_wds.reader.splitting import SlotPlan, Uneven, plan_epoch
 from lerobot_wds.reader.stages import ErrorCounter, OnError
-from lerobot_wds.reader.stream import StreamConfig
+from lerobot_wds.reader.stream import ReadCounters, StreamConfig
 from lerobot_wds.reader.topology import Topology, detect_rank_world, detect_worker
 from lerobot_wds.reader.transport import SlotRing
 from lerobot_wds.reader.windows import Preset, delta_indices, preset_delta_timestamps
@@ -127,7 +127,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         self.source = str(source)
         self.stream_config = stream or StreamConfig()
         self.decode_config = decode or DecodeConfig()
-        opened = open_root(self.source, self.stream_config.storage_options)
+        opened = open_root(self.source, self.stream_config)
         self.manifest = opened.manifest
         self.tasks = opened.tasks
         self.fps = self.manifest.fps
@@ -153,6 +153,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         self._last_source: FramePool | None = None
         self._last_errors: ErrorCounter | None = None
         self._last_ring: SlotRing | None = None
+        self._last_reads: ReadCounters | None = None
 
     # --- epochs and topology -------------------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
@@ -218,6 +219,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         errors = ErrorCounter(self.on_error, on_skip=board_row.record if board_row is not None else None)
         frames = FramePool(self.decode_config)
         self._last_source, self._last_errors = frames, errors
+        reads = self._last_reads = ReadCounters()
         in_worker = torch.utils.data.get_worker_info() is not None
         if in_worker and self.decode_config.tune_worker_malloc:
             tune_worker_malloc()
@@ -237,10 +239,15 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         def progress(n: int) -> None:
             self._consumed[topo.worker] = n
 
-        yield from reader_stream(
-            plan, opts, frames=frames, errors=errors, ring=ring, skip=skip,
-            where=f"{self.source} rank {topo.rank} worker {topo.worker} epoch {epoch}", progress=progress,
-        )  # fmt: skip
+        try:
+            yield from reader_stream(
+                plan, opts, frames=frames, errors=errors, ring=ring, skip=skip,
+                where=f"{self.source} rank {topo.rank} worker {topo.worker} epoch {epoch}", progress=progress,
+                reads=reads,
+            )  # fmt: skip
+        finally:
+            if ring is not None:
+                ring.release()  # between epochs and after the last, a worker holds no batch memory
 
     # --- resume ------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -266,7 +273,10 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
     def stats(self) -> dict[str, Any]:
         """Decoder / frame cache counters of the last iteration in this process, and what ``on_error="skip"``
         skipped in the last iteration of this dataset, summed over its DataLoader workers (see :mod:`skiplog`):
-        ``skipped_shards``, ``skipped_episodes`` and ``skip_messages`` (each reader's last reason)."""
+        ``skipped_shards``, ``skipped_episodes`` and ``skip_messages`` (each reader's last reason).
+        ``read_retries`` / ``read_timeouts``: read attempts of the last iteration in this process that were
+        retried / that timed out (a stalled server); counted where the reads run, so in a DataLoader worker
+        read them there (e.g. in ``collate_fn``), or iterate with ``num_workers=0``."""
         out: dict[str, Any] = {}
         if self._last_source is not None:
             out = {k: v.as_dict() for k, v in self._last_source.stats().items()}
@@ -277,6 +287,8 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         if skips is not None:
             out["skipped_shards"], out["skipped_episodes"] = skips.skipped_shards, skips.skipped_episodes
             out["skip_messages"] = list(skips.messages)
+        if self._last_reads is not None:
+            out.update(self._last_reads.as_dict())
         if self._last_ring is not None:
             out["batch_slots"] = {"created": self._last_ring.created, "reused": self._last_ring.reused}
         return out
@@ -284,7 +296,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
     def __getstate__(self) -> dict[str, Any]:
         # Iteration state (decoders, caches) never travels to workers or into pickles.
         state = dict(self.__dict__)
-        state["_last_source"] = state["_last_errors"] = state["_last_ring"] = None
+        state["_last_source"] = state["_last_errors"] = state["_last_ring"] = state["_last_reads"] = None
         return state
 
     def __repr__(self) -> str:

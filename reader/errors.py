@@ -19,3 +19,7 @@ class FrameDecodeError(FormatError):
 
 class IntegrityError(ShardFormatError):
     """Bytes read from a shard do not match the manifest's digest (named by shard, and episode when known)."""
+
+
+class ShortReadError(ShardReadError):
+    """A read returned a different number of bytes than planned (a cut transfer, or a file truncated at rest)."""

@@ -35,7 +35,7 @@ from lerobot_wds.reader.stages import (
     tar_samples,
     with_anchor_ranges,
 )
-from lerobot_wds.reader.stream import StreamConfig, fetched_reads
+from lerobot_wds.reader.stream import ReadCounters, StreamConfig, fetched_reads
 from lerobot_wds.reader.transport import SlotRing
 
 # The pool grows by one episode every RAMP_ANCHORS anchors at the start of a pass, so a worker's first batch
@@ -64,12 +64,12 @@ class ReaderOptions:
 
 
 def anchor_pass(plan: SlotPlan, opts: ReaderOptions, frames: FramePool, errors: ErrorCounter,
-                p: int) -> Iterator[Anchor]:  # fmt: skip
+                p: int, reads_counted: ReadCounters | None = None) -> Iterator[Anchor]:  # fmt: skip
     """One pass over the reader's segments: every planned anchor once."""
     cfg = opts.stream
     reads = plan_reads(plan.segments, opts.shards, opts.root, max_bytes=cfg.max_read_bytes,
                        split_first=cfg.split_first_read)  # fmt: skip
-    samples = tar_samples(fetched_reads(reads, cfg), errors)
+    samples = tar_samples(fetched_reads(reads, cfg, reads_counted), errors)
     ranges = {s.ref.episode: (s.lo, s.hi) for s in plan.segments if s.ref.episode != WHOLE_SHARD}
     shard_ranges = {s.ref.shard: (s.lo, s.hi) for s in plan.segments if s.ref.episode == WHOLE_SHARD}
     episode_shard = {e: path for path in shard_ranges for e in opts.shards[path].episodes}
@@ -94,10 +94,13 @@ def anchor_pass(plan: SlotPlan, opts: ReaderOptions, frames: FramePool, errors: 
 
 
 def reader_stream(plan: SlotPlan, opts: ReaderOptions, *, frames: FramePool, errors: ErrorCounter,
-                  ring: SlotRing | None, skip: int, where: str,
-                  progress: Any) -> Iterator[dict[str, Any]]:  # fmt: skip
-    """Yields this reader's ``plan.quota`` samples (or batches) of the epoch, the first ``skip`` consumed."""
-    anchors = cycle_passes(lambda p: anchor_pass(plan, opts, frames, errors, p), where)
+                  ring: SlotRing | None, skip: int, where: str, progress: Any,
+                  reads: ReadCounters | None = None) -> Iterator[dict[str, Any]]:  # fmt: skip
+    """Yields this reader's ``plan.quota`` samples (or batches) of the epoch, the first ``skip`` consumed.
+
+    ``reads`` counts the read retries and timeouts (``LeRobotWdsDataset.stats()``).
+    """
+    anchors = cycle_passes(lambda p: anchor_pass(plan, opts, frames, errors, p, reads), where)
     assembler = Assembler(opts.spec, frames, errors, batch_size=opts.batch_size, ring=ring)
     return assembler.run(anchors, quota=plan.quota, skip=skip, pass_frames=plan.frames, where=where,
                          progress=progress)  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fsspec
 import pyarrow as pa
@@ -13,6 +13,10 @@ import pyarrow.parquet as pq
 
 from lerobot_wds.reader.format import MANIFEST_NAME, META_DIR, FormatError, Manifest
 from lerobot_wds.reader.reads import join_url
+from lerobot_wds.reader.retry import read_with_retries
+
+if TYPE_CHECKING:
+    from lerobot_wds.reader.stream import StreamConfig
 
 
 @dataclass(frozen=True)
@@ -24,10 +28,11 @@ class OpenedRoot:
     tasks: dict[int, str]
 
 
-def _read(url: str, storage_options: dict[str, Any]) -> bytes:
-    fs, path = fsspec.core.url_to_fs(url, **storage_options)
+def _read(url: str, stream: StreamConfig) -> bytes:
+    """Reads a whole (small) file with the reader's retry policy and read timeout."""
+    fs, path = fsspec.core.url_to_fs(url, **stream.fs_options(url))
     try:
-        return fs.cat_file(path)
+        return read_with_retries(lambda: fs.cat_file(path), what=url, policy=stream.retry_policy())
     except FileNotFoundError as e:
         raise FormatError(
             f"{url}: not found; is this a converted lerobot-wds root (manifest written last)?"
@@ -58,12 +63,19 @@ def read_tasks(data: bytes, where: str) -> dict[int, str]:
     return dict(zip(table.column("task_index").to_pylist(), table.column(name).to_pylist(), strict=True))
 
 
-def open_root(root: str, storage_options: dict[str, Any]) -> OpenedRoot:
-    """Reads ``manifest.json`` and ``meta/tasks.parquet`` of a converted root (local path or fsspec URL)."""
+def open_root(root: str, stream: StreamConfig) -> OpenedRoot:
+    """Reads ``manifest.json`` and ``meta/tasks.parquet`` of a converted root (local path or fsspec URL).
+
+    Reads retry transient errors as shard reads do (``stream``'s policy, read timeout and storage options).
+
+    Raises:
+        FormatError: a file is missing or not what the format says.
+        RetryError: a read failed permanently (e.g. denied) or kept failing after ``stream.retries`` retries.
+    """
     manifest_url = join_url(root, MANIFEST_NAME)
-    manifest = Manifest.from_json_bytes(_read(manifest_url, storage_options), where=manifest_url)
+    manifest = Manifest.from_json_bytes(_read(manifest_url, stream), where=manifest_url)
     tasks_url = join_url(root, f"{META_DIR}/tasks.parquet")
-    tasks = read_tasks(_read(tasks_url, storage_options), tasks_url)
+    tasks = read_tasks(_read(tasks_url, stream), tasks_url)
     return OpenedRoot(root=root, manifest=manifest, tasks=tasks)
 
 

@@ -1,16 +1,20 @@
 """Transport: the planned reads (:mod:`reads`) fetched in order through fsspec, with retries and read-ahead.
 
-A read is one GET (``fs.cat_file``, with a byte range when it is not a whole shard). A fetch that fails or
-comes back with a size other than planned is retried from scratch with exponential backoff; nothing of a read
-is handed on before all of it arrived and was checked against the manifest (per-episode sha256, or the
-shard's for v1 manifests), so a retry can never duplicate samples. The next read(s) are fetched and checked
-in a background thread while the current one is parsed and decoded.
+A read is one GET (``fs.cat_file``, with a byte range when it is not a whole shard). A fetch that fails
+with a transient error (reset, timeout, 5xx; see :mod:`retry`, the one policy of reader, converter and
+verify) or comes back with a size other than planned is retried from scratch with exponential backoff; a
+permanent one (missing, 403 / denied unless ``StreamConfig.retry_denied``) fails at once naming the shard.
+Nothing of a read is handed on before all of it arrived and was checked against the manifest (per-episode
+sha256, or the shard's for v1 manifests), so a retry can never duplicate samples. A stalled server raises a
+read timeout (``StreamConfig.read_timeout_s``, see :mod:`timeouts`) that is retried like any transient
+error. Retries and timeouts are counted in :class:`ReadCounters` (``LeRobotWdsDataset.stats()``). The next
+read(s) are fetched and checked in a background thread while the current one is parsed and decoded.
 """
 
 from __future__ import annotations
 
 import logging
-import time
+import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,8 +23,10 @@ from typing import Any
 
 import fsspec
 
-from lerobot_wds.reader.errors import ShardReadError
+from lerobot_wds.reader.errors import ShardReadError, ShortReadError
 from lerobot_wds.reader.reads import Read, integrity_failures
+from lerobot_wds.reader.retry import RetryPolicy, describe, is_denied, is_timeout, with_retries
+from lerobot_wds.reader.timeouts import DEFAULT_READ_TIMEOUT_S, with_read_timeout
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +36,13 @@ class StreamConfig:
     """How reads are fetched: retries, backoff, read-ahead, integrity, read size and fsspec storage options.
 
     Attributes:
+        retries: retries of a read after a transient error (``retries + 1`` attempts); backoff_s: the first
+            retry's delay, doubling on every further one.
+        read_timeout_s: a socket read (or connect) of an ``http(s)://`` or ``s3://`` read that waits longer
+            raises a timeout, which is retried; applied unless ``storage_options`` set their own (aiohttp
+            ``client_kwargs["timeout"]``, s3fs ``config_kwargs["read_timeout"]``). None: the backends' defaults.
+        retry_denied: retry 403 / PermissionError too (default: permanent, the read fails at once naming the
+            shard; opt in for stores whose permissions settle late).
         verify_sha256: check every byte that reaches the decoder against the manifest (on by default; costs
             about 1-2% of decoding); False is an explicit opt-out.
         max_read_bytes: largest single GET; longer runs of episodes are read in pieces (memory per worker is
@@ -44,6 +57,8 @@ class StreamConfig:
     max_read_bytes: int = 64 * 1024 * 1024
     split_first_read: bool = True
     storage_options: dict[str, Any] = field(default_factory=dict)
+    read_timeout_s: float | None = DEFAULT_READ_TIMEOUT_S
+    retry_denied: bool = False
 
     def __post_init__(self) -> None:
         if self.retries < 0:
@@ -54,6 +69,40 @@ class StreamConfig:
             raise ValueError(f"StreamConfig.readahead must be >= 0, got {self.readahead}")
         if self.max_read_bytes < 1:
             raise ValueError(f"StreamConfig.max_read_bytes must be >= 1, got {self.max_read_bytes}")
+        if self.read_timeout_s is not None and not self.read_timeout_s > 0:
+            raise ValueError(f"StreamConfig.read_timeout_s must be > 0 or None, got {self.read_timeout_s}")
+
+    def retry_policy(self) -> RetryPolicy:
+        """The reader's :class:`RetryPolicy`: short reads transient, denials as ``retry_denied`` says."""
+        return RetryPolicy(attempts=self.retries + 1, backoff_s=self.backoff_s, retry_denied=self.retry_denied,
+                           retry_short_reads=True)  # fmt: skip
+
+    def fs_options(self, url: str) -> dict[str, Any]:
+        """``storage_options`` for ``url`` with the default read timeout applied (see :mod:`timeouts`)."""
+        return with_read_timeout(url, self.storage_options, self.read_timeout_s)
+
+
+@dataclass
+class ReadCounters:
+    """Retries and timeouts of one iteration's reads, counted in the process (DataLoader worker) that reads.
+
+    Attributes:
+        retries: failed attempts that were retried.
+        timeouts: failed attempts (retried or not) whose error was a read or connect timeout.
+    """
+
+    retries: int = 0
+    timeouts: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def failed(self, exc: BaseException, *, retried: bool) -> None:
+        with self._lock:
+            self.retries += int(retried)
+            self.timeouts += int(is_timeout(exc))
+
+    def as_dict(self) -> dict[str, int]:
+        with self._lock:
+            return {"read_retries": self.retries, "read_timeouts": self.timeouts}
 
 
 @dataclass(frozen=True)
@@ -67,61 +116,48 @@ class Fetched:
 
 def fetch_once(read: Read, config: StreamConfig) -> bytes:
     """Fetches a read with one GET (ranged unless it is a whole shard) and checks its size."""
-    fs, path = fsspec.core.url_to_fs(read.url, **config.storage_options)
+    fs, path = fsspec.core.url_to_fs(read.url, **config.fs_options(read.url))
     data = fs.cat_file(path) if read.start is None else fs.cat_file(path, start=read.start, end=read.end)
     if len(data) != read.nbytes:
         what = "" if read.start is None else f" {read.start}..{read.end}"
-        raise ShardReadError(f"shard {read.url}{what}: got {len(data)} bytes, expected {read.nbytes} (truncated?)")
+        raise ShortReadError(f"shard {read.url}{what}: got {len(data)} bytes, expected {read.nbytes} (truncated?)")
     return data
 
 
-def _transient_errors() -> tuple[type[BaseException], ...]:
-    """Errors worth retrying: I/O errors and the HTTP / S3 client errors fsspec backends let through."""
-    errors: list[type[BaseException]] = [OSError, ShardReadError]
-    try:
-        import aiohttp
-
-        errors.append(aiohttp.ClientError)
-    except ImportError:
-        pass
-    try:
-        import botocore.exceptions
-
-        errors += [botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError]
-    except ImportError:
-        pass
-    return tuple(errors)
-
-
-def fetch_read(read: Read, config: StreamConfig) -> Fetched:
-    """Fetches and checks a read, retrying failed or short reads ``config.retries`` times with backoff.
+def fetch_read(read: Read, config: StreamConfig, counters: ReadCounters | None = None) -> Fetched:
+    """Fetches and checks a read, retrying transient errors and short reads ``config.retries`` times.
 
     Raises:
-        ShardReadError: naming the shard, the attempts and the last error.
+        ShardReadError: naming the shard: missing ("not found; the manifest lists it"), a permanent error
+            (403 / denied, other 4xx) at once, or the last error after all attempts.
     """
-    last: BaseException | None = None
-    transient = _transient_errors()
-    for attempt in range(config.retries + 1):
-        if attempt:
-            time.sleep(config.backoff_s * 2 ** (attempt - 1))  # retry backoff
-        try:
-            data = fetch_once(read, config)
-        except FileNotFoundError as e:
-            raise ShardReadError(f"shard {read.url}: not found ({e}); the manifest lists it") from e
-        except transient as e:
-            last = e
-            log.warning("shard %s: attempt %d/%d failed: %s", read.url, attempt + 1, config.retries + 1, e)
-            continue
-        failures = integrity_failures(read, data) if config.verify_sha256 else {}
-        return Fetched(read, data, failures)
-    raise ShardReadError(f"shard {read.url}: failed after {config.retries + 1} attempts: {last}") from last
+    policy = config.retry_policy()
+    counters = counters if counters is not None else ReadCounters()
+
+    def retried(attempt: int, e: BaseException) -> None:
+        counters.failed(e, retried=True)
+        log.warning("shard %s: attempt %d/%d failed: %s", read.url, attempt, policy.attempts, describe(e))
+
+    try:
+        data = with_retries(lambda: fetch_once(read, config), what=f"shard {read.url}", policy=policy,
+                            on_retry=retried, error=ShardReadError)  # fmt: skip
+    except ShardReadError as e:
+        cause = e.__cause__
+        if cause is not None:
+            counters.failed(cause, retried=False)
+        if isinstance(cause, FileNotFoundError) and not policy.is_transient(cause) and not is_denied(cause):
+            raise ShardReadError(f"shard {read.url}: not found ({cause}); the manifest lists it") from cause
+        raise
+    failures = integrity_failures(read, data) if config.verify_sha256 else {}
+    return Fetched(read, data, failures)
 
 
-def fetched_reads(reads: Iterable[Read], config: StreamConfig) -> Iterator[Fetched]:
+def fetched_reads(reads: Iterable[Read], config: StreamConfig,
+                  counters: ReadCounters | None = None) -> Iterator[Fetched]:  # fmt: skip
     """Yields fetched reads in order, keeping up to ``config.readahead`` next ones fetching in the background."""
     if config.readahead == 0:
         for read in reads:
-            yield fetch_read(read, config)
+            yield fetch_read(read, config, counters)
         return
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lerobot-wds-readahead")
     pending: deque[Future[Fetched]] = deque()
@@ -129,10 +165,10 @@ def fetched_reads(reads: Iterable[Read], config: StreamConfig) -> Iterator[Fetch
     try:
         while True:
             while len(pending) <= config.readahead:
-                read = next(it, None)
-                if read is None:
+                upcoming = next(it, None)
+                if upcoming is None:
                     break
-                pending.append(pool.submit(fetch_read, read, config))
+                pending.append(pool.submit(fetch_read, upcoming, config, counters))
             if not pending:
                 return
             yield pending.popleft().result()

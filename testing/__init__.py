@@ -26,7 +26,16 @@ _EXPORTS = {
     "ServeConfig": "lerobot_wds.testing.http_server",
     "S3FaultProxy": "lerobot_wds.testing.s3",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "LeRobotSpec",
+    "LoopbackHTTPServer",
+    "RootSpec",
+    "S3FaultProxy",
+    "ServeConfig",
+    "make_dataset",
+    "make_root",
+    "read_identity",
+]
 __getattr__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
@@ -34,4 +43,3 @@ if TYPE_CHECKING:
     from lerobot_wds.testing.s3 import S3FaultProxy
     from lerobot_wds.testing.shards import RootSpec, make_root
     from lerobot_wds.testing.synth import LeRobotSpec, make_dataset, read_identity
-

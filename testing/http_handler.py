@@ -2,22 +2,30 @@
 
 Owns ``Range`` parsing (:func:`parse_range`), file responses (200, or 206 with ``Content-Range``; 416 when
 unsatisfiable; ``Accept-Ranges``/``Content-Length`` always), HTML directory listings, the first-byte delay,
-the paced body writes of the bandwidth cap, and applying an injected fault (an error status, or a body cut
-after K bytes by dropping the connection). Faults and counters live in ``tools/http_state``; the server,
-its config and CLI in ``tools/http_server``, which binds a handler class per server with :func:`bind_handler`.
+the paced body writes of the bandwidth cap, and applying an injected fault: an error status, or a body
+that ends after K bytes by a cut (FIN: the connection is shut down), a reset (RST: closed with a zero linger
+time) or a stall (nothing more is sent until the client gives up and closes, or the stall's time passes).
+Faults and counters live in ``tools/http_state``; the server, its config and CLI in ``tools/http_server``,
+which binds a handler class per server with :func:`bind_handler`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import html
+import io
+import select
+import socket
+import struct
+import threading
 import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from socketserver import StreamRequestHandler
 from typing import TYPE_CHECKING
 
-from lerobot_wds.testing.http_state import ServerState
+from lerobot_wds.testing.http_state import FaultAction, ServerState
 
 if TYPE_CHECKING:
     from lerobot_wds.testing.http_server import ServeConfig
@@ -47,6 +55,30 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
     return first, min(last, size - 1)
 
 
+def stall_until_closed(conn: socket.socket, seconds: float, stopping: threading.Event) -> None:
+    """Sends nothing until the client closes ``conn`` (its read timed out), ``stopping`` or ``seconds`` pass."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and not stopping.is_set():
+        readable, _, _ = select.select([conn], [], [], 0.05)
+        if readable:
+            try:
+                if conn.recv(1, socket.MSG_PEEK) == b"":
+                    return  # the client gave up and closed
+            except OSError:
+                return
+            time.sleep(0.05)  # a pipelined request, not an EOF: keep stalling
+
+
+def reset_connection(handler: StreamRequestHandler) -> None:
+    """Closes a handler's connection with a zero linger time, so the kernel sends RST instead of FIN."""
+    with contextlib.suppress(OSError):
+        handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    handler.rfile.close()
+    handler.wfile.close()
+    handler.connection.close()  # the file objects held the descriptor open: now it really closes
+    handler.rfile, handler.wfile = io.BytesIO(), io.BytesIO()  # what the request loop still flushes and closes
+
+
 def bind_handler(root: Path, config: ServeConfig, state: ServerState) -> type[BaseHTTPRequestHandler]:
     """Returns a handler class serving the resolved directory ``root`` with ``config``, counting into ``state``."""
     return type("_BoundHandler", (_Handler,), {"root": root, "config": config, "state": state})
@@ -63,14 +95,23 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.config.quiet:
             super().log_message(format, *args)
 
+    def setup(self) -> None:
+        super().setup()
+        self.state.opened(self.connection)
+
+    def finish(self) -> None:
+        self.state.closed(self.connection)
+        super().finish()
+
     def do_HEAD(self) -> None:  # noqa: N802 - stdlib naming
         self._respond(body=False)
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         self._respond(body=True)
 
-    def _record(self, path: str, status: int) -> list:
-        return self.state.record(self.command, path, self.headers.get("Range"), status)
+    def _record(self, path: str, status: int, fault: FaultAction | None = None) -> list:
+        kind = fault.kind if fault is not None else None
+        return self.state.record(self.command, path, self.headers.get("Range"), status, kind)
 
     def _first_byte_delay(self) -> None:
         delay = self.config.latency_ms / 1000.0
@@ -78,14 +119,15 @@ class _Handler(BaseHTTPRequestHandler):
         if delay:
             time.sleep(delay)
 
-    def _send_simple(self, path: str, status: int, message: str, extra: dict[str, str] | None = None) -> None:
+    def _send_simple(self, path: str, status: int, message: str, extra: dict[str, str] | None = None,
+                     fault: FaultAction | None = None) -> None:  # fmt: skip
         payload = message.encode()
         self.send_response(status)
         for k, v in (extra or {}).items():
             self.send_header(k, v)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
         self.send_header("Content-Length", str(len(payload)))
-        self._record(path, status)
+        self._record(path, status, fault)
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(payload)
@@ -93,9 +135,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _respond(self, body: bool) -> None:
         path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
         self._first_byte_delay()
-        status, cut_after = self.state.take_fault(path, self.command)
-        if status is not None:
-            return self._send_simple(path, status, f"injected fault for {path}\n")
+        fault = self.state.take_fault(path)
+        if fault is not None and fault.status is not None:
+            return self._send_simple(path, fault.status, f"injected fault for {path}\n", fault=fault)
         root = self.root
         target = (root / path.lstrip("/")).resolve()
         if target != root and root not in target.parents:
@@ -126,15 +168,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(length))
         if status == 206:
             self.send_header("Content-Range", f"bytes {first}-{last}/{size}")
-        entry = self._record(path, status)
+        fault = self.state.take_body_fault(path, length) if body else None
+        entry = self._record(path, status, fault)
         self.end_headers()
         if body:
-            self._send_body(entry, target, first, length, cut_after)
+            self._send_body(entry, target, first, length, fault)
 
-    def _send_body(self, entry: list, target: Path, first: int, length: int, cut_after: int | None) -> None:
-        """Writes ``length`` bytes from ``first`` at the configured rate (``cut_after`` bytes on a cut)."""
+    def _send_body(self, entry: list, target: Path, first: int, length: int, fault: FaultAction | None) -> None:
+        """Writes ``length`` bytes from ``first`` at the configured rate (``fault.after`` bytes on a fault)."""
         bw = self.config.bandwidth_mb_s
-        to_send = length if cut_after is None else min(length, cut_after)
+        to_send = length if fault is None else min(length, fault.after)
         if bw is not None:
             self.state.add_throttle(to_send / (bw * 1e6))
         sent = 0
@@ -157,12 +200,23 @@ class _Handler(BaseHTTPRequestHandler):
                     ahead = start + sent / (bw * 1e6) - time.perf_counter()
                     if ahead > 0:
                         time.sleep(ahead)
-        if cut_after is not None and sent < length:
-            # the client was promised Content-Length bytes: dropping the connection is the failure
+        if fault is not None and sent < length:
+            # the client was promised Content-Length bytes: ending the connection early is the failure
             self.wfile.flush()
             self.close_connection = True
-            with contextlib.suppress(OSError):
-                self.connection.shutdown(2)
+            if fault.kind == "stall":
+                self._stall(fault.stall_s)
+            if fault.kind == "reset":
+                self._reset()
+            else:
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _stall(self, seconds: float) -> None:
+        stall_until_closed(self.connection, seconds, self.state.stopping)
+
+    def _reset(self) -> None:
+        reset_connection(self)
 
     def _send_listing(self, path: str, target: Path, body: bool) -> None:
         base = path if path.endswith("/") else path + "/"

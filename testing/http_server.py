@@ -5,7 +5,9 @@ remote behaviour on one machine. It supports GET and HEAD, single ``Range: bytes
 ``Content-Range``; 416 when unsatisfiable), ``Accept-Ranges``/``Content-Length`` on every file response (what
 fsspec's ``HTTPFileSystem`` needs to open, seek and read), HTML directory listings (for ``fs.ls``),
 a first-byte latency, a per-response bandwidth cap, injected faults for retry tests (answer the next N
-requests to a path with 503, or cut the body after K bytes) and request/byte counters.
+requests to a path with 503 -- a burst --, or end the next N bodies after K bytes by a cut, a connection
+reset or a stall), a restart (``stop()`` then ``start()`` binds the same port again; open connections are
+dropped as a real restart would) and request/byte counters.
 
 Delays are also *accounted* (``Stats.latency_s`` / ``Stats.throttle_s`` hold the delays the server
 planned), so tests assert the server's own bookkeeping instead of timing anything.
@@ -33,6 +35,7 @@ import argparse
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from http.server import ThreadingHTTPServer
@@ -81,29 +84,50 @@ class LoopbackHTTPServer:
             raise NotADirectoryError(f"cannot serve {str(root)!r}: not a directory")
         self._config = config or ServeConfig()
         self._state = ServerState()
-        handler = bind_handler(root_path, self._config, self._state)
-        self._httpd = ThreadingHTTPServer((self._config.host, self._config.port), handler)
-        self._httpd.daemon_threads = True
+        self._handler = bind_handler(root_path, self._config, self._state)
+        self._httpd: ThreadingHTTPServer | None = self._bind(self._config.port)
+        self._address = self._httpd.server_address[:2]
         self._thread: threading.Thread | None = None
+
+    def _bind(self, port: int) -> ThreadingHTTPServer:
+        httpd = ThreadingHTTPServer((self._config.host, port), self._handler)  # SO_REUSEADDR: rebinds at once
+        httpd.daemon_threads = True
+        return httpd
 
     @property
     def url(self) -> str:
         """Base URL without a trailing slash, e.g. ``http://127.0.0.1:41234``."""
-        host, port = self._httpd.server_address[:2]
+        host, port = self._address
         return f"http://{host!s}:{port}"
 
     def start(self) -> LoopbackHTTPServer:
-        """Starts serving on a daemon thread."""
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="loopback-http", daemon=True)
+        """Starts serving on a daemon thread; after :meth:`stop`, on the same port again (a restart)."""
+        if self._httpd is None:
+            self._httpd = self._bind(int(self._address[1]))
+        self._state.stopping.clear()
+        # a short poll interval: stop() (and so a restart) returns within 50 ms
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="loopback-http",
+                                        daemon=True)  # fmt: skip
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        """Stops serving and closes the socket."""
-        self._httpd.shutdown()
+        """Stops serving, closes the listening socket and drops open connections (clients see resets)."""
+        if self._httpd is None:
+            return
+        if self._thread is not None:
+            self._httpd.shutdown()
         self._httpd.server_close()
+        self._state.drop_connections()
         if self._thread is not None:
             self._thread.join()
+        self._httpd, self._thread = None, None
+
+    def restart(self, down_s: float = 0.0) -> None:
+        """Stops, stays down ``down_s`` seconds (connections are refused), and serves the same port again."""
+        self.stop()
+        time.sleep(down_s)  # the outage a test asks for, not a wait for a condition
+        self.start()
 
     def __enter__(self) -> LoopbackHTTPServer:
         return self.start()
@@ -119,16 +143,27 @@ class LoopbackHTTPServer:
         status: int = 503,
         cut_requests: int = 0,
         cut_after_bytes: int = 0,
+        reset_requests: int = 0,
+        reset_after_bytes: int = 0,
+        stall_requests: int = 0,
+        stall_after_bytes: int = 0,
+        stall_s: float = 60.0,
     ) -> None:
-        """Makes the next requests to URL ``path`` fail.
+        """Makes the next requests to URL ``path`` fail (replacing the path's earlier fault).
+
+        Faults are taken in this order: the failures, then (GETs only) the cuts, the resets, the stalls.
+        Content-Length always announces the full length, so a client sees a body that ends early.
 
         Args:
             path: URL path, e.g. ``/shards/shard-000000.tar``.
             fail_requests: answer this many next requests (any method) with ``status`` and no file data.
-            status: HTTP status of those failures.
-            cut_requests: after those, cut this many GET bodies after ``cut_after_bytes`` bytes and drop the
-                connection (Content-Length still announces the full length).
-            cut_after_bytes: bytes sent before a cut.
+            status: HTTP status of those failures (503: a burst of "unavailable").
+            cut_requests: cut this many GET bodies after ``cut_after_bytes`` bytes by shutting the
+                connection down (FIN).
+            reset_requests: reset this many GET connections after ``reset_after_bytes`` body bytes (RST).
+            stall_requests: send this many GET bodies only up to ``stall_after_bytes`` and then nothing,
+                until the client closes the connection (its read timed out), the server stops, or
+                ``stall_s`` seconds pass; then the connection is dropped.
         """
         self._state.arm_fault(
             path,
@@ -136,6 +171,11 @@ class LoopbackHTTPServer:
             status=status,
             cut_requests=cut_requests,
             cut_after_bytes=cut_after_bytes,
+            reset_requests=reset_requests,
+            reset_after_bytes=reset_after_bytes,
+            stall_requests=stall_requests,
+            stall_after_bytes=stall_after_bytes,
+            stall_s=stall_s,
         )
 
     def stats(self) -> Stats:
@@ -178,12 +218,13 @@ def main(argv: list[str] | None = None) -> int:
         f"bandwidth {cfg.bandwidth_mb_s or 'unlimited'} MB/s)",
         flush=True,
     )
+    server.start()
     try:
-        server._httpd.serve_forever()
+        threading.Event().wait()  # until Ctrl-C
     except KeyboardInterrupt:
         pass
     finally:
-        server._httpd.server_close()
+        server.stop()
     return 0
 
 

@@ -10,7 +10,11 @@ from typing import TYPE_CHECKING
 from lerobot_wds.reader.exports import lazy_exports
 
 _EXPORTS = {"main": "lerobot_wds.tools.cli", "Finding": "lerobot_wds.tools.report", "Report": "lerobot_wds.tools.report"}
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Finding",
+    "Report",
+    "main",
+]
 __getattr__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:

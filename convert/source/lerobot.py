@@ -20,13 +20,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from lerobot_wds.convert.source.lru import LoadingLRU
-from lerobot_wds.convert.mp4 import ReadFn
-from lerobot_wds.convert.mp4 import TrackIndex, parse_track_index
-from lerobot_wds.convert.mp4 import file_reader
+from lerobot_wds.convert.mp4 import ReadFn, TrackIndex, file_reader, parse_track_index
 from lerobot_wds.convert.retry import read_with_retries
+from lerobot_wds.convert.source.lru import LoadingLRU
 from lerobot_wds.reader.format import FormatError, LeRobotWdsError
 from lerobot_wds.reader.source import read_tasks
+from lerobot_wds.reader.timeouts import DEFAULT_READ_TIMEOUT_S, with_read_timeout
 
 T = TypeVar("T")
 
@@ -75,7 +74,9 @@ class LeRobotSource:
     ) -> None:
         self.url = url.rstrip("/")
         self.attempts, self.backoff_s = attempts, backoff_s
-        self.fs, root = fsspec.core.url_to_fs(url, **(options or {}))
+        # http(s) / s3: a stalled server raises a read timeout (retried) instead of hanging; options may set theirs
+        options = with_read_timeout(url, options or {}, DEFAULT_READ_TIMEOUT_S)
+        self.fs, root = fsspec.core.url_to_fs(url, **options)
         self.root = root.rstrip("/")
         self.info_bytes = self.read_bytes(INFO)
         try:

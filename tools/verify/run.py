@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 import fsspec
 from tqdm import tqdm
 
-from lerobot_wds.convert.retry import RetryError, read_with_retries
 from lerobot_wds.convert.source import LeRobotSource
 from lerobot_wds.reader.format import MANIFEST_NAME, SHARDS_DIR, FormatError, Manifest
+from lerobot_wds.reader.retry import RetryError, RetryPolicy, read_with_retries
+from lerobot_wds.reader.timeouts import DEFAULT_READ_TIMEOUT_S, with_read_timeout
 from lerobot_wds.tools.report import Finding, Report
 from lerobot_wds.tools.verify.episode import SampleHook
 from lerobot_wds.tools.verify.shard import check_shard
@@ -73,10 +74,12 @@ def verify(cfg: VerifyConfig) -> Report:
     Raises:
         SourceError: ``cfg.source`` is not a readable LeRobot v3 dataset (a usage error, not a finding).
     """
-    fs, root = fsspec.core.url_to_fs(cfg.dest, **cfg.dest_options)
+    # a stalled server raises a read timeout (retried) instead of hanging, unless dest_options set their own
+    options = with_read_timeout(cfg.dest, cfg.dest_options, DEFAULT_READ_TIMEOUT_S)
+    fs, root = fsspec.core.url_to_fs(cfg.dest, **options)
     root = root.rstrip("/")
     report = Report(root=cfg.dest, source=cfg.source)
-    retry = {"attempts": cfg.retries + 1, "backoff_s": cfg.retry_backoff_s}
+    retry = {"policy": RetryPolicy(attempts=cfg.retries + 1, backoff_s=cfg.retry_backoff_s)}
     try:
         where = f"{cfg.dest}/{MANIFEST_NAME}"
         data = read_with_retries(lambda: fs.cat_file(f"{root}/{MANIFEST_NAME}"), what=where, **retry)
@@ -156,8 +159,9 @@ def check_manifest(manifest: Manifest) -> Iterator[Finding]:
         if len(where) > 1:
             yield Finding("manifest", f"episode listed under several shards: {where}", where[1], ep)
     for entry in manifest.skipped:
-        ep = entry.get("episode_index")
-        if ep in listed:
+        skipped = entry.get("episode_index")
+        if isinstance(skipped, int) and skipped in listed:
+            ep = skipped
             yield Finding(
                 "manifest", f"episode listed as skipped and under shard {listed[ep][0]}", listed[ep][0], ep
             )

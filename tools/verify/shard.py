@@ -3,7 +3,8 @@
 A transient read error (5xx, connection reset or cut body) restarts the shard's check from its first byte,
 since a tar stream cannot resume in the middle; the failed attempt's findings are discarded so nothing is
 reported twice. Permanent errors (404, denied, corrupt data) are never retried and are reported at once.
-Retry classification and backoff are :mod:`lerobot_wds.convert.retry`'s, shared with the converter.
+Retry classification and backoff are :mod:`lerobot_wds.reader.retry`'s, the one policy of reader, converter
+and verify (403 / denied is permanent: reported at once).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from dataclasses import dataclass, field
 
 import fsspec
 
-from lerobot_wds.convert.retry import RetryError, is_transient, with_retries
 from lerobot_wds.reader.format import Manifest, ShardInfo
+from lerobot_wds.reader.retry import RetryError, RetryPolicy, is_transient, with_retries
 from lerobot_wds.tools.report import Finding
 from lerobot_wds.tools.verify.episode import SampleHook, check_sample
 from lerobot_wds.tools.verify.tar import HashingReader, group_samples, iter_members
@@ -71,11 +72,11 @@ def check_shard(
         if on_restart is not None:
             on_restart()
 
+    policy = RetryPolicy(attempts=retries + 1, backoff_s=backoff_s)
     try:
-        return with_retries(attempt, what=f"reading {path}", attempts=retries + 1, backoff_s=backoff_s,
-                            on_retry=restart)  # fmt: skip
+        return with_retries(attempt, what=f"reading {path}", policy=policy, on_retry=restart)
     except RetryError as e:
-        if e.__cause__ is None or not is_transient(e.__cause__):
+        if e.__cause__ is None or not policy.is_transient(e.__cause__):
             raise (e.__cause__ or e) from None  # _check_once reports permanent read errors: this is a bug
         # still failing: the shard's size, hash and remaining episodes are unknown
         res, cause = attempts[-1], _describe(e.__cause__)
