@@ -17,7 +17,7 @@ LATEST_PAIR ?= "torch==2.15.*" "torchcodec==0.17.*"
 FAST_TESTS ?= $(wildcard tests/test_reader_*.py) tests/test_train.py tests/test_verify.py tests/test_mp4_errors.py \
 	tests/test_package.py
 
-.PHONY: install demo test soak test-latest conformance lint clean
+.PHONY: install demo test soak fuzz test-latest conformance lint clean
 
 # FFmpeg's shared libraries are what torchcodec decodes with; the ffmpeg binary builds test fixtures.
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -37,6 +37,12 @@ test: install
 # The long variants of the reliability tests (tests marked soak), e.g. 20 epochs of persistent workers.
 soak: install
 	$(VENV)/bin/python -m pytest -m soak -rP $(PYTEST_ARGS)
+
+# The fuzzers at length: the hypothesis "fuzz" profile (thousands of random examples per property instead of the
+# suite's small derandomized run, see tests/conftest.py) and 60 seeds per end-to-end corruption scenario.
+fuzz: install
+	HYPOTHESIS_PROFILE=fuzz LEROBOT_WDS_CORRUPTION_SEEDS=60 $(VENV)/bin/python -m pytest -q \
+		tests/test_fuzz_*.py tests/test_corruption_e2e.py $(PYTEST_ARGS)
 
 # lerobot 0.6.1 needs Python >= 3.12 and brings its own torch 2.11 / torchcodec 0.11: our ranges admit them.
 $(VENV312)/.installed: pyproject.toml

@@ -87,7 +87,8 @@ class Assembler:
             unusable = 0
             yielded += n
             progress(yielded)
-            yield from out
+            while out:
+                yield out.pop(0)  # not held here while the next batch is built: its slot can be reused
             if yielded >= quota:
                 return
 

@@ -11,7 +11,9 @@ skip then updates its counts and its last reason. :meth:`SkipBoard.totals` sums 
 iteration (the rows sharing the newest row's epoch and worker count, so rows of an earlier DataLoader with
 more workers are left out). Read once the epoch is done (the DataLoader has handed out its last batch, which
 every worker sends only after its iterator finished) the counts are final; read mid-epoch, they are what was
-skipped so far. Rows hold ``MAX_READERS`` readers; a worker beyond that still skips and logs, uncounted here.
+skipped so far. Counts are per reader: an episode whose anchors two readers share (see :mod:`splitting`)
+counts once for each reader that skipped it. Rows hold ``MAX_READERS`` readers; a worker beyond that still
+skips and logs, uncounted here.
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ class ErrorCounter:
     skipped_shards: int = 0
     skipped_episodes: int = 0
     messages: list[str] = field(default_factory=list)
+    on_skip: Callable[[ErrorCounter], None] | None = field(default=None, repr=False)  # after each skip
 
     def __post_init__(self) -> None:
         if self.policy not in get_args(OnError):
@@ -51,6 +52,8 @@ class ErrorCounter:
             self.skipped_episodes += 1
         self.messages = (self.messages + [str(error)])[-20:]
         log.warning("skipping %s: %s", kind, error)
+        if self.on_skip is not None:
+            self.on_skip(self)
 
 
 def _parse_tar(url: str, data: bytes | memoryview) -> Iterator[dict[str, Any]]:
@@ -114,10 +117,14 @@ def tar_samples(reads: Iterable[Fetched], errors: ErrorCounter) -> Iterator[dict
             try:
                 if episode in fetched.failures:
                     raise IntegrityError(fetched.failures[episode])
-                # a slice ends at a member boundary without end-of-archive blocks: tarfile stops there cleanly
-                yield from _checked(url, piece, [episode_key(episode)])
+                # a slice ends at a member boundary without end-of-archive blocks: tarfile stops there cleanly.
+                # Parsed whole before anything is yielded, so an episode is either delivered or skipped, never
+                # both (bytes after a good sample would otherwise fail the slice after it was handed on).
+                sample = list(_checked(url, piece, [episode_key(episode)]))
             except ShardFormatError as e:
                 errors.handle(e, "episode")
+                continue
+            yield from sample
 
 
 def episodes(samples: Iterable[dict[str, Any]], camera_keys: list[str], errors: ErrorCounter,

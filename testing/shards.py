@@ -16,6 +16,7 @@ import json
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from lerobot_wds.convert.mp4.index import parse_track_index
+from lerobot_wds.convert.mp4.io import bytes_reader
 from lerobot_wds.reader.format import (
     MANIFEST_NAME,
     CameraMeta,
@@ -88,6 +91,19 @@ def encode_mp4(frames: list[np.ndarray], fps: int, *, gop: int, bframes: int) ->
         ]  # fmt: skip
         subprocess.run(cmd, input=b"".join(f.tobytes() for f in frames), check=True)
         return out.read_bytes()
+
+
+def garble_samples(mp4: bytes) -> bytes:
+    """Returns the MP4 with every sample's bytes overwritten by 0xFF, boxes and sample tables intact.
+
+    The file still opens and indexes (frame count, size, timestamps); decoding any frame fails
+    ("Invalid data found when processing input"), so the fault surfaces at decode time, not when opening.
+    """
+    index = parse_track_index(*bytes_reader(mp4), name="garble_samples")
+    out = bytearray(mp4)
+    for offset, size in zip(index.offsets.tolist(), index.sizes.tolist(), strict=True):
+        out[offset : offset + size] = b"\xff" * size
+    return bytes(out)
 
 
 def state_value(episode: int, frame: int) -> list[float]:
@@ -179,8 +195,14 @@ def write_meta(root: Path, spec: RootSpec) -> None:
     pq.write_table(tasks, meta / "tasks.parquet")
 
 
-def make_root(root: Path, spec: RootSpec = RootSpec()) -> Manifest:
-    """Writes a complete converted root (meta, shards, manifest last) and returns its manifest."""
+def make_root(root: Path, spec: RootSpec = RootSpec(), *,
+              damage: Callable[[str, bytes], bytes] | None = None) -> Manifest:  # fmt: skip
+    """Writes a complete converted root (meta, shards, manifest last) and returns its manifest.
+
+    ``damage(member_name, data)`` returns the bytes written for each member (e.g. :func:`garble_samples`
+    on one camera's mini-MP4): the manifest's sizes and digests describe the damaged shards, so the fault
+    passes every transport and integrity check and shows where the reader parses or decodes that member.
+    """
     root = Path(root)
     write_meta(root, spec)
     starts = np.concatenate([[0], np.cumsum(spec.lengths)]).tolist()
@@ -192,7 +214,7 @@ def make_root(root: Path, spec: RootSpec = RootSpec()) -> Manifest:
         with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
             for ep in eps:
                 for name, data in episode_members(ep, spec.lengths[ep], starts[ep], spec):
-                    _add(tar, name, data)
+                    _add(tar, name, damage(name, data) if damage is not None else data)
         data = buf.getvalue()
         path = root / shard_path(s)
         path.parent.mkdir(parents=True, exist_ok=True)
