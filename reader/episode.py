@@ -74,10 +74,10 @@ def _torch_dtype(arrow_type: pa.DataType) -> torch.dtype | None:
 def column_values(column: pa.ChunkedArray, where: str, name: str) -> torch.Tensor | list[Any]:
     """Converts one parquet column to a [L, ...] tensor (lerobot's dtypes) or a python list."""
     dtype = _torch_dtype(column.type)
-    values = column.to_pylist()
-    if dtype is None:
-        return values
     try:
+        values = column.to_pylist()  # strings are decoded here: invalid UTF-8 raises UnicodeDecodeError
+        if dtype is None:
+            return values
         array = np.asarray(values)
         if array.dtype == object:
             raise ValueError("ragged or null values")
@@ -113,9 +113,10 @@ def parse_episode(sample: dict[str, Any], camera_keys: list[str], fps: float | N
     member = f"{key}.parquet"
     try:
         table = pq.read_table(io.BytesIO(sample["parquet"]))
-    except (pa.ArrowException, OSError) as e:
+        names = table.column_names  # decoded lazily: a corrupt name raises UnicodeDecodeError (a ValueError)
+    except (pa.ArrowException, OSError, ValueError) as e:
         raise ShardFormatError(f"{where}, member {member}: not a readable parquet file: {e}") from e
-    columns = {name: column_values(table.column(name), where, name) for name in table.column_names}
+    columns = {name: column_values(table.column(name), where, name) for name in names}
     ints = {n: v.numpy() if isinstance(v, torch.Tensor) and v.dtype == torch.int64 else None
             for n, v in columns.items()}  # fmt: skip
     _raise_first(row_violations(meta, table.num_rows, ints, member), where)

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from lerobot_wds.reader.json_fields import type_problem
+
 FORMAT_NAME = "lerobot-wds"
 FORMAT_VERSION = 2  # the manifest's
 READABLE_VERSIONS = (1, 2)
@@ -135,11 +137,13 @@ class EpisodeMeta:
                     f"{where}: format_version {raw.get('format_version')!r}, expected {EPISODE_FORMAT_VERSION}"
                 )
             cams = {k: CameraMeta(**v) for k, v in raw.pop("cameras").items()}
-            return cls(cameras=cams, **raw)
+            meta = cls(cameras=cams, **raw)
         except FormatError:
             raise
         except (ValueError, TypeError, KeyError, AttributeError) as e:
             raise FormatError(f"{where}: not a valid episode metadata JSON: {e}") from e
+        _check_fields(meta, where)
+        return meta
 
 
 @dataclass(frozen=True)
@@ -230,9 +234,22 @@ class Manifest:
         raw.pop("totals", None)
         try:
             shards = [ShardInfo(**s) for s in raw.pop("shards")]
-            return cls(shards=shards, **raw)
+            manifest = cls(shards=shards, **raw)
+        except FormatError as e:
+            raise FormatError(f"{where}: {e}") from e
         except (TypeError, KeyError, AttributeError) as e:
             raise FormatError(f"{where}: missing or unexpected field: {e}") from e
+        _check_fields(manifest, where)
+        return manifest
+
+
+def _check_fields(obj: EpisodeMeta | Manifest, where: str) -> None:
+    """Raises FormatError naming ``where`` and the field unless every field holds its type and fps is > 0."""
+    problem = type_problem(obj)
+    if problem is None and not obj.fps > 0:
+        problem = f"field fps should be > 0, found {obj.fps!r}"
+    if problem is not None:
+        raise FormatError(f"{where}: {problem}")
 
 
 # -- the episode contract: written once; the reader raises the first violation, verify reports them all ----

@@ -161,7 +161,7 @@ def cut_episode(
         keyframes=index.keyframes[s],
         sizes=index.sizes[s],
     )
-    data = write_mp4(table, read_samples(index, read, rng.start, rng.stop, where=where))
+    data = write_mp4(table, read_samples(index, read, rng.start, rng.stop, where=where), where=where)
     # Presentation times in the clip start at its earliest composition time (the edit list's shift).
     comp = (index.dts[s] - index.dts[rng.start]) + index.cts[s]
     first_pts_in_clip = rng.first_frame_pts - (int(index.dts[rng.start]) - index.edit_shift) - int(comp.min())

@@ -24,6 +24,8 @@ from lerobot_wds.convert.mp4.boxes import (
 
 CODECS = {b"av01": "av1", b"avc1": "h264", b"avc3": "h264", b"hvc1": "hevc", b"hev1": "hevc", b"vp09": "vp9"}
 MAX_MOOV_BYTES = 1 << 30
+# Per-sample tables cost ~60 bytes a sample; 2^24 samples is 6 days of 30 fps video in one file.
+MAX_SAMPLES = 1 << 24
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,7 +73,9 @@ def parse_track_index(read: ReadFn, size: int, *, name: str) -> TrackIndex:
 
     Raises:
         Mp4Error: the file is truncated, has no moov, is fragmented, has no video track, or its sample
-            tables disagree with each other or with the file size.
+            tables disagree with each other or with the file size (samples past the end or overlapping, an
+            edit past the media). Counts are checked against the bytes holding them before anything is
+            allocated, so memory stays proportional to the file whatever its headers claim.
     """
     moov_box = None
     for box in iter_file_boxes(read, size, name):
@@ -113,12 +117,16 @@ def _parse_trak(data: bytes, trak: Box, file_size: int, name: str) -> TrackIndex
     durations = _run_lengths(data, find_child(data, stbl, b"stts", name), n, "stts", name, signed=False)
     ctts_box = find_child(data, stbl, b"ctts", name, required=False)
     cts = np.zeros(n, np.int64) if ctts_box is None else _run_lengths(data, ctts_box, n, "ctts", name, signed=True)
-    offsets = _chunk_offsets(data, stbl, sizes, name)
-    if n and int((offsets + sizes).max()) > file_size:
-        raise Mp4Error(f"{name}: sample data extends past the end of the file ({file_size} bytes; truncated?)")
+    offsets = _chunk_offsets(data, stbl, sizes, file_size, name)
+    _check_layout(offsets, sizes, file_size, name)
     keyframes = _keyframes(data, find_child(data, stbl, b"stss", name, required=False), n, name)
     dts = np.concatenate([[0], np.cumsum(durations[:-1])]).astype(np.int64) if n else np.zeros(0, np.int64)
     edit_shift = _edit_shift(data, trak, name)
+    media_end = int((dts + cts + durations).max()) if n else 0
+    if edit_shift > media_end:
+        raise Mp4Error(
+            f"{name}: edit list starts presenting at media time {edit_shift}, past the track's end ({media_end})"
+        )
     return TrackIndex(
         name=name,
         codec=codec,
@@ -138,9 +146,12 @@ def _parse_trak(data: bytes, trak: Box, file_size: int, name: str) -> TrackIndex
 
 def _sample_entry(data: bytes, stsd: Box, name: str) -> tuple[str, int, int]:
     r = FullBoxReader(data, stsd, name)
-    if r.u32() < 1:
+    count = r.u32()
+    if count < 1:
         raise Mp4Error(f"{name}: stsd has no sample entry")
-    entry = next(iter_boxes(data, r.pos, stsd.end, name))
+    entry = next(iter_boxes(data, r.pos, stsd.end, name), None)
+    if entry is None:
+        raise Mp4Error(f"{name}: stsd claims {count} sample entries but holds no box")
     e = FullBoxReader(data, entry, name, full=False)
     e.skip(24)
     width, height = e.u16(), e.u16()
@@ -150,6 +161,8 @@ def _sample_entry(data: bytes, stsd: Box, name: str) -> tuple[str, int, int]:
 def _stsz(data: bytes, box: Box, file_size: int, name: str) -> np.ndarray:
     r = FullBoxReader(data, box, name)
     constant, count = r.u32(), r.u32()
+    if count > MAX_SAMPLES:
+        raise Mp4Error(f"{name}: stsz claims {count} samples, more than the supported {MAX_SAMPLES}")
     if constant:
         if count > file_size // max(constant, 1):
             raise Mp4Error(f"{name}: stsz claims {count} samples of {constant} bytes in a {file_size}-byte file")
@@ -172,7 +185,7 @@ def _run_lengths(data: bytes, box: Box, n: int, what: str, name: str, *, signed:
     return np.repeat(values, pairs[:, 0])
 
 
-def _chunk_offsets(data: bytes, stbl: Box, sizes: np.ndarray, name: str) -> np.ndarray:
+def _chunk_offsets(data: bytes, stbl: Box, sizes: np.ndarray, file_size: int, name: str) -> np.ndarray:
     n = sizes.shape[0]
     stco = find_child(data, stbl, b"stco", name, required=False)
     co = stco or find_child(data, stbl, b"co64", name, required=False)
@@ -180,7 +193,13 @@ def _chunk_offsets(data: bytes, stbl: Box, sizes: np.ndarray, name: str) -> np.n
         raise Mp4Error(f"{name}: stbl has neither stco nor co64")
     r = FullBoxReader(data, co, name)
     n_chunks = r.entry_count(4 if stco else 8)
-    chunk_off = np.frombuffer(r.table(n_chunks, "I" if stco else "Q"), ">u4" if stco else ">u8").astype(np.int64)
+    raw_off = np.frombuffer(r.table(n_chunks, "I" if stco else "Q"), ">u4" if stco else ">u8")
+    if n_chunks and int(raw_off.max()) > file_size:  # before int64: a co64 offset >= 2^63 would turn negative
+        raise Mp4Error(
+            f"{name}: {co.type.decode()} chunk offset {int(raw_off.max())} is past the end of the file "
+            f"({file_size} bytes)"
+        )
+    chunk_off = raw_off.astype(np.int64)
     s = FullBoxReader(data, find_child(data, stbl, b"stsc", name), name)
     n_runs = s.entry_count(12)
     runs = np.frombuffer(s.table(n_runs, "III"), ">u4").reshape(-1, 3).astype(np.int64)
@@ -198,6 +217,23 @@ def _chunk_offsets(data: bytes, stbl: Box, sizes: np.ndarray, name: str) -> np.n
     csum = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     within = csum[:n] - csum[first_sample_of_chunk[chunk_of_sample]]
     return chunk_off[chunk_of_sample] + within
+
+
+def _check_layout(offsets: np.ndarray, sizes: np.ndarray, file_size: int, name: str) -> None:
+    """Checks every sample lies inside the file and no two samples share bytes (so a cut reads <= the file)."""
+    if not offsets.size:
+        return
+    ends = offsets + sizes
+    if int(ends.max()) > file_size:
+        raise Mp4Error(f"{name}: sample data extends past the end of the file ({file_size} bytes; truncated?)")
+    order = np.lexsort((ends, offsets))  # by offset, an empty sample before the one starting where it is
+    overlap = np.flatnonzero(offsets[order][1:] < ends[order][:-1])
+    if overlap.size:
+        a, b = int(order[overlap[0]]), int(order[overlap[0] + 1])
+        raise Mp4Error(
+            f"{name}: samples {a} and {b} overlap in the file (bytes {int(offsets[a])}..{int(ends[a])} and "
+            f"{int(offsets[b])}..{int(ends[b])}); the sample tables are corrupt"
+        )
 
 
 def _keyframes(data: bytes, stss: Box | None, n: int, name: str) -> np.ndarray:

@@ -109,7 +109,8 @@ def _check_rows(data, member, episode, meta, finding) -> pa.Table | None:
         return None
     try:
         rows = pq.read_table(io.BytesIO(data))
-    except (pa.ArrowException, OSError) as e:
+        _ = rows.column_names  # decoded lazily: a corrupt name raises UnicodeDecodeError (a ValueError)
+    except (pa.ArrowException, OSError, ValueError) as e:
         finding("parquet", f"not a readable parquet file: {e}", member=member)
         return None
     if meta is not None:
