@@ -162,12 +162,21 @@ def parse_part(text: str, environ: dict[str, str] | os._Environ[str] | None = No
 def parse_size(text: str) -> int:
     """Parses a byte size such as ``512MB``, ``1.5GiB``, ``64k`` or ``1000`` (decimal and binary units)."""
     units = {
-        "": 1, "b": 1,
-        "k": 1000, "kb": 1000, "kib": 1024,
-        "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
-        "g": 1000**3, "gb": 1000**3, "gib": 1024**3,
-        "t": 1000**4, "tb": 1000**4, "tib": 1024**4,
-    }  # fmt: skip
+        "": 1,
+        "b": 1,
+        "k": 1000,
+        "kb": 1000,
+        "kib": 1024,
+        "m": 1000**2,
+        "mb": 1000**2,
+        "mib": 1024**2,
+        "g": 1000**3,
+        "gb": 1000**3,
+        "gib": 1024**3,
+        "t": 1000**4,
+        "tb": 1000**4,
+        "tib": 1024**4,
+    }
     s = text.strip().lower()
     num = s.rstrip("abcdefghijklmnopqrstuvwxyz")
     unit = s[len(num) :].strip()

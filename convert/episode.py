@@ -13,8 +13,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lerobot_wds.convert.mp4 import Mp4Error
-from lerobot_wds.convert.mp4 import cut_episode
+from lerobot_wds.convert.mp4 import Mp4Error, cut_episode
 from lerobot_wds.convert.source import EpisodeRecord, LeRobotSource, SourceError
 from lerobot_wds.reader.format import (
     CameraMeta,

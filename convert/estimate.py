@@ -33,9 +33,7 @@ def estimate_episodes(source: LeRobotSource, episodes: list[int], workers: int) 
     out = []
     for r in recs:
         est = sizes[r.data_path] * r.length / max(1, rows_in[r.data_path]) + FIXED_OVERHEAD
-        est += (2 + len(r.videos)) * MEMBER_OVERHEAD + len(r.videos) * (
-            MP4_OVERHEAD + MP4_PER_FRAME * r.length
-        )
+        est += (2 + len(r.videos)) * MEMBER_OVERHEAD + len(r.videos) * (MP4_OVERHEAD + MP4_PER_FRAME * r.length)
         for v in r.videos.values():
             est += sizes[v.path] * (v.to_timestamp - v.from_timestamp) / max(span_of[v.path], 1e-9)
         out.append(EpisodeEstimate(r.episode_index, r.length, int(round(est))))

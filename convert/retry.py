@@ -16,8 +16,15 @@ from lerobot_wds.reader.retry import RetryError, RetryPolicy, is_denied, is_time
 
 T = TypeVar("T")
 
-__all__ = ["RetryError", "RetryPolicy", "is_denied", "is_timeout", "is_transient", "read_with_retries",
-           "with_retries"]  # fmt: skip
+__all__ = [
+    "RetryError",
+    "RetryPolicy",
+    "is_denied",
+    "is_timeout",
+    "is_transient",
+    "read_with_retries",
+    "with_retries",
+]
 
 
 def with_retries(

@@ -93,8 +93,11 @@ class ShardWriter:
         self._keys.add(key)
         start, digest = self._out.bytes, hashlib.sha256()
         for member, data in members:
-            for chunk in (tar_info(member, len(data)).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"), data,
-                          _padding(len(data), tarfile.BLOCKSIZE)):  # fmt: skip
+            for chunk in (
+                tar_info(member, len(data)).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"),
+                data,
+                _padding(len(data), tarfile.BLOCKSIZE),
+            ):
                 self._out.write(chunk)
                 digest.update(chunk)
         self.extents.append((start, self._out.bytes - start, digest.hexdigest()))

@@ -51,7 +51,14 @@ if TYPE_CHECKING:
     from lerobot_wds.reader.dataset import LeRobotWdsDataset
     from lerobot_wds.reader.decode import DecodeConfig
     from lerobot_wds.reader.errors import FrameDecodeError, IntegrityError, ShardFormatError, ShardReadError
-    from lerobot_wds.reader.format import CameraMeta, EpisodeMeta, FormatError, LeRobotWdsError, Manifest, ShardInfo
+    from lerobot_wds.reader.format import (
+        CameraMeta,
+        EpisodeMeta,
+        FormatError,
+        LeRobotWdsError,
+        Manifest,
+        ShardInfo,
+    )
     from lerobot_wds.reader.loader import dataloader
     from lerobot_wds.reader.resume import ResumeError
     from lerobot_wds.reader.retry import RetryPolicy

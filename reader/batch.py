@@ -32,8 +32,11 @@ def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     return torch.empty(0, dtype=dtype).set_(storage).view(shape)
 
 
-def _camera_shapes(items: Sequence[Anchor], spec: SampleSpec, positions: dict[str, list[list[int]]],
-                   ) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:  # fmt: skip
+def _camera_shapes(
+    items: Sequence[Anchor],
+    spec: SampleSpec,
+    positions: dict[str, list[list[int]]],
+) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
     """Batch tensor shape and dtype of every camera; all episodes of the batch must agree on its size."""
     dtype = torch.uint8 if spec.return_uint8 else torch.float32
     shapes: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}

@@ -33,9 +33,16 @@ class CacheStats:
         return self.hits / total if total else 0.0
 
     def as_dict(self) -> dict[str, float]:
-        return {"hits": self.hits, "misses": self.misses, "evictions": self.evictions, "size": self.size,
-                "cost": self.cost, "capacity": self.capacity, "peak_cost": self.peak_cost,
-                "hit_rate": self.hit_rate}  # fmt: skip
+        return {
+            "hits": self.hits,
+            "misses": self.misses,
+            "evictions": self.evictions,
+            "size": self.size,
+            "cost": self.cost,
+            "capacity": self.capacity,
+            "peak_cost": self.peak_cost,
+            "hit_rate": self.hit_rate,
+        }
 
 
 class LruCache(Generic[V]):

@@ -51,8 +51,12 @@ def hint_ranged(readers: int, shards: int) -> None:
     """Says once per process that readers outnumber shards, so some reads are byte ranges of a shard."""
     if "ranged" not in _HINTED:
         _HINTED.append("ranged")
-        log.info("%d readers (ranks x workers) share %d shards: readers fetch byte ranges of episodes instead of "
-                 "whole shards (one GET per run of consecutive episodes)", readers, shards)  # fmt: skip
+        log.info(
+            "%d readers (ranks x workers) share %d shards: readers fetch byte ranges of episodes instead of "
+            "whole shards (one GET per run of consecutive episodes)",
+            readers,
+            shards,
+        )
 
 
 def hint_batching() -> None:
@@ -119,8 +123,9 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
                 f"give both rank and world_size or neither (got rank={rank}, world_size={world_size})"
             )
         if active_episodes < 1 or episode_buffer < 0:
-            raise ValueError(f"active_episodes must be >= 1 and episode_buffer >= 0, got {active_episodes}, "
-                             f"{episode_buffer}")  # fmt: skip
+            raise ValueError(
+                f"active_episodes must be >= 1 and episode_buffer >= 0, got {active_episodes}, {episode_buffer}"
+            )
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 or None, got {batch_size}")
         ErrorCounter(on_error)  # validates the policy name
@@ -230,21 +235,37 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         if skip >= plan.quota:
             return
         opts = ReaderOptions(
-            root=self.source, shards={s.path: s for s in self.manifest.shards}, spec=self.sample_spec,
-            camera_deltas=self._camera_deltas, shuffle=self.shuffle, seed=self.seed,
-            epoch=epoch, slot=topo.slot, episode_buffer=self.episode_buffer, active_episodes=self.active_episodes,
-            batch_size=self.batch_size, decode=self.decode_config, stream=self.stream_config, fps=self.fps,
-        )  # fmt: skip
+            root=self.source,
+            shards={s.path: s for s in self.manifest.shards},
+            spec=self.sample_spec,
+            camera_deltas=self._camera_deltas,
+            shuffle=self.shuffle,
+            seed=self.seed,
+            epoch=epoch,
+            slot=topo.slot,
+            episode_buffer=self.episode_buffer,
+            active_episodes=self.active_episodes,
+            batch_size=self.batch_size,
+            decode=self.decode_config,
+            stream=self.stream_config,
+            fps=self.fps,
+        )
 
         def progress(n: int) -> None:
             self._consumed[topo.worker] = n
 
         try:
             yield from reader_stream(
-                plan, opts, frames=frames, errors=errors, ring=ring, skip=skip,
-                where=f"{self.source} rank {topo.rank} worker {topo.worker} epoch {epoch}", progress=progress,
+                plan,
+                opts,
+                frames=frames,
+                errors=errors,
+                ring=ring,
+                skip=skip,
+                where=f"{self.source} rank {topo.rank} worker {topo.worker} epoch {epoch}",
+                progress=progress,
                 reads=reads,
-            )  # fmt: skip
+            )
         finally:
             if ring is not None:
                 ring.release()  # between epochs and after the last, a worker holds no batch memory
@@ -301,5 +322,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
 
     def __repr__(self) -> str:
         m = self.manifest
-        return (f"LeRobotWdsDataset(source={self.source!r}, shards={len(m.shards)}, episodes={m.total_episodes}, "
-                f"frames={m.total_frames}, cameras={list(self.camera_keys)}, shuffle={self.shuffle})")  # fmt: skip
+        return (
+            f"LeRobotWdsDataset(source={self.source!r}, shards={len(m.shards)}, episodes={m.total_episodes}, "
+            f"frames={m.total_frames}, cameras={list(self.camera_keys)}, shuffle={self.shuffle})"
+        )

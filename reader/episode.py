@@ -9,8 +9,8 @@ become float32, integers int64, booleans bool, strings stay strings.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -109,7 +109,9 @@ def parse_episode(sample: dict[str, Any], camera_keys: list[str], fps: float | N
     found = f" (found {sorted(f'{key}.{s}' for s in suffixes)})"
     _raise_first(member_violations(key, suffixes, camera_keys), where, found)
     meta = EpisodeMeta.from_json_bytes(sample["json"], where=f"{where}, member {key}.json")
-    _raise_first(meta_violations(meta, episode=episode, fps=fps, camera_keys=camera_keys, member=f"{key}.json"), where)
+    _raise_first(
+        meta_violations(meta, episode=episode, fps=fps, camera_keys=camera_keys, member=f"{key}.json"), where
+    )
     member = f"{key}.parquet"
     try:
         table = pq.read_table(io.BytesIO(sample["parquet"]))
@@ -117,8 +119,10 @@ def parse_episode(sample: dict[str, Any], camera_keys: list[str], fps: float | N
     except (pa.ArrowException, OSError, ValueError) as e:
         raise ShardFormatError(f"{where}, member {member}: not a readable parquet file: {e}") from e
     columns = {name: column_values(table.column(name), where, name) for name in names}
-    ints = {n: v.numpy() if isinstance(v, torch.Tensor) and v.dtype == torch.int64 else None
-            for n, v in columns.items()}  # fmt: skip
+    ints = {
+        n: v.numpy() if isinstance(v, torch.Tensor) and v.dtype == torch.int64 else None
+        for n, v in columns.items()
+    }
     _raise_first(row_violations(meta, table.num_rows, ints, member), where)
     videos = {cam: sample[video_suffix(cam)] for cam in camera_keys}
     return Episode(meta=meta, columns=columns, videos=videos, where=where)

@@ -176,8 +176,10 @@ class ShardInfo:
         fixed = [e if isinstance(e, EpisodeExtent) else EpisodeExtent(**e) for e in self.extents]
         object.__setattr__(self, "extents", fixed)
         if fixed and [e.episode for e in fixed] != list(self.episodes):
-            raise FormatError(f"shard {self.path}: extents list episodes {[e.episode for e in fixed]}, "
-                              f"the shard lists {self.episodes}")  # fmt: skip
+            raise FormatError(
+                f"shard {self.path}: extents list episodes {[e.episode for e in fixed]}, "
+                f"the shard lists {self.episodes}"
+            )
 
 
 @dataclass(frozen=True)
@@ -280,18 +282,23 @@ def member_violations(key: str, suffixes: Sequence[str], camera_keys: Sequence[s
             yield Violation("missing-member", "required member is absent", camera, f"{key}.{suffix}")
 
 
-def meta_violations(meta: EpisodeMeta, *, episode: int, fps: float | None, camera_keys: Sequence[str],
-                    member: str) -> Iterator[Violation]:  # fmt: skip
+def meta_violations(
+    meta: EpisodeMeta, *, episode: int, fps: float | None, camera_keys: Sequence[str], member: str
+) -> Iterator[Violation]:
     """``<key>.json`` agrees with its key, the manifest (fps, cameras) and itself (index range, frame counts)."""
     if meta.episode_index != episode:
-        yield Violation("json", f"episode_index {meta.episode_index}, expected {episode} from the key", None, member)
+        yield Violation(
+            "json", f"episode_index {meta.episode_index}, expected {episode} from the key", None, member
+        )
     if fps is not None and meta.fps != fps:
         yield Violation("json", f"fps {meta.fps}, manifest says {fps}", None, member)
     if meta.length < 1 or meta.dataset_to_index - meta.dataset_from_index != meta.length:
         message = f"dataset index range [{meta.dataset_from_index}, {meta.dataset_to_index}) does not hold length "
         yield Violation("json", f"{message}{meta.length}", None, member)
     if sorted(meta.cameras) != sorted(camera_keys):
-        yield Violation("json", f"cameras {sorted(meta.cameras)}, manifest says {sorted(camera_keys)}", None, member)
+        yield Violation(
+            "json", f"cameras {sorted(meta.cameras)}, manifest says {sorted(camera_keys)}", None, member
+        )
     for cam, cm in meta.cameras.items():
         if cm.frames != cm.lead_in + meta.length + cm.trail or min(cm.lead_in, cm.trail) < 0:
             message = f"frames {cm.frames} != lead_in {cm.lead_in} + length {meta.length} + trail {cm.trail}"
@@ -302,8 +309,9 @@ def meta_violations(meta: EpisodeMeta, *, episode: int, fps: float | None, camer
 _ROW_COLUMNS = ("frame_index", "episode_index", "index")
 
 
-def row_violations(meta: EpisodeMeta, num_rows: int, columns: Mapping[str, np.ndarray | None],
-                   member: str) -> Iterator[Violation]:  # fmt: skip
+def row_violations(
+    meta: EpisodeMeta, num_rows: int, columns: Mapping[str, np.ndarray | None], member: str
+) -> Iterator[Violation]:
     """``<key>.parquet`` holds ``length`` rows whose ``frame_index``, ``episode_index`` and ``index`` columns
     run exactly as the episode JSON says. ``columns`` maps each of those names to its integer values, or None
     when the column is absent or not integers."""
@@ -320,4 +328,3 @@ def row_violations(meta: EpisodeMeta, num_rows: int, columns: Mapping[str, np.nd
             shown = "absent or not integers" if got is None else f"{got[:5].tolist()}..."
             message = f"column {name!r} should be {want[:5].tolist()}... ({num_rows} rows), found {shown}"
             yield Violation("parquet", message, None, member)
-

@@ -52,8 +52,9 @@ class FramePool:
             self._gops[key] = gop_starts(self._decoder(visit, camera), visit.episode, camera)
         return self._gops[key]
 
-    def gather_into(self, visit: Visit, camera: str, positions: Sequence[int], out: np.ndarray,
-                    needs: Sequence[int] = ()) -> None:  # fmt: skip
+    def gather_into(
+        self, visit: Visit, camera: str, positions: Sequence[int], out: np.ndarray, needs: Sequence[int] = ()
+    ) -> None:
         """Writes frames at episode positions into ``out`` ([T,C,H,W], or [C,H,W] for one position).
 
         ``needs`` (sorted) are the frames the asking unit will use: decoding a GOP keeps those of them it

@@ -11,14 +11,17 @@ finite number.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from typing import Any, get_args, get_origin, get_type_hints
 
+_HINTS: dict[type, dict[str, Any]] = {}
 
-@functools.cache
+
 def _hints(cls: type) -> dict[str, Any]:
-    return get_type_hints(cls)
+    """The resolved field types of a dataclass (resolved once per class)."""
+    if cls not in _HINTS:
+        _HINTS[cls] = get_type_hints(cls)
+    return _HINTS[cls]
 
 
 def type_problem(obj: Any, path: str = "") -> str | None:
@@ -39,7 +42,8 @@ def _problem(value: Any, hint: Any, path: str) -> str | None:
     if hint is Any:
         return None
     if dataclasses.is_dataclass(hint):
-        return type_problem(value, f"{path}.") if isinstance(value, hint) else wrong("an object")
+        ok = isinstance(hint, type) and isinstance(value, hint)
+        return type_problem(value, f"{path}.") if ok else wrong("an object")
     if hint is int:
         ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
         return None if ok else wrong("an integer >= 0")

@@ -18,9 +18,16 @@ from lerobot_wds.reader.dataset import LeRobotWdsDataset
 log = logging.getLogger(__name__)
 
 
-def dataloader(source: str, *, batch_size: int, num_workers: int = 2, pin_memory: bool = False,
-               persistent_workers: bool = False, prefetch_factor: int | None = None,
-               **dataset_options: Any) -> DataLoader:  # fmt: skip
+def dataloader(
+    source: str,
+    *,
+    batch_size: int,
+    num_workers: int = 2,
+    pin_memory: bool = False,
+    persistent_workers: bool = False,
+    prefetch_factor: int | None = None,
+    **dataset_options: Any,
+) -> DataLoader:
     """Returns ``DataLoader(LeRobotWdsDataset(source, batch_size=..., **dataset_options), batch_size=None)``.
 
     Batches hold exactly what ``DataLoader(ds, batch_size=batch_size)`` over the per-sample dataset gives
@@ -31,5 +38,11 @@ def dataloader(source: str, *, batch_size: int, num_workers: int = 2, pin_memory
     extra: dict[str, Any] = {}
     if prefetch_factor is not None and num_workers > 0:
         extra["prefetch_factor"] = prefetch_factor
-    return DataLoader(ds, batch_size=None, num_workers=num_workers, pin_memory=pin_memory,
-                      persistent_workers=persistent_workers and num_workers > 0, **extra)  # fmt: skip
+    return DataLoader(
+        ds,
+        batch_size=None,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=persistent_workers and num_workers > 0,
+        **extra,
+    )

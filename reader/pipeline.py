@@ -63,12 +63,19 @@ class ReaderOptions:
     fps: float | None = None  # the manifest's: every episode JSON must repeat it
 
 
-def anchor_pass(plan: SlotPlan, opts: ReaderOptions, frames: FramePool, errors: ErrorCounter,
-                p: int, reads_counted: ReadCounters | None = None) -> Iterator[Anchor]:  # fmt: skip
+def anchor_pass(
+    plan: SlotPlan,
+    opts: ReaderOptions,
+    frames: FramePool,
+    errors: ErrorCounter,
+    p: int,
+    reads_counted: ReadCounters | None = None,
+) -> Iterator[Anchor]:
     """One pass over the reader's segments: every planned anchor once."""
     cfg = opts.stream
-    reads = plan_reads(plan.segments, opts.shards, opts.root, max_bytes=cfg.max_read_bytes,
-                       split_first=cfg.split_first_read)  # fmt: skip
+    reads = plan_reads(
+        plan.segments, opts.shards, opts.root, max_bytes=cfg.max_read_bytes, split_first=cfg.split_first_read
+    )
     samples = tar_samples(fetched_reads(reads, cfg, reads_counted), errors)
     ranges = {s.ref.episode: (s.lo, s.hi) for s in plan.segments if s.ref.episode != WHOLE_SHARD}
     shard_ranges = {s.ref.shard: (s.lo, s.hi) for s in plan.segments if s.ref.episode == WHOLE_SHARD}
@@ -93,14 +100,24 @@ def anchor_pass(plan: SlotPlan, opts: ReaderOptions, frames: FramePool, errors: 
     )
 
 
-def reader_stream(plan: SlotPlan, opts: ReaderOptions, *, frames: FramePool, errors: ErrorCounter,
-                  ring: SlotRing | None, skip: int, where: str, progress: Any,
-                  reads: ReadCounters | None = None) -> Iterator[dict[str, Any]]:  # fmt: skip
+def reader_stream(
+    plan: SlotPlan,
+    opts: ReaderOptions,
+    *,
+    frames: FramePool,
+    errors: ErrorCounter,
+    ring: SlotRing | None,
+    skip: int,
+    where: str,
+    progress: Any,
+    reads: ReadCounters | None = None,
+) -> Iterator[dict[str, Any]]:
     """Yields this reader's ``plan.quota`` samples (or batches) of the epoch, the first ``skip`` consumed.
 
     ``reads`` counts the read retries and timeouts (``LeRobotWdsDataset.stats()``).
     """
     anchors = cycle_passes(lambda p: anchor_pass(plan, opts, frames, errors, p, reads), where)
     assembler = Assembler(opts.spec, frames, errors, batch_size=opts.batch_size, ring=ring)
-    return assembler.run(anchors, quota=plan.quota, skip=skip, pass_frames=plan.frames, where=where,
-                         progress=progress)  # fmt: skip
+    return assembler.run(
+        anchors, quota=plan.quota, skip=skip, pass_frames=plan.frames, where=where, progress=progress
+    )

@@ -55,8 +55,9 @@ def frame_nbytes(episode: Episode, camera: str) -> int:
     return 3 * cam.width * cam.height
 
 
-def open_visit(episode: Episode, vid: int, frames: FramePool, deltas: Mapping[str, Sequence[int]],
-               rng: random.Random | None) -> _Open:  # fmt: skip
+def open_visit(
+    episode: Episode, vid: int, frames: FramePool, deltas: Mapping[str, Sequence[int]], rng: random.Random | None
+) -> _Open:
     """Plans an episode's units (GOPs from its decoders) in the order they will be served."""
     visit = Visit(episode, vid)
     gops = {cam: frames.gops(visit, cam) for cam in deltas}

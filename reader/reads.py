@@ -59,8 +59,9 @@ def _runs(segments: Sequence[Segment]) -> list[list[Segment]]:
     return runs
 
 
-def plan_reads(segments: Sequence[Segment], shards: Mapping[str, ShardInfo], root: str, *, max_bytes: int,
-               split_first: bool) -> list[Read]:  # fmt: skip
+def plan_reads(
+    segments: Sequence[Segment], shards: Mapping[str, ShardInfo], root: str, *, max_bytes: int, split_first: bool
+) -> list[Read]:
     """Turns a reader's segments (in reading order) into its reads (see the module docstring)."""
     reads: list[Read] = []
     for run in _runs(segments):
@@ -112,6 +113,8 @@ def integrity_failures(read: Read, data: bytes) -> dict[int | None, str]:
     for ext, piece in zip(read.extents, episode_slices(read, data).values(), strict=True):
         got = hashlib.sha256(piece).hexdigest()
         if got != ext.sha256:
-            bad[ext.episode] = (f"{where}, episode {ext.episode} (bytes {ext.offset}..{ext.offset + ext.length}): "
-                                f"sha256 {got}, manifest says {ext.sha256}")  # fmt: skip
+            bad[ext.episode] = (
+                f"{where}, episode {ext.episode} (bytes {ext.offset}..{ext.offset + ext.length}): "
+                f"sha256 {got}, manifest says {ext.sha256}"
+            )
     return bad

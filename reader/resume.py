@@ -22,8 +22,13 @@ class ResumeError(LeRobotWdsError, ValueError):
     """A resume state that does not fit this reader: another version, seed or ranks x workers topology."""
 
 
-def make_state(seed: int, epoch: int, consumed: Mapping[Any, int], world_size: int | None = None,
-               num_workers: int | None = None) -> dict[str, Any]:  # fmt: skip
+def make_state(
+    seed: int,
+    epoch: int,
+    consumed: Mapping[Any, int],
+    world_size: int | None = None,
+    num_workers: int | None = None,
+) -> dict[str, Any]:
     return {
         "version": STATE_VERSION,
         "seed": seed,
@@ -75,5 +80,10 @@ def merge_state(pending: Mapping[str, Any] | None, state: Mapping[str, Any], see
     epoch = int(state["epoch"])
     merged = dict(pending["consumed"]) if pending and pending["epoch"] == epoch else {}
     merged.update({str(k): int(v) for k, v in state["consumed"].items()})
-    return {"epoch": epoch, "consumed": merged, "world_size": state.get("world_size"),
-            "num_workers": state.get("num_workers"), "rotation": state.get("rotation", 0)}  # fmt: skip
+    return {
+        "epoch": epoch,
+        "consumed": merged,
+        "world_size": state.get("world_size"),
+        "num_workers": state.get("num_workers"),
+        "rotation": state.get("rotation", 0),
+    }

@@ -81,8 +81,9 @@ class SkipBoard:
     def row(self, reader: int) -> ReaderRow | None:
         """The row of worker ``reader`` (0 without workers), None beyond ``MAX_READERS``."""
         if reader >= MAX_READERS:
-            log.debug("worker %d is beyond the %d rows of the skip board: its skips are logged only",
-                      reader, MAX_READERS)  # fmt: skip
+            log.debug(
+                "worker %d is beyond the %d rows of the skip board: its skips are logged only", reader, MAX_READERS
+            )
             return None
         return ReaderRow(self._rows()[reader])
 
@@ -94,8 +95,11 @@ class SkipBoard:
             return None
         newest = ints[int(np.argmax(ints[:, 0]))]
         epoch, workers = int(newest[1]), int(newest[2])
-        keep = [r for r in range(min(workers, MAX_READERS)) if ints[r, 0] and ints[r, 1] == epoch
-                and ints[r, 2] == workers]  # fmt: skip
+        keep = [
+            r
+            for r in range(min(workers, MAX_READERS))
+            if ints[r, 0] and ints[r, 1] == epoch and ints[r, 2] == workers
+        ]
         messages = tuple(
             bytes(rows[r, 8 * _FIELDS : 8 * _FIELDS + int(ints[r, 5])]).decode("utf-8") for r in keep if ints[r, 5]
         )

@@ -120,15 +120,16 @@ def tar_samples(reads: Iterable[Fetched], errors: ErrorCounter) -> Iterator[dict
                 # a slice ends at a member boundary without end-of-archive blocks: tarfile stops there cleanly.
                 # Parsed whole before anything is yielded, so an episode is either delivered or skipped, never
                 # both (bytes after a good sample would otherwise fail the slice after it was handed on).
-                sample = list(_checked(url, piece, [episode_key(episode)]))
+                parsed = list(_checked(url, piece, [episode_key(episode)]))
             except ShardFormatError as e:
                 errors.handle(e, "episode")
                 continue
-            yield from sample
+            yield from parsed
 
 
-def episodes(samples: Iterable[dict[str, Any]], camera_keys: list[str], errors: ErrorCounter,
-             fps: float | None = None) -> Iterator[Episode]:  # fmt: skip
+def episodes(
+    samples: Iterable[dict[str, Any]], camera_keys: list[str], errors: ErrorCounter, fps: float | None = None
+) -> Iterator[Episode]:
     """Parses webdataset samples into validated :class:`Episode` objects."""
     for sample in samples:
         try:
@@ -137,9 +138,12 @@ def episodes(samples: Iterable[dict[str, Any]], camera_keys: list[str], errors: 
             errors.handle(e, "episode")
 
 
-def with_anchor_ranges(eps: Iterable[Episode], ranges: Mapping[int, tuple[int, int]],
-                       shard_ranges: Mapping[str, tuple[int, int]] | None = None,
-                       episode_shard: Mapping[int, str] | None = None) -> Iterator[Episode]:  # fmt: skip
+def with_anchor_ranges(
+    eps: Iterable[Episode],
+    ranges: Mapping[int, tuple[int, int]],
+    shard_ranges: Mapping[str, tuple[int, int]] | None = None,
+    episode_shard: Mapping[int, str] | None = None,
+) -> Iterator[Episode]:
     """Gives each episode the anchor range this reader was planned to yield (see :mod:`splitting`).
 
     ``ranges`` holds episode ranges (v2 plans). A v1 shard is planned as one range over its episodes laid end

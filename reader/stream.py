@@ -74,8 +74,12 @@ class StreamConfig:
 
     def retry_policy(self) -> RetryPolicy:
         """The reader's :class:`RetryPolicy`: short reads transient, denials as ``retry_denied`` says."""
-        return RetryPolicy(attempts=self.retries + 1, backoff_s=self.backoff_s, retry_denied=self.retry_denied,
-                           retry_short_reads=True)  # fmt: skip
+        return RetryPolicy(
+            attempts=self.retries + 1,
+            backoff_s=self.backoff_s,
+            retry_denied=self.retry_denied,
+            retry_short_reads=True,
+        )
 
     def fs_options(self, url: str) -> dict[str, Any]:
         """``storage_options`` for ``url`` with the default read timeout applied (see :mod:`timeouts`)."""
@@ -139,8 +143,13 @@ def fetch_read(read: Read, config: StreamConfig, counters: ReadCounters | None =
         log.warning("shard %s: attempt %d/%d failed: %s", read.url, attempt, policy.attempts, describe(e))
 
     try:
-        data = with_retries(lambda: fetch_once(read, config), what=f"shard {read.url}", policy=policy,
-                            on_retry=retried, error=ShardReadError)  # fmt: skip
+        data = with_retries(
+            lambda: fetch_once(read, config),
+            what=f"shard {read.url}",
+            policy=policy,
+            on_retry=retried,
+            error=ShardReadError,
+        )
     except ShardReadError as e:
         cause = e.__cause__
         if cause is not None:
@@ -152,8 +161,9 @@ def fetch_read(read: Read, config: StreamConfig, counters: ReadCounters | None =
     return Fetched(read, data, failures)
 
 
-def fetched_reads(reads: Iterable[Read], config: StreamConfig,
-                  counters: ReadCounters | None = None) -> Iterator[Fetched]:  # fmt: skip
+def fetched_reads(
+    reads: Iterable[Read], config: StreamConfig, counters: ReadCounters | None = None
+) -> Iterator[Fetched]:
     """Yields fetched reads in order, keeping up to ``config.readahead`` next ones fetching in the background."""
     if config.readahead == 0:
         for read in reads:

@@ -70,7 +70,7 @@ class Slot:
         self.sent = False
         # np.frombuffer over a memoryview: views derived from ``user`` keep ``user`` as their base (numpy does
         # not collapse a base chain past a non-array), so a weak reference to it tells when they are all gone.
-        user = np.frombuffer(memoryview(self.array[HEADER : HEADER + nbytes]), dtype=np.uint8)
+        user = np.frombuffer(memoryview(self.array[HEADER : HEADER + nbytes]), dtype=np.uint8)  # type: ignore[arg-type]
         self._user = weakref.ref(user)
         return user
 
@@ -149,7 +149,7 @@ def _rebuild(
 ) -> dict[str, Any]:
     """Main-process side: ordinary tensors over the received slot; the slot is freed when they all die."""
     array = torch.empty(0, dtype=torch.uint8).set_(storage).numpy()
-    user = np.frombuffer(memoryview(array[HEADER:]), dtype=np.uint8)
+    user = np.frombuffer(memoryview(array[HEADER:]), dtype=np.uint8)  # type: ignore[arg-type]  # ndarray is a buffer
     weakref.finalize(user, _release, array[:HEADER])
     out = dict(rest)
     for key, (offset, shape, dtype) in views.items():
@@ -158,8 +158,10 @@ def _rebuild(
     return {key: out[key] for key in order}
 
 
-def pack(shapes: dict[str, tuple[tuple[int, ...], torch.dtype]], ring: SlotRing,
-         ) -> tuple[Slot, dict[str, tuple[torch.Tensor, int]]]:  # fmt: skip
+def pack(
+    shapes: dict[str, tuple[tuple[int, ...], torch.dtype]],
+    ring: SlotRing,
+) -> tuple[Slot, dict[str, tuple[torch.Tensor, int]]]:
     """Takes one slot holding uninitialised tensors of ``shapes``; returns it and the layout (tensor, offset)."""
     sizes = {k: int(np.prod(s)) * d.itemsize for k, (s, d) in shapes.items()}
     offsets, total = {}, 0
@@ -167,8 +169,10 @@ def pack(shapes: dict[str, tuple[tuple[int, ...], torch.dtype]], ring: SlotRing,
         offsets[key], total = total, total + _aligned(n)
     slot, user = ring.take(max(total, 1))
     layout = {
-        key: (torch.from_numpy(user[offsets[key] : offsets[key] + n]).view(shapes[key][1]).view(shapes[key][0]),
-              offsets[key])
+        key: (
+            torch.from_numpy(user[offsets[key] : offsets[key] + n]).view(shapes[key][1]).view(shapes[key][0]),
+            offsets[key],
+        )
         for key, n in sizes.items()
-    }  # fmt: skip
+    }
     return slot, layout

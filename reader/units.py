@@ -81,8 +81,9 @@ def choose_shape(deltas: Mapping[str, Sequence[int]], gops: Mapping[str, Sequenc
     return "sequential"
 
 
-def anchor_groups(shape: Shape, length: int, deltas: Mapping[str, Sequence[int]],
-                  gop_starts: Sequence[int]) -> list[list[int]]:  # fmt: skip
+def anchor_groups(
+    shape: Shape, length: int, deltas: Mapping[str, Sequence[int]], gop_starts: Sequence[int]
+) -> list[list[int]]:
     """Partitions the anchors ``0..length-1`` into units (ascending inside each)."""
     if shape == "gop":
         groups: dict[int, list[int]] = {}
@@ -100,8 +101,9 @@ def anchor_groups(shape: Shape, length: int, deltas: Mapping[str, Sequence[int]]
     return [groups[k] for k in sorted(groups)]
 
 
-def make_unit(anchors: Sequence[int], length: int, deltas: Mapping[str, Sequence[int]],
-              gops: Mapping[str, Sequence[int]]) -> Unit:  # fmt: skip
+def make_unit(
+    anchors: Sequence[int], length: int, deltas: Mapping[str, Sequence[int]], gops: Mapping[str, Sequence[int]]
+) -> Unit:
     """Computes each frame's last use and the unit's peak of alive frames for ``anchors`` in that order.
 
     A frame is alive from the moment any needed frame of its GOP is first needed (the GOP is decoded then)
@@ -134,9 +136,14 @@ def make_unit(anchors: Sequence[int], length: int, deltas: Mapping[str, Sequence
     return Unit(tuple(anchors), drops, needs, peak)
 
 
-def plan_units(length: int, deltas: Mapping[str, Sequence[int]], gops: Mapping[str, Sequence[int]],
-               descending: Sequence[bool] | None = None, shape: Shape | None = None,
-               anchors: tuple[int, int] | None = None) -> tuple[Shape, list[Unit]]:  # fmt: skip
+def plan_units(
+    length: int,
+    deltas: Mapping[str, Sequence[int]],
+    gops: Mapping[str, Sequence[int]],
+    descending: Sequence[bool] | None = None,
+    shape: Shape | None = None,
+    anchors: tuple[int, int] | None = None,
+) -> tuple[Shape, list[Unit]]:
     """Plans every unit of an episode; ``descending[i]`` serves unit ``i`` from its last anchor (optional).
 
     ``shape`` overrides the cost model (``"sequential"`` serves the anchors in frame order); ``anchors``
@@ -154,8 +161,15 @@ def plan_units(length: int, deltas: Mapping[str, Sequence[int]], gops: Mapping[s
         lo, hi = anchors
         groups = [kept for g in groups if (kept := [a for a in g if lo <= a < hi])]
     if shape == "gop":  # each anchor shows only itself: its own frame is its last use (the general case, fast)
-        return shape, [Unit(tuple(g), {c: tuple((a,) for a in g) for c in deltas}, {c: tuple(g) for c in deltas},
-                            {c: len(g) for c in deltas}) for g in groups]  # fmt: skip
+        return shape, [
+            Unit(
+                tuple(g),
+                {c: tuple((a,) for a in g) for c in deltas},
+                {c: tuple(g) for c in deltas},
+                {c: len(g) for c in deltas},
+            )
+            for g in groups
+        ]
     units = []
     for i, group in enumerate(groups):
         order = group[::-1] if descending is not None and descending[i % len(descending)] else group

@@ -119,8 +119,14 @@ class _Handler(BaseHTTPRequestHandler):
         if delay:
             time.sleep(delay)
 
-    def _send_simple(self, path: str, status: int, message: str, extra: dict[str, str] | None = None,
-                     fault: FaultAction | None = None) -> None:  # fmt: skip
+    def _send_simple(
+        self,
+        path: str,
+        status: int,
+        message: str,
+        extra: dict[str, str] | None = None,
+        fault: FaultAction | None = None,
+    ) -> None:
         payload = message.encode()
         self.send_response(status)
         for k, v in (extra or {}).items():

@@ -106,8 +106,9 @@ class LoopbackHTTPServer:
             self._httpd = self._bind(int(self._address[1]))
         self._state.stopping.clear()
         # a short poll interval: stop() (and so a restart) returns within 50 ms
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="loopback-http",
-                                        daemon=True)  # fmt: skip
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, args=(0.05,), name="loopback-http", daemon=True
+        )
         self._thread.start()
         return self
 

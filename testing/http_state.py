@@ -150,8 +150,9 @@ class ServerState:
                 self.faults_served += 1
             return action
 
-    def record(self, method: str, path: str, range_header: str | None, status: int,
-               fault: FaultKind | None = None) -> list:  # fmt: skip
+    def record(
+        self, method: str, path: str, range_header: str | None, status: int, fault: FaultKind | None = None
+    ) -> list:
         """Appends a request to the log and returns its entry, whose byte count ``count`` advances."""
         entry = [method, path, range_header, status, 0, fault]
         with self.lock:

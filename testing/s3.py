@@ -213,8 +213,12 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         hop = ("connection", "transfer-encoding", "expect")  # the body is already read: no 100-continue upstream
         headers = {k: v for k, v in self.headers.items() if k.lower() not in hop}
         headers["Content-Length"] = str(len(body))
-        conn.request(self.command, self.path, body=body if body or self.command in ("PUT", "POST") else None,
-                     headers=headers)  # fmt: skip
+        conn.request(
+            self.command,
+            self.path,
+            body=body if body or self.command in ("PUT", "POST") else None,
+            headers=headers,
+        )
         resp = conn.getresponse()
         data = resp.read()
         conn.close()

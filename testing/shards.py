@@ -84,11 +84,39 @@ def encode_mp4(frames: list[np.ndarray], fps: int, *, gop: int, bframes: int) ->
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "v.mp4"
         cmd = [
-            "ffmpeg", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps),
-            "-i", "-", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "10", "-pix_fmt", "yuv420p",
-            "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", "-bf", str(bframes),
-            "-movflags", "+faststart", str(out),
-        ]  # fmt: skip
+            "ffmpeg",
+            "-v",
+            "error",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-s",
+            f"{w}x{h}",
+            "-r",
+            str(fps),
+            "-i",
+            "-",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-crf",
+            "10",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            str(gop),
+            "-keyint_min",
+            str(gop),
+            "-sc_threshold",
+            "0",
+            "-bf",
+            str(bframes),
+            "-movflags",
+            "+faststart",
+            str(out),
+        ]
         subprocess.run(cmd, input=b"".join(f.tobytes() for f in frames), check=True)
         return out.read_bytes()
 
@@ -172,14 +200,27 @@ def episode_members(episode: int, length: int, start: int, spec: RootSpec) -> li
             (f"{key}.{video_suffix(cam)}", encode_mp4(frames, spec.fps, gop=spec.gop, bframes=spec.bframes))
         )
         cams[cam] = CameraMeta(
-            codec="h264", width=spec.width, height=spec.height, frames=len(frames), lead_in=spec.lead_in,
-            trail=spec.trail, pts_offset_s=spec.lead_in / spec.fps, source_file=f"synthetic/{cam}.mp4",
-            source_from_timestamp=0.0, source_to_timestamp=length / spec.fps,
-        )  # fmt: skip
+            codec="h264",
+            width=spec.width,
+            height=spec.height,
+            frames=len(frames),
+            lead_in=spec.lead_in,
+            trail=spec.trail,
+            pts_offset_s=spec.lead_in / spec.fps,
+            source_file=f"synthetic/{cam}.mp4",
+            source_from_timestamp=0.0,
+            source_to_timestamp=length / spec.fps,
+        )
     meta = EpisodeMeta(
-        episode_index=episode, length=length, fps=float(spec.fps), tasks=[spec.tasks[task_of(episode, spec)]],
-        task_index=task_of(episode, spec), dataset_from_index=start, dataset_to_index=start + length, cameras=cams,
-    )  # fmt: skip
+        episode_index=episode,
+        length=length,
+        fps=float(spec.fps),
+        tasks=[spec.tasks[task_of(episode, spec)]],
+        task_index=task_of(episode, spec),
+        dataset_from_index=start,
+        dataset_to_index=start + length,
+        cameras=cams,
+    )
     rows = _parquet_bytes(episode_rows(episode, length, start, spec))
     return [(f"{key}.json", meta.to_json_bytes()), (f"{key}.parquet", rows), *videos]
 
@@ -188,15 +229,21 @@ def write_meta(root: Path, spec: RootSpec) -> None:
     """Writes the meta/ copy the reader needs: info.json and tasks.parquet."""
     meta = root / "meta"
     meta.mkdir(parents=True, exist_ok=True)
-    info = {"codebase_version": "v3.0", "fps": spec.fps, "features": features(spec),
-            "total_episodes": len(spec.lengths), "total_frames": sum(spec.lengths)}  # fmt: skip
+    info = {
+        "codebase_version": "v3.0",
+        "fps": spec.fps,
+        "features": features(spec),
+        "total_episodes": len(spec.lengths),
+        "total_frames": sum(spec.lengths),
+    }
     (meta / "info.json").write_text(json.dumps(info, indent=1))
     tasks = pa.table({"task": list(spec.tasks), "task_index": pa.array(range(len(spec.tasks)), pa.int64())})
     pq.write_table(tasks, meta / "tasks.parquet")
 
 
-def make_root(root: Path, spec: RootSpec = RootSpec(), *,
-              damage: Callable[[str, bytes], bytes] | None = None) -> Manifest:  # fmt: skip
+def make_root(
+    root: Path, spec: RootSpec = RootSpec(), *, damage: Callable[[str, bytes], bytes] | None = None
+) -> Manifest:
     """Writes a complete converted root (meta, shards, manifest last) and returns its manifest.
 
     ``damage(member_name, data)`` returns the bytes written for each member (e.g. :func:`garble_samples`
@@ -222,8 +269,12 @@ def make_root(root: Path, spec: RootSpec = RootSpec(), *,
         frames = sum(spec.lengths[e] for e in eps)
         shards.append(ShardInfo(shard_path(s), len(data), hashlib.sha256(data).hexdigest(), eps, frames))
     manifest = Manifest(
-        fps=float(spec.fps), features=features(spec), camera_keys=list(spec.cameras), shards=shards,
-        source={"path": "synthetic"}, options={"episodes_per_shard": spec.episodes_per_shard},
-    )  # fmt: skip
+        fps=float(spec.fps),
+        features=features(spec),
+        camera_keys=list(spec.cameras),
+        shards=shards,
+        source={"path": "synthetic"},
+        options={"episodes_per_shard": spec.episodes_per_shard},
+    )
     (root / MANIFEST_NAME).write_bytes(manifest.to_json_bytes())
     return manifest

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from lerobot_wds.testing.shards import RootSpec, make_root
 
 

@@ -43,8 +43,19 @@ def main(root: str, out: str) -> None:
 def run_ranks(root: Path, out: Path, ranks: int = 2) -> list[dict[str, Any]]:
     """Runs this script under ``torchrun --standalone`` with ``ranks`` processes; returns each rank's result."""
     here = Path(__file__).parent
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc-per-node",
-           str(ranks), str(Path(__file__)), str(root), str(out)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nnodes",
+        "1",
+        "--nproc-per-node",
+        str(ranks),
+        str(Path(__file__)),
+        str(root),
+        str(out),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=here)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return [json.loads((out / f"rank{r}.json").read_text()) for r in range(ranks)]

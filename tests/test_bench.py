@@ -75,8 +75,16 @@ def test_local_run_counts(wds_root: Path, mode: str, workers: int, batching: str
 
 
 def test_emulated_run_reads_over_http(wds_root: Path) -> None:
-    cfg = BenchConfig(str(wds_root), mode="single", batch_size=2, num_workers=1, num_batches=3, warmup=0,
-                      emulate_latency_ms=5, emulate_bandwidth_mb_s=500)  # fmt: skip
+    cfg = BenchConfig(
+        str(wds_root),
+        mode="single",
+        batch_size=2,
+        num_workers=1,
+        num_batches=3,
+        warmup=0,
+        emulate_latency_ms=5,
+        emulate_bandwidth_mb_s=500,
+    )
     rec = run_bench(cfg)
     assert (rec["samples"], rec["frames"]) == (6, 6 * CAMERAS)
     assert rec["bytes_read_method"] == "http_server"
@@ -96,12 +104,31 @@ def test_too_few_batches_is_a_clear_error(wds_root: Path) -> None:
 
 def test_cli_writes_records_and_report(wds_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench"
-    argv = ["bench", str(wds_root), "--mode", "single", "sarm", "--num-workers", "0,1", "--batch-size", "2",
-            "--num-batches", "2", "--warmup", "0", "--out", str(out)]  # fmt: skip
+    argv = [
+        "bench",
+        str(wds_root),
+        "--mode",
+        "single",
+        "sarm",
+        "--num-workers",
+        "0,1",
+        "--batch-size",
+        "2",
+        "--num-batches",
+        "2",
+        "--warmup",
+        "0",
+        "--out",
+        str(out),
+    ]
     assert cli_main(argv) == 0
     records = load_records(out)
-    assert sorted((r["mode"], r["num_workers"]) for r in records) == [("sarm", 0), ("sarm", 1), ("single", 0),
-                                                                       ("single", 1)]  # fmt: skip
+    assert sorted((r["mode"], r["num_workers"]) for r in records) == [
+        ("sarm", 0),
+        ("sarm", 1),
+        ("single", 0),
+        ("single", 1),
+    ]
     for r in records:
         assert r["samples"] == 4 and r["frames"] == 4 * CAMERAS * MODES[r["mode"]].window_length()
     csv_lines = (out / CSV_NAME).read_text().splitlines()
@@ -152,8 +179,9 @@ def test_plot_writes_png(wds_root: Path, tmp_path: Path) -> None:
     from lerobot_wds.tools.bench.plot import plot_workers
 
     for w in (0, 1):
-        write_record(tmp_path, run_bench(BenchConfig(str(wds_root), num_workers=w, batch_size=2, num_batches=2,
-                                                     warmup=0)))  # fmt: skip
+        write_record(
+            tmp_path, run_bench(BenchConfig(str(wds_root), num_workers=w, batch_size=2, num_batches=2, warmup=0))
+        )
     png = plot_workers(load_records(tmp_path), tmp_path / "plot.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

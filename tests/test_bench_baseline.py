@@ -29,9 +29,26 @@ def converted(small_lerobot_dataset, tmp_path_factory: pytest.TempPathFactory) -
 
 @pytest.mark.parametrize("mode", ["single", "window8x1s"])
 def test_baseline_and_ours_same_counts(small_lerobot_dataset, converted: Path, tmp_path: Path, mode: str) -> None:
-    argv = ["bench", str(converted), "--mode", mode, "--num-workers", "1", "--batch-size", "3", "--num-batches",
-            "3", "--warmup", "1", "--baseline", "lerobot", "--lerobot-root", str(small_lerobot_dataset.root),
-            "--out", str(tmp_path)]  # fmt: skip
+    argv = [
+        "bench",
+        str(converted),
+        "--mode",
+        mode,
+        "--num-workers",
+        "1",
+        "--batch-size",
+        "3",
+        "--num-batches",
+        "3",
+        "--warmup",
+        "1",
+        "--baseline",
+        "lerobot",
+        "--lerobot-root",
+        str(small_lerobot_dataset.root),
+        "--out",
+        str(tmp_path),
+    ]
     assert cli_main(argv) == 0
     records = {r["loader"]: r for r in load_records(tmp_path)}
     assert sorted(records) == ["lerobot", "lerobot-wds"]

@@ -26,9 +26,11 @@ from lerobot.configs import RGBEncoderConfig  # noqa: E402
 from lerobot.datasets.lerobot_dataset import LeRobotDataset  # noqa: E402
 from torchcodec.decoders import VideoDecoder  # noqa: E402
 
-from lerobot_wds.convert.mp4 import parse_track_index  # noqa: E402
-from lerobot_wds.convert.mp4 import file_reader  # noqa: E402
-from lerobot_wds.convert.mp4 import cut_episode  # noqa: E402
+from lerobot_wds.convert.mp4 import (  # noqa: E402
+    cut_episode,
+    file_reader,
+    parse_track_index,
+)
 from lerobot_wds.testing.synth import VARIANTS, CameraSpec, LeRobotSpec, expected_state, make_dataset, make_variant  # noqa: E402
 from lerobot_wds.testing.synth_identity import make_frame, read_identity_full  # noqa: E402
 

@@ -19,12 +19,12 @@ pytest.importorskip("lerobot")
 import torch  # noqa: E402
 from lerobot.configs import RGBEncoderConfig  # noqa: E402
 from lerobot.datasets.lerobot_dataset import LeRobotDataset  # noqa: E402
-from lerobot_wds.testing.shards import make_frame  # noqa: E402
 
 from lerobot_wds import LeRobotWdsDataset  # noqa: E402
 from lerobot_wds.convert.config import ConvertConfig  # noqa: E402
 from lerobot_wds.convert.pipeline import convert  # noqa: E402
 from lerobot_wds.reader.windows import preset_delta_timestamps  # noqa: E402
+from lerobot_wds.testing.shards import make_frame  # noqa: E402
 
 FPS = 30
 CAMERAS = {"observation.images.front": (64, 64), "observation.images.wrist": (96, 72)}

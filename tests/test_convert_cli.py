@@ -36,11 +36,37 @@ def reference(src: Path, dest: Path, **kw) -> dict[str, bytes]:
 def test_cli_options_build_the_same_config_as_the_api(small_lerobot_dataset, tmp_path):
     src = small_lerobot_dataset.root
     stats = tmp_path / "stats.json"
-    proc = cli("convert", str(src), str(tmp_path / "cli"), "--shard-size", "20kB", "--episodes", "0-2",
-               "--order", "shuffle", "--seed", "3", "--workers", "2", "--on-error", "skip", "--staging-dir",
-               str(tmp_path / "stage"), "--no-progress", "--stats-json", str(stats))  # fmt: skip
-    expected = reference(src, tmp_path / "api", target_shard_bytes=20_000, episodes=(0, 1, 2), order="shuffle",
-                         seed=3, on_error="skip")  # fmt: skip
+    proc = cli(
+        "convert",
+        str(src),
+        str(tmp_path / "cli"),
+        "--shard-size",
+        "20kB",
+        "--episodes",
+        "0-2",
+        "--order",
+        "shuffle",
+        "--seed",
+        "3",
+        "--workers",
+        "2",
+        "--on-error",
+        "skip",
+        "--staging-dir",
+        str(tmp_path / "stage"),
+        "--no-progress",
+        "--stats-json",
+        str(stats),
+    )
+    expected = reference(
+        src,
+        tmp_path / "api",
+        target_shard_bytes=20_000,
+        episodes=(0, 1, 2),
+        order="shuffle",
+        seed=3,
+        on_error="skip",
+    )
     assert output_bytes(tmp_path / "cli") == expected
     assert "part 0/1: 3 episodes" in proc.stderr and "MB/s" in proc.stderr and "episodes/s" in proc.stderr
     summary = json.loads(stats.read_text())
@@ -50,8 +76,9 @@ def test_cli_options_build_the_same_config_as_the_api(small_lerobot_dataset, tmp
 def test_cli_errors_are_clear(small_lerobot_dataset, tmp_path):
     proc = cli("convert", str(small_lerobot_dataset.root), str(tmp_path / "o"), "--part", "auto", check=False)
     assert proc.returncode == 1 and "--part auto needs the SLURM array variables" in proc.stderr
-    proc = cli("convert", str(small_lerobot_dataset.root), str(tmp_path / "o"), "--shard-size", "12 parsecs",
-               check=False)  # fmt: skip
+    proc = cli(
+        "convert", str(small_lerobot_dataset.root), str(tmp_path / "o"), "--shard-size", "12 parsecs", check=False
+    )
     assert proc.returncode != 0 and "size unit 'parsecs'" in proc.stderr
     proc = cli("finalize", str(tmp_path / "nothing"), check=False)
     assert proc.returncode == 1 and "no part manifests" in proc.stderr and "Traceback" not in proc.stderr
@@ -60,16 +87,33 @@ def test_cli_errors_are_clear(small_lerobot_dataset, tmp_path):
 def test_slurm_array_scripts_match_a_single_run(small_lerobot_dataset, tmp_path):
     src = small_lerobot_dataset.root
     expected = reference(src, tmp_path / "single", target_shard_bytes=1)
-    env = {**os.environ, "SRC": str(src), "DEST": str(tmp_path / "array"), "CONVERT_ARGS": "--shard-size 1",
-           "LEROBOT_WDS": str(_launcher(tmp_path)), "SLURM_ARRAY_TASK_COUNT": "3", "SLURM_ARRAY_TASK_MIN": "0",
-           "SLURM_CPUS_PER_TASK": "1"}  # fmt: skip
+    env = {
+        **os.environ,
+        "SRC": str(src),
+        "DEST": str(tmp_path / "array"),
+        "CONVERT_ARGS": "--shard-size 1",
+        "LEROBOT_WDS": str(_launcher(tmp_path)),
+        "SLURM_ARRAY_TASK_COUNT": "3",
+        "SLURM_ARRAY_TASK_MIN": "0",
+        "SLURM_CPUS_PER_TASK": "1",
+    }
     for task in (2, 0, 1):  # order does not matter
         task_env = {**env, "SLURM_ARRAY_TASK_ID": str(task)}
-        subprocess.run(["bash", str(REPO / "slurm/convert_array.sbatch")], env=task_env, check=True,
-                       capture_output=True, timeout=300)  # fmt: skip
+        subprocess.run(
+            ["bash", str(REPO / "slurm/convert_array.sbatch")],
+            env=task_env,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
         assert not (tmp_path / "array" / "manifest.json").exists()
-    subprocess.run(["bash", str(REPO / "slurm/convert_finalize.sbatch")], env=env, check=True, capture_output=True,
-                   timeout=300)  # fmt: skip
+    subprocess.run(
+        ["bash", str(REPO / "slurm/convert_finalize.sbatch")],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     assert output_bytes(tmp_path / "array") == expected
 
 
@@ -102,8 +146,18 @@ def test_kill_after_first_shard_then_rerun_is_identical(small_lerobot_dataset, h
     server = http_dir_server(small_lerobot_dataset.root, latency_ms=60)
     expected = reference(server.url, tmp_path / "ref", target_shard_bytes=1)
     out, stage = tmp_path / "out", tmp_path / "stage"
-    args = ["convert", server.url, str(out), "--shard-size", "1", "--workers", "1", "--no-progress",
-            "--staging-dir", str(stage)]  # fmt: skip
+    args = [
+        "convert",
+        server.url,
+        str(out),
+        "--shard-size",
+        "1",
+        "--workers",
+        "1",
+        "--no-progress",
+        "--staging-dir",
+        str(stage),
+    ]
     left: Path | None = None  # the staging dir the killed run could not remove
     for kill_when in ("shards/shard-000000.tar", "_convert/shards/shard-000001.json"):
         proc = subprocess.Popen([*CLI, *args], stderr=subprocess.PIPE, text=True)
@@ -130,9 +184,20 @@ def test_kill_after_first_shard_then_rerun_is_identical(small_lerobot_dataset, h
 def test_kill_mid_upload_to_s3_then_rerun_is_identical(small_lerobot_dataset, s3_bucket, s3_proxy, tmp_path):
     expected = reference(small_lerobot_dataset.root, tmp_path / "ref", target_shard_bytes=1)
     holding = s3_proxy.hold_put("/out/shards/shard-000001.tar")
-    args = ["convert", str(small_lerobot_dataset.root), s3_bucket.url("out"), "--shard-size", "1",
-            "--dest-options", json.dumps(s3_bucket.via(s3_proxy)), "--retry-backoff", "0.01", "--no-progress",
-            "--staging-dir", str(tmp_path / "stage")]  # fmt: skip
+    args = [
+        "convert",
+        str(small_lerobot_dataset.root),
+        s3_bucket.url("out"),
+        "--shard-size",
+        "1",
+        "--dest-options",
+        json.dumps(s3_bucket.via(s3_proxy)),
+        "--retry-backoff",
+        "0.01",
+        "--no-progress",
+        "--staging-dir",
+        str(tmp_path / "stage"),
+    ]
     proc = subprocess.Popen([*CLI, *args], stderr=subprocess.PIPE, text=True)
     _wait_for(holding.is_set, "the upload of shard 1 to be half sent", proc)
     _kill(proc)
@@ -150,8 +215,16 @@ def test_kill_mid_upload_to_s3_then_rerun_is_identical(small_lerobot_dataset, s3
 
 @pytest.mark.parametrize("part", ["0/2", "1/2"])
 def test_part_manifest_names_the_part(small_lerobot_dataset, tmp_path, part):
-    cli("convert", str(small_lerobot_dataset.root), str(tmp_path / "o"), "--shard-size", "1", "--part", part,
-        "--no-progress")  # fmt: skip
+    cli(
+        "convert",
+        str(small_lerobot_dataset.root),
+        str(tmp_path / "o"),
+        "--shard-size",
+        "1",
+        "--part",
+        part,
+        "--no-progress",
+    )
     i = int(part[0])
     p = tmp_path / "o" / "_convert" / f"part-{i:05d}-of-00002.json"
     assert json.loads(p.read_text())["part_index"] == i

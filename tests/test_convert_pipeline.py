@@ -163,8 +163,13 @@ def test_destination_with_other_options_is_refused(small_lerobot_dataset, tmp_pa
 def test_manifest_records_options_source_and_totals(small_lerobot_dataset, tmp_path):
     run(small_lerobot_dataset.root, tmp_path / "out", target_shard_bytes=20_000, seed=3)
     raw = json.loads((tmp_path / "out" / "manifest.json").read_bytes())
-    assert raw["options"] == {"target_shard_bytes": 20_000, "episodes": None, "order": "source", "seed": 3,
-                              "on_error": "raise"}  # fmt: skip
+    assert raw["options"] == {
+        "target_shard_bytes": 20_000,
+        "episodes": None,
+        "order": "source",
+        "seed": 3,
+        "on_error": "raise",
+    }
     assert raw["source"]["url"] == str(small_lerobot_dataset.root) and raw["source"]["total_episodes"] == 4
     assert raw["totals"]["episodes"] == 4 and raw["totals"]["frames"] == 28
     assert raw["totals"]["bytes"] == sum((tmp_path / "out" / s["path"]).stat().st_size for s in raw["shards"])

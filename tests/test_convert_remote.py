@@ -31,7 +31,7 @@ def test_s3_destination_matches_local_and_retries_transient_errors(
             dest_options=s3_bucket.via(s3_proxy),
             retry_backoff_s=0.01,
             staging_dir=str(tmp_path / "staging"),
-        )  # fmt: skip
+        )
     )
     assert s3_proxy.failed == 3 and summary.upload_retries == 3
     assert s3_output_bytes(s3_bucket.fs, f"{s3_bucket.name}/out") == local_reference
@@ -43,15 +43,28 @@ def test_s3_destination_matches_local_and_retries_transient_errors(
 def test_s3_upload_gives_up_after_attempts_naming_the_url(small_lerobot_dataset, s3_bucket, s3_proxy):
     s3_proxy.fail_next_puts(100, match="/shards/shard-000000.tar")
     with pytest.raises(SinkError, match=r"shards/shard-000000\.tar: still failing after 3 attempts"):
-        convert(cfg(small_lerobot_dataset.root, s3_bucket.url("out"), dest_options=s3_bucket.via(s3_proxy),
-                    upload_attempts=3, retry_backoff_s=0.01))  # fmt: skip
+        convert(
+            cfg(
+                small_lerobot_dataset.root,
+                s3_bucket.url("out"),
+                dest_options=s3_bucket.via(s3_proxy),
+                upload_attempts=3,
+                retry_backoff_s=0.01,
+            )
+        )
     assert not s3_bucket.fs.exists(f"{s3_bucket.name}/out/manifest.json")
 
 
 def test_s3_missing_bucket_is_a_permanent_error(small_lerobot_dataset, s3_bucket, s3_proxy):
     with pytest.raises(SinkError, match=r"s3://no-such-bucket/out/meta/.*permanent error"):
-        convert(cfg(small_lerobot_dataset.root, "s3://no-such-bucket/out", dest_options=s3_bucket.via(s3_proxy),
-                    retry_backoff_s=0.01))  # fmt: skip
+        convert(
+            cfg(
+                small_lerobot_dataset.root,
+                "s3://no-such-bucket/out",
+                dest_options=s3_bucket.via(s3_proxy),
+                retry_backoff_s=0.01,
+            )
+        )
     assert s3_proxy.failed == 0
 
 

@@ -9,16 +9,16 @@ import threading
 import pytest
 
 from lerobot_wds.convert.config import ConfigError, ConvertConfig, parse_episodes, parse_part, parse_size
-from lerobot_wds.convert.source.lru import LoadingLRU
 from lerobot_wds.convert.plan import (
     EpisodeEstimate,
     PlanError,
     order_episodes,
     plan_shards,
     select_episodes,
-    select_part,  # fmt: skip
+    select_part,
 )
 from lerobot_wds.convert.retry import RetryError, is_transient, with_retries
+from lerobot_wds.convert.source.lru import LoadingLRU
 from lerobot_wds.convert.tarwriter import ShardWriter, TarWriteError
 
 
@@ -104,8 +104,10 @@ def test_tar_members_and_layout_errors():
     data = buf.getvalue()
     assert size == len(data) and size % tarfile.RECORDSIZE == 0
     with tarfile.open(fileobj=io.BytesIO(data)) as t:
-        assert [(m.name, m.size) for m in t.getmembers()] == [("episode_000002.json", 2),
-                                                             ("episode_000002.cam.mp4", 700)]  # fmt: skip
+        assert [(m.name, m.size) for m in t.getmembers()] == [
+            ("episode_000002.json", 2),
+            ("episode_000002.cam.mp4", 700),
+        ]
     import hashlib
 
     assert sha == hashlib.sha256(data).hexdigest()
@@ -130,8 +132,9 @@ def test_retry_classification_and_backoff():
     )
     assert seen == [1, 2]
     with pytest.raises(RetryError, match=r"upload y: permanent error \(PermissionError"):
-        with_retries(lambda: (_ for _ in ()).throw(PermissionError("denied")), what="upload y", attempts=5,
-                     backoff_s=0)  # fmt: skip
+        with_retries(
+            lambda: (_ for _ in ()).throw(PermissionError("denied")), what="upload y", attempts=5, backoff_s=0
+        )
 
 
 def test_loading_lru_loads_each_key_once_under_concurrency():

@@ -25,8 +25,9 @@ SOURCE_OPTIONS = {"client_kwargs": {"timeout": aiohttp.ClientTimeout(total=None,
 
 
 def run(source: str, dest: str, **kw: Any) -> ConvertSummary:
-    cfg = ConvertConfig(source=source, dest=dest, progress=False, target_shard_bytes=1, workers=1,
-                        retry_backoff_s=0.01, **kw)  # fmt: skip
+    cfg = ConvertConfig(
+        source=source, dest=dest, progress=False, target_shard_bytes=1, workers=1, retry_backoff_s=0.01, **kw
+    )
     return within_deadline(lambda: convert(cfg))
 
 
@@ -63,8 +64,9 @@ HTTP_FAULTS = {
 
 
 @pytest.mark.parametrize("fault", list(HTTP_FAULTS))
-def test_http_source_fault_gives_identical_output(small_lerobot_dataset, source_server, clean_from_http,
-                                                  tmp_path: Path, fault: str) -> None:  # fmt: skip
+def test_http_source_fault_gives_identical_output(
+    small_lerobot_dataset, source_server, clean_from_http, tmp_path: Path, fault: str
+) -> None:
     which, arm, kind, times = HTTP_FAULTS[fault]
     video, data = _source_files(small_lerobot_dataset)
     path = video if which == "video" else data
@@ -98,23 +100,38 @@ S3_FAULTS = {
     # fault: (arm(proxy, n), method, the proxy's fault kind, times(n), the sink's retries); n: s3fs's retries
     "PUT 503 burst": (lambda p, n: p.fail_next_puts(3, "/out/shards/shard-"), "PUT", "status", lambda n: 3, 3),
     "GET 503 burst": (lambda p, n: p.fail_next_gets(2, PART), "GET", "status", lambda n: 2, 2),
-    "GET reset mid-body, beyond s3fs's retries":
-        (lambda p, n: p.reset_next_gets(n, PART, 10), "GET", "reset", lambda n: n, 1),
-    "GET stall mid-body, within s3fs's retries":
-        (lambda p, n: p.stall_next_gets(1, PART, 10), "GET", "stall", lambda n: 1, 0),
-}  # fmt: skip
+    "GET reset mid-body, beyond s3fs's retries": (
+        lambda p, n: p.reset_next_gets(n, PART, 10),
+        "GET",
+        "reset",
+        lambda n: n,
+        1,
+    ),
+    "GET stall mid-body, within s3fs's retries": (
+        lambda p, n: p.stall_next_gets(1, PART, 10),
+        "GET",
+        "stall",
+        lambda n: 1,
+        0,
+    ),
+}
 
 
 @pytest.mark.parametrize("fault", list(S3_FAULTS))
-def test_s3_destination_fault_gives_identical_output(small_lerobot_dataset, s3_bucket, s3_proxy, clean_local,
-                                                     tmp_path: Path, fault: str) -> None:  # fmt: skip
+def test_s3_destination_fault_gives_identical_output(
+    small_lerobot_dataset, s3_bucket, s3_proxy, clean_local, tmp_path: Path, fault: str
+) -> None:
     arm, method, kind, times, sink_retries = S3_FAULTS[fault]
     n = _s3fs_retries()
     arm(s3_proxy, n)
     options = s3_bucket.via(s3_proxy)
     options["config_kwargs"] = {**options["config_kwargs"], "read_timeout": TIMEOUT_S}  # a stall times out in 1 s
-    summary = run(str(small_lerobot_dataset.root), s3_bucket.url("out"), dest_options=options,
-                  staging_dir=str(tmp_path / "staging"))  # fmt: skip
+    summary = run(
+        str(small_lerobot_dataset.root),
+        s3_bucket.url("out"),
+        dest_options=options,
+        staging_dir=str(tmp_path / "staging"),
+    )
     assert s3_output_bytes(s3_bucket.fs, f"{s3_bucket.name}/out") == clean_local  # every file, manifest included
     faulted = [f for m, _, _, f in s3_proxy.log if m == method and f]
     assert faulted == [kind] * times(n)

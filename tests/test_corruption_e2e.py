@@ -134,8 +134,15 @@ def damage_shard(root: Path, rng: random.Random) -> tuple[str, set[int]]:
 
 def _epoch(root: Path, on_error: str) -> tuple[list[tuple[int, int]], LeRobotWdsDataset]:
     """Iterates one epoch in-process; returns (episode, frame) of every sample after checking its images."""
-    ds = LeRobotWdsDataset(str(root), preset="single", shuffle=False, on_error=on_error,
-                           stream=StreamConfig(retries=0), rank=0, world_size=1)  # fmt: skip
+    ds = LeRobotWdsDataset(
+        str(root),
+        preset="single",
+        shuffle=False,
+        on_error=on_error,
+        stream=StreamConfig(retries=0),
+        rank=0,
+        world_size=1,
+    )
     seen = []
     for sample in ds:
         ep, frame = int(sample["episode_index"]), int(sample["frame_index"])
@@ -160,8 +167,9 @@ def test_corrupt_shard_through_verify_and_reader(converted_root, tmp_path, seed)
     if hit:
         seen: list[tuple[int, int]] = []
         with pytest.raises(IntegrityError, match=f"shard .*{shard}, episode {min(hit)} .*sha256") as info:
-            for sample in LeRobotWdsDataset(str(root), preset="single", shuffle=False,
-                                            stream=StreamConfig(retries=0), rank=0, world_size=1):  # fmt: skip
+            for sample in LeRobotWdsDataset(
+                str(root), preset="single", shuffle=False, stream=StreamConfig(retries=0), rank=0, world_size=1
+            ):
                 seen.append((int(sample["episode_index"]), int(sample["frame_index"])))
         assert not {ep for ep, _ in seen} & hit, info.value
     seen, ds = _epoch(root, "skip")

@@ -42,8 +42,9 @@ def repeat(times: int, args: list[str], code: int, must_print: str) -> None:
 def many_shards(small_lerobot_dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The small dataset, one episode per shard (every shard's parquet read starts pyarrow's pools)."""
     dest = tmp_path_factory.mktemp("exit_codes") / "root"
-    convert(ConvertConfig(source=str(small_lerobot_dataset.root), dest=str(dest), target_shard_bytes=1,
-                          progress=False))  # fmt: skip
+    convert(
+        ConvertConfig(source=str(small_lerobot_dataset.root), dest=str(dest), target_shard_bytes=1, progress=False)
+    )
     return dest
 
 
@@ -77,14 +78,39 @@ def test_convert_and_finalize_exit_0_every_time(small_lerobot_dataset, tmp_path:
 
 def test_bench_exits_0_every_time(many_shards: Path, tmp_path: Path) -> None:
     for i in range(3):
-        args = ["bench", str(many_shards), "--mode", "single", "--num-workers", "1", "--batch-size", "2",
-                "--num-batches", "2", "--warmup", "0", "--out", str(tmp_path / f"b{i}")]  # fmt: skip
+        args = [
+            "bench",
+            str(many_shards),
+            "--mode",
+            "single",
+            "--num-workers",
+            "1",
+            "--batch-size",
+            "2",
+            "--num-batches",
+            "2",
+            "--warmup",
+            "0",
+            "--out",
+            str(tmp_path / f"b{i}"),
+        ]
         repeat(1, args, 0, "frames/s")
 
 
 def test_train_exits_0_every_time(many_shards: Path, tmp_path: Path) -> None:
-    args = ["train", str(many_shards), "--dummy", "--max-steps", "2", "--batch-size", "2", "--num-workers", "0",
-            "--log-every", "1"]  # fmt: skip
+    args = [
+        "train",
+        str(many_shards),
+        "--dummy",
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--num-workers",
+        "0",
+        "--log-every",
+        "1",
+    ]
     repeat(3, args, 0, '"step": 2')
     repeat(2, ["train", str(many_shards), "--batch-size", "0"], 2, "--batch-size must be >= 1")
 

@@ -108,9 +108,14 @@ def _parse(data: bytes):
 def _cut(idx, data: bytes, start: int, frames: int, fps: float):
     read, _ = bytes_reader(data)
     return cut_episode(
-        idx, read, from_timestamp=start / fps, to_timestamp=(start + frames) / fps, fps=fps,
-        expected_frames=frames, where=NAME,
-    )  # fmt: skip
+        idx,
+        read,
+        from_timestamp=start / fps,
+        to_timestamp=(start + frames) / fps,
+        fps=fps,
+        expected_frames=frames,
+        where=NAME,
+    )
 
 
 class Sources(dict):
@@ -344,13 +349,22 @@ def test_clip_longer_than_32_bit_durations_names_the_episode(sources):
     read, _ = bytes_reader(data)
     where = f"{NAME} episode 0 camera front"
     with pytest.raises(Mp4Error, match=f"{where}: clip lasts .* more than a 32-bit MP4 duration holds"):
-        cut_episode(idx, read, from_timestamp=0, to_timestamp=FRAMES / FPS, fps=FPS, expected_frames=FRAMES,
-                    where=where)  # fmt: skip
+        cut_episode(
+            idx, read, from_timestamp=0, to_timestamp=FRAMES / FPS, fps=FPS, expected_frames=FRAMES, where=where
+        )
 
 
 def _table_of(idx, cts) -> SampleTable:
-    return SampleTable(stsd=idx.stsd, timescale=idx.timescale, width=idx.width, height=idx.height,
-                       durations=idx.durations, cts=cts, keyframes=idx.keyframes, sizes=idx.sizes)  # fmt: skip
+    return SampleTable(
+        stsd=idx.stsd,
+        timescale=idx.timescale,
+        width=idx.width,
+        height=idx.height,
+        durations=idx.durations,
+        cts=cts,
+        keyframes=idx.keyframes,
+        sizes=idx.sizes,
+    )
 
 
 def test_negative_composition_times_are_written_readably(sources):

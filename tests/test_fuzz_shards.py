@@ -52,8 +52,16 @@ from lerobot_wds.tools.verify.shard import check_shard
 
 SHARD = "shards/shard-000000.tar"
 # ustar header fields: name -> (offset, width)
-HEADER_FIELDS = {"name": (0, 100), "mode": (100, 8), "size": (124, 12), "mtime": (136, 12), "typeflag": (156, 1),
-                 "linkname": (157, 100), "magic": (257, 8), "prefix": (345, 155)}  # fmt: skip
+HEADER_FIELDS = {
+    "name": (0, 100),
+    "mode": (100, 8),
+    "size": (124, 12),
+    "mtime": (136, 12),
+    "typeflag": (156, 1),
+    "linkname": (157, 100),
+    "magic": (257, 8),
+    "prefix": (345, 155),
+}
 
 
 @dataclass(frozen=True)
@@ -121,8 +129,10 @@ def tar_mutation(draw, c: Converted) -> list[tuple[str, int, bytes]]:
     if kind == "truncate":
         return [(kind, -draw(st.integers(0, len(data) - 1)) - 1, b"")]
     if kind == "flip":
-        return [(kind, p, bytes([data[p] ^ 1 << draw(st.integers(0, 7))]))
-                for p in draw(st.lists(st.integers(0, len(data) - 1), min_size=1, max_size=6))]  # fmt: skip
+        return [
+            (kind, p, bytes([data[p] ^ 1 << draw(st.integers(0, 7))]))
+            for p in draw(st.lists(st.integers(0, len(data) - 1), min_size=1, max_size=6))
+        ]
     name, header, start, size = draw(st.sampled_from(c.members))
     if kind == "header_flip":
         p = header + draw(st.integers(0, 511))
@@ -133,16 +143,33 @@ def tar_mutation(draw, c: Converted) -> list[tuple[str, int, bytes]]:
     field_name = draw(st.sampled_from(sorted(HEADER_FIELDS)))
     off, width = HEADER_FIELDS[field_name]
     if field_name in ("size", "mode", "mtime"):
-        number = draw(st.sampled_from([0, 1, size - 1, size + 1, size + 512, 1 << 20, 8**11 - 1])
-                      | st.integers(0, 8**11 - 1))  # fmt: skip
+        number = draw(
+            st.sampled_from([0, 1, size - 1, size + 1, size + 512, 1 << 20, 8**11 - 1]) | st.integers(0, 8**11 - 1)
+        )
         value = _octal(number, width) if draw(st.booleans()) else draw(st.binary(min_size=width, max_size=width))
     elif field_name == "typeflag":
-        value = draw(st.sampled_from([b"0", b"1", b"2", b"3", b"5", b"6", b"7", b"L", b"K", b"x", b"g", b"\0"])
-                     | st.binary(min_size=1, max_size=1))  # fmt: skip
+        value = draw(
+            st.sampled_from([b"0", b"1", b"2", b"3", b"5", b"6", b"7", b"L", b"K", b"x", b"g", b"\0"])
+            | st.binary(min_size=1, max_size=1)
+        )
     else:
-        text = draw(st.sampled_from(["", "episode_000000.json", "episode_000001.json", "x", "../x", "a.b.c",
-                                     "episode_000000", "episode_000000.parquet", "ustar", "ustar  "])
-                    | st.text(max_size=width))  # fmt: skip
+        text = draw(
+            st.sampled_from(
+                [
+                    "",
+                    "episode_000000.json",
+                    "episode_000001.json",
+                    "x",
+                    "../x",
+                    "a.b.c",
+                    "episode_000000",
+                    "episode_000000.parquet",
+                    "ustar",
+                    "ustar  ",
+                ]
+            )
+            | st.text(max_size=width)
+        )
         value = (text.encode()[:width]).ljust(width, b"\0")
     buf = bytearray(data[header : header + 512])
     buf[off : off + width] = value
@@ -392,8 +419,11 @@ def test_arbitrary_json_and_bytes_as_episode_json(converted, value, raw):
 def _sample(c: Converted, episode: int, **replace_members: bytes) -> dict[str, Any]:
     key = f"episode_{episode:06d}"
     with tarfile.open(fileobj=io.BytesIO(c.data)) as tar:
-        sample = {m.name.split(".", 1)[1]: tar.extractfile(m).read() for m in tar.getmembers()
-                  if m.name.startswith(f"{key}.")}  # fmt: skip
+        sample = {
+            m.name.split(".", 1)[1]: tar.extractfile(m).read()
+            for m in tar.getmembers()
+            if m.name.startswith(f"{key}.")
+        }
     sample.update(replace_members)
     return {"__key__": key, "__url__": SHARD, **sample}
 
@@ -403,8 +433,11 @@ def test_parquet_with_a_non_utf8_column_name(converted, shard_file):
     c = converted
     good = _sample(c, 1)["parquet"]
     bad = good.replace(b"frame_index", b"frame_inde\x9c")
-    with pytest.raises(ShardFormatError, match=f"shard {SHARD}, sample episode_000001, member "
-                       "episode_000001.parquet: not a readable parquet file: 'utf-8' codec"):  # fmt: skip
+    with pytest.raises(
+        ShardFormatError,
+        match=f"shard {SHARD}, sample episode_000001, member "
+        "episode_000001.parquet: not a readable parquet file: 'utf-8' codec",
+    ):
         parse_episode(_sample(c, 1, parquet=bad), c.manifest.camera_keys, fps=c.manifest.fps)
     shard_file.write_bytes(c.data.replace(good, bad))
     res = check_shard(fsspec.filesystem("file"), str(shard_file), c.info, c.manifest, ())
@@ -425,11 +458,14 @@ def test_episode_slice_with_a_trailing_sample_is_one_skip(converted):
     assert "sample 1 is 'episode_000009', manifest expects 'no more samples'" in errors.messages[0]
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("bytes", "40960", "field shards[0].bytes should be an integer >= 0, found str '40960'"),
-    ("episodes", [0, True, 2], "field shards[0].episodes[1] should be an integer >= 0, found bool True"),
-    ("sha256", None, "field shards[0].sha256 should be a string, found NoneType None"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("bytes", "40960", "field shards[0].bytes should be an integer >= 0, found str '40960'"),
+        ("episodes", [0, True, 2], "field shards[0].episodes[1] should be an integer >= 0, found bool True"),
+        ("sha256", None, "field shards[0].sha256 should be a string, found NoneType None"),
+    ],
+)
 def test_manifest_field_of_the_wrong_type_names_the_field(manifest_doc, field, value, message):
     doc = json.loads(json.dumps(manifest_doc))
     doc["shards"][0][field] = value
@@ -437,11 +473,14 @@ def test_manifest_field_of_the_wrong_type_names_the_field(manifest_doc, field, v
         Manifest.from_json_bytes(json.dumps(doc).encode(), where="fuzz/manifest.json")
 
 
-@pytest.mark.parametrize("doc_patch, message", [
-    ({"length": "12"}, "field length should be an integer >= 0, found str '12'"),
-    ({"fps": 0}, "field fps should be > 0, found 0"),
-    ({"fps": float("nan")}, "field fps should be a finite number, found float nan"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "doc_patch, message",
+    [
+        ({"length": "12"}, "field length should be an integer >= 0, found str '12'"),
+        ({"fps": 0}, "field fps should be > 0, found 0"),
+        ({"fps": float("nan")}, "field fps should be a finite number, found float nan"),
+    ],
+)
 def test_episode_json_field_of_the_wrong_type_names_the_field(converted, doc_patch, message):
     doc = {**json.loads(converted.reference[1][0].to_json_bytes()), **doc_patch}
     with pytest.raises(FormatError, match=f"^ep.json: {re.escape(message)}"):

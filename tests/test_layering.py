@@ -79,9 +79,8 @@ def test_imports_follow_the_layers(module: str) -> None:
     layer = _layer(module)
     assert layer is not None
     bad = sorted(
-        m for m in _imports(MODULES[module], top_level_only=False)
-        if _layer(m) not in ALLOWED[layer] | {layer}
-    )  # fmt: skip
+        m for m in _imports(MODULES[module], top_level_only=False) if _layer(m) not in ALLOWED[layer] | {layer}
+    )
     allowed = sorted(str(a) for a in ALLOWED[layer])
     assert not bad, f"{module} ({layer}) imports {bad}; {layer} may import only {allowed}"
 
@@ -115,20 +114,27 @@ def test_no_import_cycles() -> None:
     (its ``__init__`` re-exporting them) is no cycle."""
     for top_level_only in (True, False):
         graph = {
-            m: {n for n in _imports(p, top_level_only=top_level_only, runtime_only=True) if not n.startswith(m + ".")}
+            m: {
+                n
+                for n in _imports(p, top_level_only=top_level_only, runtime_only=True)
+                if not n.startswith(m + ".")
+            }
             - {m}
             for m, p in MODULES.items()
         }
         cycle = find_cycle(graph)
-        assert cycle is None, f"import cycle ({'module level' if top_level_only else 'lazy imports included'}): " + (
-            " -> ".join(cycle or [])
+        assert cycle is None, (
+            f"import cycle ({'module level' if top_level_only else 'lazy imports included'}): "
+            + (" -> ".join(cycle or []))
         )
 
 
 def test_the_checks_see_imports_and_cycles(tmp_path: Path) -> None:
     a = tmp_path / "a.py"
-    a.write_text("from lerobot_wds.reader.format import FormatError\nimport lerobot_wds.convert.plan\n"
-                 "def f():\n    from lerobot_wds.tools import cli\n")  # fmt: skip
+    a.write_text(
+        "from lerobot_wds.reader.format import FormatError\nimport lerobot_wds.convert.plan\n"
+        "def f():\n    from lerobot_wds.tools import cli\n"
+    )
     assert _imports(a, top_level_only=True) == {"lerobot_wds.reader.format", "lerobot_wds.convert.plan"}
     assert "lerobot_wds.tools.cli" in _imports(a, top_level_only=False)
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]

@@ -10,10 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lerobot_wds.convert.mp4 import Mp4Error
-from lerobot_wds.convert.mp4 import parse_track_index
-from lerobot_wds.convert.mp4 import bytes_reader
-from lerobot_wds.convert.mp4 import cut_episode
+from lerobot_wds.convert.mp4 import Mp4Error, bytes_reader, cut_episode, parse_track_index
 
 NAME = "cam/file-000.mp4"
 

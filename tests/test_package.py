@@ -69,17 +69,29 @@ WHEEL_PACKAGES = {
 def test_wheel_contents_match_the_readme(tmp_path) -> None:
     """The wheel ships exactly the package folders (no tests, no slurm scripts), py.typed, and the README's
     layout section lists every one of them."""
+    import shutil
     import zipfile
     from pathlib import Path
-
-    import shutil
 
     root = Path(__file__).resolve().parents[1]
     had_build = (root / "build").exists()
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(root)],
-        check=True, capture_output=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(root),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     if not had_build:  # setuptools stages the build in the source tree
         shutil.rmtree(root / "build", ignore_errors=True)
     (wheel,) = tmp_path.glob("lerobot_wds-*.whl")

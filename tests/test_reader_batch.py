@@ -63,9 +63,8 @@ def test_shuffled_pool_decodes_each_frame_once_within_budget(
     wds_root: Path, batch_size: int | None, windows: str | None, budget_frames: int
 ) -> None:
     """Every anchor once with the right pixels; frames decoded once per unit; decoded bytes within budget."""
-    from lerobot_wds.testing.shards import read_identity
-
     from lerobot_wds.reader.decode import DecodeConfig
+    from lerobot_wds.testing.shards import read_identity
 
     frame = 64 * 48 * 3
     ds = LeRobotWdsDataset(
@@ -105,8 +104,9 @@ def test_dataloader_constructor_is_the_batched_path(wds_root: Path, caplog: pyte
     import lerobot_wds
     from lerobot_wds.reader import dataset as dataset_module
 
-    loader = lerobot_wds.dataloader(str(wds_root), batch_size=5, num_workers=0, preset="single", seed=3,
-                                    return_uint8=True)  # fmt: skip
+    loader = lerobot_wds.dataloader(
+        str(wds_root), batch_size=5, num_workers=0, preset="single", seed=3, return_uint8=True
+    )
     assert loader.dataset.batch_size == 5 and loader.batch_size is None
     got = list(loader)
     dataset_module._HINTED.clear()

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from lerobot_wds.testing.shards import ACTION_DIM, RootSpec, read_identity, state_value
 
 from lerobot_wds import LeRobotWdsDataset
+from lerobot_wds.testing.shards import ACTION_DIM, RootSpec, read_identity, state_value
 
 SPEC = RootSpec()
 CAMS = list(SPEC.cameras)
@@ -44,8 +44,17 @@ def test_unshuffled_yields_every_frame_in_order_with_exact_values(wds_root: Path
             assert s[cam].shape == (3, SPEC.height, SPEC.width) and s[cam].dtype == torch.float32
             assert 0.0 <= s[cam].min() and s[cam].max() <= 1.0
         start += 1
-    assert set(samples[0]) == {*CAMS, "observation.state", "action", "timestamp", "frame_index", "episode_index",
-                               "index", "task_index", "task"}  # fmt: skip
+    assert set(samples[0]) == {
+        *CAMS,
+        "observation.state",
+        "action",
+        "timestamp",
+        "frame_index",
+        "episode_index",
+        "index",
+        "task_index",
+        "task",
+    }
 
 
 def test_lead_in_and_trail_frames_are_skipped(wds_root_padded: Path) -> None:

@@ -139,8 +139,9 @@ def _segments(shard: ShardInfo, positions: list[int]) -> list[Segment]:
 def test_plan_reads_whole_shard_ranges_first_split_and_cap() -> None:
     a, b = _shard("shards/a.tar", [100, 200, 300, 400]), _shard("shards/b.tar", [50, 60], first=4)
     shards = {a.path: a, b.path: b}
-    reads = plan_reads(_segments(a, [0, 1, 2, 3]) + _segments(b, [1]), shards, "root", max_bytes=10**6,
-                       split_first=False)  # fmt: skip
+    reads = plan_reads(
+        _segments(a, [0, 1, 2, 3]) + _segments(b, [1]), shards, "root", max_bytes=10**6, split_first=False
+    )
     assert [(r.url, r.start, r.end, r.episodes) for r in reads] == [
         ("root/shards/a.tar", None, None, (0, 1, 2, 3)),  # the whole shard: one GET
         ("root/shards/b.tar", 50, 110, (5,)),  # one episode of b: its byte range
@@ -148,8 +149,9 @@ def test_plan_reads_whole_shard_ranges_first_split_and_cap() -> None:
     reads = plan_reads(_segments(a, [1, 2, 3]), shards, "root", max_bytes=10**6, split_first=True)
     assert [(r.start, r.end, r.episodes) for r in reads] == [(100, 300, (1,)), (300, 1000, (2, 3))]
     many = _shard("shards/m.tar", [10] * 20)
-    reads = plan_reads(_segments(many, list(range(20))), {many.path: many}, "root", max_bytes=10**6,
-                       split_first=True)  # fmt: skip
+    reads = plan_reads(
+        _segments(many, list(range(20))), {many.path: many}, "root", max_bytes=10**6, split_first=True
+    )
     assert [len(r.episodes) for r in reads] == [1, 2, 4, 8, 5]  # growing first reads, then up to max_bytes
     reads = plan_reads(_segments(a, [0, 1, 2, 3]), shards, "root", max_bytes=500, split_first=False)
     assert [(r.start, r.end) for r in reads] == [(0, 300), (300, 600), (600, 1000)]  # cut at episode boundaries

@@ -44,29 +44,36 @@ def converted(request, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("window", sorted(WINDOWS))
 @pytest.mark.parametrize("batch_size", [None, 5])
-def test_shuffled_units_deliver_each_anchor_once_with_right_frames(converted: Path, window: str,
-                                                                  batch_size: int | None) -> None:  # fmt: skip
+def test_shuffled_units_deliver_each_anchor_once_with_right_frames(
+    converted: Path, window: str, batch_size: int | None
+) -> None:
     probe = LeRobotWdsDataset(str(converted), shuffle=False)
     cams, fps = list(probe.camera_keys), probe.fps
     offsets = WINDOWS[window]
     deltas = {c: [d / fps for d in offsets] for c in cams} if offsets else None
-    ds = LeRobotWdsDataset(str(converted), delta_timestamps=deltas, seed=9, return_uint8=True,
-                           batch_size=batch_size)  # fmt: skip
-    lengths = {e: n for s in ds.manifest.shards for e, n in zip(s.episodes, [x.frames for x in s.extents],
-                                                                strict=True)}  # fmt: skip
+    ds = LeRobotWdsDataset(
+        str(converted), delta_timestamps=deltas, seed=9, return_uint8=True, batch_size=batch_size
+    )
+    lengths = {
+        e: n for s in ds.manifest.shards for e, n in zip(s.episodes, [x.frames for x in s.extents], strict=True)
+    }
     seen: Counter[tuple[int, int]] = Counter()
     order = []
     for item in ds:
-        rows = [item] if batch_size is None else [{k: v[i] for k, v in item.items() if k != "task"}
-                                                   for i in range(len(item["frame_index"]))]  # fmt: skip
+        rows = (
+            [item]
+            if batch_size is None
+            else [{k: v[i] for k, v in item.items() if k != "task"} for i in range(len(item["frame_index"]))]
+        )
         for row in rows:
             ep, fr = int(row["episode_index"]), int(row["frame_index"])
             seen[(ep, fr)] += 1
             order.append((ep, fr))
             for ci, cam in enumerate(cams):
                 frames = row[cam] if offsets else row[cam][None]
-                for d, img, pad in zip(offsets or (0,), frames, row.get(f"{cam}_is_pad", [False] * 99),
-                                       strict=False):  # fmt: skip
+                for d, img, pad in zip(
+                    offsets or (0,), frames, row.get(f"{cam}_is_pad", [False] * 99), strict=False
+                ):
                     want = min(lengths[ep] - 1, max(0, fr + d))
                     assert read_identity_full(img) == (ep, want, ci), f"{cam} anchor {(ep, fr)} delta {d}"
                     assert bool(pad) == (not 0 <= fr + d < lengths[ep])
@@ -101,7 +108,8 @@ def _episodes(ds: LeRobotWdsDataset):
     from lerobot_wds.reader.topology import Topology
 
     plan = ds.plan(Topology())
-    reads = plan_reads(plan.segments, {s.path: s for s in ds.manifest.shards}, ds.source, max_bytes=1 << 30,
-                       split_first=False)  # fmt: skip
+    reads = plan_reads(
+        plan.segments, {s.path: s for s in ds.manifest.shards}, ds.source, max_bytes=1 << 30, split_first=False
+    )
     errors = ErrorCounter()
     return episodes(tar_samples(fetched_reads(reads, ds.stream_config), errors), list(ds.camera_keys), errors)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from reader_torchrun_worker import run_ranks
+
 from lerobot_wds.testing.shards import RootSpec
 
 

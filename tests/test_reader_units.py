@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 from lerobot_wds.reader.cache import LruCache
-from lerobot_wds.reader.pool import schedule
 from lerobot_wds.reader.format import EpisodeExtent, ShardInfo
+from lerobot_wds.reader.pool import schedule
 from lerobot_wds.reader.splitting import epoch_sequence, plan_epoch, samples_per_rank
 from lerobot_wds.reader.stages import cycle_passes, shuffle_buffer
 from lerobot_wds.reader.topology import Topology, detect_rank_world
@@ -34,8 +34,13 @@ TOTAL = 200
 
 
 def _anchors(plan) -> Counter:
-    return Counter((seg.ref.episode, a) for rank in plan for slot in rank for seg in slot.segments
-                   for a in range(seg.lo, seg.hi))  # fmt: skip
+    return Counter(
+        (seg.ref.episode, a)
+        for rank in plan
+        for slot in rank
+        for seg in slot.segments
+        for a in range(seg.lo, seg.hi)
+    )
 
 
 def test_plan_yields_every_anchor_once_with_equal_quota() -> None:
@@ -134,8 +139,14 @@ def test_shuffle_buffer_is_a_permutation_and_deterministic() -> None:
 
 def _fake_episode(index: int, length: int, cams=("a", "b")) -> SimpleNamespace:
     meta = SimpleNamespace(cameras={c: SimpleNamespace(width=4, height=2) for c in cams})
-    return SimpleNamespace(index=index, length=length, meta=meta, videos={c: b"x" * 100 for c in cams},
-                           anchors=None, anchor_range=(0, length))  # fmt: skip
+    return SimpleNamespace(
+        index=index,
+        length=length,
+        meta=meta,
+        videos={c: b"x" * 100 for c in cams},
+        anchors=None,
+        anchor_range=(0, length),
+    )
 
 
 class _Gops:
@@ -176,8 +187,9 @@ def test_units_gop_classes_sequential() -> None:
     # a GOP longer than the stride, an irregular GOP or a contiguous window: one sequential unit
     _check_units(450, {"a": sarm, "b": sarm}, {c: list(range(0, 450, 60)) for c in "ab"}, "sequential")
     _check_units(100, {"a": (-30, 0), "b": (0,)}, {c: [0, 2, 5, 9, 30, 31] for c in "ab"}, "sequential")
-    units = _check_units(100, {"a": tuple(range(10)), "b": (0,)}, {c: list(range(0, 100, 2)) for c in "ab"},
-                         "sequential")  # fmt: skip
+    units = _check_units(
+        100, {"a": tuple(range(10)), "b": (0,)}, {c: list(range(0, 100, 2)) for c in "ab"}, "sequential"
+    )
     assert units[0].peak_frames["a"] <= 12  # the 10-frame window (+ one GOP), not the episode
 
 
@@ -193,8 +205,9 @@ def test_schedule_yields_every_anchor_once_within_bounds() -> None:
     eps = [_fake_episode(i, n) for i, n in enumerate([50, 0, 33, 71, 1, 20])]
     deltas = {"a": (-10, 0, 10), "b": (0,)}
     for rng in (None, random.Random(3)):
-        out = list(schedule(eps, frames=_Gops(2), deltas=deltas, rng=rng, active=3, open_bytes=10**9,
-                            frame_budget=10**9))  # fmt: skip
+        out = list(
+            schedule(eps, frames=_Gops(2), deltas=deltas, rng=rng, active=3, open_bytes=10**9, frame_budget=10**9)
+        )
         assert Counter((a.episode.index, a.frame) for a in out) == Counter(
             (e.index, k) for e in eps for k in range(e.length)
         )
@@ -207,18 +220,39 @@ def test_schedule_yields_every_anchor_once_within_bounds() -> None:
 def test_schedule_mixes_all_open_episodes_and_respects_budgets() -> None:
     eps = [_fake_episode(i, 60) for i in range(20)]
     deltas = {"a": (0,), "b": (0,)}
-    out = list(schedule(eps, frames=_Gops(2), deltas=deltas, rng=random.Random(0), active=64, open_bytes=10**9,
-                        frame_budget=10**9))  # fmt: skip
+    out = list(
+        schedule(
+            eps,
+            frames=_Gops(2),
+            deltas=deltas,
+            rng=random.Random(0),
+            active=64,
+            open_bytes=10**9,
+            frame_budget=10**9,
+        )
+    )
     batches = [out[i : i + 16] for i in range(0, 16 * 60, 16)]
     distinct = [len({a.episode.index for a in b}) for b in batches]
     assert sum(distinct) / len(distinct) > 10  # i.i.d. over 20 equal episodes gives 11.1
     # the open-bytes bound: 2 videos x 100 bytes per episode, 400 bytes -> at most 2 open at once
-    out = list(schedule(eps, frames=_Gops(2), deltas=deltas, rng=random.Random(0), active=64, open_bytes=400,
-                        frame_budget=10**9))  # fmt: skip
+    out = list(
+        schedule(
+            eps,
+            frames=_Gops(2),
+            deltas=deltas,
+            rng=random.Random(0),
+            active=64,
+            open_bytes=400,
+            frame_budget=10**9,
+        )
+    )
     assert max(len({a.episode.index for a in out[i : i + 16]}) for i in range(0, len(out), 16)) <= 3
     # the frame budget: a unit's planned peak is 2 frames x 2 cameras x 24 bytes = 96 bytes per episode
-    out = list(schedule(eps, frames=_Gops(2), deltas=deltas, rng=random.Random(0), active=64, open_bytes=10**9,
-                        frame_budget=96))  # fmt: skip
+    out = list(
+        schedule(
+            eps, frames=_Gops(2), deltas=deltas, rng=random.Random(0), active=64, open_bytes=10**9, frame_budget=96
+        )
+    )
     assert all(len({a.episode.index for a in out[i : i + 60]}) == 1 for i in range(0, len(out), 60))
 
 

@@ -101,8 +101,10 @@ def test_decode_error_in_worker_skip_drops_the_episode_and_counts_it(garbled_roo
     stats = loader.dataset.stats()
     assert (stats["skipped_episodes"], stats["skipped_shards"]) == (1, 0)
     [reason] = stats["skip_messages"]
-    assert reason.startswith(f"shard {garbled_root}/shards/shard-000001.tar, sample episode_000003, camera "
-                             "observation.images.wrist: decoding episode frames ")  # fmt: skip
+    assert reason.startswith(
+        f"shard {garbled_root}/shards/shard-000001.tar, sample episode_000003, camera "
+        "observation.images.wrist: decoding episode frames "
+    )
 
 
 def test_skip_counts_reach_the_main_process_from_spawned_workers(garbled_root: Path) -> None:

@@ -8,9 +8,7 @@ import numpy as np
 import torch
 from torchcodec.decoders import VideoDecoder
 
-from lerobot_wds.convert.mp4 import parse_track_index
-from lerobot_wds.convert.mp4 import file_reader
-from lerobot_wds.convert.mp4 import cut_episode
+from lerobot_wds.convert.mp4 import cut_episode, file_reader, parse_track_index
 from lerobot_wds.testing.synth import read_identity
 
 
@@ -38,9 +36,7 @@ def test_mini_mp4_frames_equal_source_frames(lerobot_variant):
                 where=where,
             )
             mini = VideoDecoder(clip.data, seek_mode="exact")
-            assert (
-                mini.metadata.num_frames == clip.frames == clip.lead_in + ep.length + clip.trail
-            ), where
+            assert mini.metadata.num_frames == clip.frames == clip.lead_in + ep.length + clip.trail, where
             assert (clip.codec, clip.width, clip.height) == (
                 variant.codec,
                 *variant.camera_sizes[cam],

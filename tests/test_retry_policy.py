@@ -46,13 +46,33 @@ def wrapped(cause: BaseException) -> FileNotFoundError:
         return e
 
 
-TRANSIENT = [ConnectionResetError(), ConnectionRefusedError(), TimeoutError(), OSError(5, "EIO"),
-             http_error(503), http_error(500), http_error(429), http_error(408), boto_error(503, "SlowDown"),
-             wrapped(http_error(503)), aiohttp.ClientPayloadError("cut"), asyncio.TimeoutError(),
-             ShortReadError("short")]  # fmt: skip
-PERMANENT = [FileNotFoundError(), PermissionError(), IsADirectoryError(), http_error(404), http_error(403),
-             http_error(400), boto_error(403, "AccessDenied"), boto_error(404, "NoSuchKey"),
-             wrapped(http_error(403)), ValueError("a bug")]  # fmt: skip
+TRANSIENT = [
+    ConnectionResetError(),
+    ConnectionRefusedError(),
+    TimeoutError(),
+    OSError(5, "EIO"),
+    http_error(503),
+    http_error(500),
+    http_error(429),
+    http_error(408),
+    boto_error(503, "SlowDown"),
+    wrapped(http_error(503)),
+    aiohttp.ClientPayloadError("cut"),
+    asyncio.TimeoutError(),
+    ShortReadError("short"),
+]
+PERMANENT = [
+    FileNotFoundError(),
+    PermissionError(),
+    IsADirectoryError(),
+    http_error(404),
+    http_error(403),
+    http_error(400),
+    boto_error(403, "AccessDenied"),
+    boto_error(404, "NoSuchKey"),
+    wrapped(http_error(403)),
+    ValueError("a bug"),
+]
 
 
 @pytest.mark.parametrize("exc", TRANSIENT, ids=repr)
@@ -101,8 +121,11 @@ def test_with_retries_counts_backs_off_and_names_what() -> None:
     assert [RetryPolicy(backoff_s=0.5).delay_s(a) for a in (1, 2, 3)] == [0.5, 1.0, 2.0]
     with pytest.raises(RetryError, match=r"read y: still failing after 3 attempts \(ConnectionResetError: reset"):
         with_retries(lambda: (_ for _ in ()).throw(ConnectionResetError("reset")), what="read y", policy=policy)
-    with pytest.raises(RetryError, match=r"read z: permanent error \(FileNotFoundError: http://h/x, caused by "
-                                         r"ClientResponseError: 403"):  # fmt: skip
+    with pytest.raises(
+        RetryError,
+        match=r"read z: permanent error \(FileNotFoundError: http://h/x, caused by "
+        r"ClientResponseError: 403",
+    ):
         with_retries(lambda: (_ for _ in ()).throw(wrapped(http_error(403))), what="read z", policy=policy)
     # a missing file stays FileNotFoundError for the caller to name; a wrapped denial does not
     with pytest.raises(FileNotFoundError):

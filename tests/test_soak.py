@@ -55,8 +55,10 @@ class Snapshot:
 
     def row(self) -> str:
         rss = " ".join(f"{r / MB:.1f}" for r in self.rss)
-        return (f"epoch {self.epoch:2d}: RSS MB (main, workers) {rss}; fds {self.fds}; shm fds {self.shm_fds}; "
-                f"/dev/shm torch_<pid> entries {self.shm_named}, all entries {self.shm_total}")  # fmt: skip
+        return (
+            f"epoch {self.epoch:2d}: RSS MB (main, workers) {rss}; fds {self.fds}; shm fds {self.shm_fds}; "
+            f"/dev/shm torch_<pid> entries {self.shm_named}, all entries {self.shm_total}"
+        )
 
 
 def _shm_fds(pid: int) -> int:
@@ -159,8 +161,7 @@ def big_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _fast(root: Path, **options: Any) -> torch.utils.data.DataLoader:
-    return lerobot_wds.dataloader(str(root), batch_size=4, num_workers=WORKERS, persistent_workers=True,
-                                  **options)  # fmt: skip
+    return lerobot_wds.dataloader(str(root), batch_size=4, num_workers=WORKERS, persistent_workers=True, **options)
 
 
 def _plain(root: Path, **options: Any) -> torch.utils.data.DataLoader:

@@ -44,9 +44,29 @@ def _env() -> dict[str, str]:
 
 
 def _args(root: Path, ckpt: Path, out: Path, *extra: str) -> list[str]:
-    return ["-m", "lerobot_wds.tools.train.cli", str(root), "--preset", "sarm", "--batch-size", "4", "--num-workers",
-            "2", "--max-steps", "40", "--checkpoint-dir", str(ckpt), "--checkpoint-every", "10", "--seed", "3",
-            "--dummy", "--log-samples", str(out / "samples-{rank}.jsonl"), *extra]  # fmt: skip
+    return [
+        "-m",
+        "lerobot_wds.tools.train.cli",
+        str(root),
+        "--preset",
+        "sarm",
+        "--batch-size",
+        "4",
+        "--num-workers",
+        "2",
+        "--max-steps",
+        "40",
+        "--checkpoint-dir",
+        str(ckpt),
+        "--checkpoint-every",
+        "10",
+        "--seed",
+        "3",
+        "--dummy",
+        "--log-samples",
+        str(out / "samples-{rank}.jsonl"),
+        *extra,
+    ]
 
 
 def _logs(out: Path) -> list[list[dict]]:
@@ -70,16 +90,26 @@ def test_torchrun_kill9_then_resume_logs_exactly_the_uninterrupted_samples(root:
     ref_out, run_out = tmp_path / "ref", tmp_path / "run"
     ref_out.mkdir()
     run_out.mkdir()
-    ref = subprocess.run([*TORCHRUN, *_args(root, tmp_path / "ref_ckpt", ref_out)], capture_output=True, text=True,
-                         timeout=600, env=_env())  # fmt: skip
+    ref = subprocess.run(
+        [*TORCHRUN, *_args(root, tmp_path / "ref_ckpt", ref_out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_env(),
+    )
     assert ref.returncode == 0, ref.stderr[-3000:]
     reference = _logs(ref_out)
     _check_disjoint_equal(reference, 40, 4)
     assert sorted(p.name for p in (tmp_path / "ref_ckpt").iterdir()) == ["step-00000030", "step-00000040"]
 
     ckpt = tmp_path / "ckpt"
-    proc = subprocess.Popen([*TORCHRUN, *_args(root, ckpt, run_out)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env=_env(), start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [*TORCHRUN, *_args(root, ckpt, run_out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=_env(),
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 300
     while not (ckpt / "step-00000020").exists():
         assert proc.poll() is None, f"run ended before its second checkpoint: {proc.stderr.read()[-3000:]!r}"
@@ -99,8 +129,13 @@ def test_torchrun_kill9_then_resume_logs_exactly_the_uninterrupted_samples(root:
     killed_at = max(json.loads(ln)["step"] for ln in (run_out / "samples-0.jsonl").read_text().splitlines())
     assert killed_at < 40
 
-    again = subprocess.run([*TORCHRUN, *_args(root, ckpt, run_out, "--resume")], capture_output=True, text=True,
-                           timeout=600, env=_env())  # fmt: skip
+    again = subprocess.run(
+        [*TORCHRUN, *_args(root, ckpt, run_out, "--resume")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_env(),
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     assert '"resumed_from"' in again.stdout and '"step": 20' in again.stdout
     assert _logs(run_out) == reference  # every step of every rank: the uninterrupted run's samples
@@ -108,8 +143,21 @@ def test_torchrun_kill9_then_resume_logs_exactly_the_uninterrupted_samples(root:
 
 @pytest.mark.slow
 def test_torchrun_training_logs_finite_loss(root: Path, tmp_path: Path) -> None:
-    args = ["-m", "lerobot_wds.tools.train.cli", str(root), "--batch-size", "4", "--num-workers", "1", "--max-steps",
-            "6", "--log-every", "3", "--log-samples", str(tmp_path / "samples-{rank}.jsonl")]  # fmt: skip
+    args = [
+        "-m",
+        "lerobot_wds.tools.train.cli",
+        str(root),
+        "--batch-size",
+        "4",
+        "--num-workers",
+        "1",
+        "--max-steps",
+        "6",
+        "--log-every",
+        "3",
+        "--log-samples",
+        str(tmp_path / "samples-{rank}.jsonl"),
+    ]
     proc = subprocess.run([*TORCHRUN, *args], capture_output=True, text=True, timeout=600, env=_env())
     assert proc.returncode == 0, proc.stderr[-3000:]
     _check_disjoint_equal(_logs(tmp_path), 6, 4)
@@ -125,11 +173,32 @@ def test_accelerate_launch_two_processes(root: Path, tmp_path: Path) -> None:
     pytest.importorskip("accelerate")
     # accelerate 1.x runs `--cpu` as ONE process (simple launcher); its multi-process launcher is --multi_gpu,
     # which on a CPU-only host starts the processes with torch's elastic launcher (the script then uses gloo)
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m",
-           "lerobot_wds.tools.train.cli", str(root),
-           "--batch-size", "4", "--num-workers", "1", "--max-steps", "5", "--dummy", "--log-samples",
-           str(tmp_path / "samples-{rank}.jsonl")]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "lerobot_wds.tools.train.cli",
+        str(root),
+        "--batch-size",
+        "4",
+        "--num-workers",
+        "1",
+        "--max-steps",
+        "5",
+        "--dummy",
+        "--log-samples",
+        str(tmp_path / "samples-{rank}.jsonl"),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_env())
     assert proc.returncode == 0, proc.stderr[-3000:]
     _check_disjoint_equal(_logs(tmp_path), 5, 4)
@@ -138,8 +207,9 @@ def test_accelerate_launch_two_processes(root: Path, tmp_path: Path) -> None:
 def test_stateful_dataloader_resumes_exactly(root: Path) -> None:
     tnodes = pytest.importorskip("torchdata.stateful_dataloader")
     kw = dict(preset="single", seed=2, return_uint8=True, batch_size=5)
-    full = [b["index"].tolist() for b in DataLoader(LeRobotWdsDataset(str(root), **kw), batch_size=None,
-                                                    num_workers=2)]  # fmt: skip
+    full = [
+        b["index"].tolist() for b in DataLoader(LeRobotWdsDataset(str(root), **kw), batch_size=None, num_workers=2)
+    ]
     loader = tnodes.StatefulDataLoader(LeRobotWdsDataset(str(root), **kw), batch_size=None, num_workers=2)
     head = []
     for b in loader:
@@ -154,11 +224,25 @@ def test_stateful_dataloader_resumes_exactly(root: Path) -> None:
 
 
 def test_resume_with_another_worker_count_is_one_clear_line(root: Path, tmp_path: Path) -> None:
-    base = [sys.executable, "-m", "lerobot_wds.tools.train.cli", str(root), "--dummy", "--batch-size", "2",
-            "--checkpoint-dir", str(tmp_path / "ckpt"), "--checkpoint-every", "2", "--max-steps", "3"]  # fmt: skip
+    base = [
+        sys.executable,
+        "-m",
+        "lerobot_wds.tools.train.cli",
+        str(root),
+        "--dummy",
+        "--batch-size",
+        "2",
+        "--checkpoint-dir",
+        str(tmp_path / "ckpt"),
+        "--checkpoint-every",
+        "2",
+        "--max-steps",
+        "3",
+    ]
     first = subprocess.run([*base, "--num-workers", "1"], capture_output=True, text=True, timeout=300, env=_env())
     assert first.returncode == 0, first.stderr[-2000:]
-    again = subprocess.run([*base, "--num-workers", "2", "--resume"], capture_output=True, text=True, timeout=300,
-                           env=_env())  # fmt: skip
+    again = subprocess.run(
+        [*base, "--num-workers", "2", "--resume"], capture_output=True, text=True, timeout=300, env=_env()
+    )
     assert again.returncode == 2 and "Traceback" not in again.stderr
     assert "saved with 1 ranks x 1 workers, this run has 1 x 2" in again.stderr

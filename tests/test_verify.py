@@ -28,8 +28,8 @@ from lerobot_wds.convert.pipeline import convert
 from lerobot_wds.convert.source import LeRobotSource
 from lerobot_wds.tools.cli import main
 from lerobot_wds.tools.report import Finding
-from lerobot_wds.tools.verify.run import VerifyConfig, _rollback, verify
 from lerobot_wds.tools.verify.decode import DecodeParityCheck, pick_frames
+from lerobot_wds.tools.verify.run import VerifyConfig, _rollback, verify
 from lerobot_wds.tools.verify.shard import check_shard
 
 FRONT = "observation.images.front"
@@ -58,8 +58,18 @@ def findings(root: Path, **kw) -> list[Finding]:
 
 
 def test_clean_conversion_passes_every_check(converted, small_lerobot_dataset, capsys):
-    code = main(["verify", str(converted), "--source", str(small_lerobot_dataset.root), "--decode", "2",
-                 "--no-progress", "--json"])  # fmt: skip
+    code = main(
+        [
+            "verify",
+            str(converted),
+            "--source",
+            str(small_lerobot_dataset.root),
+            "--decode",
+            "2",
+            "--no-progress",
+            "--json",
+        ]
+    )
     report = json.loads(capsys.readouterr().out)
     assert code == 0, report["findings"]
     assert report["ok"] and report["findings"] == []
@@ -170,8 +180,11 @@ def test_rows_differing_from_source_are_named(damaged, small_lerobot_dataset):
                 t = pq.read_table(io.BytesIO(d))
                 col = t.column("action").to_pylist()
                 col[4] = [v + 1.0 for v in col[4]]
-                t = t.set_column(t.schema.get_field_index("action"), t.schema.field("action"),
-                                 pa.array(col, t.schema.field("action").type))  # fmt: skip
+                t = t.set_column(
+                    t.schema.get_field_index("action"),
+                    t.schema.field("action"),
+                    pa.array(col, t.schema.field("action").type),
+                )
                 buf = io.BytesIO()
                 pq.write_table(t, buf)
                 d = buf.getvalue()
@@ -200,9 +213,13 @@ def test_decode_detects_swapped_videos(make_lerobot_dataset, tmp_path, capsys):
     assert findings(dest, source=str(fx.root)) == []
     got = findings(dest, source=str(fx.root), decode_frames=3)
     assert [(f.check, f.shard, f.episode, f.camera, f.member) for f in got] == [
-        ("decode", S0, 0, FRONT, a), ("decode", S0, 0, FRONT, a), ("decode", S0, 0, FRONT, a),
-        ("decode", S0, 1, FRONT, b), ("decode", S0, 1, FRONT, b), ("decode", S0, 1, FRONT, b),
-    ]  # fmt: skip
+        ("decode", S0, 0, FRONT, a),
+        ("decode", S0, 0, FRONT, a),
+        ("decode", S0, 0, FRONT, a),
+        ("decode", S0, 1, FRONT, b),
+        ("decode", S0, 1, FRONT, b),
+        ("decode", S0, 1, FRONT, b),
+    ]
     assert [f.message.split(" (")[0] for f in got[:3]] == ["episode frame 0", "episode frame 2", "episode frame 5"]
     assert main(["verify", str(dest), "--source", str(fx.root), "--decode", "3", "--no-progress"]) == 1
     out = capsys.readouterr().out
@@ -358,8 +375,16 @@ def test_restart_mid_shard_discards_the_failed_attempt(converted, small_lerobot_
 
     hooks = (decode, cut_after_first_sample)
     try:
-        res = check_shard(fs, f"{root}/{S0}", manifest.shards[0], manifest, hooks, retries=1, backoff_s=0.0,
-                          on_restart=_rollback(decode))  # fmt: skip
+        res = check_shard(
+            fs,
+            f"{root}/{S0}",
+            manifest.shards[0],
+            manifest,
+            hooks,
+            retries=1,
+            backoff_s=0.0,
+            on_restart=_rollback(decode),
+        )
     finally:
         decode.close()
     assert seen == [0, 0, 1, 2]  # the restart began again with the first sample

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from lerobot_wds.convert.config import ConvertConfig
 from lerobot_wds.convert.pipeline import convert
-from lerobot_wds.tools.verify.run import VerifyConfig, verify
 from lerobot_wds.tools.verify.decode import pick_frames
+from lerobot_wds.tools.verify.run import VerifyConfig, verify
 
 
 def test_every_variant_verifies_with_decode_parity(lerobot_variant, tmp_path):

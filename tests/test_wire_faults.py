@@ -166,13 +166,28 @@ def _s3fs_retries() -> int:
 S3_FAULTS = {
     # fault: (arm(proxy, n), armed count(n), the proxy's fault kind, retries, timeouts); n: s3fs's own retries
     "503 burst": (lambda p, n: p.fail_next_gets(3, SHARD), lambda n: 3, "status", 3, 0),
-    "reset mid-body, within s3fs's retries":
-        (lambda p, n: p.reset_next_gets(1, SHARD, 1000), lambda n: 1, "reset", 0, 0),
-    "reset mid-body, beyond s3fs's retries":
-        (lambda p, n: p.reset_next_gets(n, SHARD, 1000), lambda n: n, "reset", 1, 0),
-    "stall mid-body, beyond s3fs's retries":
-        (lambda p, n: p.stall_next_gets(n, SHARD, 1000), lambda n: n, "stall", 1, 1),
-}  # fmt: skip
+    "reset mid-body, within s3fs's retries": (
+        lambda p, n: p.reset_next_gets(1, SHARD, 1000),
+        lambda n: 1,
+        "reset",
+        0,
+        0,
+    ),
+    "reset mid-body, beyond s3fs's retries": (
+        lambda p, n: p.reset_next_gets(n, SHARD, 1000),
+        lambda n: n,
+        "reset",
+        1,
+        0,
+    ),
+    "stall mid-body, beyond s3fs's retries": (
+        lambda p, n: p.stall_next_gets(n, SHARD, 1000),
+        lambda n: n,
+        "stall",
+        1,
+        1,
+    ),
+}
 
 
 @pytest.mark.parametrize("fault", list(S3_FAULTS))

@@ -39,8 +39,9 @@ def within_deadline(fn: Callable[[], T], seconds: float = DEADLINE_S) -> T:
     return box["value"]
 
 
-def checked_epoch(samples: Iterable[dict[str, Any]], camera: str,
-                  after_first: Callable[[], None] | None = None) -> list[tuple[int, int]]:  # fmt: skip
+def checked_epoch(
+    samples: Iterable[dict[str, Any]], camera: str, after_first: Callable[[], None] | None = None
+) -> list[tuple[int, int]]:
     """Iterates an epoch of samples, checking each frame's pixels encode its (episode, frame) identity.
 
     ``after_first`` runs once the first sample arrived (e.g. to stop the server mid-run).

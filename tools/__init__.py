@@ -9,7 +9,11 @@ from typing import TYPE_CHECKING
 
 from lerobot_wds.reader.exports import lazy_exports
 
-_EXPORTS = {"main": "lerobot_wds.tools.cli", "Finding": "lerobot_wds.tools.report", "Report": "lerobot_wds.tools.report"}
+_EXPORTS = {
+    "main": "lerobot_wds.tools.cli",
+    "Finding": "lerobot_wds.tools.report",
+    "Report": "lerobot_wds.tools.report",
+}
 __all__ = [
     "Finding",
     "Report",

@@ -14,8 +14,8 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,9 @@ def run_demo(cfg: DemoConfig) -> int:
     import importlib.util
 
     if importlib.util.find_spec("av") is None:  # the synthetic dataset is written with PyAV
-        print("lerobot-wds demo: needs the testing extra (PyAV): pip install 'lerobot-wds[testing]'", file=sys.stderr)
+        print(
+            "lerobot-wds demo: needs the testing extra (PyAV): pip install 'lerobot-wds[testing]'", file=sys.stderr
+        )
         return 2
     import torch
     from torch.utils.data import DataLoader
@@ -102,8 +104,10 @@ def run_demo(cfg: DemoConfig) -> int:
         print(f"  {key:<40} {desc}")
     expected = {(e.index, k) for e in fx.episodes for k in range(e.length)}
     repeats = sum(n - 1 for n in seen.values())
-    print(f"{sum(seen.values())} samples in {elapsed:.1f} s; distinct anchors {len(seen)} of {len(expected)}, "
-          f"{repeats} repeats used to equalise workers")  # fmt: skip
+    print(
+        f"{sum(seen.values())} samples in {elapsed:.1f} s; distinct anchors {len(seen)} of {len(expected)}, "
+        f"{repeats} repeats used to equalise workers"
+    )
     # the anchor frame of the sarm window is the "now" entry; its pixels must carry its own identity
     now = ds.sample_spec.deltas[cam].index(0)
     ids = [read_identity(img[now]) for img in first[cam]]

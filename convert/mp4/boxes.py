@@ -9,6 +9,7 @@ every step consumes at least one box header.
 from __future__ import annotations
 
 import struct
+from typing import Literal, overload
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -86,8 +87,12 @@ def iter_boxes(data: bytes, start: int, end: int, name: str) -> Iterator[Box]:
         pos = box.end
 
 
+@overload
+def find_child(data: bytes, parent: Box, typ: bytes, name: str, *, required: Literal[True] = True) -> Box: ...
+@overload
+def find_child(data: bytes, parent: Box, typ: bytes, name: str, *, required: bool) -> Box | None: ...
 def find_child(data: bytes, parent: Box, typ: bytes, name: str, *, required: bool = True) -> Box | None:
-    """Returns the first child of ``parent`` (a container box) with type ``typ``."""
+    """Returns the first child of ``parent`` (a container box) with type ``typ`` (None only if not required)."""
     for box in iter_boxes(data, parent.payload_start, parent.end, name):
         if box.type == typ:
             return box
@@ -96,6 +101,12 @@ def find_child(data: bytes, parent: Box, typ: bytes, name: str, *, required: boo
     return None
 
 
+@overload
+def find_path(
+    data: bytes, parent: Box, path: list[bytes], name: str, *, required: Literal[True] = True
+) -> Box: ...
+@overload
+def find_path(data: bytes, parent: Box, path: list[bytes], name: str, *, required: bool) -> Box | None: ...
 def find_path(data: bytes, parent: Box, path: list[bytes], name: str, *, required: bool = True) -> Box | None:
     """Follows a path of child types from ``parent``, e.g. ``[b"mdia", b"minf", b"stbl"]``."""
     box = parent

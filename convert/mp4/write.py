@@ -66,8 +66,10 @@ def _stbl(t: SampleTable, chunk_offset: int, where: str) -> bytes:
         version = 1 if np.any(t.cts < 0) else 0
         lo, hi = (-(1 << 31), (1 << 31) - 1) if version else (0, U32_MAX)
         if int(t.cts.min()) < lo or int(t.cts.max()) > hi:
-            raise Mp4Error(f"{where}: composition offsets {int(t.cts.min())}..{int(t.cts.max())} do not fit ctts "
-                           f"version {version} (corrupt ctts?)")  # fmt: skip
+            raise Mp4Error(
+                f"{where}: composition offsets {int(t.cts.min())}..{int(t.cts.max())} do not fit ctts "
+                f"version {version} (corrupt ctts?)"
+            )
         parts.append(_table(b"ctts", version, _runs(t.cts), "Ii" if version else "II"))
     if not np.all(t.keyframes):
         keys = np.flatnonzero(t.keyframes) + 1
@@ -99,15 +101,26 @@ def _moov(t: SampleTable, chunk_offset: int, where: str) -> bytes:
             "more than a 32-bit MP4 duration holds (corrupt sample durations?)"
         )
     mvhd = full_box(
-        b"mvhd", 0, 0,
+        b"mvhd",
+        0,
+        0,
         struct.pack(">IIII", 0, 0, MOVIE_TIMESCALE, movie_duration),
-        struct.pack(">IH", 0x10000, 0x100), b"\0" * 10, _matrix(), b"\0" * 24, struct.pack(">I", 2),
-    )  # fmt: skip
+        struct.pack(">IH", 0x10000, 0x100),
+        b"\0" * 10,
+        _matrix(),
+        b"\0" * 24,
+        struct.pack(">I", 2),
+    )
     tkhd = full_box(
-        b"tkhd", 0, 3,
-        struct.pack(">IIIII", 0, 0, 1, 0, movie_duration), b"\0" * 8, struct.pack(">HHHH", 0, 0, 0, 0),
-        _matrix(), struct.pack(">II", t.width << 16, t.height << 16),
-    )  # fmt: skip
+        b"tkhd",
+        0,
+        3,
+        struct.pack(">IIIII", 0, 0, 1, 0, movie_duration),
+        b"\0" * 8,
+        struct.pack(">HHHH", 0, 0, 0, 0),
+        _matrix(),
+        struct.pack(">II", t.width << 16, t.height << 16),
+    )
     edts = b""
     if shift:  # present the first frame at 0, as FFmpeg's muxer does for B-frame streams
         edts = box(b"edts", full_box(b"elst", 0, 0, struct.pack(">IIiI", 1, movie_duration, shift, 0x10000)))

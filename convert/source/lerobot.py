@@ -119,9 +119,10 @@ class LeRobotSource:
     def _list_meta(self) -> list[str]:
         prefix = self.root + "/"
         found = sorted(
-            p[len(prefix) :] for p in (self.fs._strip_protocol(x) for x in self.fs.find(self.full("meta")))
+            p[len(prefix) :]
+            for p in (self.fs._strip_protocol(x) for x in self.fs.find(self.full("meta")))
             if p.startswith(prefix)
-        )  # fmt: skip
+        )
         episodes = [p for p in found if _matches_episodes(p)]
         if TASKS not in found or not episodes:
             raise SourceError(
@@ -260,9 +261,12 @@ class LeRobotSource:
 def _matches_episodes(rel: str) -> bool:
     parts = rel.split("/")
     return (
-        len(parts) == 4 and parts[:2] == ["meta", "episodes"] and parts[2].startswith("chunk-")
-        and parts[3].startswith("file-") and parts[3].endswith(".parquet")
-    )  # fmt: skip
+        len(parts) == 4
+        and parts[:2] == ["meta", "episodes"]
+        and parts[2].startswith("chunk-")
+        and parts[3].startswith("file-")
+        and parts[3].endswith(".parquet")
+    )
 
 
 def describe(source: LeRobotSource) -> dict[str, Any]:

@@ -24,11 +24,17 @@ def _int_list(text: str) -> list[int]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds the ``bench`` subcommand."""
-    p = subparsers.add_parser("bench", help="measure loader throughput (ours vs LeRobotDataset)",
-                              description=__doc__.splitlines()[0])  # fmt: skip
+    p = subparsers.add_parser(
+        "bench", help="measure loader throughput (ours vs LeRobotDataset)", description=__doc__.splitlines()[0]
+    )
     p.add_argument("source", help="converted root (local dir or fsspec URL)")
-    p.add_argument("--mode", nargs="+", choices=sorted(MODES), default=["single"],
-                   help="window mode(s); each is a separate run")  # fmt: skip
+    p.add_argument(
+        "--mode",
+        nargs="+",
+        choices=sorted(MODES),
+        default=["single"],
+        help="window mode(s); each is a separate run",
+    )
     p.add_argument("--batch-size", type=int)
     p.add_argument("--num-workers", type=_int_list, help="DataLoader workers; comma list runs each, e.g. 0,1,2")
     p.add_argument("--num-batches", type=int, help="batches measured after warm-up")
@@ -44,9 +50,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device")
     p.add_argument("--source-label", help="label in records and reports (default: local or http-<lat>ms-<bw>MBs)")
     p.add_argument("--out", required=True, help="directory receiving the JSON records and records.csv")
-    p.add_argument("--baseline", nargs="+", choices=["lerobot", "lancedb"], default=[],
-                   help="also run these loaders with the same settings: LeRobotDataset (needs --lerobot-root), "
-                   "lerobot-lancedb's LanceDBDataset (needs --lance-root)")  # fmt: skip
+    p.add_argument(
+        "--baseline",
+        nargs="+",
+        choices=["lerobot", "lancedb"],
+        default=[],
+        help="also run these loaders with the same settings: LeRobotDataset (needs --lerobot-root), "
+        "lerobot-lancedb's LanceDBDataset (needs --lance-root)",
+    )
     p.add_argument("--baseline-only", action="store_true", help="run only the baselines")
     p.add_argument("--lerobot-root", help="local LeRobot v3 root of the same dataset (for --baseline lerobot)")
     p.add_argument("--lance-root", help="lerobot-lance-convert output of the dataset (for --baseline lancedb)")
@@ -59,8 +70,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _common(args: argparse.Namespace) -> dict[str, Any]:
-    names = ("batch_size", "num_batches", "warmup", "return_uint8", "seed", "device", "repo_id", "batching",
-             "active_episodes")
+    names = (
+        "batch_size",
+        "num_batches",
+        "warmup",
+        "return_uint8",
+        "seed",
+        "device",
+        "repo_id",
+        "batching",
+        "active_episodes",
+    )
     return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
 
 
@@ -86,16 +106,20 @@ def build_configs(args: argparse.Namespace) -> list[BenchConfig]:
         for w in workers:
             common = _common(args) | {"mode": mode, "num_workers": w}
             if not args.baseline_only:
-                ours = {"loader": "lerobot-wds", "source_label": label,
-                        "emulate_latency_ms": args.emulate_latency_ms,
-                        "emulate_bandwidth_mb_s": args.emulate_bandwidth_mb_s}  # fmt: skip
+                ours = {
+                    "loader": "lerobot-wds",
+                    "source_label": label,
+                    "emulate_latency_ms": args.emulate_latency_ms,
+                    "emulate_bandwidth_mb_s": args.emulate_bandwidth_mb_s,
+                }
                 configs.append(BenchConfig(args.source, **ours, **common))
             # the peers read local roots only, so their runs are always local
             if "lerobot" in args.baseline:
                 configs.append(BenchConfig(args.lerobot_root, loader="lerobot", source_label="local", **common))
             if "lancedb" in args.baseline:
-                configs.append(BenchConfig(args.lance_root, loader="lerobot-lancedb", source_label="local",
-                                           **common))  # fmt: skip
+                configs.append(
+                    BenchConfig(args.lance_root, loader="lerobot-lancedb", source_label="local", **common)
+                )
     return configs
 
 
@@ -103,12 +127,14 @@ def summary_line(record: dict[str, Any]) -> str:
     """One human line per run (printed after the run, never inside the timing loop)."""
     cache = record.get("video_decoder_cache") or {}
     mix = record.get("mixing") or {}
-    return (f"{record['loader']:<11} {record['mode']:<10} {record['source_label']:<18} w={record['num_workers']} "
-            f"b={record['batch_size']} frames/s={record['frames_per_s_node']:.1f} "
-            f"samples/s={record['samples_per_s']:.1f} "
-            f"first={record['first_batch_latency_s']:.2f}s p50={record['p50_sample_latency_ms']:.2f}ms "
-            f"rss={record['peak_rss_mb']:.0f}MB dec_hit={cache.get('hit_rate', float('nan')):.2f} "
-            f"eps/batch={mix.get('distinct_episodes_per_batch', float('nan')):.1f}")  # fmt: skip
+    return (
+        f"{record['loader']:<11} {record['mode']:<10} {record['source_label']:<18} w={record['num_workers']} "
+        f"b={record['batch_size']} frames/s={record['frames_per_s_node']:.1f} "
+        f"samples/s={record['samples_per_s']:.1f} "
+        f"first={record['first_batch_latency_s']:.2f}s p50={record['p50_sample_latency_ms']:.2f}ms "
+        f"rss={record['peak_rss_mb']:.0f}MB dec_hit={cache.get('hit_rate', float('nan')):.2f} "
+        f"eps/batch={mix.get('distinct_episodes_per_batch', float('nan')):.1f}"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -54,14 +54,22 @@ class LoaderBundle:
     info: dict[str, Any]
 
 
-def shuffled_loader(dataset: Any, config: BenchConfig, probe: Callable[[Any], Mapping[str, Any]],
-                    **extra: Any) -> DataLoader:  # fmt: skip
+def shuffled_loader(
+    dataset: Any, config: BenchConfig, probe: Callable[[Any], Mapping[str, Any]], **extra: Any
+) -> DataLoader:
     """A peer's DataLoader as a training loop builds it: a seeded shuffling sampler, the config's batch size and
     workers, and the probe collate (map-style peers: LeRobotDataset, lerobot-lancedb)."""
     generator = torch.Generator().manual_seed(config.seed)
-    return DataLoader(dataset, batch_size=config.batch_size, num_workers=config.num_workers, shuffle=True,
-                      generator=generator, collate_fn=ProbeCollate(probe, dataset), persistent_workers=False,
-                      **extra)  # fmt: skip
+    return DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        num_workers=config.num_workers,
+        shuffle=True,
+        generator=generator,
+        collate_fn=ProbeCollate(probe, dataset),
+        persistent_workers=False,
+        **extra,
+    )
 
 
 def ours_probe(dataset: Any) -> Mapping[str, Any]:

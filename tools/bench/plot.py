@@ -72,8 +72,13 @@ def plot_mixing(records: Sequence[Mapping[str, Any]], path: str | os.PathLike[st
             ours = s["loader"] == "lerobot-wds"
             ax.plot([x], [y], "o" if ours else "s", color="C0" if ours else "C3")
             name = s["source_label"] if ours else s["loader"]
-            ax.annotate(f"{name}\n{rss:.0f} MB/worker" if rss == rss else name, (x, y), fontsize=7,
-                        textcoords="offset points", xytext=(4, 4))  # fmt: skip
+            ax.annotate(
+                f"{name}\n{rss:.0f} MB/worker" if rss == rss else name,
+                (x, y),
+                fontsize=7,
+                textcoords="offset points",
+                xytext=(4, 4),
+            )
         ax.set_title(mode)
         ax.set_xlabel("distinct episodes per batch")
         ax.set_ylabel("camera frames / s (per node)")

@@ -21,8 +21,10 @@ def record_name(record: Mapping[str, Any]) -> str:
     """A file name unique per run: loader, mode, label, workers, batch size, rank and creation time."""
     stamp = f"{record['created_unix']:.6f}".replace(".", "")
     label = "".join(c if c.isalnum() or c in "-_" else "_" for c in str(record["source_label"]))
-    return (f"bench-{record['loader']}-{record['mode']}-{label}-w{record['num_workers']}-b{record['batch_size']}"
-            f"-r{record['rank']}-{stamp}.json")  # fmt: skip
+    return (
+        f"bench-{record['loader']}-{record['mode']}-{label}-w{record['num_workers']}-b{record['batch_size']}"
+        f"-r{record['rank']}-{stamp}.json"
+    )
 
 
 def flatten(record: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -56,8 +56,10 @@ def render(records: Sequence[Mapping[str, Any]]) -> str:
     keys = ["loader", "mode", "source_label", "batch_size", "num_workers", "return_uint8", "nodes", "runs"]
     head = ["loader", "mode", "source", "batch", "workers", "uint8", "nodes", "runs"]
     head += [t for t, _, _ in METRICS.values()]
-    rows = [[str(s[k]) for k in keys] + [fmt.format(s["metrics"][m]) for m, (_, fmt, _) in METRICS.items()]
-            for s in scenarios]  # fmt: skip
+    rows = [
+        [str(s[k]) for k in keys] + [fmt.format(s["metrics"][m]) for m, (_, fmt, _) in METRICS.items()]
+        for s in scenarios
+    ]
     out = ["Runs (per node: median over runs, mean over nodes):", _table(head, rows)]
     mixed = [s for s in scenarios if len(s["readers"]) > 1]
     if mixed:

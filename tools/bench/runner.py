@@ -37,11 +37,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from lerobot_wds.testing.http_server import LoopbackHTTPServer, ServeConfig
 from lerobot_wds.tools.bench.loaders import STATS_KEY, BenchError, LoaderBundle, ProbeCollate, ours_probe
+from lerobot_wds.tools.bench.mixing import mixing
 from lerobot_wds.tools.bench.monitor import ProcessMonitor
 from lerobot_wds.tools.bench.scenarios import BenchConfig
-from lerobot_wds.testing.http_server import LoopbackHTTPServer, ServeConfig
-from lerobot_wds.tools.bench.mixing import mixing
 
 CACHE_FIELDS = ("hits", "misses", "evictions", "size")
 
@@ -184,8 +184,12 @@ def _versions() -> dict[str, str]:
     digest = hashlib.sha256()
     for path in sorted(Path(lerobot_wds.reader.__file__).parent.glob("*.py")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return {"python": platform.python_version(), "torch": torch.__version__, "torchcodec": torchcodec.__version__,
-            "reader_sha256": digest.hexdigest()[:16]}  # fmt: skip
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchcodec": torchcodec.__version__,
+        "reader_sha256": digest.hexdigest()[:16],
+    }
 
 
 def run_bench(config: BenchConfig) -> dict[str, Any]:

@@ -8,7 +8,9 @@ relative to the stream length. Memory: peak decoded-frame cache bytes of the run
 Every bench mode (``single``, ``sarm``, ``window8x1s``) can be measured: ``--modes``; batch metrics (distinct
 episodes per batch of ``--batch-size``, same-episode pair rate) come from :mod:`mixing`.
 
-Usage: ``python -m lerobot_wds.tools.bench.shuffle_quality ROOT --modes single,sarm --active 1,4,16,64 --out q.json``
+Usage::
+
+    python -m lerobot_wds.tools.bench.shuffle_quality ROOT --modes single,sarm --active 1,4,16,64 --out q.json
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from lerobot_wds.reader.dataset import LeRobotWdsDataset
-from lerobot_wds.tools.bench.scenarios import MODES
 from lerobot_wds.tools.bench.mixing import lag1_autocorr, mixing, same_episode_rate
+from lerobot_wds.tools.bench.scenarios import MODES
 
 
 @dataclass(frozen=True)
@@ -52,13 +54,28 @@ def mean_gap_fraction(episodes: Sequence[int]) -> float:
     return sum(gaps) / len(gaps) / len(episodes) if gaps else 0.0
 
 
-def measure(root: str, active: int, buffer: int, shuffle: bool = True, seed: int = 0, mode: str = "single",
-            batch_size: int = 16) -> Quality:  # fmt: skip
+def measure(
+    root: str,
+    active: int,
+    buffer: int,
+    shuffle: bool = True,
+    seed: int = 0,
+    mode: str = "single",
+    batch_size: int = 16,
+) -> Quality:
     """Iterates one epoch of ``root`` in this process (windows of bench mode ``mode``) and returns its metrics."""
     probe = LeRobotWdsDataset(root, shuffle=False)
     deltas = MODES[mode].delta_timestamps(probe.camera_keys, probe.fps)
-    ds = LeRobotWdsDataset(root, delta_timestamps=deltas, shuffle=shuffle, seed=seed, active_episodes=active,
-                           episode_buffer=buffer, return_uint8=True, batch_size=batch_size)  # fmt: skip
+    ds = LeRobotWdsDataset(
+        root,
+        delta_timestamps=deltas,
+        shuffle=shuffle,
+        seed=seed,
+        active_episodes=active,
+        episode_buffer=buffer,
+        return_uint8=True,
+        batch_size=batch_size,
+    )
     batches = [[int(e) for e in b["episode_index"]] for b in ds]
     eps = [e for b in batches for e in b]
     stats = ds.stats()
@@ -81,8 +98,20 @@ def measure(root: str, active: int, buffer: int, shuffle: bool = True, seed: int
 
 def render(rows: Sequence[Quality]) -> str:
     """Renders results as a Markdown table."""
-    cols = ["mode", "shuffle", "active", "ep buffer", "samples", "eps/batch", "same-pair", "same-ep rate",
-            "lag-1 autocorr", "gap/len", "peak cache MB", "decoded"]  # fmt: skip
+    cols = [
+        "mode",
+        "shuffle",
+        "active",
+        "ep buffer",
+        "samples",
+        "eps/batch",
+        "same-pair",
+        "same-ep rate",
+        "lag-1 autocorr",
+        "gap/len",
+        "peak cache MB",
+        "decoded",
+    ]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for q in rows:
         lines.append(

@@ -51,8 +51,9 @@ def _save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def write_part(root: Path, step: int, rank: int, rank_state: dict[str, Any],
-               train_state: dict[str, Any] | None) -> Path:  # fmt: skip
+def write_part(
+    root: Path, step: int, rank: int, rank_state: dict[str, Any], train_state: dict[str, Any] | None
+) -> Path:
     """Writes this rank's part of checkpoint ``step`` into its temporary folder; returns that folder."""
     tmp = root / f".tmp-step-{step:08d}"
     tmp.mkdir(parents=True, exist_ok=True)

@@ -33,8 +33,8 @@ from torch.utils.data import DataLoader
 from lerobot_wds.reader.dataset import LeRobotWdsDataset
 from lerobot_wds.reader.format import LeRobotWdsError
 from lerobot_wds.reader.resume import check_topology
-from lerobot_wds.tools.train import checkpoint as ckpt
 from lerobot_wds.tools.bench.loaders import STATS_KEY, ProbeCollate, ours_probe
+from lerobot_wds.tools.train import checkpoint as ckpt
 from lerobot_wds.tools.train.config import TrainConfig, add_arguments, config_from_args
 from lerobot_wds.tools.train.metrics import StepMetrics, cache_summary
 from lerobot_wds.tools.train.model import make_policy
@@ -88,10 +88,23 @@ def _barrier() -> None:
 def run(cfg: TrainConfig) -> int:
     device = pick_device(cfg.device)
     rank, world = init_distributed(device)
-    ds = LeRobotWdsDataset(cfg.root, preset=cfg.preset, delta_timestamps=cfg.delta_timestamps, seed=cfg.seed,
-                           return_uint8=True, batch_size=cfg.batch_size, rank=rank, world_size=world)  # fmt: skip
-    loader = DataLoader(ds, batch_size=None, num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
-                        collate_fn=ProbeCollate(ours_probe, ds, batched=True))  # fmt: skip
+    ds = LeRobotWdsDataset(
+        cfg.root,
+        preset=cfg.preset,
+        delta_timestamps=cfg.delta_timestamps,
+        seed=cfg.seed,
+        return_uint8=True,
+        batch_size=cfg.batch_size,
+        rank=rank,
+        world_size=world,
+    )
+    loader = DataLoader(
+        ds,
+        batch_size=None,
+        num_workers=cfg.num_workers,
+        pin_memory=device.type == "cuda",
+        collate_fn=ProbeCollate(ours_probe, ds, batched=True),
+    )
     window = max([len(v) for k, v in (ds.delta_timestamps or {}).items() if k in ds.camera_keys] or [1])
     metrics = StepMetrics(len(ds.camera_keys) * window, rank, world)
     samples = SampleLog(cfg.log_samples, rank)
@@ -113,6 +126,7 @@ def run(cfg: TrainConfig) -> int:
     model = opt = sched = ddp = None
     per_worker: dict[int, Any] = {}
     t_start = time.perf_counter()
+
     def done() -> bool:
         return bool(cfg.max_steps) and step >= cfg.max_steps
 
@@ -174,16 +188,32 @@ def run(cfg: TrainConfig) -> int:
     return 0
 
 
-def save(root: Path, cfg: TrainConfig, ds: LeRobotWdsDataset, rank: int, world: int, step: int, epoch: int,
-         in_epoch: int, model: Any, opt: Any, sched: Any) -> None:  # fmt: skip
+def save(
+    root: Path,
+    cfg: TrainConfig,
+    ds: LeRobotWdsDataset,
+    rank: int,
+    world: int,
+    step: int,
+    epoch: int,
+    in_epoch: int,
+    model: Any,
+    opt: Any,
+    sched: Any,
+) -> None:
     """Writes every rank's part, then rank 0 publishes the checkpoint (a collective: all ranks call it)."""
     mine = {"dataset": ds.loader_state_dict(in_epoch, cfg.batch_size, cfg.num_workers), "rng": ckpt.rng_state()}
     train = None
     if rank == 0:
-        train = {"step": step, "epoch": epoch, "in_epoch": in_epoch, "config": asdict(cfg),
-                 "model": model.state_dict() if model is not None else None,
-                 "optimizer": opt.state_dict() if opt is not None else None,
-                 "scheduler": sched.state_dict() if sched is not None else None}  # fmt: skip
+        train = {
+            "step": step,
+            "epoch": epoch,
+            "in_epoch": in_epoch,
+            "config": asdict(cfg),
+            "model": model.state_dict() if model is not None else None,
+            "optimizer": opt.state_dict() if opt is not None else None,
+            "scheduler": sched.state_dict() if sched is not None else None,
+        }
     ckpt.write_part(root, step, rank, mine, train)
     _barrier()
     if rank == 0:

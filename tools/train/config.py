@@ -86,9 +86,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("root", help="converted root (path or fsspec URL)")
     p.add_argument("--preset", choices=["single", "sarm"], default=S)
     p.add_argument("--delta-timestamps", type=_json_windows, default=S, help='JSON {"key": [seconds, ...]}')
-    for name, kind in (("batch-size", int), ("num-workers", int), ("max-steps", int), ("epochs", int),
-                       ("lr", float), ("seed", int), ("checkpoint-every", int), ("keep-checkpoints", int),
-                       ("log-every", int)):  # fmt: skip
+    for name, kind in (
+        ("batch-size", int),
+        ("num-workers", int),
+        ("max-steps", int),
+        ("epochs", int),
+        ("lr", float),
+        ("seed", int),
+        ("checkpoint-every", int),
+        ("keep-checkpoints", int),
+        ("log-every", int),
+    ):
         p.add_argument(f"--{name}", type=kind, default=S)
     p.add_argument("--checkpoint-dir", default=S)
     p.add_argument("--resume", action="store_true", default=S, help="continue from the newest checkpoint")

@@ -45,8 +45,10 @@ class StepMetrics:
         """All-reduces the interval (a collective: every rank calls it) and prints it on rank 0."""
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         loss = float(np.mean(self.losses)) if self.losses else float("nan")
-        local = torch.tensor([self.samples / elapsed, loss if self.losses else 0.0, sum(self.waits),
-                              sum(self.steps)], dtype=torch.float64)  # fmt: skip
+        local = torch.tensor(
+            [self.samples / elapsed, loss if self.losses else 0.0, sum(self.waits), sum(self.steps)],
+            dtype=torch.float64,
+        )
         if self.world > 1 and dist.is_initialized():
             dist.all_reduce(local)
         sps_total, loss_sum, wait_sum, step_sum = local.tolist()
@@ -54,9 +56,11 @@ class StepMetrics:
         if self.rank == 0:
             nodes = max(1, self.world // max(1, self.local_world))
             line = {
-                "step": step, "epoch": epoch,
+                "step": step,
+                "epoch": epoch,
                 **({"loss": loss_sum / self.world} if self.losses else {}),
-                "samples_per_s_rank": sps_total / self.world, "samples_per_s_node": sps_total / nodes,
+                "samples_per_s_rank": sps_total / self.world,
+                "samples_per_s_node": sps_total / nodes,
                 "frames_per_s_rank": sps_total / self.world * self.frames_per_sample,
                 "frames_per_s_node": sps_total / nodes * self.frames_per_sample,
                 "step_time_p50_s": float(np.percentile(self.steps, 50)),
@@ -64,7 +68,7 @@ class StepMetrics:
                 "first_batch_s": self.first_batch_s,
                 "data_wait_fraction": wait_sum / step_sum if step_sum else 0.0,
                 "loader_cache": dict(cache) if cache else None,
-            }  # fmt: skip
+            }
             print(json.dumps(line), file=sys.stdout, flush=True)
         self._reset()
         return line

@@ -22,10 +22,15 @@ class CameraEncoder(nn.Module):
     def __init__(self, width: int = 64) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.LazyConv2d(16, kernel_size=5, stride=4), nn.ReLU(),
-            nn.Conv2d(16, 32, kernel_size=3, stride=2), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(32 * 16, width), nn.ReLU(),
-        )  # fmt: skip
+            nn.LazyConv2d(16, kernel_size=5, stride=4),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, kernel_size=3, stride=2),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(4),
+            nn.Flatten(),
+            nn.Linear(32 * 16, width),
+            nn.ReLU(),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim == 5:  # a window: frames stacked as channels
@@ -42,8 +47,9 @@ class SmallPolicy(nn.Module):
         self.camera_keys = list(camera_keys)
         self.encoders = nn.ModuleDict({k.replace(".", "_"): CameraEncoder(width) for k in self.camera_keys})
         self.state = nn.Sequential(nn.LazyLinear(width), nn.ReLU())
-        self.head = nn.Sequential(nn.Linear(width * (len(self.camera_keys) + 1), 128), nn.ReLU(),
-                                  nn.Linear(128, action_dim))  # fmt: skip
+        self.head = nn.Sequential(
+            nn.Linear(width * (len(self.camera_keys) + 1), 128), nn.ReLU(), nn.Linear(128, action_dim)
+        )
 
     def features(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         parts = [self.encoders[k.replace(".", "_")](batch[k]) for k in self.camera_keys]
@@ -60,8 +66,9 @@ class SmallPolicy(nn.Module):
         return nn.functional.mse_loss(pred, target)
 
 
-def make_policy(camera_keys: Sequence[str], first_batch: Mapping[str, torch.Tensor], device: torch.device,
-                seed: int) -> SmallPolicy:  # fmt: skip
+def make_policy(
+    camera_keys: Sequence[str], first_batch: Mapping[str, torch.Tensor], device: torch.device, seed: int
+) -> SmallPolicy:
     """Builds the policy and materialises its lazy layers on ``first_batch`` (same weights for a seed)."""
     torch.manual_seed(seed)
     model = SmallPolicy(camera_keys, int(first_batch[ACTION_KEY].flatten(1).shape[1])).to(device)

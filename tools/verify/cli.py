@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lerobot_wds.convert.source import SourceError
 from lerobot_wds.convert.cli_args import json_object
+from lerobot_wds.convert.source import SourceError
 from lerobot_wds.tools.verify.run import VerifyConfig, verify
 
 
@@ -29,17 +29,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("dest", help="converted root (path or fsspec URL)")
     p.add_argument("--source", default=S, help="the LeRobot v3 dataset DEST was converted from")
-    p.add_argument("--decode", dest="decode_frames", type=int, default=S, metavar="K",
-                   help="decode K frames per episode and camera (first and last included) and compare them "
-                   "bit for bit with the source (needs --source)")  # fmt: skip
+    p.add_argument(
+        "--decode",
+        dest="decode_frames",
+        type=int,
+        default=S,
+        metavar="K",
+        help="decode K frames per episode and camera (first and last included) and compare them "
+        "bit for bit with the source (needs --source)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--source-options", type=json_object, default=S, help="fsspec storage options (JSON)")
     p.add_argument("--dest-options", type=json_object, default=S, help="fsspec storage options (JSON)")
-    p.add_argument("--retries", type=int, default=S, metavar="N",
-                   help="re-read a shard from its start up to N times after a transient error (5xx, reset or "
-                   "cut connection; default 5); missing shards and corrupt data are never retried")  # fmt: skip
-    p.add_argument("--retry-backoff", dest="retry_backoff_s", type=float, default=S, metavar="S",
-                   help="first retry delay in seconds (doubles each retry; default 0.5)")  # fmt: skip
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=S,
+        metavar="N",
+        help="re-read a shard from its start up to N times after a transient error (5xx, reset or "
+        "cut connection; default 5); missing shards and corrupt data are never retried",
+    )
+    p.add_argument(
+        "--retry-backoff",
+        dest="retry_backoff_s",
+        type=float,
+        default=S,
+        metavar="S",
+        help="first retry delay in seconds (doubles each retry; default 0.5)",
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false", default=S, help="no progress bar")
     p.set_defaults(func=run)
 

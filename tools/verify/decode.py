@@ -76,16 +76,22 @@ class DecodeParityCheck:
                 expected_pts = cm.pts_offset_s + k / meta.fps
                 pts = float(mini.pts_seconds[i])
                 if abs(pts - expected_pts) > 0.5 / meta.fps:
-                    finding(f"episode frame {k} (mini-MP4 frame {cm.frame_position(k)}) presented at {pts:.6f} s, "
-                            f"expected {expected_pts:.6f} s")  # fmt: skip
+                    finding(
+                        f"episode frame {k} (mini-MP4 frame {cm.frame_position(k)}) presented at {pts:.6f} s, "
+                        f"expected {expected_pts:.6f} s"
+                    )
                 if mini.data[i].shape != src.data[i].shape:
-                    finding(f"episode frame {k}: shape {tuple(mini.data[i].shape)}, source frame at "
-                            f"{times[i]:.4f} s has {tuple(src.data[i].shape)}")  # fmt: skip
+                    finding(
+                        f"episode frame {k}: shape {tuple(mini.data[i].shape)}, source frame at "
+                        f"{times[i]:.4f} s has {tuple(src.data[i].shape)}"
+                    )
                 elif not torch.equal(mini.data[i], src.data[i]):
                     diff = (mini.data[i].int() - src.data[i].int()).abs()
-                    finding(f"episode frame {k} (mini-MP4 frame {cm.frame_position(k)}) differs from the source "
-                            f"{cm.source_file} at {times[i]:.4f} s: {int((diff > 0).sum())} values differ, "
-                            f"max abs diff {int(diff.max())}")  # fmt: skip
+                    finding(
+                        f"episode frame {k} (mini-MP4 frame {cm.frame_position(k)}) differs from the source "
+                        f"{cm.source_file} at {times[i]:.4f} s: {int((diff > 0).sum())} values differ, "
+                        f"max abs diff {int(diff.max())}"
+                    )
         return out
 
     def _source_decoder(self, rel: str) -> VideoDecoder:

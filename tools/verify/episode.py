@@ -15,9 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lerobot_wds.convert.mp4 import Mp4Error
-from lerobot_wds.convert.mp4 import TrackIndex, parse_track_index
-from lerobot_wds.convert.mp4 import bytes_reader
+from lerobot_wds.convert.mp4 import Mp4Error, TrackIndex, bytes_reader, parse_track_index
 from lerobot_wds.reader.format import (
     EpisodeMeta,
     FormatError,
@@ -138,12 +136,20 @@ def _check_video(data: bytes, member: str, cam: str, meta: EpisodeMeta, finding)
         finding("mp4", str(e), camera=cam, member=member)
         return None
     if index.sample_count != cm.frames:
-        finding("camera-frames", f"mini-MP4 holds {index.sample_count} frames, episode JSON says {cm.frames}",
-                camera=cam, member=member)  # fmt: skip
+        finding(
+            "camera-frames",
+            f"mini-MP4 holds {index.sample_count} frames, episode JSON says {cm.frames}",
+            camera=cam,
+            member=member,
+        )
     found = (index.codec, index.width, index.height)
     if found != (cm.codec, cm.width, cm.height):
-        finding("mp4", f"mini-MP4 is {found[0]} {found[1]}x{found[2]}, episode JSON says {cm.codec} "
-                f"{cm.width}x{cm.height}", camera=cam, member=member)  # fmt: skip
+        finding(
+            "mp4",
+            f"mini-MP4 is {found[0]} {found[1]}x{found[2]}, episode JSON says {cm.codec} {cm.width}x{cm.height}",
+            camera=cam,
+            member=member,
+        )
     if not bool(index.keyframes[0]):
         finding("mp4", "mini-MP4 does not start on a keyframe", camera=cam, member=member)
     return index

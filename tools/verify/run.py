@@ -114,8 +114,16 @@ def verify(cfg: VerifyConfig) -> Report:
     opened: set[str] = set()
     try:
         for info in tqdm(manifest.shards, desc="verify", unit="shard", disable=not cfg.progress):
-            result = check_shard(fs, f"{root}/{info.path}", info, manifest, tuple(hooks), retries=cfg.retries,
-                                 backoff_s=cfg.retry_backoff_s, on_restart=_rollback(decode))  # fmt: skip
+            result = check_shard(
+                fs,
+                f"{root}/{info.path}",
+                info,
+                manifest,
+                tuple(hooks),
+                retries=cfg.retries,
+                backoff_s=cfg.retry_backoff_s,
+                on_restart=_rollback(decode),
+            )
             report.add(result.findings)
             report.shards += 1
             report.bytes += result.bytes
@@ -182,19 +190,22 @@ def check_placement(manifest: Manifest, found: dict[int, list[str]], opened: set
     for ep, where in sorted(found.items()):
         if len(where) > 1:
             for extra in where[1:]:
-                yield Finding("duplicate-episode", f"episode found in shards {where}; it must appear exactly once",
-                              extra, ep)  # fmt: skip
+                yield Finding(
+                    "duplicate-episode", f"episode found in shards {where}; it must appear exactly once", extra, ep
+                )
     listed = {s.path: set(s.episodes) for s in manifest.shards}
     for s in manifest.shards:
         for ep in s.episodes:
             if s.path in opened and s.path not in found.get(ep, []):
-                yield Finding("missing-episode", "listed for this shard in the manifest but not found in it",
-                              s.path, ep)  # fmt: skip
+                yield Finding(
+                    "missing-episode", "listed for this shard in the manifest but not found in it", s.path, ep
+                )
     for ep, where in sorted(found.items()):
         for path in dict.fromkeys(where):
             if ep not in listed.get(path, set()):
-                yield Finding("unlisted-episode", "found in this shard but the manifest does not list it there",
-                              path, ep)  # fmt: skip
+                yield Finding(
+                    "unlisted-episode", "found in this shard but the manifest does not list it there", path, ep
+                )
 
 
 def check_coverage(manifest: Manifest, source_episodes: list[int]) -> Iterator[Finding]:
@@ -204,7 +215,8 @@ def check_coverage(manifest: Manifest, source_episodes: list[int]) -> Iterator[F
     converted = {ep for s in manifest.shards for ep in s.episodes}
     skipped = {e.get("episode_index") for e in manifest.skipped}
     for ep in sorted(wanted - converted - skipped):
-        yield Finding("coverage", "selected for conversion but neither in a shard nor recorded as skipped",
-                      episode=ep)  # fmt: skip
+        yield Finding(
+            "coverage", "selected for conversion but neither in a shard nor recorded as skipped", episode=ep
+        )
     for ep in sorted(converted - set(source_episodes)):
         yield Finding("coverage", "in the manifest but not in the source's meta/episodes", episode=ep)

@@ -67,8 +67,14 @@ def check_shard(
         return _check_once(fs, path, info, manifest, hooks, attempts[-1])
 
     def restart(n: int, e: BaseException) -> None:
-        log.warning("verify: reading %s failed after %d bytes (attempt %d of %d: %s); checking it again from "
-                    "the start", path, attempts[-1].bytes, n, retries + 1, _describe(e))  # fmt: skip
+        log.warning(
+            "verify: reading %s failed after %d bytes (attempt %d of %d: %s); checking it again from the start",
+            path,
+            attempts[-1].bytes,
+            n,
+            retries + 1,
+            _describe(e),
+        )
         if on_restart is not None:
             on_restart()
 
@@ -142,11 +148,23 @@ def _check_extents(info: ShardInfo, reader: HashingReader, res: ShardResult) -> 
     for i, (ext, got) in enumerate(zip(info.extents, reader.extent_digests, strict=True)):
         where = f"episode {ext.episode} (bytes {ext.offset}..{ext.offset + ext.length})"
         if ext.offset != (ends[i - 1] if i else 0):
-            res.findings.append(Finding("extent", f"{where}: does not start where the previous episode ends",
-                                        info.path, episode=ext.episode))  # fmt: skip
+            res.findings.append(
+                Finding(
+                    "extent",
+                    f"{where}: does not start where the previous episode ends",
+                    info.path,
+                    episode=ext.episode,
+                )
+            )
         if got is not None and got != ext.sha256:  # None: not all read (the size / tar findings say so)
-            res.findings.append(Finding("extent-sha256", f"{where}: sha256 {got}, manifest says {ext.sha256}",
-                                        info.path, episode=ext.episode))  # fmt: skip
+            res.findings.append(
+                Finding(
+                    "extent-sha256",
+                    f"{where}: sha256 {got}, manifest says {ext.sha256}",
+                    info.path,
+                    episode=ext.episode,
+                )
+            )
 
 
 def _check_samples(

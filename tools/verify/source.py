@@ -36,8 +36,15 @@ class SourceRowsCheck:
         got = (meta.length, meta.dataset_from_index, meta.dataset_to_index, tuple(meta.tasks))
         want = (rec.length, rec.dataset_from_index, rec.dataset_to_index, tuple(rec.tasks))
         if got != want:
-            out.append(Finding("source-meta", f"(length, from_index, to_index, tasks) {got}, source has {want}",
-                               shard, ep, member=json_member))  # fmt: skip
+            out.append(
+                Finding(
+                    "source-meta",
+                    f"(length, from_index, to_index, tasks) {got}, source has {want}",
+                    shard,
+                    ep,
+                    member=json_member,
+                )
+            )
         for cam, cm in meta.cameras.items():
             ref = rec.videos.get(cam)
             if ref is None:
@@ -46,8 +53,16 @@ class SourceRowsCheck:
             got_v = (cm.source_file, cm.source_from_timestamp, cm.source_to_timestamp)
             want_v = (ref.path, ref.from_timestamp, ref.to_timestamp)
             if got_v != want_v:
-                out.append(Finding("source-meta", f"(source_file, from, to) {got_v}, source has {want_v}",
-                                   shard, ep, cam, json_member))  # fmt: skip
+                out.append(
+                    Finding(
+                        "source-meta",
+                        f"(source_file, from, to) {got_v}, source has {want_v}",
+                        shard,
+                        ep,
+                        cam,
+                        json_member,
+                    )
+                )
         return out
 
 

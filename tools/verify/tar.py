@@ -54,8 +54,10 @@ class HashingReader:
 
     @property
     def extent_digests(self) -> list[str | None]:
-        return [h.hexdigest() if f == n else None
-                for h, f, (_, n) in zip(self._hashers, self._filled, self._extents, strict=True)]  # fmt: skip
+        return [
+            h.hexdigest() if f == n else None
+            for h, f, (_, n) in zip(self._hashers, self._filled, self._extents, strict=True)
+        ]
 
     def drain(self) -> None:
         """Reads (and hashes) whatever follows the tar's end blocks, up to the end of the file."""
