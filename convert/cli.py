@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from lerobot_wds.convert.config import ConvertConfig, parse_episodes, parse_part, parse_size
 from lerobot_wds.convert.cli_args import json_object
+from lerobot_wds.convert.config import ConvertConfig, parse_episodes, parse_part, parse_size
 
 
 def _arg(parse: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -84,7 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dest-options", type=json_object, default=S, help="fsspec storage options (JSON)")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=S, help="no progress bars")
     p.add_argument("--stats-json", default=None, help="write the run summary (incl. peak RSS/staging) here")
-    p.set_defaults(func=run_convert)  # fmt: skip
+    p.set_defaults(func=run_convert)
 
     f = subparsers.add_parser(
         "finalize",
@@ -113,12 +114,42 @@ def _domain_errors() -> tuple[type[BaseException], ...]:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    """Runs ``convert``; a domain error (bad input, bad options, failed upload) prints one line and exits 1."""
+    """Runs ``convert``; a domain error (bad input, bad options, failed upload) prints one line and exits 1.
+
+    A full staging disk is such an error. SIGTERM/SIGINT stop the run cleanly (staging removed, no manifest)
+    and print one line; the exit code is 128 + the signal (143 for SIGTERM, 130 for SIGINT).
+    """
+    from lerobot_wds.convert.interrupt import Interrupted, stop_on_signals
+
+    _quiet_unretrieved_async_errors()
     try:
-        return _convert(args)
+        with stop_on_signals():
+            return _convert(args)
+    except Interrupted as e:
+        print(f"lerobot-wds convert: {e}", file=sys.stderr)
+        return e.exit_code
     except _domain_errors() as e:
         print(f"lerobot-wds convert: error: {e}", file=sys.stderr)
         return 1
+
+
+class _UnretrievedAsyncErrors(logging.Filter):
+    """Drops asyncio's "... exception was never retrieved" reports (each with a traceback).
+
+    aiohttp (under s3fs, gcsfs) leaves one behind when a connection is reset mid-request: the request already
+    failed, was retried and, if it kept failing, is reported by the converter as one line.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(
+            ("Task exception was never retrieved", "Future exception was never retrieved")
+        )
+
+
+def _quiet_unretrieved_async_errors() -> None:
+    log = logging.getLogger("asyncio")
+    if not any(isinstance(f, _UnretrievedAsyncErrors) for f in log.filters):
+        log.addFilter(_UnretrievedAsyncErrors())
 
 
 def _convert(args: argparse.Namespace) -> int:

@@ -7,8 +7,8 @@ Bookkeeping lives under ``<root>/_convert/`` (readers ignore it):
 - ``_convert/part-00000-of-00004.json`` — written when a part has all its shards.
 
 ``finalize`` needs every part of one split, checks they agree and that each shard is present with the
-recorded size, then writes ``manifest.json``. A single run is part 0 of 1 followed by ``finalize``, so an
-array job plus ``finalize`` produces exactly the bytes of a single run.
+recorded size, removes the temp files of killed runs, then writes ``manifest.json``. A single run is part 0
+of 1 followed by ``finalize``, so an array job plus ``finalize`` produces exactly the bytes of a single run.
 """
 
 from __future__ import annotations
@@ -114,8 +114,16 @@ def build_manifest(parts: list[PartManifest], *, where: str) -> Manifest:
     """Merges the parts of one split into the manifest; raises FinalizeError when they don't fit together."""
     first = parts[0]
     for p in parts[1:]:
-        for name in ("part_count", "planned_shards", "plan_key", "fps", "features", "camera_keys", "source",
-                     "options"):  # fmt: skip
+        for name in (
+            "part_count",
+            "planned_shards",
+            "plan_key",
+            "fps",
+            "features",
+            "camera_keys",
+            "source",
+            "options",
+        ):
             if getattr(p, name) != getattr(first, name):
                 raise FinalizeError(
                     f"{where}: part {p.part_index}/{p.part_count} disagrees with part {first.part_index} on "
@@ -175,5 +183,6 @@ def finalize(sink: Sink, part_count: int | None = None) -> Manifest:
         if size != s.bytes:
             found = "missing" if size is None else f"{size} bytes"
             raise FinalizeError(f"{sink.url}/{s.path}: expected {s.bytes} bytes, found {found}")
+    sink.sweep_partials()  # every part has finished: temp files left by killed runs have no writer
     sink.put_bytes(manifest.to_json_bytes(), MANIFEST_NAME)
     return manifest

@@ -3,15 +3,17 @@
 Memory stays independent of dataset size: at most ``cfg.lookahead`` built episodes wait for the writer, the
 index caches are bounded, and finished shards leave memory as files. Local disk holds at most
 ``cfg.max_staged_shards`` shards. A re-run skips shards whose completion record matches the plan and whose
-size at the destination matches the record, so killing and re-running converges to the same bytes.
+size at the destination matches the record, so killing and re-running converges to the same bytes. Under the
+CLI a SIGTERM/SIGINT stops the run at the next safe point (:mod:`lerobot_wds.convert.interrupt`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
@@ -19,15 +21,16 @@ from tqdm import tqdm
 
 from lerobot_wds.convert.config import ConvertConfig
 from lerobot_wds.convert.episode import EpisodeError, EpisodeSample, build_episode
+from lerobot_wds.convert.estimate import estimate_episodes
+from lerobot_wds.convert.interrupt import Interrupted, signals_deferred
 from lerobot_wds.convert.manifest_io import (
     PartManifest,
     ShardRecord,
     finalize,
     fingerprint,
     part_path,
-    read_record,  # fmt: skip
+    read_record,
 )
-from lerobot_wds.convert.estimate import estimate_episodes
 from lerobot_wds.convert.plan import ShardPlan, order_episodes, plan_shards, select_episodes, select_part
 from lerobot_wds.convert.sink import Sink, open_sink
 from lerobot_wds.convert.source import LeRobotSource, describe
@@ -101,39 +104,28 @@ def convert(cfg: ConvertConfig) -> ConvertSummary:
     keys = {s.index: fingerprint({**plan, "shard": s.index, "episodes": list(s.episodes)}) for s in mine}
 
     done, todo = _resume(sink, mine, keys, cfg)
-    staging = StagingArea(cfg.staging_dir, cfg.max_staged_shards)
     records: list[ShardRecord] = list(done.values())
-    bars = _bars(cfg, todo)
-    uploader = Uploader(sink, staging, on_done=lambda r: (records.append(r), bars["uploads"].update(1)))
-    written = 0
     try:
-        written = _write_shards(source, todo, keys, cfg, staging, uploader, bars)
-        uploader.close()
-    except BaseException:
-        uploader.close(wait_for_uploads=False)
-        raise
-    finally:
-        staging.cleanup()
-        for bar in bars.values():
-            bar.close()
-
-    records.sort(key=lambda r: r.shard.path)
-    part = PartManifest(
-        part_index=cfg.part_index,
-        part_count=cfg.part_count,
-        planned_shards=len(shards),
-        plan_key=fingerprint({**plan, "shards": [list(s.episodes) for s in shards]}),
-        fps=source.fps,
-        features=source.features,
-        camera_keys=source.camera_keys,
-        source=source_desc,
-        options=cfg.output_options(),
-        shards=[r.shard for r in records],
-        skipped=[s for r in records for s in r.skipped],
-    )
-    sink.put_bytes(part.to_json_bytes(), part_path(cfg.part_index, cfg.part_count))
-    if cfg.part_count == 1:
-        finalize(sink, part_count=1)
+        written, peak_staging = _stage_and_upload(source, sink, todo, keys, cfg, records)
+        records.sort(key=lambda r: r.shard.path)
+        part = PartManifest(
+            part_index=cfg.part_index,
+            part_count=cfg.part_count,
+            planned_shards=len(shards),
+            plan_key=fingerprint({**plan, "shards": [list(s.episodes) for s in shards]}),
+            fps=source.fps,
+            features=source.features,
+            camera_keys=source.camera_keys,
+            source=source_desc,
+            options=cfg.output_options(),
+            shards=[r.shard for r in records],
+            skipped=[s for r in records for s in r.skipped],
+        )
+        sink.put_bytes(part.to_json_bytes(), part_path(cfg.part_index, cfg.part_count))
+        if cfg.part_count == 1:
+            finalize(sink, part_count=1)
+    except Interrupted as e:  # SIGTERM/SIGINT under the CLI: say how far this part got
+        raise Interrupted(e.signum, shards_done=len(records), shards_planned=len(mine)) from None
     return ConvertSummary(
         part=f"{cfg.part_index}/{cfg.part_count}",
         episodes=sum(len(s.episodes) for s in todo),
@@ -142,7 +134,7 @@ def convert(cfg: ConvertConfig) -> ConvertSummary:
         bytes_written=written,
         skipped=len(part.skipped),
         seconds=time.perf_counter() - t0,
-        peak_staging_bytes=staging.peak_bytes,
+        peak_staging_bytes=peak_staging,
         peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         upload_retries=getattr(sink, "retries", 0),
         manifest_written=cfg.part_count == 1,
@@ -191,6 +183,43 @@ def _resume(
     return done, [s for s in mine if s.index not in done]
 
 
+def _stage_and_upload(
+    source: LeRobotSource,
+    sink: Sink,
+    todo: list[ShardPlan],
+    keys: dict[int, str],
+    cfg: ConvertConfig,
+    records: list[ShardRecord],
+) -> tuple[int, int]:
+    """Writes and uploads ``todo``'s shards, appending their records; returns (bytes written, peak staging).
+
+    On any error or signal the queued work is dropped, the upload in flight finishes (its record is kept) and
+    the staging directory is removed; neither cleanup step can itself be cut short by a signal.
+    """
+    with signals_deferred():  # a staging dir must never exist without its owner record
+        staging = StagingArea(cfg.staging_dir, cfg.max_staged_shards)
+    bars = _bars(cfg, todo)
+
+    def done(record: ShardRecord) -> None:
+        records.append(record)
+        bars["uploads"].update(1)
+
+    uploader = Uploader(sink, staging, on_done=done)
+    try:
+        written = _write_shards(source, todo, keys, cfg, staging, uploader, bars)
+        uploader.close()
+    except BaseException:
+        with signals_deferred(), contextlib.suppress(Exception):  # the first error is the one reported
+            uploader.close(wait_for_uploads=False)
+        raise
+    finally:
+        with signals_deferred():
+            staging.cleanup()
+            for bar in bars.values():
+                bar.close()
+    return written, staging.peak_bytes
+
+
 def _bars(cfg: ConvertConfig, todo: list[ShardPlan]) -> dict[str, tqdm]:
     off = not cfg.progress
     return {
@@ -203,22 +232,21 @@ def _bars(cfg: ConvertConfig, todo: list[ShardPlan]) -> dict[str, tqdm]:
 
 
 def _built(
-    source: LeRobotSource, todo: list[ShardPlan], workers: int, lookahead: int
-) -> Iterator[tuple[ShardPlan, int, Future[EpisodeSample]]]:
+    pool: ThreadPoolExecutor, source: LeRobotSource, todo: list[ShardPlan], lookahead: int
+) -> Generator[tuple[ShardPlan, int, Future[EpisodeSample]], None, None]:
     """Yields every episode of ``todo`` in order with its build future, keeping ``lookahead`` in flight."""
     jobs = ((s, ep) for s in todo for ep in s.episodes)
     window: deque[tuple[ShardPlan, int, Future[EpisodeSample]]] = deque()
-    with ThreadPoolExecutor(workers, thread_name_prefix="lerobot-wds-episode") as pool:
-        try:
-            for shard, ep in jobs:
-                window.append((shard, ep, pool.submit(build_episode, source, ep)))
-                if len(window) >= lookahead:
-                    yield window.popleft()
-            while window:
+    try:
+        for shard, ep in jobs:
+            window.append((shard, ep, pool.submit(build_episode, source, ep)))
+            if len(window) >= lookahead:
                 yield window.popleft()
-        finally:
-            for _, _, fut in window:
-                fut.cancel()
+        while window:
+            yield window.popleft()
+    finally:
+        for _, _, fut in window:
+            fut.cancel()
 
 
 def _write_shards(
@@ -231,11 +259,19 @@ def _write_shards(
     bars: dict[str, tqdm],
 ) -> int:
     """Writes each shard of ``todo`` to staging and queues its upload; returns the bytes written."""
-    built = _built(source, todo, cfg.workers, cfg.lookahead)
+    pool = ThreadPoolExecutor(cfg.workers, thread_name_prefix="lerobot-wds-episode")
+    built = _built(pool, source, todo, cfg.lookahead)
+    join = True
     try:
         return _write_all(source, todo, keys, cfg, staging, uploader, bars, built)
+    except Interrupted:
+        # builds only read the source and their results are dropped: a signal does not wait for the ones in
+        # flight (a read sleeping between retries could hold the exit for many seconds)
+        join = False
+        raise
     finally:
-        built.close()  # cancels queued builds and joins the pool when the writer stops early
+        built.close()  # cancels queued builds when the writer stops early
+        pool.shutdown(wait=join, cancel_futures=True)
 
 
 def _write_all(
@@ -255,7 +291,7 @@ def _write_all(
         local = staging.path(f"shard-{shard.index:06d}")
         episodes: list[int] = []
         skipped: list[dict[str, object]] = []
-        with open(local, "wb") as f:
+        with staging.open(local, what=name, expect_bytes=shard.est_bytes) as f:
             writer = ShardWriter(f, name=name)
             for _ in shard.episodes:
                 _, ep, fut = next(built)
@@ -274,10 +310,18 @@ def _write_all(
             size, sha = writer.close()
         staging.account(local.name, size)
         frames = sum(source.episodes[e].length for e in episodes)
-        extents = [EpisodeExtent(e, source.episodes[e].length, off, n, digest)
-                   for e, (off, n, digest) in zip(episodes, writer.extents, strict=True)]  # fmt: skip
-        info = ShardInfo(path=name, bytes=size if episodes else 0, sha256=sha if episodes else "",
-                         episodes=episodes, frames=frames, extents=extents)  # fmt: skip
+        extents = [
+            EpisodeExtent(e, source.episodes[e].length, off, n, digest)
+            for e, (off, n, digest) in zip(episodes, writer.extents, strict=True)
+        ]
+        info = ShardInfo(
+            path=name,
+            bytes=size if episodes else 0,
+            sha256=sha if episodes else "",
+            episodes=episodes,
+            frames=frames,
+            extents=extents,
+        )
         uploader.submit(local, ShardRecord(shard=info, skipped=skipped, plan_key=keys[shard.index]), shard.index)
         written += info.bytes
     return written

@@ -43,6 +43,7 @@ class Sink(Protocol):
     def sha256(self, rel: str) -> str: ...
     def glob(self, rel_pattern: str) -> list[str]: ...
     def remove_partials(self, rel: str) -> None: ...
+    def sweep_partials(self) -> None: ...
 
 
 class LocalSink:
@@ -77,10 +78,16 @@ class LocalSink:
 
     def put_bytes(self, data: bytes, rel: str) -> None:
         final = self._path(rel)
-        final.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._partial(final)
-        tmp.write_bytes(data)
-        os.replace(tmp, final)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
+            os.replace(tmp, final)
+        except BaseException as e:  # a failed write or a signal (SIGTERM) leaves no temp file behind
+            tmp.unlink(missing_ok=True)
+            if isinstance(e, OSError):
+                raise SinkError(f"{final}: cannot write ({type(e).__name__}: {e})") from e
+            raise
 
     def size(self, rel: str) -> int | None:
         try:
@@ -109,6 +116,16 @@ class LocalSink:
         final = self._path(rel)
         for p in final.parent.glob(f".{final.name}.partial-*"):
             p.unlink(missing_ok=True)
+
+    def sweep_partials(self) -> None:
+        """Deletes every temp file under the root; only safe once no writer is left (``finalize``).
+
+        A run killed between writing a temp file and renaming it (meta/, records) leaves one behind; the
+        re-run writes the file under another temp name, so nothing else would ever remove it.
+        """
+        for p in self.root.rglob(".*.partial-*"):
+            if p.is_file():
+                p.unlink(missing_ok=True)
 
 
 class FsspecSink:
@@ -179,6 +196,9 @@ class FsspecSink:
         )
 
     def remove_partials(self, rel: str) -> None:
+        """Nothing to do: object stores keep no partial object under any name."""
+
+    def sweep_partials(self) -> None:
         """Nothing to do: object stores keep no partial object under any name."""
 
 

@@ -6,10 +6,17 @@ directory therefore records its owner (host, pid and process start time) in :dat
 removes sibling staging directories whose owner is on this host and provably dead: its pid is gone, a zombie,
 or now belongs to a process started at another time (a reused pid). A directory whose owner is alive, on
 another host, unknown (no or unreadable owner file) or another user is never touched.
+
+The owner record is written just after the directory is created, so a run killed in between (or while
+removing its directory) would leave a directory without one. The directory's name therefore carries its
+owner from the first moment (:func:`staging_prefix`: a tag of the host and the pid); without a record, a
+directory so named is swept when that pid is gone, a zombie, or belongs to a process started after the
+directory was last modified.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -70,6 +77,33 @@ class Owner:
             return False
 
 
+def _host_tag(host: str) -> str:
+    return hashlib.sha256(host.encode()).hexdigest()[:8]
+
+
+def staging_prefix() -> str:
+    """The name prefix of this process's staging directories: ``lerobot-wds-staging-<host tag>-<pid>-``."""
+    return f"{STAGING_PREFIX}{_host_tag(socket.gethostname())}-{os.getpid()}-"
+
+
+def _named_owner_is_dead(d: Path) -> bool:
+    """For a directory without an owner record: True when its name says this host and a pid provably gone."""
+    parts = d.name[len(STAGING_PREFIX) :].split("-")  # <host tag>-<pid>-<mkdtemp's suffix: no dash>
+    if len(parts) != 3 or parts[0] != _host_tag(socket.gethostname()) or not parts[1].isdigit():
+        return False
+    try:
+        modified = d.stat().st_mtime
+        proc = psutil.Process(int(parts[1]))
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return True
+        # the creator started before it made (and last changed) the directory: a later start is a reused pid
+        return proc.create_time() > modified + _START_TOLERANCE_S
+    except psutil.NoSuchProcess:
+        return True
+    except (psutil.Error, OSError):
+        return False
+
+
 def write_owner(directory: Path) -> None:
     """Records this process as the owner of ``directory`` (atomically: a sweeper never reads half a file)."""
     tmp = directory / f".{OWNER_FILE}.tmp"
@@ -106,21 +140,21 @@ def sweep_stale(base: Path, *, keep: Path | None = None) -> SweepResult:
         if uid != os.getuid():
             continue  # another user's run: with /proc mounted hidepid its live processes look dead to us
         owner = Owner.read(d)
-        if owner is None:
+        if owner is None and not _named_owner_is_dead(d):
             unowned.append(d)
             continue
-        if not owner.is_dead():
+        if owner is not None and not owner.is_dead():
             continue
         nbytes = _tree_bytes(d)
         shutil.rmtree(d, ignore_errors=True)  # another run sweeping at the same time may remove files first
+        who = f"pid {owner.pid} on {owner.host}" if owner else f"pid {d.name.split('-')[-2]}, no owner record"
         if d.exists():
-            log.warning("could not fully remove stale staging dir %s of dead pid %d", d, owner.pid)
+            log.warning("could not fully remove stale staging dir %s of dead %s", d, who)
             continue
         removed.append(d)
         freed += nbytes
         # warning, not info: the CLI configures no logging, and a leaked staging dir means a run was killed
-        log.warning("removed staging dir %s left by killed run (pid %d on %s): %d bytes freed",
-                    d, owner.pid, owner.host, nbytes)  # fmt: skip
+        log.warning("removed staging dir %s left by killed run (%s): %d bytes freed", d, who, nbytes)
     _report_unowned(base, unowned)
     return SweepResult(tuple(removed), freed, tuple(unowned))
 
@@ -132,8 +166,13 @@ def _report_unowned(base: Path, unowned: list[Path]) -> None:
         return
     _reported_unowned.update(str(d) for d in new)
     names = ", ".join(d.name for d in new[:5]) + (", ..." if len(new) > 5 else "")
-    log.warning("leaving %d staging dir(s) in %s alone: no owner record (left by an older version, or being "
-                "created right now): %s", len(new), base, names)  # fmt: skip
+    log.warning(
+        "leaving %d staging dir(s) in %s alone: no owner record (left by an older version, or being "
+        "created right now): %s",
+        len(new),
+        base,
+        names,
+    )
 
 
 def _tree_bytes(d: Path) -> int:

@@ -11,9 +11,15 @@ import hashlib
 import io
 import tarfile
 from collections.abc import Sequence
-from typing import BinaryIO
+from typing import Protocol
 
 from lerobot_wds.reader.format import LeRobotWdsError
+
+
+class Writable(Protocol):
+    """Where a shard's bytes go: a file opened for binary writing, or staging's guarded file."""
+
+    def write(self, data: bytes, /) -> int: ...
 
 
 class TarWriteError(LeRobotWdsError, ValueError):
@@ -23,7 +29,7 @@ class TarWriteError(LeRobotWdsError, ValueError):
 class _HashingWriter(io.RawIOBase):
     """A write-only file object that hashes and counts what it passes to the underlying file."""
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: Writable) -> None:
         self._raw = raw
         self.sha256 = hashlib.sha256()
         self.bytes = 0
@@ -65,7 +71,7 @@ class ShardWriter:
             size, sha = w.close()
     """
 
-    def __init__(self, fileobj: BinaryIO, *, name: str) -> None:
+    def __init__(self, fileobj: Writable, *, name: str) -> None:
         self.name = name
         # headers and padding are written by hand (as tarfile would): strictly sequential, and an aborted
         # shard leaves no tarfile object behind that tries to finish the archive when collected

@@ -41,6 +41,18 @@ def s3_output_bytes(fs: Any, prefix: str) -> dict[str, bytes]:
     return out
 
 
+def all_bytes(root: Path) -> dict[str, bytes]:
+    """Returns ``{relative path: bytes}`` of every file under ``root``: bookkeeping and temp files included."""
+    root = Path(root)
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def s3_all_bytes(fs: Any, prefix: str) -> dict[str, bytes]:
+    """Same as :func:`all_bytes` for an s3fs prefix ``bucket/path``."""
+    fs.invalidate_cache()
+    return {full[len(prefix) + 1 :]: fs.cat_file(full) for full in sorted(fs.find(prefix))}
+
+
 def read_manifest(root: Path) -> Manifest:
     return Manifest.from_json_bytes((Path(root) / "manifest.json").read_bytes())
 

@@ -23,14 +23,31 @@ def test_every_domain_error_derives_from_the_root() -> None:
     from lerobot_wds.convert.retry import RetryError
     from lerobot_wds.convert.sink import SinkError
     from lerobot_wds.convert.source import SourceError
+    from lerobot_wds.convert.staging import StagingError
     from lerobot_wds.convert.tarwriter import TarWriteError
     from lerobot_wds.reader.errors import FrameDecodeError, IntegrityError, ShardFormatError, ShardReadError
     from lerobot_wds.reader.format import FormatError
     from lerobot_wds.tools.bench.loaders import BenchError
 
-    errors = [ConfigError, EpisodeError, FinalizeError, Mp4Error, ConvertError, PlanError, RetryError, SinkError,
-              SourceError, TarWriteError, FrameDecodeError, IntegrityError, ShardFormatError, ShardReadError,
-              FormatError, BenchError]  # fmt: skip
+    errors = [
+        ConfigError,
+        EpisodeError,
+        FinalizeError,
+        Mp4Error,
+        ConvertError,
+        PlanError,
+        RetryError,
+        SinkError,
+        SourceError,
+        StagingError,
+        TarWriteError,
+        FrameDecodeError,
+        IntegrityError,
+        ShardFormatError,
+        ShardReadError,
+        FormatError,
+        BenchError,
+    ]
     assert [e.__name__ for e in errors if not issubclass(e, lerobot_wds.LeRobotWdsError)] == []
 
 
@@ -48,8 +65,9 @@ def test_every_domain_error_derives_from_the_root() -> None:
     ids=lambda a: " ".join(a[:2]),
 )
 def test_bad_input_is_one_line_without_traceback(args: list[str], tmp_path: Path) -> None:
-    proc = subprocess.run([*CLI, *(a.replace("{tmp}", str(tmp_path)) for a in args)], capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [*CLI, *(a.replace("{tmp}", str(tmp_path)) for a in args)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode in (1, 2), (proc.returncode, proc.stderr[-2000:])
     assert "Traceback" not in proc.stderr + proc.stdout
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("running {")]

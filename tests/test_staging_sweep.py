@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import psutil
 import pytest
 
 from lerobot_wds.convert.staging import StagingArea
-from lerobot_wds.convert.staging_sweep import OWNER_FILE
+from lerobot_wds.convert.staging_sweep import OWNER_FILE, staging_prefix
 
 # a process that creates a staging area, stages 1000 bytes in it, prints the dir and waits to be killed
 _OWNER_SCRIPT = """
@@ -34,8 +35,9 @@ sys.stdin.read()
 
 
 def _start_owner(base: Path) -> tuple[subprocess.Popen, Path]:
-    proc = subprocess.Popen([sys.executable, "-c", _OWNER_SCRIPT, str(base)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _OWNER_SCRIPT, str(base)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     line = proc.stdout.readline().strip()
     if not line:
         proc.kill()
@@ -119,10 +121,40 @@ def test_dir_without_owner_record_is_kept_and_reported_once(tmp_path, caplog):
         areas = [StagingArea(str(tmp_path), 2) for _ in range(2)]
     assert d.is_dir() and bad.is_dir()
     assert areas[0].swept.kept_unowned == (bad, d) and areas[1].swept.kept_unowned == (bad, d)
-    assert caplog.messages == [f"leaving 2 staging dir(s) in {tmp_path} alone: no owner record (left by an older "
-                               f"version, or being created right now): {bad.name}, {d.name}"]  # fmt: skip
+    assert caplog.messages == [
+        f"leaving 2 staging dir(s) in {tmp_path} alone: no owner record (left by an older "
+        f"version, or being created right now): {bad.name}, {d.name}"
+    ]
     for area in areas:
         area.cleanup()
+
+
+_MKDTEMP_AND_EXIT = """
+import sys, tempfile
+from lerobot_wds.convert.staging_sweep import staging_prefix
+print(tempfile.mkdtemp(prefix=staging_prefix(), dir=sys.argv[1]))
+"""
+
+
+def test_dir_without_owner_record_is_swept_when_its_name_names_a_dead_pid(tmp_path):
+    # what a run killed between creating its staging dir and writing its owner record leaves
+    proc = subprocess.run(
+        [sys.executable, "-c", _MKDTEMP_AND_EXIT, str(tmp_path)], capture_output=True, text=True, check=True
+    )
+    dead = Path(proc.stdout.strip())
+    (dead / "shard-000000.staging").write_bytes(bytes(100))
+    live = Path(tempfile.mkdtemp(prefix=staging_prefix(), dir=tmp_path))  # this process's: alive
+    reused = tmp_path / f"{staging_prefix()}reused00"  # this pid, but changed before this process started
+    reused.mkdir()
+    before = psutil.Process().create_time() - 60
+    os.utime(reused, (before, before))
+    pid = dead.name.split("-")[-2]
+    elsewhere = tmp_path / f"lerobot-wds-staging-{'0' * 8}-{pid}-abcdefgh"  # another host's tag
+    elsewhere.mkdir()
+    area = StagingArea(str(tmp_path), 2)
+    assert sorted(area.swept.removed) == sorted([dead, reused]) and area.swept.freed_bytes == 100
+    assert area.swept.kept_unowned == tuple(sorted([elsewhere, live])) and live.is_dir() and elsewhere.is_dir()
+    area.cleanup()
 
 
 def _host() -> str:

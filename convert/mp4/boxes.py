@@ -9,9 +9,9 @@ every step consumes at least one box header.
 from __future__ import annotations
 
 import struct
-from typing import Literal, overload
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Literal, overload
 
 from lerobot_wds.reader.format import LeRobotWdsError
 
