@@ -17,7 +17,7 @@ from typing import Any, Protocol, TypeVar
 
 import fsspec
 
-from lerobot_wds.convert.retry import RetryError, is_transient, with_retries
+from lerobot_wds.reader.retry import RetryError, RetryPolicy, is_transient, with_retries
 
 T = TypeVar("T")
 
@@ -146,9 +146,8 @@ class FsspecSink:
         def count(_attempt: int, _exc: BaseException) -> None:
             self.retries += 1
 
-        return with_retries(
-            fn, what=what, attempts=self._attempts, backoff_s=self._backoff_s, on_retry=count, error=SinkError
-        )
+        policy = RetryPolicy(attempts=self._attempts, backoff_s=self._backoff_s)
+        return with_retries(fn, what=what, policy=policy, on_retry=count, error=SinkError)
 
     def put_file(self, local_path: str, rel: str) -> None:
         """Uploads ``local_path`` to ``rel`` (retrying transient errors), then deletes the local file."""

@@ -156,7 +156,6 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         self._consumed: dict[int, int] = {}
         self._resume: dict[str, Any] | None = None
         self._last_source: FramePool | None = None
-        self._last_errors: ErrorCounter | None = None
         self._last_ring: SlotRing | None = None
         self._last_reads: ReadCounters | None = None
 
@@ -223,7 +222,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
             hint_ranged(topo.slots, len(self.manifest.shards))
         errors = ErrorCounter(self.on_error, on_skip=board_row.record if board_row is not None else None)
         frames = FramePool(self.decode_config)
-        self._last_source, self._last_errors = frames, errors
+        self._last_source = frames
         reads = self._last_reads = ReadCounters()
         in_worker = torch.utils.data.get_worker_info() is not None
         if in_worker and self.decode_config.tune_worker_malloc:
@@ -317,7 +316,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
     def __getstate__(self) -> dict[str, Any]:
         # Iteration state (decoders, caches) never travels to workers or into pickles.
         state = dict(self.__dict__)
-        state["_last_source"] = state["_last_errors"] = state["_last_ring"] = state["_last_reads"] = None
+        state["_last_source"] = state["_last_ring"] = state["_last_reads"] = None
         return state
 
     def __repr__(self) -> str:

@@ -20,13 +20,13 @@ def test_every_domain_error_derives_from_the_root() -> None:
     from lerobot_wds.convert.mp4 import Mp4Error
     from lerobot_wds.convert.pipeline import ConvertError
     from lerobot_wds.convert.plan import PlanError
-    from lerobot_wds.convert.retry import RetryError
     from lerobot_wds.convert.sink import SinkError
     from lerobot_wds.convert.source import SourceError
     from lerobot_wds.convert.staging import StagingError
     from lerobot_wds.convert.tarwriter import TarWriteError
     from lerobot_wds.reader.errors import FrameDecodeError, IntegrityError, ShardFormatError, ShardReadError
     from lerobot_wds.reader.format import FormatError
+    from lerobot_wds.reader.retry import RetryError
     from lerobot_wds.tools.bench.loaders import BenchError
 
     errors = [

@@ -17,9 +17,9 @@ from lerobot_wds.convert.plan import (
     select_episodes,
     select_part,
 )
-from lerobot_wds.convert.retry import RetryError, is_transient, with_retries
 from lerobot_wds.convert.source.lru import LoadingLRU
 from lerobot_wds.convert.tarwriter import ShardWriter, TarWriteError
+from lerobot_wds.reader.retry import RetryError, RetryPolicy, is_transient, with_retries
 
 
 def est(sizes: list[int]) -> list[EpisodeEstimate]:
@@ -128,12 +128,13 @@ def test_retry_classification_and_backoff():
 
     seen = []
     assert (
-        with_retries(flaky, what="upload x", attempts=3, backoff_s=0, on_retry=lambda a, e: seen.append(a)) == "ok"
+        with_retries(flaky, what="upload x", policy=RetryPolicy(3, 0), on_retry=lambda a, e: seen.append(a))
+        == "ok"
     )
     assert seen == [1, 2]
     with pytest.raises(RetryError, match=r"upload y: permanent error \(PermissionError"):
         with_retries(
-            lambda: (_ for _ in ()).throw(PermissionError("denied")), what="upload y", attempts=5, backoff_s=0
+            lambda: (_ for _ in ()).throw(PermissionError("denied")), what="upload y", policy=RetryPolicy(5, 0)
         )
 
 

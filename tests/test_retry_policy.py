@@ -12,7 +12,6 @@ from fsspec.exceptions import FSTimeoutError
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from lerobot_wds.convert import retry as convert_retry
 from lerobot_wds.reader.errors import ShortReadError
 from lerobot_wds.reader.format import LeRobotWdsError
 from lerobot_wds.reader.retry import (
@@ -90,9 +89,8 @@ def test_the_options_are_the_only_differences() -> None:
     assert all(is_denied(e) and RetryPolicy(retry_denied=True).is_transient(e) for e in denied)
     assert not any(is_denied(e) for e in [FileNotFoundError(), http_error(404), http_error(503)])
     assert not RetryPolicy(retry_short_reads=False).is_transient(ShortReadError("short"))
-    # the module-level default is the policy without options, and the converter's face is the same function
+    # the module-level default is the policy without options (the converter and verify call it directly)
     assert all(is_transient(e) for e in TRANSIENT) and not any(is_transient(e) for e in PERMANENT)
-    assert convert_retry.is_transient is is_transient and convert_retry.RetryError is RetryError
     assert issubclass(RetryError, LeRobotWdsError)
 
 

@@ -12,7 +12,7 @@ import os
 import fsspec
 
 from lerobot_wds.convert.mp4.boxes import ReadFn
-from lerobot_wds.convert.retry import read_with_retries, with_retries
+from lerobot_wds.reader.retry import RetryPolicy, read_with_retries, with_retries
 
 
 def file_reader(
@@ -20,22 +20,21 @@ def file_reader(
 ) -> tuple[ReadFn, int]:
     """Returns a thread-safe ``read(offset, length)`` over ``path`` on ``fs`` and the file's size.
 
-    Remote reads retry transient errors ``attempts`` times with exponential backoff (``convert.retry``).
+    Remote reads retry transient errors ``attempts`` times with exponential backoff (the one retry policy,
+    :mod:`lerobot_wds.reader.retry`).
     """
     protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
     if "file" in protocols or "local" in protocols:
         reader = LocalReader(path)
         return reader, reader.size
-    size = read_with_retries(
-        lambda: int(fs.size(path)), what=f"size of {path}", attempts=attempts, backoff_s=backoff_s
-    )
+    policy = RetryPolicy(attempts=attempts, backoff_s=backoff_s)
+    size = read_with_retries(lambda: int(fs.size(path)), what=f"size of {path}", policy=policy)
 
     def read_remote(offset: int, length: int) -> bytes:
         return with_retries(
             lambda: fs.cat_file(path, start=offset, end=offset + length),
             what=f"read {path} bytes {offset}..{offset + length}",
-            attempts=attempts,
-            backoff_s=backoff_s,
+            policy=policy,
         )
 
     return read_remote, size

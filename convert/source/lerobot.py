@@ -21,9 +21,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lerobot_wds.convert.mp4 import ReadFn, TrackIndex, file_reader, parse_track_index
-from lerobot_wds.convert.retry import read_with_retries
 from lerobot_wds.convert.source.lru import LoadingLRU
 from lerobot_wds.reader.format import FormatError, LeRobotWdsError
+from lerobot_wds.reader.retry import RetryPolicy, read_with_retries
 from lerobot_wds.reader.source import read_tasks
 from lerobot_wds.reader.timeouts import DEFAULT_READ_TIMEOUT_S, with_read_timeout
 
@@ -74,6 +74,7 @@ class LeRobotSource:
     ) -> None:
         self.url = url.rstrip("/")
         self.attempts, self.backoff_s = attempts, backoff_s
+        self._policy = RetryPolicy(attempts=attempts, backoff_s=backoff_s)
         # http(s) / s3: a stalled server raises a read timeout (retried) instead of hanging; options may set theirs
         options = with_read_timeout(url, options or {}, DEFAULT_READ_TIMEOUT_S)
         self.fs, root = fsspec.core.url_to_fs(url, **options)
@@ -107,7 +108,7 @@ class LeRobotSource:
 
     def _retry(self, fn: Callable[[], T], what: str) -> T:
         """Runs a source read, retrying transient errors; missing files still raise FileNotFoundError."""
-        return read_with_retries(fn, what=what, attempts=self.attempts, backoff_s=self.backoff_s)
+        return read_with_retries(fn, what=what, policy=self._policy)
 
     def read_bytes(self, rel: str) -> bytes:
         """Reads a whole (small) file; raises SourceError naming it when it is missing."""
