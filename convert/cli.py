@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -121,7 +120,6 @@ def run_convert(args: argparse.Namespace) -> int:
     """
     from lerobot_wds.convert.interrupt import Interrupted, stop_on_signals
 
-    _quiet_unretrieved_async_errors()
     try:
         with stop_on_signals():
             return _convert(args)
@@ -131,25 +129,6 @@ def run_convert(args: argparse.Namespace) -> int:
     except _domain_errors() as e:
         print(f"lerobot-wds convert: error: {e}", file=sys.stderr)
         return 1
-
-
-class _UnretrievedAsyncErrors(logging.Filter):
-    """Drops asyncio's "... exception was never retrieved" reports (each with a traceback).
-
-    aiohttp (under s3fs, gcsfs) leaves one behind when a connection is reset mid-request: the request already
-    failed, was retried and, if it kept failing, is reported by the converter as one line.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(
-            ("Task exception was never retrieved", "Future exception was never retrieved")
-        )
-
-
-def _quiet_unretrieved_async_errors() -> None:
-    log = logging.getLogger("asyncio")
-    if not any(isinstance(f, _UnretrievedAsyncErrors) for f in log.filters):
-        log.addFilter(_UnretrievedAsyncErrors())
 
 
 def _convert(args: argparse.Namespace) -> int:

@@ -100,3 +100,53 @@ def test_skipped_episodes_are_listed(small_lerobot_dataset, tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[6] == "skipped:  1 episodes"
     assert lines[7].startswith("  episode 2: ") and FRONT in lines[7]
+
+
+def _rewrite_shard0(src: Path, dest: Path, first_member: bytes | None = None, garbage: bool = False) -> Path:
+    """A copy of ``src`` whose shard 0 has its first member replaced (or is garbage), manifest bytes updated."""
+    import dataclasses
+    import io
+    import random
+    import tarfile
+
+    root = Path(shutil.copytree(src, dest))
+    path = root / "shards" / "shard-000000.tar"
+    if garbage:
+        path.write_bytes(random.Random(7).randbytes(path.stat().st_size))
+    else:
+        out = io.BytesIO()
+        with tarfile.open(path) as tin, tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tout:
+            for i, info in enumerate(tin.getmembers()):
+                data = tin.extractfile(info).read()
+                if i == 0 and first_member is not None:
+                    data, info.size = first_member, len(first_member)
+                tout.addfile(info, io.BytesIO(data))
+        path.write_bytes(out.getvalue())
+    manifest = Manifest.from_json_bytes((root / "manifest.json").read_bytes())
+    shards = [dataclasses.replace(manifest.shards[0], bytes=path.stat().st_size), *manifest.shards[1:]]
+    (root / "manifest.json").write_bytes(dataclasses.replace(manifest, shards=shards).to_json_bytes())
+    return root
+
+
+def test_a_first_member_longer_than_the_head_read_is_read_whole(converted, tmp_path, http_dir_server, capsys):
+    import tarfile
+
+    with tarfile.open(converted / "shards" / "shard-000000.tar") as tar:
+        first = tar.extractfile(tar.getmembers()[0]).read()
+    padded = first + b" " * 40_000  # still the same JSON; the member now spans past the first 16 KiB read
+    root = _rewrite_shard0(converted, tmp_path / "padded", first_member=padded)
+    server = http_dir_server(root)
+    assert main(["inspect", server.url, "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    cams = s["cameras"]
+    assert (s["cameras_from_episode"], cams[WRIST]["width"], cams[FRONT]["codec"]) == (0, 96, "av1")
+    shard0 = server.stats().for_path("/shards/shard-000000.tar")
+    assert [r.method for r in shard0] == ["GET", "GET"]  # 16 KiB, then exactly the member's span
+    assert sum(r.bytes_sent for r in shard0) == 16 * 1024 + 512 + len(padded)  # one header block, then the data
+
+
+def test_a_garbage_first_shard_is_one_line_naming_it(converted, tmp_path, capsys):
+    root = _rewrite_shard0(converted, tmp_path / "garbage", garbage=True)
+    assert main(["inspect", str(root)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "shards/shard-000000.tar: no complete first member" in err[0], err

@@ -7,16 +7,21 @@ is the first member of the first shard, read by streaming just the start of that
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 import tarfile
+from functools import partial
 from typing import Any
 
 import fsspec
 
 from lerobot_wds.reader.format import MANIFEST_NAME, EpisodeMeta, FormatError, Manifest
+from lerobot_wds.reader.retry import RetryPolicy, read_with_retries
 
-_HEAD_BLOCK = 16 * 1024  # remote files read in small blocks: only the shard's first member is wanted
+_HEAD_BYTES = 16 * 1024  # the first read of the first shard: only its first member (an episode JSON) is wanted
+_HEADER_MAX = 1024 * 1024  # a first member's headers (pax, long names) longer than this: not our shard
+_POLICY = RetryPolicy()  # the reader's defaults: 4 attempts, 0.5 s doubling backoff, a 403 fails at once
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,20 +38,55 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def first_episode_meta(fs: fsspec.AbstractFileSystem, root: str, manifest: Manifest) -> EpisodeMeta | None:
-    """Streams the first shard's first member, which must be its first episode's JSON; None without shards."""
+def first_episode_meta(
+    fs: fsspec.AbstractFileSystem, root: str, manifest: Manifest, policy: RetryPolicy = _POLICY
+) -> EpisodeMeta | None:
+    """Reads the first shard's first member, which must be its first episode's JSON; None without shards.
+
+    Only the shard's head is read: 16 KiB, then exactly as much as the first member's header says it spans (or,
+    for headers longer than that, 4x as much up to 1 MiB). Each read is retried under ``policy`` (a reset or a
+    stall of the store); the bytes are parsed here, so a malformed shard is a :class:`FormatError` naming it.
+    """
     if not manifest.shards:
         return None
-    shard = manifest.shards[0].path
-    with fs.open(f"{root}/{shard}", "rb", block_size=_HEAD_BLOCK) as f:
-        with tarfile.open(fileobj=f, mode="r|") as tar:  # stream mode: no seek to the end, no index
-            info = tar.next()
-            if info is None or not info.isfile() or not info.name.endswith(".json"):
-                found = "nothing" if info is None else repr(info.name)
-                raise FormatError(f"{shard}: first member is {found}, expected the first episode's <key>.json")
-            member = tar.extractfile(info)
-            assert member is not None  # a regular file (checked above) always has a reader
-            data = member.read()
+    shard = manifest.shards[0]
+    url, n = f"{root}/{shard.path}", min(_HEAD_BYTES, shard.bytes)
+    while True:
+        head = read_with_retries(partial(fs.cat_file, url, start=0, end=n), what=url, policy=policy)
+        try:
+            return _parse_first_member(head, shard.path)
+        except _Truncated as t:
+            more = t.needed if t.needed is not None else (4 * n if n < _HEADER_MAX else 0)
+            if len(head) < n or more <= n or n >= shard.bytes:
+                found = f"no complete first member in its first {len(head)} bytes ({t})"
+                raise FormatError(f"{shard.path}: {found}") from None
+            n = min(more, shard.bytes)
+
+
+class _Truncated(Exception):
+    """The head read ends inside the first member (``needed``: the bytes it spans) or its header (None)."""
+
+    def __init__(self, reason: str, needed: int | None = None) -> None:
+        super().__init__(reason)
+        self.needed = needed
+
+
+def _parse_first_member(head: bytes, shard: str) -> EpisodeMeta:
+    try:  # stream mode reads the first header on opening, and never seeks to the end
+        tar = tarfile.open(fileobj=io.BytesIO(head), mode="r|")
+        info = tar.next()
+    except tarfile.ReadError as e:
+        raise _Truncated(str(e)) from None
+    with tar:
+        if info is None or not info.isfile() or not info.name.endswith(".json"):
+            found = "nothing" if info is None else repr(info.name)
+            raise FormatError(f"{shard}: first member is {found}, expected the first episode's <key>.json")
+        span = info.offset_data + info.size
+        if span > len(head):
+            raise _Truncated(f"{info.name} spans {span} bytes", span)
+        member = tar.extractfile(info)
+        assert member is not None  # a regular file (checked above) always has a reader
+        data = member.read()
     return EpisodeMeta.from_json_bytes(data, where=f"{shard}/{info.name}")
 
 
@@ -111,9 +151,9 @@ def run(args: argparse.Namespace) -> int:
     fs, root = fsspec.core.url_to_fs(args.dest, **(args.dest_options or {}))
     root = root.rstrip("/")
     try:
-        manifest = Manifest.from_json_bytes(
-            fs.cat_file(f"{root}/{MANIFEST_NAME}"), where=f"{args.dest}/{MANIFEST_NAME}"
-        )
+        url = f"{root}/{MANIFEST_NAME}"
+        data = read_with_retries(lambda: fs.cat_file(url), what=f"{args.dest}/{MANIFEST_NAME}", policy=_POLICY)
+        manifest = Manifest.from_json_bytes(data, where=f"{args.dest}/{MANIFEST_NAME}")
         first = first_episode_meta(fs, root, manifest)
     except FileNotFoundError as e:
         print(
@@ -121,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    except (FormatError, tarfile.TarError) as e:
+    except FormatError as e:
         print(f"lerobot-wds inspect: {args.dest}: {e}", file=sys.stderr)
         return 1
     summary = summarize(manifest, first)
