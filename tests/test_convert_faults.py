@@ -41,10 +41,7 @@ from fault_helpers import (
 from lerobot_wds.convert.interrupt import Interrupted, signals_deferred, stop_on_signals
 from lerobot_wds.testing.http_server import LoopbackHTTPServer, ServeConfig
 
-SIGTERM_EXIT = 128 + signal.SIGTERM
-
-
-# -- SIGTERM --------------------------------------------------------------------------------------------------
+# -- SIGTERM, SIGINT---------------------------------------------------------------------------------------------
 
 
 def test_a_signal_is_raised_as_interrupted_but_waits_for_deferred_cleanup():
@@ -68,9 +65,11 @@ def test_a_signal_is_raised_as_interrupted_but_waits_for_deferred_cleanup():
     assert str(Interrupted(signal.SIGINT, 2, 4)) == "interrupted by SIGINT, 2 of 4 shards done" + resume
 
 
-def test_sigterm_after_first_shard_stops_cleanly_and_rerun_is_identical(
-    small_lerobot_dataset, http_dir_server, tmp_path
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_after_first_shard_stops_cleanly_and_rerun_is_identical(
+    small_lerobot_dataset, http_dir_server, tmp_path, sig
 ):
+    """SIGTERM (a scheduler's preemption) and SIGINT (Ctrl-C) to the process: exit 128 + signal, one line."""
     # a slow source (60 ms per request) keeps the converter busy for ~1 s after the first shard lands
     server = http_dir_server(small_lerobot_dataset.root, latency_ms=60)
     expected = reference(server.url, tmp_path / "ref")
@@ -78,15 +77,15 @@ def test_sigterm_after_first_shard_stops_cleanly_and_rerun_is_identical(
     args = convert_args(server.url, out, stage)
     proc = start(args)
     wait_until(lambda: (out / "shards/shard-000000.tar").exists(), "the first shard", proc)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     code = proc.wait(timeout=60)
     if code == 0:
-        pytest.fail("the run finished before SIGTERM reached it; nothing was interrupted")
+        pytest.fail(f"the run finished before {sig.name} reached it; nothing was interrupted")
     files = all_bytes(out)
     n = shards_done(files)
-    assert code == SIGTERM_EXIT and 1 <= n < 4
+    assert code == 128 + sig and 1 <= n < 4
     assert one_line(proc.stderr.read()) == (
-        f"lerobot-wds convert: interrupted by SIGTERM, {n} of 4 shards done; rerun the same command to resume"
+        f"lerobot-wds convert: interrupted by {sig.name}, {n} of 4 shards done; rerun the same command to resume"
     )
     assert list(stage.iterdir()) == []  # the staging dir is removed
     assert "manifest.json" not in files and not [r for r in files if Path(r).name.startswith(".")]
