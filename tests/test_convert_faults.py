@@ -41,7 +41,7 @@ from fault_helpers import (
 from lerobot_wds.convert.interrupt import Interrupted, signals_deferred, stop_on_signals
 from lerobot_wds.testing.http_server import LoopbackHTTPServer, ServeConfig
 
-# -- SIGTERM, SIGINT---------------------------------------------------------------------------------------------
+# -- SIGTERM, SIGINT --------------------------------------------------------------------------------------------
 
 
 def test_a_signal_is_raised_as_interrupted_but_waits_for_deferred_cleanup():
