@@ -34,12 +34,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from http.server import ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from lerobot_wds.testing.http_handler import bind_handler, parse_range
 from lerobot_wds.testing.http_state import RequestRecord, ServerState, Stats
@@ -75,6 +77,14 @@ class ServeConfig:
             raise ValueError(f"port must be in [0, 65535], got {self.port!r}")
 
 
+class _Server(ThreadingHTTPServer):
+    """Quiet about clients that go away mid-response (a killed or timed-out reader is what tests do)."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # BrokenPipe, ConnectionReset...
+            super().handle_error(request, client_address)
+
+
 class LoopbackHTTPServer:
     """Serves ``root`` over HTTP on a background thread; a context manager that yields itself."""
 
@@ -90,7 +100,7 @@ class LoopbackHTTPServer:
         self._thread: threading.Thread | None = None
 
     def _bind(self, port: int) -> ThreadingHTTPServer:
-        httpd = ThreadingHTTPServer((self._config.host, port), self._handler)  # SO_REUSEADDR: rebinds at once
+        httpd = _Server((self._config.host, port), self._handler)  # SO_REUSEADDR: rebinds at once
         httpd.daemon_threads = True
         return httpd
 
