@@ -27,13 +27,13 @@ from typing import Any
 
 import torch
 
+from lerobot_wds.reader.board import ReaderBoard
 from lerobot_wds.reader.decode import DecodeConfig
 from lerobot_wds.reader.epoch import SharedEpoch
 from lerobot_wds.reader.frames import FramePool
 from lerobot_wds.reader.pipeline import ReaderOptions, reader_stream
 from lerobot_wds.reader.resume import check_topology, loader_consumed, make_state, merge_state
 from lerobot_wds.reader.sample import SampleSpec
-from lerobot_wds.reader.skiplog import SkipBoard
 from lerobot_wds.reader.source import open_root
 from lerobot_wds.reader.splitting import SlotPlan, Uneven, plan_epoch
 from lerobot_wds.reader.stages import ErrorCounter, OnError
@@ -152,12 +152,11 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         if self._rank_world is None and detect_rank_world()[1] > 1:
             self._rank_world = detect_rank_world()  # captured now: spawned workers cannot see the process group
         self._epoch = SharedEpoch(0)
-        self._skips = SkipBoard()  # what on_error="skip" dropped, written by workers, read by stats()
+        self._board = ReaderBoard()  # skips and read retries, written by every reader, read by stats()
         self._consumed: dict[int, int] = {}
         self._resume: dict[str, Any] | None = None
         self._last_source: FramePool | None = None
         self._last_ring: SlotRing | None = None
-        self._last_reads: ReadCounters | None = None
 
     # --- epochs and topology -------------------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
@@ -198,7 +197,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         topo = self.topology()
         epoch = self.epoch
         plan = self.plan(topo, epoch)
-        board_row = self._skips.row(topo.worker)
+        board_row = self._board.row(topo.worker)
         if board_row is not None:
             board_row.reset(epoch, topo.num_workers)
         skip = 0
@@ -223,7 +222,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         errors = ErrorCounter(self.on_error, on_skip=board_row.record if board_row is not None else None)
         frames = FramePool(self.decode_config)
         self._last_source = frames
-        reads = self._last_reads = ReadCounters()
+        reads = ReadCounters(on_change=board_row.record_reads if board_row is not None else None)
         in_worker = torch.utils.data.get_worker_info() is not None
         if in_worker and self.decode_config.tune_worker_malloc:
             tune_worker_malloc()
@@ -291,24 +290,22 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
 
     # --- diagnostics -------------------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        """Decoder / frame cache counters of the last iteration in this process, and what ``on_error="skip"``
-        skipped in the last iteration of this dataset, summed over its DataLoader workers (see :mod:`skiplog`):
-        ``skipped_shards``, ``skipped_episodes`` and ``skip_messages`` (each reader's last reason).
-        ``read_retries`` / ``read_timeouts``: read attempts of the last iteration in this process that were
-        retried / that timed out (a stalled server); counted where the reads run, so in a DataLoader worker
-        read them there (e.g. in ``collate_fn``), or iterate with ``num_workers=0``."""
+        """Decoder / frame cache counters of the last iteration in this process; and, summed over the
+        DataLoader workers of this dataset's last iteration (see :mod:`board`): what ``on_error="skip"``
+        skipped (``skipped_shards``, ``skipped_episodes``, ``skip_messages``: each reader's last reason) and
+        the read attempts that were retried / that timed out on a stalled server (``read_retries``,
+        ``read_timeouts``)."""
         out: dict[str, Any] = {}
         if self._last_source is not None:
             out = {k: v.as_dict() for k, v in self._last_source.stats().items()}
             out["decoded_frames"] = self._last_source.decoded_frames
             out["delivered_frames"] = self._last_source.delivered_frames
             out["decode_calls"] = self._last_source.decode_calls
-        skips = self._skips.totals()
-        if skips is not None:
-            out["skipped_shards"], out["skipped_episodes"] = skips.skipped_shards, skips.skipped_episodes
-            out["skip_messages"] = list(skips.messages)
-        if self._last_reads is not None:
-            out.update(self._last_reads.as_dict())
+        totals = self._board.totals()
+        if totals is not None:
+            out["skipped_shards"], out["skipped_episodes"] = totals.skipped_shards, totals.skipped_episodes
+            out["skip_messages"] = list(totals.messages)
+            out["read_retries"], out["read_timeouts"] = totals.read_retries, totals.read_timeouts
         if self._last_ring is not None:
             out["batch_slots"] = {"created": self._last_ring.created, "reused": self._last_ring.reused}
         return out
@@ -316,7 +313,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
     def __getstate__(self) -> dict[str, Any]:
         # Iteration state (decoders, caches) never travels to workers or into pickles.
         state = dict(self.__dict__)
-        state["_last_source"] = state["_last_ring"] = state["_last_reads"] = None
+        state["_last_source"] = state["_last_ring"] = None
         return state
 
     def __repr__(self) -> str:

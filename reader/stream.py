@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,20 +93,21 @@ class ReadCounters:
     Attributes:
         retries: failed attempts that were retried.
         timeouts: failed attempts (retried or not) whose error was a read or connect timeout.
+        on_change: called with the counters after each failed attempt, under their lock (the dataset copies
+            them into its :class:`~lerobot_wds.reader.board.ReaderBoard` row, which the main process reads).
     """
 
     retries: int = 0
     timeouts: int = 0
+    on_change: Callable[[ReadCounters], None] | None = field(default=None, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def failed(self, exc: BaseException, *, retried: bool) -> None:
         with self._lock:
             self.retries += int(retried)
             self.timeouts += int(is_timeout(exc))
-
-    def as_dict(self) -> dict[str, int]:
-        with self._lock:
-            return {"read_retries": self.retries, "read_timeouts": self.timeouts}
+            if self.on_change is not None:
+                self.on_change(self)
 
 
 @dataclass(frozen=True)

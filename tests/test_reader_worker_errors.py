@@ -1,6 +1,6 @@
 """A mini-MP4 that opens but cannot be decoded, read by DataLoader workers: the error that reaches the main
 process is ours and names shard, episode and camera; ``on_error="skip"`` drops exactly that episode and the
-main process's ``stats()`` counts it (workers report through the dataset's shared skip board)."""
+main process's ``stats()`` counts it (workers report through the dataset's shared reader board)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ import torch
 
 import lerobot_wds
 from lerobot_wds import LeRobotWdsDataset, LeRobotWdsError
+from lerobot_wds.reader.board import ReaderBoard
 from lerobot_wds.reader.errors import FrameDecodeError
 from lerobot_wds.reader.format import episode_key, video_suffix
-from lerobot_wds.reader.skiplog import SkipBoard
 from lerobot_wds.reader.stages import ErrorCounter
 from lerobot_wds.testing.shards import RootSpec, garble_samples, make_root, read_identity
 
@@ -108,7 +108,7 @@ def test_decode_error_in_worker_skip_drops_the_episode_and_counts_it(garbled_roo
 
 
 def test_skip_counts_reach_the_main_process_from_spawned_workers(garbled_root: Path) -> None:
-    """Under spawn the dataset is pickled into each worker: the skip board travels as shared memory."""
+    """Under spawn the dataset is pickled into each worker: the reader board travels as shared memory."""
     ds = LeRobotWdsDataset(str(garbled_root), shuffle=False, on_error="skip")
     loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=WORKERS, multiprocessing_context="spawn")
     assert sum(1 for _ in loader) == sum(SPEC.lengths)
@@ -118,7 +118,7 @@ def test_skip_counts_reach_the_main_process_from_spawned_workers(garbled_root: P
 
 
 def test_skip_board_sums_the_newest_iteration() -> None:
-    board = SkipBoard()
+    board = ReaderBoard()
     assert board.totals() is None
 
     def start(worker: int, epoch: int, workers: int) -> ErrorCounter:
@@ -136,5 +136,5 @@ def test_skip_board_sums_the_newest_iteration() -> None:
     assert copy.deepcopy(board).totals() == totals  # pickled outside a worker start: a private snapshot
     quiet.handle(FrameDecodeError("é" * 2000), "episode")  # longer than a row holds: cut at a character
     first = board.totals().messages[0]
-    assert set(first) == {"é"} and 0 < len(first.encode()) <= 1024 - 48
+    assert set(first) == {"é"} and 0 < len(first.encode()) <= 1024 - 64
     assert board.row(10_000) is None  # beyond the board: such a worker's skips are logged only

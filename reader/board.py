@@ -1,19 +1,20 @@
-"""What ``on_error="skip"`` dropped, readable from the main process while DataLoader workers do the reading.
+"""What each reader skipped and how its reads fared, readable from the main process while workers read.
 
-A worker's :class:`~lerobot_wds.reader.stages.ErrorCounter` lives in the worker, so the dataset object the
-training loop holds would never see its counts. The dataset therefore owns a small shared-memory board
+A worker's :class:`~lerobot_wds.reader.stages.ErrorCounter` and
+:class:`~lerobot_wds.reader.stream.ReadCounters` live in the worker, so the dataset object the training loop
+holds would never see their counts. The dataset therefore owns a small shared-memory board
 (``multiprocessing.RawArray``, shared like :class:`~lerobot_wds.reader.epoch.SharedEpoch`: inherited under
 fork, passed by handle under spawn/forkserver, a private copy when pickled anywhere else) with one row per
 reader of this process: worker ``w`` of a DataLoader (or the process itself with ``num_workers=0``, row 0).
 
 A row is reset when its reader starts an iteration and stamped with (start time, epoch, worker count); each
-skip then updates its counts and its last reason. :meth:`SkipBoard.totals` sums the rows of the newest
-iteration (the rows sharing the newest row's epoch and worker count, so rows of an earlier DataLoader with
-more workers are left out). Read once the epoch is done (the DataLoader has handed out its last batch, which
-every worker sends only after its iterator finished) the counts are final; read mid-epoch, they are what was
-skipped so far. Counts are per reader: an episode whose anchors two readers share (see :mod:`splitting`)
-counts once for each reader that skipped it. Rows hold ``MAX_READERS`` readers; a worker beyond that still
-skips and logs, uncounted here.
+skip then updates its skip counts and its last reason, each failed read attempt its retry and timeout counts.
+:meth:`ReaderBoard.totals` sums the rows of the newest iteration (the rows sharing the newest row's epoch and
+worker count, so rows of an earlier DataLoader with more workers are left out). Read once the epoch is done
+(the DataLoader has handed out its last batch, which every worker sends only after its iterator finished) the
+counts are final; read mid-epoch, they are what happened so far. Counts are per reader: an episode whose
+anchors two readers share (see :mod:`splitting`) counts once for each reader that skipped it. Rows hold
+``MAX_READERS`` readers; a worker beyond that still skips, retries and logs, uncounted here.
 """
 
 from __future__ import annotations
@@ -30,22 +31,28 @@ import numpy as np
 
 if TYPE_CHECKING:
     from lerobot_wds.reader.stages import ErrorCounter
+    from lerobot_wds.reader.stream import ReadCounters
 
 log = logging.getLogger(__name__)
 
 MAX_READERS = 128
 ROW_BYTES = 1024
-_FIELDS = 6  # int64: start_ns, epoch, num_workers, skipped_shards, skipped_episodes, message length
+# int64 fields: start_ns, epoch, num_workers, skipped_shards, skipped_episodes, read_retries, read_timeouts,
+# length of the message
+_FIELDS = 8
 _TEXT = ROW_BYTES - 8 * _FIELDS  # bytes of the last reason (UTF-8, cut at a character boundary)
 
 
 @dataclass(frozen=True)
-class SkipTotals:
-    """Skips of one iteration over all its readers; ``messages``: the last reason of each reader that skipped."""
+class BoardTotals:
+    """One iteration over all its readers: skips (``messages``: the last reason of each reader that skipped),
+    and read attempts that were retried / that timed out."""
 
     skipped_shards: int
     skipped_episodes: int
     messages: tuple[str, ...]
+    read_retries: int = 0
+    read_timeouts: int = 0
 
 
 class ReaderRow:
@@ -63,11 +70,15 @@ class ReaderRow:
         """Copies the counter's counts and last message (called after every skip)."""
         text = counter.messages[-1].encode("utf-8")[:_TEXT].decode("utf-8", "ignore").encode("utf-8")
         self._text[: len(text)] = np.frombuffer(text, np.uint8)
-        self._ints[5] = len(text)
+        self._ints[7] = len(text)
         self._ints[3:5] = (counter.skipped_shards, counter.skipped_episodes)
 
+    def record_reads(self, counters: ReadCounters) -> None:
+        """Copies the read counters (called after every failed read attempt)."""
+        self._ints[5:7] = (counters.retries, counters.timeouts)
 
-class SkipBoard:
+
+class ReaderBoard:
     """The shared rows of every reader of one dataset object in this process tree (see the module docstring)."""
 
     def __init__(self, snapshot: bytes | None = None) -> None:
@@ -82,13 +93,15 @@ class SkipBoard:
         """The row of worker ``reader`` (0 without workers), None beyond ``MAX_READERS``."""
         if reader >= MAX_READERS:
             log.debug(
-                "worker %d is beyond the %d rows of the skip board: its skips are logged only", reader, MAX_READERS
+                "worker %d is beyond the %d rows of the reader board: its skips and retries are logged only",
+                reader,
+                MAX_READERS,
             )
             return None
         return ReaderRow(self._rows()[reader])
 
-    def totals(self) -> SkipTotals | None:
-        """Skips of the newest iteration (None before any reader started one)."""
+    def totals(self) -> BoardTotals | None:
+        """Counts of the newest iteration (None before any reader started one)."""
         rows = self._rows()
         ints = rows[:, : 8 * _FIELDS].view(np.int64).reshape(MAX_READERS, _FIELDS).copy()
         if not ints[:, 0].any():
@@ -101,9 +114,10 @@ class SkipBoard:
             if ints[r, 0] and ints[r, 1] == epoch and ints[r, 2] == workers
         ]
         messages = tuple(
-            bytes(rows[r, 8 * _FIELDS : 8 * _FIELDS + int(ints[r, 5])]).decode("utf-8") for r in keep if ints[r, 5]
+            bytes(rows[r, 8 * _FIELDS : 8 * _FIELDS + int(ints[r, 7])]).decode("utf-8") for r in keep if ints[r, 7]
         )
-        return SkipTotals(int(ints[keep, 3].sum()), int(ints[keep, 4].sum()), messages)
+        sums = [int(ints[keep, i].sum()) for i in (3, 4, 5, 6)]
+        return BoardTotals(sums[0], sums[1], messages, read_retries=sums[2], read_timeouts=sums[3])
 
     def __getstate__(self) -> dict[str, Any]:
         if get_spawning_popen() is not None:
