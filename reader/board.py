@@ -61,13 +61,23 @@ class ReaderRow:
     def __init__(self, row: np.ndarray) -> None:
         self._ints = row[: 8 * _FIELDS].view(np.int64)
         self._text = row[8 * _FIELDS :]
+        self._stamp = -1
 
     def reset(self, epoch: int, num_workers: int) -> None:
+        """Starts this reader's iteration on the row; only this view writes to it until the next reset."""
         self._ints[3:] = 0
-        self._ints[:3] = (time.time_ns(), epoch, num_workers)
+        self._stamp = time.time_ns()
+        self._ints[:3] = (self._stamp, epoch, num_workers)
+
+    def _current(self) -> bool:
+        # a read of an abandoned iteration may still be retrying in its background thread after the next
+        # iteration reset the row (through another view): its counts must not land in the new iteration's row
+        return int(self._ints[0]) == self._stamp
 
     def record(self, counter: ErrorCounter) -> None:
         """Copies the counter's counts and last message (called after every skip)."""
+        if not self._current():
+            return
         text = counter.messages[-1].encode("utf-8")[:_TEXT].decode("utf-8", "ignore").encode("utf-8")
         self._text[: len(text)] = np.frombuffer(text, np.uint8)
         self._ints[7] = len(text)
@@ -75,7 +85,8 @@ class ReaderRow:
 
     def record_reads(self, counters: ReadCounters) -> None:
         """Copies the read counters (called after every failed read attempt)."""
-        self._ints[5:7] = (counters.retries, counters.timeouts)
+        if self._current():
+            self._ints[5:7] = (counters.retries, counters.timeouts)
 
 
 class ReaderBoard:

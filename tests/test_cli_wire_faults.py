@@ -58,3 +58,16 @@ def test_reads_through_resets_print_the_verdict_and_no_traceback(root, s3_bucket
         assert report["ok"] is True and report["findings"] == [], report
     else:
         assert report["cameras_from_episode"] == 0 and report["cameras"]["observation.images.c"]["codec"], report
+
+
+def test_inspect_past_its_retries_is_one_line_naming_the_shard(root, http_dir_server) -> None:
+    server = http_dir_server(root)
+    server.inject_fault(f"/{SHARDS['inspect']}", fail_requests=100)  # 503 to every GET of the first shard
+    proc = _run(["inspect", server.url])
+    _no_traceback(proc)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith(
+        f"lerobot-wds inspect: error: {server.url}/{SHARDS['inspect']}: still failing after 4 attempts ("
+    ), lines[0]
+    assert len(server.stats().for_path(f"/{SHARDS['inspect']}")) == 4  # the reader's policy: 1 + 3 retries

@@ -102,8 +102,11 @@ def test_skipped_episodes_are_listed(small_lerobot_dataset, tmp_path, capsys):
     assert lines[7].startswith("  episode 2: ") and FRONT in lines[7]
 
 
-def _rewrite_shard0(src: Path, dest: Path, first_member: bytes | None = None, garbage: bool = False) -> Path:
-    """A copy of ``src`` whose shard 0 has its first member replaced (or is garbage), manifest bytes updated."""
+def _rewrite_shard0(
+    src: Path, dest: Path, first_member: bytes | None = None, garbage: bool = False, pax: dict | None = None
+) -> Path:
+    """A copy of ``src`` whose shard 0 has its first member replaced (or pax headers added to it, or is
+    garbage), manifest bytes updated."""
     import dataclasses
     import io
     import random
@@ -115,11 +118,14 @@ def _rewrite_shard0(src: Path, dest: Path, first_member: bytes | None = None, ga
         path.write_bytes(random.Random(7).randbytes(path.stat().st_size))
     else:
         out = io.BytesIO()
-        with tarfile.open(path) as tin, tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tout:
+        fmt = tarfile.PAX_FORMAT if pax else tarfile.USTAR_FORMAT
+        with tarfile.open(path) as tin, tarfile.open(fileobj=out, mode="w", format=fmt) as tout:
             for i, info in enumerate(tin.getmembers()):
                 data = tin.extractfile(info).read()
                 if i == 0 and first_member is not None:
                     data, info.size = first_member, len(first_member)
+                if i == 0 and pax:
+                    info.pax_headers = pax
                 tout.addfile(info, io.BytesIO(data))
         path.write_bytes(out.getvalue())
     manifest = Manifest.from_json_bytes((root / "manifest.json").read_bytes())
@@ -141,8 +147,8 @@ def test_a_first_member_longer_than_the_head_read_is_read_whole(converted, tmp_p
     cams = s["cameras"]
     assert (s["cameras_from_episode"], cams[WRIST]["width"], cams[FRONT]["codec"]) == (0, 96, "av1")
     shard0 = server.stats().for_path("/shards/shard-000000.tar")
-    assert [r.method for r in shard0] == ["GET", "GET"]  # 16 KiB, then exactly the member's span
-    assert sum(r.bytes_sent for r in shard0) == 16 * 1024 + 512 + len(padded)  # one header block, then the data
+    assert [r.method for r in shard0] == ["GET", "GET"]  # 16 KiB, then the rest of the member's span
+    assert sum(r.bytes_sent for r in shard0) == 512 + len(padded)  # one header block and the data, read once
 
 
 def test_a_garbage_first_shard_is_one_line_naming_it(converted, tmp_path, capsys):
@@ -150,3 +156,17 @@ def test_a_garbage_first_shard_is_one_line_naming_it(converted, tmp_path, capsys
     assert main(["inspect", str(root)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "shards/shard-000000.tar: no complete first member" in err[0], err
+
+
+def test_a_first_member_header_longer_than_the_head_read_grows_the_read(
+    converted, tmp_path, http_dir_server, capsys
+):
+    root = _rewrite_shard0(converted, tmp_path / "pax", pax={"comment": "x" * 40_000})  # a 40 kB pax header
+    server = http_dir_server(root)
+    assert main(["inspect", server.url, "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert (s["cameras_from_episode"], s["cameras"][WRIST]["width"]) == (0, 96)
+    shard0 = server.stats().for_path("/shards/shard-000000.tar")
+    size = (root / "shards" / "shard-000000.tar").stat().st_size
+    assert [r.method for r in shard0] == ["GET", "GET"]  # 16 KiB, then on to 64 KiB: header and member inside
+    assert sum(r.bytes_sent for r in shard0) == min(64 * 1024, size) and size > 64 * 1024

@@ -138,3 +138,25 @@ def test_skip_board_sums_the_newest_iteration() -> None:
     first = board.totals().messages[0]
     assert set(first) == {"é"} and 0 < len(first.encode()) <= 1024 - 64
     assert board.row(10_000) is None  # beyond the board: such a worker's skips are logged only
+
+
+def test_reader_board_sums_read_counts_and_ignores_an_abandoned_iteration() -> None:
+    from lerobot_wds.reader.stream import ReadCounters
+
+    board = ReaderBoard()
+    first = board.row(0)
+    first.reset(0, 2)
+    abandoned = ReadCounters(on_change=first.record_reads)
+    abandoned.failed(ConnectionResetError("reset"), retried=True)
+    assert (board.totals().read_retries, board.totals().read_timeouts) == (1, 0)
+    rows = [board.row(0), board.row(1)]  # the next iteration: both workers reset their rows
+    for row in rows:
+        row.reset(1, 2)
+    a, b = (ReadCounters(on_change=row.record_reads) for row in rows)
+    a.failed(TimeoutError("stalled"), retried=True)
+    b.failed(ConnectionResetError("reset"), retried=True)
+    b.failed(TimeoutError("stalled"), retried=False)
+    abandoned.failed(ConnectionResetError("late"), retried=True)  # its thread still retrying: not counted
+    totals = board.totals()
+    assert (totals.read_retries, totals.read_timeouts, totals.skipped_episodes) == (2, 2, 0)
+    assert (abandoned.retries, a.retries, b.retries, b.timeouts) == (2, 1, 1, 1)

@@ -2,8 +2,10 @@
 
 aiohttp (under s3fs, gcsfs) leaves such a report behind, with a traceback, when a connection is reset
 mid-request: that request already failed and was retried, and if it kept failing the command reports it as one
-line. Installed by the ``lerobot-wds`` console script before any subcommand runs, so ``convert``, ``verify``,
-``bench``, ``inspect`` and ``train`` reading a bucket print no traceback; a library import installs nothing.
+line. Installed by :func:`~lerobot_wds.tools.process_exit.run_main`, which every entry point runs (the
+``lerobot-wds`` console script and ``python -m lerobot_wds.tools.train.cli``), so ``convert``, ``verify``,
+``bench``, ``inspect`` and ``train`` reading a bucket print no such traceback; a library import installs nothing.
+Reports of any other exception (a bug) still print.
 """
 
 from __future__ import annotations
@@ -16,8 +18,15 @@ _REPORTS = ("Task exception was never retrieved", "Future exception was never re
 
 
 class _UnretrievedAsyncErrors(logging.Filter):
+    """Drops a report only when its exception is a transient I/O error (the retry policy's classification)."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(_REPORTS)
+        if not record.getMessage().startswith(_REPORTS) or not record.exc_info:
+            return True
+        from lerobot_wds.reader.retry import is_transient
+
+        exc = record.exc_info[1]
+        return exc is None or not is_transient(exc)  # a bug (a ValueError, say) is still reported
 
 
 def quiet_unretrieved_async_errors() -> None:

@@ -50,9 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     from lerobot_wds.reader.format import LeRobotWdsError
-    from lerobot_wds.tools.async_logs import quiet_unretrieved_async_errors
 
-    quiet_unretrieved_async_errors()
     try:
         return int(args.func(args) or 0)
     except LeRobotWdsError as e:  # a subcommand that did not map it itself: one line, "could not run"

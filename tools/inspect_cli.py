@@ -1,7 +1,8 @@
 """``lerobot-wds inspect``: what a converted root holds, from its manifest plus one episode JSON.
 
 Nothing else is downloaded: camera codecs and resolutions come from the first episode's ``<key>.json``, which
-is the first member of the first shard, read by streaming just the start of that shard.
+is the first member of the first shard, read with ranged GETs of just the start of that shard. Every read is
+retried under the reader's policy and read timeout; a source that keeps failing is one line, exit 2.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ import fsspec
 
 from lerobot_wds.reader.format import MANIFEST_NAME, EpisodeMeta, FormatError, Manifest
 from lerobot_wds.reader.retry import RetryPolicy, read_with_retries
+from lerobot_wds.reader.stream import StreamConfig
+from lerobot_wds.reader.timeouts import with_read_timeout
 
 _HEAD_BYTES = 16 * 1024  # the first read of the first shard: only its first member (an episode JSON) is wanted
 _HEADER_MAX = 1024 * 1024  # a first member's headers (pax, long names) longer than this: not our shard
-_POLICY = RetryPolicy()  # the reader's defaults: 4 attempts, 0.5 s doubling backoff, a 403 fails at once
+_STREAM = StreamConfig()  # the reader's defaults: its retry policy and read timeout
+_POLICY = _STREAM.retry_policy()
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "inspect",
         help="summarise a converted root: episodes, frames, shards, sizes, cameras, skipped episodes",
         description="Summarise DEST (local path or fsspec URL) from its manifest.json and the first episode's "
-        "JSON (streamed from the start of the first shard; nothing else is read).",
+        "JSON (read from the start of the first shard; nothing else is read).",
     )
     p.add_argument("dest", help="converted root (path or fsspec URL)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -39,20 +43,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def first_episode_meta(
-    fs: fsspec.AbstractFileSystem, root: str, manifest: Manifest, policy: RetryPolicy = _POLICY
+    fs: fsspec.AbstractFileSystem, root: str, manifest: Manifest, policy: RetryPolicy = _POLICY, name: str = ""
 ) -> EpisodeMeta | None:
     """Reads the first shard's first member, which must be its first episode's JSON; None without shards.
 
-    Only the shard's head is read: 16 KiB, then exactly as much as the first member's header says it spans (or,
-    for headers longer than that, 4x as much up to 1 MiB). Each read is retried under ``policy`` (a reset or a
-    stall of the store); the bytes are parsed here, so a malformed shard is a :class:`FormatError` naming it.
+    Only the shard's head is read, in ranged GETs: 16 KiB, then the rest of the span the first member's header
+    gives (or, for headers longer than the head so far, up to 4x as much, at most 1 MiB). Each GET is retried
+    under ``policy`` (a reset, or a stall once the read timeout fires); the bytes are parsed here, so a
+    malformed shard is a :class:`FormatError` naming it. ``name``: the root as the user gave it, for messages.
     """
     if not manifest.shards:
         return None
     shard = manifest.shards[0]
-    url, n = f"{root}/{shard.path}", min(_HEAD_BYTES, shard.bytes)
+    if shard.bytes <= 0:
+        raise FormatError(f"{shard.path}: the manifest lists {shard.bytes} bytes, expected a non-empty tar")
+    url, what = f"{root}/{shard.path}", f"{name or root}/{shard.path}"
+    head, n = b"", min(_HEAD_BYTES, shard.bytes)
     while True:
-        head = read_with_retries(partial(fs.cat_file, url, start=0, end=n), what=url, policy=policy)
+        head += read_with_retries(partial(fs.cat_file, url, start=len(head), end=n), what=what, policy=policy)
         try:
             return _parse_first_member(head, shard.path)
         except _Truncated as t:
@@ -148,13 +156,15 @@ def render(root: str, s: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    fs, root = fsspec.core.url_to_fs(args.dest, **(args.dest_options or {}))
-    root = root.rstrip("/")
+    # a stalled server raises a read timeout (retried) instead of hanging, unless --dest-options set their own
+    options = with_read_timeout(args.dest, args.dest_options or {}, _STREAM.read_timeout_s)
+    fs, root = fsspec.core.url_to_fs(args.dest, **options)
+    root, name = root.rstrip("/"), args.dest.rstrip("/")
     try:
         url = f"{root}/{MANIFEST_NAME}"
-        data = read_with_retries(lambda: fs.cat_file(url), what=f"{args.dest}/{MANIFEST_NAME}", policy=_POLICY)
-        manifest = Manifest.from_json_bytes(data, where=f"{args.dest}/{MANIFEST_NAME}")
-        first = first_episode_meta(fs, root, manifest)
+        data = read_with_retries(lambda: fs.cat_file(url), what=f"{name}/{MANIFEST_NAME}", policy=_POLICY)
+        manifest = Manifest.from_json_bytes(data, where=f"{name}/{MANIFEST_NAME}")
+        first = first_episode_meta(fs, root, manifest, name=name)
     except FileNotFoundError as e:
         print(
             f"lerobot-wds inspect: {args.dest}: missing {e.filename or e} (not a finished conversion?)",

@@ -31,7 +31,13 @@ def exit_with(code: int) -> None:
 
 
 def run_main(main: Callable[[], int | None]) -> None:
-    """Calls ``main()`` and exits with its return value (``SystemExit`` codes, e.g. argparse's 2, kept)."""
+    """Calls ``main()`` and exits with its return value (``SystemExit`` codes, e.g. argparse's 2, kept).
+
+    Before ``main()`` it quiets asyncio's reports of transient I/O errors nobody retrieved (:mod:`async_logs`).
+    """
+    from lerobot_wds.tools.async_logs import quiet_unretrieved_async_errors
+
+    quiet_unretrieved_async_errors()
     try:
         code = int(main() or 0)
     except SystemExit as e:
