@@ -17,7 +17,7 @@ LATEST_PAIR ?= "torch==2.15.*" "torchcodec==0.17.*"
 FAST_TESTS ?= $(wildcard tests/test_reader_*.py) tests/test_train.py tests/test_verify.py tests/test_mp4_errors.py \
 	tests/test_package.py
 
-.PHONY: install demo test soak fuzz test-latest conformance lint clean clean-latest
+.PHONY: install demo test soak fuzz test-latest conformance lint clean clean-venv clean-latest
 
 # FFmpeg's shared libraries are what torchcodec decodes with; the ffmpeg binary builds test fixtures.
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -63,7 +63,11 @@ $(VENV_LATEST)/.installed: pyproject.toml
 test-latest: $(VENV_LATEST)/.installed
 	$(VENV_LATEST)/bin/python -m pytest -m "not conformance and not slow and not soak" $(FAST_TESTS) $(PYTEST_ARGS)
 
-# CI frees the newest-torch environment (5.9 GB of CUDA wheels) before it builds lerobot's.
+# CI frees each environment once its tests have run: the CPU one after `make test`, the newest-torch one (5.9 GB
+# of CUDA wheels) before it builds lerobot's.
+clean-venv:
+	rm -rf $(VENV)
+
 clean-latest:
 	rm -rf $(VENV_LATEST)
 
