@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from convert_helpers import output_bytes, s3_output_bytes
+from fault_helpers import convert_args
 
 from lerobot_wds.convert.config import ConvertConfig
 from lerobot_wds.convert.pipeline import convert
@@ -146,18 +147,7 @@ def test_kill_after_first_shard_then_rerun_is_identical(small_lerobot_dataset, h
     server = http_dir_server(small_lerobot_dataset.root, latency_ms=60)
     expected = reference(server.url, tmp_path / "ref", target_shard_bytes=1)
     out, stage = tmp_path / "out", tmp_path / "stage"
-    args = [
-        "convert",
-        server.url,
-        str(out),
-        "--shard-size",
-        "1",
-        "--workers",
-        "1",
-        "--no-progress",
-        "--staging-dir",
-        str(stage),
-    ]
+    args = convert_args(server.url, out, stage)
     left: Path | None = None  # the staging dir the killed run could not remove
     for kill_when in ("shards/shard-000000.tar", "_convert/shards/shard-000001.json"):
         proc = subprocess.Popen([*CLI, *args], stderr=subprocess.PIPE, text=True)

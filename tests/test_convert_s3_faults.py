@@ -34,20 +34,22 @@ from lerobot_wds.testing.s3 import S3FaultProxy, s3_options
 SIGTERM_EXIT = 128 + signal.SIGTERM
 
 
+TEN = ("--upload-attempts", "10")  # retries enough to ride through an endpoint restart
+
+
+def s3_args(src, dest: str, stage, options: dict, backoff: str, *extra: str) -> list[str]:
+    """``convert_args`` to an S3 destination with these storage options and retry backoff."""
+    return convert_args(
+        str(src), dest, stage, "--dest-options", json.dumps(options), "--retry-backoff", backoff, *extra
+    )
+
+
 def test_sigterm_during_s3_upload_finishes_that_upload_then_stops(
     small_lerobot_dataset, s3_bucket, s3_proxy, tmp_path
 ):
     expected = reference(str(small_lerobot_dataset.root), tmp_path / "ref")
     stage = tmp_path / "stage"
-    args = convert_args(
-        str(small_lerobot_dataset.root),
-        s3_bucket.url("out"),
-        stage,
-        "--dest-options",
-        json.dumps(s3_bucket.via(s3_proxy)),
-        "--retry-backoff",
-        "0.01",
-    )
+    args = s3_args(small_lerobot_dataset.root, s3_bucket.url("out"), stage, s3_bucket.via(s3_proxy), "0.01")
     holding = s3_proxy.hold_put("/out/shards/shard-000001.tar")
     proc = start(args)
     wait_until(holding.is_set, "the upload of shard 1 to be half sent", proc)
@@ -75,17 +77,8 @@ def test_sigterm_during_s3_upload_finishes_that_upload_then_stops(
 def test_s3_endpoint_restarted_mid_upload_is_ridden_through(small_lerobot_dataset, s3_bucket, s3_proxy, tmp_path):
     """The endpoint dies while shard 1's PUT is half sent and comes back on the same port (storage kept)."""
     expected = reference(str(small_lerobot_dataset.root), tmp_path / "ref")
-    args = convert_args(
-        str(small_lerobot_dataset.root),
-        s3_bucket.url("out"),
-        tmp_path / "stage",
-        "--dest-options",
-        json.dumps(s3_bucket.via(s3_proxy)),
-        "--retry-backoff",
-        "0.05",
-        "--upload-attempts",
-        "10",
-    )
+    options = s3_bucket.via(s3_proxy)
+    args = s3_args(small_lerobot_dataset.root, s3_bucket.url("out"), tmp_path / "stage", options, "0.05", *TEN)
     holding = s3_proxy.hold_put("/out/shards/shard-000001.tar")
     proc = start(args)
     wait_until(holding.is_set, "the upload of shard 1 to be half sent", proc)
@@ -102,13 +95,11 @@ def test_s3_endpoint_down_past_the_retries_fails_clearly_and_rerun_resumes(
 ):
     expected = reference(str(small_lerobot_dataset.root), tmp_path / "ref")
     stage = tmp_path / "stage"
-    args = convert_args(
-        str(small_lerobot_dataset.root),
+    args = s3_args(
+        small_lerobot_dataset.root,
         s3_bucket.url("out"),
         stage,
-        "--dest-options",
-        json.dumps(s3_bucket.via(s3_proxy)),
-        "--retry-backoff",
+        s3_bucket.via(s3_proxy),
         "0.01",
         "--upload-attempts",
         "2",
@@ -187,17 +178,8 @@ def test_s3_server_killed_and_restarted_empty_mid_upload(small_lerobot_dataset, 
     moto_process.start("bucket")
     proxy = S3FaultProxy(moto_process.endpoint)
     try:
-        args = convert_args(
-            str(small_lerobot_dataset.root),
-            "s3://bucket/out",
-            tmp_path / "stage",
-            "--dest-options",
-            json.dumps(s3_options(proxy.endpoint)),
-            "--retry-backoff",
-            "0.05",
-            "--upload-attempts",
-            "10",
-        )
+        options = s3_options(proxy.endpoint)
+        args = s3_args(small_lerobot_dataset.root, "s3://bucket/out", tmp_path / "stage", options, "0.05", *TEN)
         holding = proxy.hold_put("/bucket/out/shards/shard-000001.tar")
         proc = start(args)
         wait_until(holding.is_set, "the upload of shard 1 to be half sent", proc)
