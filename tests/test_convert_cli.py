@@ -7,12 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from convert_helpers import output_bytes, s3_output_bytes
-from fault_helpers import convert_args
+from fault_helpers import convert_args, wait_until
 
 from lerobot_wds.convert.config import ConvertConfig
 from lerobot_wds.convert.pipeline import convert
@@ -126,17 +125,6 @@ def _launcher(tmp_path: Path) -> Path:
     return path
 
 
-def _wait_for(cond, what: str, proc: subprocess.Popen, deadline_s: float = 120.0) -> None:
-    """Polls ``cond`` (not a timing assertion: the deadline only turns a hang into a failure)."""
-    end = time.monotonic() + deadline_s
-    while not cond():
-        if proc.poll() is not None:
-            raise AssertionError(f"converter exited ({proc.returncode}) before {what}: {proc.stderr.read()}")
-        if time.monotonic() > end:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.005)
-
-
 def _kill(proc: subprocess.Popen) -> None:
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -151,7 +139,7 @@ def test_kill_after_first_shard_then_rerun_is_identical(small_lerobot_dataset, h
     left: Path | None = None  # the staging dir the killed run could not remove
     for kill_when in ("shards/shard-000000.tar", "_convert/shards/shard-000001.json"):
         proc = subprocess.Popen([*CLI, *args], stderr=subprocess.PIPE, text=True)
-        _wait_for(lambda p=out / kill_when: p.exists(), kill_when, proc)  # noqa: B023 - bound per iteration
+        wait_until(lambda p=out / kill_when: p.exists(), kill_when, proc)  # noqa: B023 - bound per iteration
         _kill(proc)
         assert not (out / "manifest.json").exists()
         # every file with a final shard name is complete and exact; temp files have other names
@@ -189,7 +177,7 @@ def test_kill_mid_upload_to_s3_then_rerun_is_identical(small_lerobot_dataset, s3
         str(tmp_path / "stage"),
     ]
     proc = subprocess.Popen([*CLI, *args], stderr=subprocess.PIPE, text=True)
-    _wait_for(holding.is_set, "the upload of shard 1 to be half sent", proc)
+    wait_until(holding.is_set, "the upload of shard 1 to be half sent", proc)
     _kill(proc)
     s3_proxy.state.release.set()
     prefix = f"{s3_bucket.name}/out"
