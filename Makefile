@@ -81,7 +81,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	rm -rf .typecheck && mkdir -p .typecheck/lerobot_wds
-	for f in __init__.py py.typed convert reader testing tools; do ln -s ../../$$f .typecheck/lerobot_wds/$$f; done
+	for f in __init__.py py.typed convert core reader testing tools; do ln -s ../../$$f .typecheck/lerobot_wds/$$f; done
 	cd .typecheck && MYPYPATH=. ../$(VENV)/bin/mypy -p lerobot_wds --config-file ../pyproject.toml \
 		--python-executable ../$(VENV)/bin/python
 

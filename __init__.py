@@ -9,19 +9,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lerobot_wds.reader.exports import lazy_exports
+from lerobot_wds.core.lazy_exports import lazy_exports
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
     "LeRobotWdsDataset": "lerobot_wds.reader.dataset",
-    "LeRobotWdsError": "lerobot_wds.reader.format",
+    "LeRobotWdsError": "lerobot_wds.core.errors",
     "dataloader": "lerobot_wds.reader.loader",
 }
 __all__ = ["LeRobotWdsDataset", "LeRobotWdsError", "__version__", "dataloader"]
 __getattr__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
+    from lerobot_wds.core.errors import LeRobotWdsError
     from lerobot_wds.reader.dataset import LeRobotWdsDataset
-    from lerobot_wds.reader.format import LeRobotWdsError
     from lerobot_wds.reader.loader import dataloader

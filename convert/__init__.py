@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lerobot_wds.reader.exports import lazy_exports
+from lerobot_wds.core.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "convert": "lerobot_wds.convert.pipeline",

@@ -107,7 +107,7 @@ def config_from_args(args: argparse.Namespace) -> ConvertConfig:
 
 
 def _domain_errors() -> tuple[type[BaseException], ...]:
-    from lerobot_wds.reader.format import LeRobotWdsError
+    from lerobot_wds.core.errors import LeRobotWdsError
 
     return (LeRobotWdsError,)  # every domain error: bad input or options, unreachable source, failed upload
 

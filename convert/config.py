@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from lerobot_wds.reader.format import LeRobotWdsError
+from lerobot_wds.core.errors import LeRobotWdsError
 
 EpisodeOrder = Literal["source", "shuffle"]
 OnError = Literal["raise", "skip"]

@@ -15,14 +15,8 @@ import pyarrow.parquet as pq
 
 from lerobot_wds.convert.mp4 import Mp4Error, cut_episode
 from lerobot_wds.convert.source import EpisodeRecord, LeRobotSource, SourceError
-from lerobot_wds.reader.format import (
-    CameraMeta,
-    EpisodeMeta,
-    FormatError,
-    LeRobotWdsError,
-    episode_key,
-    member_names,
-)
+from lerobot_wds.core.errors import FormatError, LeRobotWdsError
+from lerobot_wds.core.format import CameraMeta, EpisodeMeta, episode_key, member_names
 
 # Errors that mean "this episode's input is bad" (skippable); anything else (I/O, bugs) always propagates.
 BAD_INPUT_ERRORS = (Mp4Error, SourceError, FormatError)

@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from lerobot_wds.convert.sink import Sink
-from lerobot_wds.reader.format import MANIFEST_NAME, LeRobotWdsError, Manifest, ShardInfo
+from lerobot_wds.core.errors import LeRobotWdsError
+from lerobot_wds.core.format import MANIFEST_NAME, Manifest, ShardInfo
 
 WORK_DIR = "_convert"
 _PART_RE = re.compile(r"part-(\d{5})-of-(\d{5})\.json$")

@@ -36,14 +36,8 @@ from lerobot_wds.convert.sink import Sink, open_sink
 from lerobot_wds.convert.source import LeRobotSource, describe
 from lerobot_wds.convert.staging import StagingArea, Uploader
 from lerobot_wds.convert.tarwriter import ShardWriter
-from lerobot_wds.reader.format import (
-    MANIFEST_NAME,
-    EpisodeExtent,
-    LeRobotWdsError,
-    Manifest,
-    ShardInfo,
-    shard_path,
-)
+from lerobot_wds.core.errors import LeRobotWdsError
+from lerobot_wds.core.format import MANIFEST_NAME, EpisodeExtent, Manifest, ShardInfo, shard_path
 
 
 class ConvertError(LeRobotWdsError, ValueError):

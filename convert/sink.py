@@ -17,7 +17,7 @@ from typing import Any, Protocol, TypeVar
 
 import fsspec
 
-from lerobot_wds.reader.retry import RetryError, RetryPolicy, is_transient, with_retries
+from lerobot_wds.core.retry import RetryError, RetryPolicy, is_transient, with_retries
 
 T = TypeVar("T")
 

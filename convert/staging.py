@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 from lerobot_wds.convert.manifest_io import ShardRecord, record_path
 from lerobot_wds.convert.sink import Sink
 from lerobot_wds.convert.staging_sweep import staging_prefix, sweep_stale, write_owner
-from lerobot_wds.reader.format import LeRobotWdsError
+from lerobot_wds.core.errors import LeRobotWdsError
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 

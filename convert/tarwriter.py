@@ -13,7 +13,7 @@ import tarfile
 from collections.abc import Sequence
 from typing import Protocol
 
-from lerobot_wds.reader.format import LeRobotWdsError
+from lerobot_wds.core.errors import LeRobotWdsError
 
 
 class Writable(Protocol):

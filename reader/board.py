@@ -1,9 +1,9 @@
 """What each reader skipped and how its reads fared, readable from the main process while workers read.
 
-A worker's :class:`~lerobot_wds.reader.stages.ErrorCounter` and
-:class:`~lerobot_wds.reader.stream.ReadCounters` live in the worker, so the dataset object the training loop
-holds would never see their counts. The dataset therefore owns a small shared-memory board
-(``multiprocessing.RawArray``, shared like :class:`~lerobot_wds.reader.epoch.SharedEpoch`: inherited under
+A worker's :class:`~lerobot_wds.reader.on_error.ErrorCounter` and
+:class:`~lerobot_wds.reader.fetching.fetch.ReadCounters` live in the worker, so the dataset object the
+training loop holds would never see their counts. The dataset therefore owns a small shared-memory board
+(``multiprocessing.RawArray``, shared like :class:`~lerobot_wds.reader.planning.epoch.SharedEpoch`: inherited under
 fork, passed by handle under spawn/forkserver, a private copy when pickled anywhere else) with one row per
 reader of this process: worker ``w`` of a DataLoader (or the process itself with ``num_workers=0``, row 0).
 
@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from lerobot_wds.reader.stages import ErrorCounter
-    from lerobot_wds.reader.stream import ReadCounters
+    from lerobot_wds.reader.fetching.fetch import ReadCounters
+    from lerobot_wds.reader.on_error import ErrorCounter
 
 log = logging.getLogger(__name__)
 

@@ -27,21 +27,21 @@ from typing import Any
 
 import torch
 
+from lerobot_wds.reader.assembling.batch_slots import SlotRing
+from lerobot_wds.reader.assembling.sample import SampleSpec
+from lerobot_wds.reader.assembling.worker_memory import tune_worker_malloc
 from lerobot_wds.reader.board import ReaderBoard
-from lerobot_wds.reader.decode import DecodeConfig
-from lerobot_wds.reader.epoch import SharedEpoch
-from lerobot_wds.reader.frames import FramePool
+from lerobot_wds.reader.decoding.decode import DecodeConfig
+from lerobot_wds.reader.decoding.frames import FramePool
+from lerobot_wds.reader.fetching.fetch import ReadCounters, StreamConfig
+from lerobot_wds.reader.on_error import ErrorCounter, OnError
 from lerobot_wds.reader.pipeline import ReaderOptions, reader_stream
-from lerobot_wds.reader.resume import check_topology, loader_consumed, make_state, merge_state
-from lerobot_wds.reader.sample import SampleSpec
-from lerobot_wds.reader.source import open_root
-from lerobot_wds.reader.splitting import SlotPlan, Uneven, plan_epoch
-from lerobot_wds.reader.stages import ErrorCounter, OnError
-from lerobot_wds.reader.stream import ReadCounters, StreamConfig
-from lerobot_wds.reader.topology import Topology, detect_rank_world, detect_worker
-from lerobot_wds.reader.transport import SlotRing
-from lerobot_wds.reader.windows import Preset, delta_indices, preset_delta_timestamps
-from lerobot_wds.reader.worker_memory import tune_worker_malloc
+from lerobot_wds.reader.planning.epoch import SharedEpoch
+from lerobot_wds.reader.planning.resume import check_topology, loader_consumed, make_state, merge_state
+from lerobot_wds.reader.planning.splitting import SlotPlan, Uneven, plan_epoch
+from lerobot_wds.reader.planning.topology import Topology, detect_rank_world, detect_worker
+from lerobot_wds.reader.root import open_root
+from lerobot_wds.reader.scheduling.windows import Preset, delta_indices, preset_delta_timestamps
 
 log = logging.getLogger(__name__)
 _HINTED: list[str] = []  # hints already logged in this process
@@ -91,7 +91,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         rank, world_size: override detection (both or neither).
         batch_size: yield collated batches of this many samples instead of samples (use
             ``DataLoader(ds, batch_size=None)``): images are written straight into the batch, which a
-            DataLoader worker builds in a reused shared-memory slot (see :mod:`transport`), saving DataLoader's
+            DataLoader worker builds in a reused shared-memory slot (see :mod:`batch_slots`), saving DataLoader's
             collate copy and fresh shared memory per batch. The last batch of an epoch may be short.
     """
 

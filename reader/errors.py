@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from lerobot_wds.reader.format import FormatError, LeRobotWdsError
-
-
-class ShardReadError(LeRobotWdsError, OSError):
-    """A shard could not be read (after retries): missing, unreachable or shorter than the manifest says."""
+from lerobot_wds.core.errors import FormatError
 
 
 class ShardFormatError(FormatError):
@@ -19,7 +15,3 @@ class FrameDecodeError(FormatError):
 
 class IntegrityError(ShardFormatError):
     """Bytes read from a shard do not match the manifest's digest (named by shard, and episode when known)."""
-
-
-class ShortReadError(ShardReadError):
-    """A read returned a different number of bytes than planned (a cut transfer, or a file truncated at rest)."""

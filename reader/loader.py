@@ -2,7 +2,7 @@
 
 ``DataLoader(LeRobotWdsDataset(root), batch_size=16, num_workers=2)`` works, but DataLoader's collate then
 copies every image once more into fresh shared memory; a dataset built with ``batch_size=`` writes decoded
-frames straight into reused shared-memory batch slots (see :mod:`transport`), which measured 1.5-1.8x the
+frames straight into reused shared-memory batch slots (see :mod:`batch_slots`), which measured 1.5-1.8x the
 frames/s. :func:`dataloader` sets that up; the per-sample path logs the hint once per process.
 """
 

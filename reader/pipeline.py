@@ -1,14 +1,15 @@
 """One reader's pipeline, as one composition of generator stages.
 
-    planned segments -> reads (whole shards or ranges)     reads.plan_reads
-                   -> fetch, check digests, read ahead     stream.fetched_reads
-                   -> tar members -> samples               stages.tar_samples (webdataset's tar iterators)
-                   -> episodes (validated)                 stages.episodes
-                   -> the reader's anchor ranges           stages.with_anchor_ranges
-                   -> episode shuffle buffer               stages.shuffle_buffer
-                   -> anchors from a pool of open episodes pool.schedule (units planned by units.plan_units)
-    ... passes repeated until the quota (pad)              stages.cycle_passes
-                   -> resume skip, samples / batches       assemble.Assembler (frames from frames.FramePool)
+    planned segments -> reads (whole shards or ranges)     planning.reads.plan_reads
+                   -> fetch, check digests, read ahead     fetching.fetch.fetched_reads
+                   -> tar members -> samples               parsing.tar_episodes.tar_samples (webdataset's)
+                   -> episodes (validated)                 parsing.tar_episodes.episodes
+                   -> the reader's anchor ranges           parsing.tar_episodes.with_anchor_ranges
+                   -> episode shuffle buffer               parsing.tar_episodes.shuffle_buffer
+                   -> anchors from a pool of open episodes scheduling.pool.schedule (scheduling.units)
+    ... passes repeated until the quota (pad)              parsing.tar_episodes.cycle_passes
+                   -> resume skip, samples / batches       assembling.assemble.Assembler
+                                                           (frames from decoding.frames.FramePool)
 
 Every random choice derives from (seed, epoch, reader slot, pass); nothing here depends on pid or time.
 """
@@ -19,24 +20,24 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lerobot_wds.reader.assemble import Assembler
-from lerobot_wds.reader.decode import DecodeConfig
-from lerobot_wds.reader.format import ShardInfo
-from lerobot_wds.reader.frames import FramePool
-from lerobot_wds.reader.pool import Anchor, schedule
-from lerobot_wds.reader.reads import plan_reads
-from lerobot_wds.reader.sample import SampleSpec
-from lerobot_wds.reader.splitting import WHOLE_SHARD, SlotPlan, epoch_rng
-from lerobot_wds.reader.stages import (
-    ErrorCounter,
+from lerobot_wds.core.format import ShardInfo
+from lerobot_wds.reader.assembling.assemble import Assembler
+from lerobot_wds.reader.assembling.batch_slots import SlotRing
+from lerobot_wds.reader.assembling.sample import SampleSpec
+from lerobot_wds.reader.decoding.decode import DecodeConfig
+from lerobot_wds.reader.decoding.frames import FramePool
+from lerobot_wds.reader.fetching.fetch import ReadCounters, StreamConfig, fetched_reads
+from lerobot_wds.reader.on_error import ErrorCounter
+from lerobot_wds.reader.parsing.tar_episodes import (
     cycle_passes,
     episodes,
     shuffle_buffer,
     tar_samples,
     with_anchor_ranges,
 )
-from lerobot_wds.reader.stream import ReadCounters, StreamConfig, fetched_reads
-from lerobot_wds.reader.transport import SlotRing
+from lerobot_wds.reader.planning.reads import plan_reads
+from lerobot_wds.reader.planning.splitting import WHOLE_SHARD, SlotPlan, epoch_rng
+from lerobot_wds.reader.scheduling.pool import Anchor, schedule
 
 # The pool grows by one episode every RAMP_ANCHORS anchors at the start of a pass, so a worker's first batch
 # waits for a few episodes' bytes and first decodes instead of a whole pool's.

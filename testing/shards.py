@@ -27,7 +27,7 @@ import torch
 
 from lerobot_wds.convert.mp4.index import parse_track_index
 from lerobot_wds.convert.mp4.io import bytes_reader
-from lerobot_wds.reader.format import (
+from lerobot_wds.core.format import (
     MANIFEST_NAME,
     CameraMeta,
     EpisodeMeta,

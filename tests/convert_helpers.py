@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from lerobot_wds.reader.format import EpisodeMeta, Manifest
+from lerobot_wds.core.format import EpisodeMeta, Manifest
 from lerobot_wds.testing.synth_identity import read_identity_full
 
 OUTPUT_PARTS = ("meta", "shards", "manifest.json")

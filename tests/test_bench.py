@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lerobot_wds.reader.format import Manifest
+from lerobot_wds.core.format import Manifest
 from lerobot_wds.tools.bench.records import CSV_NAME, load_records, write_record
 from lerobot_wds.tools.bench.report import merge_scenarios, ratio_rows, render
 from lerobot_wds.tools.bench.runner import BenchError, run_bench

@@ -24,9 +24,9 @@ def test_every_domain_error_derives_from_the_root() -> None:
     from lerobot_wds.convert.source import SourceError
     from lerobot_wds.convert.staging import StagingError
     from lerobot_wds.convert.tarwriter import TarWriteError
-    from lerobot_wds.reader.errors import FrameDecodeError, IntegrityError, ShardFormatError, ShardReadError
-    from lerobot_wds.reader.format import FormatError
-    from lerobot_wds.reader.retry import RetryError
+    from lerobot_wds.core.errors import FormatError, ShardReadError
+    from lerobot_wds.core.retry import RetryError
+    from lerobot_wds.reader.errors import FrameDecodeError, IntegrityError, ShardFormatError
     from lerobot_wds.tools.bench.loaders import BenchError
 
     errors = [

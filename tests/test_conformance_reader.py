@@ -23,7 +23,7 @@ from lerobot.datasets.lerobot_dataset import LeRobotDataset  # noqa: E402
 from lerobot_wds import LeRobotWdsDataset  # noqa: E402
 from lerobot_wds.convert.config import ConvertConfig  # noqa: E402
 from lerobot_wds.convert.pipeline import convert  # noqa: E402
-from lerobot_wds.reader.windows import preset_delta_timestamps  # noqa: E402
+from lerobot_wds.reader.scheduling.windows import preset_delta_timestamps  # noqa: E402
 from lerobot_wds.testing.shards import make_frame  # noqa: E402
 
 FPS = 30

@@ -16,7 +16,7 @@ from lerobot_wds.convert.manifest_io import FinalizeError, finalize
 from lerobot_wds.convert.pipeline import ConvertError, convert
 from lerobot_wds.convert.plan import PlanError
 from lerobot_wds.convert.sink import open_sink
-from lerobot_wds.reader.format import member_names
+from lerobot_wds.core.format import member_names
 
 
 def run(src: Path, dest: Path, **kw) -> object:

@@ -19,7 +19,7 @@ from lerobot_wds.convert.plan import (
 )
 from lerobot_wds.convert.source.lru import LoadingLRU
 from lerobot_wds.convert.tarwriter import ShardWriter, TarWriteError
-from lerobot_wds.reader.retry import RetryError, RetryPolicy, is_transient, with_retries
+from lerobot_wds.core.retry import RetryError, RetryPolicy, is_transient, with_retries
 
 
 def est(sizes: list[int]) -> list[EpisodeEstimate]:

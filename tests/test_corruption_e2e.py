@@ -29,10 +29,10 @@ import pytest
 
 from lerobot_wds.convert.config import ConvertConfig
 from lerobot_wds.convert.pipeline import convert
+from lerobot_wds.core.format import MANIFEST_NAME, Manifest
 from lerobot_wds.reader.dataset import LeRobotWdsDataset
 from lerobot_wds.reader.errors import IntegrityError
-from lerobot_wds.reader.format import MANIFEST_NAME, Manifest
-from lerobot_wds.reader.stream import StreamConfig
+from lerobot_wds.reader.fetching.fetch import StreamConfig
 from lerobot_wds.testing.synth_identity import read_identity
 
 SCRIPT = Path(sys.executable).with_name("lerobot-wds")

@@ -34,20 +34,16 @@ from hypothesis import strategies as st
 
 from lerobot_wds.convert.config import ConvertConfig
 from lerobot_wds.convert.pipeline import convert
+from lerobot_wds.core.errors import FormatError, LeRobotWdsError
+from lerobot_wds.core.format import MANIFEST_NAME, EpisodeMeta, Manifest
 from lerobot_wds.reader.dataset import LeRobotWdsDataset
-from lerobot_wds.reader.episode import parse_episode
 from lerobot_wds.reader.errors import IntegrityError, ShardFormatError
-from lerobot_wds.reader.format import (
-    MANIFEST_NAME,
-    EpisodeMeta,
-    FormatError,
-    LeRobotWdsError,
-    Manifest,
-)
-from lerobot_wds.reader.reads import Read, integrity_failures
-from lerobot_wds.reader.stages import ErrorCounter, episodes, tar_samples
-from lerobot_wds.reader.stream import Fetched
-from lerobot_wds.reader.topology import Topology
+from lerobot_wds.reader.fetching.fetch import Fetched
+from lerobot_wds.reader.on_error import ErrorCounter
+from lerobot_wds.reader.parsing.episode import parse_episode
+from lerobot_wds.reader.parsing.tar_episodes import episodes, tar_samples
+from lerobot_wds.reader.planning.reads import Read, integrity_failures
+from lerobot_wds.reader.planning.topology import Topology
 from lerobot_wds.tools.verify.shard import check_shard
 
 SHARD = "shards/shard-000000.tar"

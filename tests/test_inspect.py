@@ -11,7 +11,7 @@ from verify_helpers import shift_video_start
 
 from lerobot_wds.convert.config import ConvertConfig
 from lerobot_wds.convert.pipeline import convert
-from lerobot_wds.reader.format import Manifest
+from lerobot_wds.core.format import Manifest
 from lerobot_wds.tools.cli import main
 
 FRONT = "observation.images.front"

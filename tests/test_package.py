@@ -19,7 +19,7 @@ def test_format_and_packages_import_without_torch() -> None:
     """The format contract and every package ``__init__`` are cheap: torch loads only with a name that needs it."""
     code = (
         "import sys; import lerobot_wds, lerobot_wds.reader, lerobot_wds.convert, lerobot_wds.tools, "
-        "lerobot_wds.testing, lerobot_wds.reader.format; print('torch' in sys.modules); "
+        "lerobot_wds.testing, lerobot_wds.core.format; print('torch' in sys.modules); "
         "lerobot_wds.reader.DecodeConfig; print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
@@ -57,7 +57,14 @@ WHEEL_PACKAGES = {
     "lerobot_wds/convert",
     "lerobot_wds/convert/mp4",
     "lerobot_wds/convert/source",
+    "lerobot_wds/core",
     "lerobot_wds/reader",
+    "lerobot_wds/reader/assembling",
+    "lerobot_wds/reader/decoding",
+    "lerobot_wds/reader/fetching",
+    "lerobot_wds/reader/parsing",
+    "lerobot_wds/reader/planning",
+    "lerobot_wds/reader/scheduling",
     "lerobot_wds/testing",
     "lerobot_wds/tools",
     "lerobot_wds/tools/bench",

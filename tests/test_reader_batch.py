@@ -63,7 +63,7 @@ def test_shuffled_pool_decodes_each_frame_once_within_budget(
     wds_root: Path, batch_size: int | None, windows: str | None, budget_frames: int
 ) -> None:
     """Every anchor once with the right pixels; frames decoded once per unit; decoded bytes within budget."""
-    from lerobot_wds.reader.decode import DecodeConfig
+    from lerobot_wds.reader.decoding.decode import DecodeConfig
     from lerobot_wds.testing.shards import read_identity
 
     frame = 64 * 48 * 3

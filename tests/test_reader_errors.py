@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from lerobot_wds import LeRobotWdsDataset
-from lerobot_wds.reader.errors import FrameDecodeError, IntegrityError, ShardFormatError, ShardReadError
-from lerobot_wds.reader.format import FormatError
-from lerobot_wds.reader.stream import StreamConfig
+from lerobot_wds.core.errors import FormatError, ShardReadError
+from lerobot_wds.reader.errors import FrameDecodeError, IntegrityError, ShardFormatError
+from lerobot_wds.reader.fetching.fetch import StreamConfig
 from lerobot_wds.testing.shards import RootSpec, make_root, read_identity
 
 SPEC = RootSpec(lengths=(5, 6, 4, 7), episodes_per_shard=2, cameras=("observation.images.c",))

@@ -19,8 +19,9 @@ from torch.utils.data import DataLoader, get_worker_info
 from torchcodec.decoders import VideoDecoder
 
 from lerobot_wds import LeRobotWdsDataset
-from lerobot_wds.reader import frames, transport
-from lerobot_wds.reader.decode import DecodeConfig
+from lerobot_wds.reader.assembling import batch_slots as transport
+from lerobot_wds.reader.decoding import frames
+from lerobot_wds.reader.decoding.decode import DecodeConfig
 
 PATHS = ["private", "public"]
 

@@ -19,10 +19,10 @@ from torch.utils.data import DataLoader
 from lerobot_wds import LeRobotWdsDataset
 from lerobot_wds.convert.config import ConvertConfig
 from lerobot_wds.convert.pipeline import convert
+from lerobot_wds.core.format import EpisodeExtent, ShardInfo
 from lerobot_wds.reader.errors import IntegrityError
-from lerobot_wds.reader.format import EpisodeExtent, ShardInfo
-from lerobot_wds.reader.reads import plan_reads
-from lerobot_wds.reader.splitting import EpisodeRef, Segment
+from lerobot_wds.reader.planning.reads import plan_reads
+from lerobot_wds.reader.planning.splitting import EpisodeRef, Segment
 from lerobot_wds.testing.synth import CAMS_3, LeRobotSpec, make_dataset
 
 LENGTHS = (23, 31, 17, 40, 12, 28, 35, 19, 26, 33, 14, 37, 21, 29, 16, 38, 25, 30)  # 18 episodes, 494 frames
@@ -159,7 +159,7 @@ def test_plan_reads_whole_shard_ranges_first_split_and_cap() -> None:
 
 
 def test_integrity_can_be_turned_off_explicitly(one_shard_root: Path, tmp_path: Path) -> None:
-    from lerobot_wds.reader.stream import StreamConfig
+    from lerobot_wds.reader.fetching.fetch import StreamConfig
 
     root = tmp_path / "bad"
     shutil.copytree(one_shard_root, root)

@@ -16,7 +16,7 @@ import pytest
 from lerobot_wds import LeRobotWdsDataset
 from lerobot_wds.convert.config import ConvertConfig
 from lerobot_wds.convert.pipeline import convert
-from lerobot_wds.reader.units import choose_shape
+from lerobot_wds.reader.scheduling.units import choose_shape
 from lerobot_wds.testing.synth import CAMS_2, LeRobotSpec, make_dataset, make_variant, read_identity_full
 
 WINDOWS = {
@@ -86,7 +86,7 @@ def test_shuffled_units_deliver_each_anchor_once_with_right_frames(
 def test_cost_model_uses_residue_classes_with_short_gops_and_b_frames(converted: Path) -> None:
     ds = LeRobotWdsDataset(str(converted), shuffle=False)
     name = converted.parent.name
-    from lerobot_wds.reader.frames import FramePool, Visit
+    from lerobot_wds.reader.decoding.frames import FramePool, Visit
 
     frames = FramePool()
     ep = next(iter(_episodes(ds)))
@@ -102,10 +102,11 @@ def test_cost_model_uses_residue_classes_with_short_gops_and_b_frames(converted:
 
 
 def _episodes(ds: LeRobotWdsDataset):
-    from lerobot_wds.reader.reads import plan_reads
-    from lerobot_wds.reader.stages import ErrorCounter, episodes, tar_samples
-    from lerobot_wds.reader.stream import fetched_reads
-    from lerobot_wds.reader.topology import Topology
+    from lerobot_wds.reader.fetching.fetch import fetched_reads
+    from lerobot_wds.reader.on_error import ErrorCounter
+    from lerobot_wds.reader.parsing.tar_episodes import episodes, tar_samples
+    from lerobot_wds.reader.planning.reads import plan_reads
+    from lerobot_wds.reader.planning.topology import Topology
 
     plan = ds.plan(Topology())
     reads = plan_reads(

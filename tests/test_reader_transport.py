@@ -13,9 +13,9 @@ import torch
 from torch.utils.data import DataLoader, get_worker_info
 
 from lerobot_wds import LeRobotWdsDataset
-from lerobot_wds.reader.decode import DecodeConfig
-from lerobot_wds.reader.transport import FREE, HELD, SlotBatch, SlotRing, pack
-from lerobot_wds.reader.windows import SARM_DELTA_INDICES
+from lerobot_wds.reader.assembling.batch_slots import FREE, HELD, SlotBatch, SlotRing, pack
+from lerobot_wds.reader.decoding.decode import DecodeConfig
+from lerobot_wds.reader.scheduling.windows import SARM_DELTA_INDICES
 
 SHAPES = {
     "cam": ((2, 3, 4, 5), torch.uint8),
@@ -158,7 +158,7 @@ def test_dataloader_epoch_with_slots_equals_fresh_shared_memory(wds_root: Path) 
 
 class _MallocState:
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        from lerobot_wds.reader import worker_memory
+        from lerobot_wds.reader.assembling import worker_memory
 
         batch["malloc_tuned"] = worker_memory._applied
         return batch
@@ -166,7 +166,7 @@ class _MallocState:
 
 @pytest.mark.parametrize("tune", [True, False])
 def test_malloc_thresholds_are_set_in_workers_only(wds_root: Path, tune: bool) -> None:
-    from lerobot_wds.reader import worker_memory
+    from lerobot_wds.reader.assembling import worker_memory
 
     ds = LeRobotWdsDataset(wds_root, batch_size=4, decode=DecodeConfig(tune_worker_malloc=tune))
     batch = next(iter(DataLoader(ds, batch_size=None, num_workers=1, collate_fn=_MallocState())))

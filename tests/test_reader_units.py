@@ -8,14 +8,19 @@ from types import SimpleNamespace
 
 import pytest
 
-from lerobot_wds.reader.cache import LruCache
-from lerobot_wds.reader.format import EpisodeExtent, ShardInfo
-from lerobot_wds.reader.pool import schedule
-from lerobot_wds.reader.splitting import epoch_sequence, plan_epoch, samples_per_rank
-from lerobot_wds.reader.stages import cycle_passes, shuffle_buffer
-from lerobot_wds.reader.topology import Topology, detect_rank_world
-from lerobot_wds.reader.units import plan_units, window
-from lerobot_wds.reader.windows import SARM_DELTA_INDICES, delta_indices, preset_delta_timestamps, query_positions
+from lerobot_wds.core.format import EpisodeExtent, ShardInfo
+from lerobot_wds.reader.decoding.cache import LruCache
+from lerobot_wds.reader.parsing.tar_episodes import cycle_passes, shuffle_buffer
+from lerobot_wds.reader.planning.splitting import epoch_sequence, plan_epoch, samples_per_rank
+from lerobot_wds.reader.planning.topology import Topology, detect_rank_world
+from lerobot_wds.reader.scheduling.pool import schedule
+from lerobot_wds.reader.scheduling.units import plan_units, window
+from lerobot_wds.reader.scheduling.windows import (
+    SARM_DELTA_INDICES,
+    delta_indices,
+    preset_delta_timestamps,
+    query_positions,
+)
 
 
 def _shards(sizes: list[list[int]]) -> list[ShardInfo]:
@@ -279,7 +284,7 @@ def test_float_conversion_is_bit_exact_with_lerobots_torch_expression() -> None:
     import numpy as np
     import torch
 
-    from lerobot_wds.reader.sample import to_output_images
+    from lerobot_wds.reader.assembling.sample import to_output_images
 
     values = np.arange(256, dtype=np.uint8).reshape(1, 1, 16, 16)
     ours = to_output_images(values, return_uint8=False)
@@ -289,7 +294,7 @@ def test_float_conversion_is_bit_exact_with_lerobots_torch_expression() -> None:
 
 
 def test_loader_consumed_follows_round_robin_and_caps_at_quota() -> None:
-    from lerobot_wds.reader.resume import loader_consumed
+    from lerobot_wds.reader.planning.resume import loader_consumed
 
     # 7 batches of 4 from 3 workers: workers 0,1,2,0,1,2,0 -> 3, 2, 2 batches
     assert loader_consumed(7, 4, 3, quota=100) == {0: 12, 1: 8, 2: 8}
@@ -298,7 +303,7 @@ def test_loader_consumed_follows_round_robin_and_caps_at_quota() -> None:
 
 
 def test_merge_state_accumulates_workers_of_one_epoch_and_rejects_foreign_states() -> None:
-    from lerobot_wds.reader.resume import check_topology, make_state, merge_state
+    from lerobot_wds.reader.planning.resume import check_topology, make_state, merge_state
 
     a = merge_state(None, make_state(5, 2, {0: 8}, 2, 2), seed=5)
     b = merge_state(a, make_state(5, 2, {1: 4}, 2, 2), seed=5)

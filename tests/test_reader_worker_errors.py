@@ -17,10 +17,10 @@ import torch
 
 import lerobot_wds
 from lerobot_wds import LeRobotWdsDataset, LeRobotWdsError
+from lerobot_wds.core.format import episode_key, video_suffix
 from lerobot_wds.reader.board import ReaderBoard
 from lerobot_wds.reader.errors import FrameDecodeError
-from lerobot_wds.reader.format import episode_key, video_suffix
-from lerobot_wds.reader.stages import ErrorCounter
+from lerobot_wds.reader.on_error import ErrorCounter
 from lerobot_wds.testing.shards import RootSpec, garble_samples, make_root, read_identity
 
 # Two shards of 18 frames: with 2 workers each reads one whole shard (quota 18, no padding).
@@ -141,7 +141,7 @@ def test_skip_board_sums_the_newest_iteration() -> None:
 
 
 def test_reader_board_sums_read_counts_and_ignores_an_abandoned_iteration() -> None:
-    from lerobot_wds.reader.stream import ReadCounters
+    from lerobot_wds.reader.fetching.fetch import ReadCounters
 
     board = ReaderBoard()
     first = board.row(0)

@@ -1,5 +1,5 @@
-"""The one retry policy (reader/retry.py): classification of the errors fsspec's backends raise, the explicit
-options (denied, short reads), timeouts, and the read-timeout storage options (reader/timeouts.py)."""
+"""The one retry policy (core/retry.py): classification of the errors fsspec's backends raise, the explicit
+options (denied, short reads), timeouts, and the read-timeout storage options (core/timeouts.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ from fsspec.exceptions import FSTimeoutError
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from lerobot_wds.reader.errors import ShortReadError
-from lerobot_wds.reader.format import LeRobotWdsError
-from lerobot_wds.reader.retry import (
+from lerobot_wds.core.errors import LeRobotWdsError, ShortReadError
+from lerobot_wds.core.retry import (
     RetryError,
     RetryPolicy,
     is_denied,
@@ -23,8 +22,8 @@ from lerobot_wds.reader.retry import (
     read_with_retries,
     with_retries,
 )
-from lerobot_wds.reader.stream import StreamConfig
-from lerobot_wds.reader.timeouts import with_read_timeout
+from lerobot_wds.core.timeouts import with_read_timeout
+from lerobot_wds.reader.fetching.fetch import StreamConfig
 
 
 def http_error(status: int) -> aiohttp.ClientResponseError:

@@ -7,8 +7,8 @@ the end of each epoch (after its last batch, every batch dropped) the main proce
 entries of these processes (the ``file_system`` strategy). Epoch 1 is the warm-up: from epoch 2 on each
 worker's RSS stays within 5% of its epoch-1 value, and open descriptors, shared-memory descriptors and named
 ``/dev/shm`` entries stay exactly what they were (a worker releases its batch slots at the end of each
-iteration, see :mod:`lerobot_wds.reader.transport`). Without persistent workers, the workers of every epoch
-leave no ``/dev/shm`` file behind either.
+iteration, see :mod:`lerobot_wds.reader.assembling.batch_slots`). Without persistent workers, the workers of every
+epoch leave no ``/dev/shm`` file behind either.
 
 The default suite runs 5 epochs on a tiny root; ``make soak`` runs the ``soak``-marked variants
 (``LEROBOT_WDS_SOAK_EPOCHS``, default 20, on a bigger root with windowed cameras).

@@ -21,8 +21,8 @@ from torch.utils.data import DataLoader
 from wire_helpers import OnFirstRetry, checked_epoch, within_deadline
 
 from lerobot_wds import LeRobotWdsDataset
-from lerobot_wds.reader.errors import ShardReadError
-from lerobot_wds.reader.stream import StreamConfig
+from lerobot_wds.core.errors import ShardReadError
+from lerobot_wds.reader.fetching.fetch import StreamConfig
 from lerobot_wds.testing.shards import RootSpec, make_root
 
 CAM = "observation.images.c"
@@ -82,7 +82,7 @@ def test_http_server_restart_mid_run(root: Path, http_dir_server) -> None:
     """
     server = http_dir_server(root)
     back = OnFirstRetry(lambda: threading.Timer(0.3, server.start).start())
-    logger = logging.getLogger("lerobot_wds.reader.stream")
+    logger = logging.getLogger("lerobot_wds.reader.fetching.fetch")
     logger.addHandler(back)
     try:
         # backoff 0.05 s doubling over 6 retries waits 3.15 s in all: the outage fits the retry budget
@@ -198,7 +198,7 @@ def test_s3_fault_epoch_exactly_once_and_counted(root: Path, s3_bucket, s3_proxy
 def test_s3_endpoint_restart_mid_run(root: Path, s3_bucket, s3_proxy) -> None:
     url = s3_root(root, s3_bucket)
     back = OnFirstRetry(lambda: threading.Timer(0.3, s3_proxy.start).start())
-    logger = logging.getLogger("lerobot_wds.reader.stream")
+    logger = logging.getLogger("lerobot_wds.reader.fetching.fetch")
     logger.addHandler(back)
     try:
         cfg = replace(RESTART_STREAM, storage_options=via(s3_bucket, s3_proxy))

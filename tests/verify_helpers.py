@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lerobot_wds.reader.format import Manifest
+from lerobot_wds.core.format import Manifest
 
 Members = list[tuple[str, bytes]]
 

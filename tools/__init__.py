@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lerobot_wds.reader.exports import lazy_exports
+from lerobot_wds.core.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "main": "lerobot_wds.tools.cli",

@@ -23,7 +23,7 @@ class _UnretrievedAsyncErrors(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.getMessage().startswith(_REPORTS) or not record.exc_info:
             return True
-        from lerobot_wds.reader.retry import is_transient
+        from lerobot_wds.core.retry import is_transient
 
         exc = record.exc_info[1]
         return exc is None or not is_transient(exc)  # a bug (a ValueError, say) is still reported

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
-    from lerobot_wds.reader.format import LeRobotWdsError
+    from lerobot_wds.core.errors import LeRobotWdsError
 
     try:
         return int(args.func(args) or 0)

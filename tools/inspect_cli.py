@@ -17,10 +17,11 @@ from typing import Any
 
 import fsspec
 
-from lerobot_wds.reader.format import MANIFEST_NAME, EpisodeMeta, FormatError, Manifest
-from lerobot_wds.reader.retry import RetryPolicy, read_with_retries
-from lerobot_wds.reader.stream import StreamConfig
-from lerobot_wds.reader.timeouts import with_read_timeout
+from lerobot_wds.core.errors import FormatError
+from lerobot_wds.core.format import MANIFEST_NAME, EpisodeMeta, Manifest
+from lerobot_wds.core.retry import RetryPolicy, read_with_retries
+from lerobot_wds.core.timeouts import with_read_timeout
+from lerobot_wds.reader.fetching.fetch import StreamConfig
 
 _HEAD_BYTES = 16 * 1024  # the first read of the first shard: only its first member (an episode JSON) is wanted
 _HEADER_MAX = 1024 * 1024  # a first member's headers (pax, long names) longer than this: not our shard

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal, overload
 
-from lerobot_wds.reader.format import LeRobotWdsError
+from lerobot_wds.core.errors import LeRobotWdsError
 
 ReadFn = Callable[[int, int], bytes]
 

@@ -12,7 +12,7 @@ import os
 import fsspec
 
 from lerobot_wds.convert.mp4.boxes import ReadFn
-from lerobot_wds.reader.retry import RetryPolicy, read_with_retries, with_retries
+from lerobot_wds.core.retry import RetryPolicy, read_with_retries, with_retries
 
 
 def file_reader(
@@ -21,7 +21,7 @@ def file_reader(
     """Returns a thread-safe ``read(offset, length)`` over ``path`` on ``fs`` and the file's size.
 
     Remote reads retry transient errors ``attempts`` times with exponential backoff (the one retry policy,
-    :mod:`lerobot_wds.reader.retry`).
+    :mod:`lerobot_wds.core.retry`).
     """
     protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
     if "file" in protocols or "local" in protocols:

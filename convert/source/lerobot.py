@@ -22,10 +22,10 @@ import pyarrow.parquet as pq
 
 from lerobot_wds.convert.mp4 import ReadFn, TrackIndex, file_reader, parse_track_index
 from lerobot_wds.convert.source.lru import LoadingLRU
-from lerobot_wds.reader.format import FormatError, LeRobotWdsError
-from lerobot_wds.reader.retry import RetryPolicy, read_with_retries
-from lerobot_wds.reader.source import read_tasks
-from lerobot_wds.reader.timeouts import DEFAULT_READ_TIMEOUT_S, with_read_timeout
+from lerobot_wds.core.errors import FormatError, LeRobotWdsError
+from lerobot_wds.core.retry import RetryPolicy, read_with_retries
+from lerobot_wds.core.tasks import read_tasks
+from lerobot_wds.core.timeouts import DEFAULT_READ_TIMEOUT_S, with_read_timeout
 
 T = TypeVar("T")
 

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, default_collate, get_worker_info
 
-from lerobot_wds.reader.format import LeRobotWdsError
+from lerobot_wds.core.errors import LeRobotWdsError
 from lerobot_wds.tools.bench.scenarios import BenchConfig
 
 STATS_KEY = "__bench_worker_stats__"

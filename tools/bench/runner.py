@@ -178,12 +178,14 @@ def consume(bundle: LoaderBundle, config: BenchConfig) -> dict[str, Any]:
 def _versions() -> dict[str, str]:
     import torchcodec
 
+    import lerobot_wds.core
     import lerobot_wds.reader
 
-    # the reader's exact source (committed or not) identifies which code produced the numbers
+    # the reader's exact source (committed or not, core included) identifies which code produced the numbers
     digest = hashlib.sha256()
-    for path in sorted(Path(lerobot_wds.reader.__file__).parent.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for folder in (Path(lerobot_wds.core.__file__).parent, Path(lerobot_wds.reader.__file__).parent):
+        for path in sorted(folder.rglob("*.py")):
+            digest.update(f"{folder.name}/{path.relative_to(folder)}".encode() + b"\0" + path.read_bytes())
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from lerobot_wds.reader.windows import SARM_DELTA_INDICES, SARM_STATE_KEY
+from lerobot_wds.reader.scheduling.windows import SARM_DELTA_INDICES, SARM_STATE_KEY
 
 Loader = Literal["lerobot-wds", "lerobot", "lerobot-lancedb"]
 Batching = Literal["dataset", "dataloader"]

@@ -30,9 +30,9 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
+from lerobot_wds.core.errors import LeRobotWdsError
 from lerobot_wds.reader.dataset import LeRobotWdsDataset
-from lerobot_wds.reader.format import LeRobotWdsError
-from lerobot_wds.reader.resume import check_topology
+from lerobot_wds.reader.planning.resume import check_topology
 from lerobot_wds.tools.bench.loaders import STATS_KEY, ProbeCollate, ours_probe
 from lerobot_wds.tools.train import checkpoint as ckpt
 from lerobot_wds.tools.train.config import TrainConfig, add_arguments, config_from_args

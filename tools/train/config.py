@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, fields
 from typing import Any
 
-from lerobot_wds.reader.windows import Preset
+from lerobot_wds.reader.scheduling.windows import Preset
 
 
 @dataclass(frozen=True)

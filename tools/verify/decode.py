@@ -17,7 +17,7 @@ import torch
 from torchcodec.decoders import VideoDecoder
 
 from lerobot_wds.convert.source import LeRobotSource
-from lerobot_wds.reader.format import EpisodeMeta, episode_key, video_suffix
+from lerobot_wds.core.format import EpisodeMeta, episode_key, video_suffix
 from lerobot_wds.tools.report import Finding
 
 _DECODE_ERRORS = (RuntimeError, ValueError, IndexError)

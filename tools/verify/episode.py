@@ -16,9 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lerobot_wds.convert.mp4 import Mp4Error, TrackIndex, bytes_reader, parse_track_index
-from lerobot_wds.reader.format import (
+from lerobot_wds.core.errors import FormatError
+from lerobot_wds.core.format import (
     EpisodeMeta,
-    FormatError,
     episode_index_from_key,
     member_violations,
     meta_violations,

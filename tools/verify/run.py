@@ -19,9 +19,10 @@ import fsspec
 from tqdm import tqdm
 
 from lerobot_wds.convert.source import LeRobotSource
-from lerobot_wds.reader.format import MANIFEST_NAME, SHARDS_DIR, FormatError, Manifest
-from lerobot_wds.reader.retry import RetryError, RetryPolicy, read_with_retries
-from lerobot_wds.reader.timeouts import DEFAULT_READ_TIMEOUT_S, with_read_timeout
+from lerobot_wds.core.errors import FormatError
+from lerobot_wds.core.format import MANIFEST_NAME, SHARDS_DIR, Manifest
+from lerobot_wds.core.retry import RetryError, RetryPolicy, read_with_retries
+from lerobot_wds.core.timeouts import DEFAULT_READ_TIMEOUT_S, with_read_timeout
 from lerobot_wds.tools.report import Finding, Report
 from lerobot_wds.tools.verify.episode import SampleHook
 from lerobot_wds.tools.verify.shard import check_shard

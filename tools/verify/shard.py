@@ -3,7 +3,7 @@
 A transient read error (5xx, connection reset or cut body) restarts the shard's check from its first byte,
 since a tar stream cannot resume in the middle; the failed attempt's findings are discarded so nothing is
 reported twice. Permanent errors (404, denied, corrupt data) are never retried and are reported at once.
-Retry classification and backoff are :mod:`lerobot_wds.reader.retry`'s, the one policy of reader, converter
+Retry classification and backoff are :mod:`lerobot_wds.core.retry`'s, the one policy of reader, converter
 and verify (403 / denied is permanent: reported at once).
 """
 
@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import fsspec
 
-from lerobot_wds.reader.format import Manifest, ShardInfo
-from lerobot_wds.reader.retry import RetryError, RetryPolicy, is_transient, with_retries
+from lerobot_wds.core.format import Manifest, ShardInfo
+from lerobot_wds.core.retry import RetryError, RetryPolicy, is_transient, with_retries
 from lerobot_wds.tools.report import Finding
 from lerobot_wds.tools.verify.episode import SampleHook, check_sample
 from lerobot_wds.tools.verify.tar import HashingReader, group_samples, iter_members

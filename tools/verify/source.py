@@ -10,7 +10,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from lerobot_wds.convert.source import LeRobotSource, SourceError
-from lerobot_wds.reader.format import EpisodeMeta, episode_key
+from lerobot_wds.core.format import EpisodeMeta, episode_key
 from lerobot_wds.tools.report import Finding
 
 

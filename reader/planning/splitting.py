@@ -13,7 +13,7 @@ every reader yields exactly the same number of samples, ``quota``, so DDP never 
 - ``uneven="trim"``: quota = the smallest slot's frames; larger slots stop one frame early. No frame repeats.
 
 A reader that owns all of a shard's episodes reads it whole; otherwise it reads its episodes' byte ranges
-(:mod:`stream`).
+(:mod:`fetch`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from lerobot_wds.reader.format import ShardInfo
+from lerobot_wds.core.format import ShardInfo
 
 Uneven = Literal["pad", "trim"]
 WHOLE_SHARD = -1  # EpisodeRef.episode of a v1 shard planned as one item (its episodes end to end)

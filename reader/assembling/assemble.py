@@ -13,14 +13,14 @@ from typing import Any
 
 from torch.utils.data import default_collate
 
-from lerobot_wds.reader.batch import build_batch
+from lerobot_wds.core.errors import FormatError
+from lerobot_wds.reader.assembling.batch import build_batch
+from lerobot_wds.reader.assembling.batch_slots import SlotRing
+from lerobot_wds.reader.assembling.sample import SampleSpec, build_sample
+from lerobot_wds.reader.decoding.frames import FramePool
 from lerobot_wds.reader.errors import FrameDecodeError
-from lerobot_wds.reader.format import FormatError
-from lerobot_wds.reader.frames import FramePool
-from lerobot_wds.reader.pool import Anchor
-from lerobot_wds.reader.sample import SampleSpec, build_sample
-from lerobot_wds.reader.stages import ErrorCounter
-from lerobot_wds.reader.transport import SlotRing
+from lerobot_wds.reader.on_error import ErrorCounter
+from lerobot_wds.reader.scheduling.pool import Anchor
 
 
 class Assembler:

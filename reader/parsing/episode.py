@@ -18,10 +18,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from lerobot_wds.reader.errors import ShardFormatError
-from lerobot_wds.reader.format import (
+from lerobot_wds.core.errors import FormatError
+from lerobot_wds.core.format import (
     EpisodeMeta,
-    FormatError,
     Violation,
     episode_index_from_key,
     member_violations,
@@ -29,6 +28,7 @@ from lerobot_wds.reader.format import (
     row_violations,
     video_suffix,
 )
+from lerobot_wds.reader.errors import ShardFormatError
 
 
 @dataclass

@@ -31,8 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from lerobot_wds.reader.errors import ShortReadError
-from lerobot_wds.reader.format import LeRobotWdsError
+from lerobot_wds.core.errors import LeRobotWdsError, ShortReadError
 
 T = TypeVar("T")
 

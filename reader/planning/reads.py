@@ -15,8 +15,8 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from lerobot_wds.reader.format import EpisodeExtent, ShardInfo
-from lerobot_wds.reader.splitting import Segment
+from lerobot_wds.core.format import EpisodeExtent, ShardInfo
+from lerobot_wds.reader.planning.splitting import Segment
 
 RAMP_READS = 4  # with split_first, reads 0..3 of a pass hold at most 1, 2, 4, 8 episodes
 

@@ -15,12 +15,12 @@ import numpy as np
 import torch
 from torch.utils.data import default_collate, get_worker_info
 
-from lerobot_wds.reader import transport
+from lerobot_wds.reader.assembling import batch_slots as transport
+from lerobot_wds.reader.assembling.batch_slots import SlotBatch, SlotRing, pack
+from lerobot_wds.reader.assembling.sample import SampleSpec, camera_positions, sample_without_images
+from lerobot_wds.reader.decoding.frames import FramePool
 from lerobot_wds.reader.errors import ShardFormatError
-from lerobot_wds.reader.frames import FramePool
-from lerobot_wds.reader.pool import Anchor
-from lerobot_wds.reader.sample import SampleSpec, camera_positions, sample_without_images
-from lerobot_wds.reader.transport import SlotBatch, SlotRing, pack
+from lerobot_wds.reader.scheduling.pool import Anchor
 
 
 def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
@@ -61,7 +61,7 @@ def build_batch(
     """Returns the collated batch of the samples anchored at ``items``, in that order.
 
     With ``ring`` (inside a DataLoader worker) every tensor of the batch lives in one reused shared-memory
-    slot (see :mod:`transport`); without, camera tensors are fresh (shared memory inside a worker).
+    slot (see :mod:`batch_slots`); without, camera tensors are fresh (shared memory inside a worker).
     """
     parts = [sample_without_images(a.episode, a.frame, spec) for a in items]
     positions = {

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from lerobot_wds.reader.format import LeRobotWdsError
+from lerobot_wds.core.errors import LeRobotWdsError
 
 STATE_VERSION = 1
 

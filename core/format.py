@@ -4,8 +4,8 @@ Versions: the manifest is version 2 (each shard lists its episodes' byte extents
 plan by episode and fetch byte ranges); version 1 manifests (no extents) are still read. The episode JSON is
 version 1.
 
-The converter writes exactly this and the reader trusts exactly this, so it lives on the reader's side
-(the reader never imports the converter; the converter imports this module).
+The converter writes exactly this and the reader trusts exactly this, so it lives in the core package that
+both import (they never import each other).
 
 Layout of a converted root::
 
@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from lerobot_wds.reader.json_fields import type_problem
+from lerobot_wds.core.errors import FormatError
+from lerobot_wds.core.json_fields import type_problem
 
 FORMAT_NAME = "lerobot-wds"
 FORMAT_VERSION = 2  # the manifest's
@@ -37,19 +38,6 @@ EPISODE_FORMAT_VERSION = 1  # <key>.json
 MANIFEST_NAME = "manifest.json"
 SHARDS_DIR = "shards"
 META_DIR = "meta"
-
-
-class LeRobotWdsError(Exception):
-    """The root of every lerobot-wds domain error (bad input, unreachable data, failed checks).
-
-    Messages say where (file, shard, episode, camera, member) and what was expected and found; the CLI prints
-    them as one line and exits 1 or 2, never with a traceback. It lives here, in the lowest module, so the
-    reader, the converter and the tools share it without importing each other.
-    """
-
-
-class FormatError(LeRobotWdsError, ValueError):
-    """A converted root, manifest, shard or member does not follow the format contract."""
 
 
 def episode_key(episode_index: int) -> str:

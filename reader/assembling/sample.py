@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from lerobot_wds.reader.decode import UINT8_SCALE
-from lerobot_wds.reader.episode import Episode
+from lerobot_wds.reader.decoding.decode import UINT8_SCALE
+from lerobot_wds.reader.decoding.frames import FramePool
 from lerobot_wds.reader.errors import ShardFormatError
-from lerobot_wds.reader.frames import FramePool
-from lerobot_wds.reader.windows import query_positions
+from lerobot_wds.reader.parsing.episode import Episode
+from lerobot_wds.reader.scheduling.windows import query_positions
 
 if TYPE_CHECKING:
-    from lerobot_wds.reader.pool import Anchor
+    from lerobot_wds.reader.scheduling.pool import Anchor
 
 
 @dataclass(frozen=True)

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import fsspec
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from lerobot_wds.reader.format import MANIFEST_NAME, META_DIR, FormatError, Manifest
-from lerobot_wds.reader.reads import join_url
-from lerobot_wds.reader.retry import read_with_retries
+from lerobot_wds.core.errors import FormatError
+from lerobot_wds.core.format import MANIFEST_NAME, META_DIR, Manifest
+from lerobot_wds.core.retry import read_with_retries
+from lerobot_wds.core.tasks import read_tasks
+from lerobot_wds.reader.planning.reads import join_url
 
 if TYPE_CHECKING:
-    from lerobot_wds.reader.stream import StreamConfig
+    from lerobot_wds.reader.fetching.fetch import StreamConfig
 
 
 @dataclass(frozen=True)
@@ -37,30 +36,6 @@ def _read(url: str, stream: StreamConfig) -> bytes:
         raise FormatError(
             f"{url}: not found; is this a converted lerobot-wds root (manifest written last)?"
         ) from e
-
-
-def read_tasks(data: bytes, where: str) -> dict[int, str]:
-    """Parses lerobot's tasks.parquet (pandas index ``task`` + column ``task_index``) into ``{index: task}``.
-
-    The one parser of this layout: the converter reads its source's tasks with it too.
-
-    Raises:
-        FormatError: naming ``where`` when the file is not parquet or lacks the task strings or indices.
-    """
-    try:
-        table = pq.read_table(io.BytesIO(data))
-    except (pa.ArrowException, OSError) as e:
-        raise FormatError(f"{where}: not a readable parquet file: {e}") from e
-    meta = table.schema.pandas_metadata or {}
-    index_cols = [c for c in meta.get("index_columns", []) if isinstance(c, str)]
-    candidates = [*index_cols, "task", "__index_level_0__"]
-    name = next((c for c in candidates if c in table.column_names), None)
-    if name is None or "task_index" not in table.column_names:
-        raise FormatError(
-            f"{where}: expected a 'task_index' column and the task strings as index or 'task' column, "
-            f"found columns {table.column_names}"
-        )
-    return dict(zip(table.column("task_index").to_pylist(), table.column(name).to_pylist(), strict=True))
 
 
 def open_root(root: str, stream: StreamConfig) -> OpenedRoot:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from torchcodec.decoders import VideoDecoder
 
-from lerobot_wds.reader.episode import Episode
 from lerobot_wds.reader.errors import FrameDecodeError
+from lerobot_wds.reader.parsing.episode import Episode
 
 UINT8_SCALE = np.float32(255.0)  # lerobot's images are uint8 / 255 in float32
 
@@ -34,7 +34,7 @@ class DecodeConfig:
             scan of its mini-MP4, no decoding).
         num_ffmpeg_threads: decoder threads per video (1 is best with one DataLoader worker per core).
         batch_slots: shared-memory batch slots a DataLoader worker keeps for reuse when the dataset builds
-            batches (``batch_size=``); 0 makes every batch fresh shared memory (see :mod:`transport`).
+            batches (``batch_size=``); 0 makes every batch fresh shared memory (see :mod:`batch_slots`).
         tune_worker_malloc: inside DataLoader workers, keep freed frame buffers in the heap for reuse instead
             of page-faulting fresh ones per decoded block (glibc only; see :mod:`worker_memory`).
     """

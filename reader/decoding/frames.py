@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 from torchcodec.decoders import VideoDecoder
 
-from lerobot_wds.reader.cache import CacheStats, LruCache
-from lerobot_wds.reader.decode import UINT8_SCALE, DecodeConfig, decode_range, gop_starts, open_decoder
-from lerobot_wds.reader.episode import Episode
+from lerobot_wds.reader.decoding.cache import CacheStats, LruCache
+from lerobot_wds.reader.decoding.decode import UINT8_SCALE, DecodeConfig, decode_range, gop_starts, open_decoder
+from lerobot_wds.reader.parsing.episode import Episode
 
 
 @dataclass(frozen=True, eq=False)

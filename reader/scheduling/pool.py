@@ -18,11 +18,11 @@ import random
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from lerobot_wds.reader.episode import Episode
-from lerobot_wds.reader.format import FormatError
-from lerobot_wds.reader.frames import FramePool, Visit
-from lerobot_wds.reader.stages import ErrorCounter
-from lerobot_wds.reader.units import Shape, Unit, plan_units
+from lerobot_wds.core.errors import FormatError
+from lerobot_wds.reader.decoding.frames import FramePool, Visit
+from lerobot_wds.reader.on_error import ErrorCounter
+from lerobot_wds.reader.parsing.episode import Episode
+from lerobot_wds.reader.scheduling.units import Shape, Unit, plan_units
 
 
 @dataclass(frozen=True, eq=False)

@@ -12,48 +12,21 @@ import logging
 import random
 import tarfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal, TypeVar, get_args
+from dataclasses import replace
+from typing import Any, TypeVar
 
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
-from lerobot_wds.reader.episode import Episode, parse_episode
+from lerobot_wds.core.errors import FormatError
+from lerobot_wds.core.format import episode_index_from_key, episode_key
 from lerobot_wds.reader.errors import IntegrityError, ShardFormatError
-from lerobot_wds.reader.format import FormatError, episode_index_from_key, episode_key
-from lerobot_wds.reader.reads import episode_slices
-from lerobot_wds.reader.stream import Fetched
+from lerobot_wds.reader.fetching.fetch import Fetched
+from lerobot_wds.reader.on_error import ErrorCounter
+from lerobot_wds.reader.parsing.episode import Episode, parse_episode
+from lerobot_wds.reader.planning.reads import episode_slices
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-OnError = Literal["raise", "skip"]
-
-
-@dataclass
-class ErrorCounter:
-    """Counts what ``on_error="skip"`` skipped, with the last messages for diagnosis."""
-
-    policy: OnError = "raise"
-    skipped_shards: int = 0
-    skipped_episodes: int = 0
-    messages: list[str] = field(default_factory=list)
-    on_skip: Callable[[ErrorCounter], None] | None = field(default=None, repr=False)  # after each skip
-
-    def __post_init__(self) -> None:
-        if self.policy not in get_args(OnError):
-            raise ValueError(f"on_error={self.policy!r}; expected one of {get_args(OnError)}")
-
-    def handle(self, error: Exception, kind: Literal["shard", "episode"]) -> None:
-        """Re-raises under ``raise``; otherwise counts and logs the error."""
-        if self.policy == "raise":
-            raise error
-        if kind == "shard":
-            self.skipped_shards += 1
-        else:
-            self.skipped_episodes += 1
-        self.messages = (self.messages + [str(error)])[-20:]
-        log.warning("skipping %s: %s", kind, error)
-        if self.on_skip is not None:
-            self.on_skip(self)
 
 
 def _parse_tar(url: str, data: bytes | memoryview) -> Iterator[dict[str, Any]]:

@@ -23,10 +23,10 @@ from typing import Any
 
 import fsspec
 
-from lerobot_wds.reader.errors import ShardReadError, ShortReadError
-from lerobot_wds.reader.reads import Read, integrity_failures
-from lerobot_wds.reader.retry import RetryPolicy, describe, is_denied, is_timeout, with_retries
-from lerobot_wds.reader.timeouts import DEFAULT_READ_TIMEOUT_S, with_read_timeout
+from lerobot_wds.core.errors import ShardReadError, ShortReadError
+from lerobot_wds.core.retry import RetryPolicy, describe, is_denied, is_timeout, with_retries
+from lerobot_wds.core.timeouts import DEFAULT_READ_TIMEOUT_S, with_read_timeout
+from lerobot_wds.reader.planning.reads import Read, integrity_failures
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,24 @@
+"""The base of every lerobot-wds domain error and the errors shared by converter, reader and tools."""
+
+from __future__ import annotations
+
+
+class LeRobotWdsError(Exception):
+    """The root of every lerobot-wds domain error (bad input, unreachable data, failed checks).
+
+    Messages say where (file, shard, episode, camera, member) and what was expected and found; the CLI prints
+    them as one line and exits 1 or 2, never with a traceback. It lives in the core package, so the
+    reader, the converter and the tools share it without importing each other.
+    """
+
+
+class FormatError(LeRobotWdsError, ValueError):
+    """A converted root, manifest, shard or member does not follow the format contract."""
+
+
+class ShardReadError(LeRobotWdsError, OSError):
+    """A shard could not be read (after retries): missing, unreachable or shorter than the manifest says."""
+
+
+class ShortReadError(ShardReadError):
+    """A read returned a different number of bytes than planned (a cut transfer, or a file truncated at rest)."""
