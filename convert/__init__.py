@@ -14,9 +14,9 @@ _EXPORTS = {
     "convert": "lerobot_wds.convert.pipeline",
     "ConvertConfig": "lerobot_wds.convert.config",
     "ConvertSummary": "lerobot_wds.convert.pipeline",
-    "ConvertError": "lerobot_wds.convert.pipeline",
-    "ConfigError": "lerobot_wds.convert.config",
-    "FinalizeError": "lerobot_wds.convert.manifest_io",
+    "ConvertError": "lerobot_wds.convert.errors",
+    "ConfigError": "lerobot_wds.convert.errors",
+    "FinalizeError": "lerobot_wds.convert.errors",
 }
 __all__ = [
     "ConfigError",
@@ -29,6 +29,6 @@ __all__ = [
 __getattr__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
-    from lerobot_wds.convert.config import ConfigError, ConvertConfig
-    from lerobot_wds.convert.manifest_io import FinalizeError
-    from lerobot_wds.convert.pipeline import ConvertError, ConvertSummary, convert
+    from lerobot_wds.convert.config import ConvertConfig
+    from lerobot_wds.convert.errors import ConfigError, ConvertError, FinalizeError
+    from lerobot_wds.convert.pipeline import ConvertSummary, convert

@@ -72,7 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         dest="retry_backoff_s",
         type=float,
         default=S,
-        help="first retry delay in seconds (doubles each attempt)",
+        help="bound of the first retry delay in seconds (random below it; doubles each attempt)",
     )
     p.add_argument(
         "--resume-check",

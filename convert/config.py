@@ -11,20 +11,16 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from lerobot_wds.core.errors import LeRobotWdsError
+from lerobot_wds.convert.errors import ConfigError
+from lerobot_wds.core.errors import OnError
 
 EpisodeOrder = Literal["source", "shuffle"]
-OnError = Literal["raise", "skip"]
 ResumeCheck = Literal["size", "sha256"]
 
 # Readers plan by episode and GET at most StreamConfig.max_read_bytes (64 MiB) at a time, holding the current
 # and the next read: at 64 MiB a reader that owns a shard reads it with one GET, a worker's read buffers stay
 # within 128 MiB, and each GET is long enough that a 50 ms first byte costs ~13% of it at 200 MB/s.
 DEFAULT_TARGET_SHARD_BYTES = 64 * 1024 * 1024
-
-
-class ConfigError(LeRobotWdsError, ValueError):
-    """A converter option has an invalid value."""
 
 
 def _check_choice(name: str, value: object, literal: object) -> None:
@@ -53,7 +49,7 @@ class ConvertConfig:
         staging_dir: Local directory for shards being written or uploaded (``None``: the system temp dir).
         max_staged_shards: Shards allowed on local disk at once (one being written, the rest uploading).
         upload_attempts: Attempts per upload or source read before a transient error becomes fatal.
-        retry_backoff_s: First retry delay; it doubles on every further attempt.
+        retry_backoff_s: Bound of the first retry's (random, full-jitter) delay; it doubles on every further one.
         resume_check: How a shard already at the destination is verified before it is skipped: ``size``
             compares its size with its completion record, ``sha256`` also re-hashes it.
         lookahead_episodes: Episodes built ahead of the writer (bounds memory); ``0`` means ``2 * workers``.

@@ -13,22 +13,14 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lerobot_wds.convert.errors import EpisodeError
 from lerobot_wds.convert.mp4 import Mp4Error, cut_episode
 from lerobot_wds.convert.source import EpisodeRecord, LeRobotSource, SourceError
-from lerobot_wds.core.errors import FormatError, LeRobotWdsError
+from lerobot_wds.core.errors import FormatError
 from lerobot_wds.core.format import CameraMeta, EpisodeMeta, episode_key, member_names
 
 # Errors that mean "this episode's input is bad" (skippable); anything else (I/O, bugs) always propagates.
 BAD_INPUT_ERRORS = (Mp4Error, SourceError, FormatError)
-
-
-class EpisodeError(LeRobotWdsError, ValueError):
-    """An episode cannot be converted because its input is bad; the message names episode/camera/file."""
-
-    def __init__(self, episode_index: int, reason: str) -> None:
-        super().__init__(f"episode {episode_index}: {reason}")
-        self.episode_index = episode_index
-        self.reason = reason
 
 
 @dataclass(frozen=True)

@@ -19,16 +19,12 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from lerobot_wds.convert.errors import FinalizeError
 from lerobot_wds.convert.sink import Sink
-from lerobot_wds.core.errors import LeRobotWdsError
 from lerobot_wds.core.format import MANIFEST_NAME, Manifest, ShardInfo
 
 WORK_DIR = "_convert"
 _PART_RE = re.compile(r"part-(\d{5})-of-(\d{5})\.json$")
-
-
-class FinalizeError(LeRobotWdsError, ValueError):
-    """Parts are missing or disagree, or a shard is missing or has the wrong size; names which."""
 
 
 def fingerprint(obj: Any) -> str:

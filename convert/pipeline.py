@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass
 from tqdm import tqdm
 
 from lerobot_wds.convert.config import ConvertConfig
-from lerobot_wds.convert.episode import EpisodeError, EpisodeSample, build_episode
+from lerobot_wds.convert.episode import EpisodeSample, build_episode
+from lerobot_wds.convert.errors import ConvertError, EpisodeError
 from lerobot_wds.convert.estimate import estimate_episodes
 from lerobot_wds.convert.interrupt import Interrupted, signals_deferred
 from lerobot_wds.convert.manifest_io import (
@@ -36,12 +37,7 @@ from lerobot_wds.convert.sink import Sink, open_sink
 from lerobot_wds.convert.source import LeRobotSource, describe
 from lerobot_wds.convert.staging import StagingArea, Uploader
 from lerobot_wds.convert.tarwriter import ShardWriter
-from lerobot_wds.core.errors import LeRobotWdsError
 from lerobot_wds.core.format import MANIFEST_NAME, EpisodeExtent, Manifest, ShardInfo, shard_path
-
-
-class ConvertError(LeRobotWdsError, ValueError):
-    """The destination holds an incompatible conversion, or a run cannot proceed; names what and where."""
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lerobot_wds.core.errors import LeRobotWdsError
-
-
-class PlanError(LeRobotWdsError, ValueError):
-    """The requested episodes or part cannot be planned (e.g. an unknown episode index)."""
+from lerobot_wds.convert.errors import PlanError
 
 
 @dataclass(frozen=True)

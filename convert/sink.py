@@ -17,16 +17,13 @@ from typing import Any, Protocol, TypeVar
 
 import fsspec
 
-from lerobot_wds.core.retry import RetryError, RetryPolicy, is_transient, with_retries
+from lerobot_wds.convert.errors import SinkError
+from lerobot_wds.core.retry import RetryPolicy, with_retries
 
 T = TypeVar("T")
 
 
-class SinkError(RetryError):
-    """A write to the destination failed permanently (or ran out of retries); names the URL and reason."""
-
-
-__all__ = ["FsspecSink", "LocalSink", "Sink", "SinkError", "is_transient", "open_sink", "with_retries"]
+__all__ = ["FsspecSink", "LocalSink", "Sink", "SinkError", "open_sink"]
 
 _HASH_CHUNK = 4 * 1024 * 1024
 

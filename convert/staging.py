@@ -22,16 +22,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from lerobot_wds.convert.errors import StagingError
 from lerobot_wds.convert.manifest_io import ShardRecord, record_path
 from lerobot_wds.convert.sink import Sink
 from lerobot_wds.convert.staging_sweep import staging_prefix, sweep_stale, write_owner
-from lerobot_wds.core.errors import LeRobotWdsError
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
-
-
-class StagingError(LeRobotWdsError):
-    """Local staging failed (no space left, quota, permissions); names the file, what it needed, the space left."""
 
 
 class StagingArea:

@@ -13,17 +13,13 @@ import tarfile
 from collections.abc import Sequence
 from typing import Protocol
 
-from lerobot_wds.core.errors import LeRobotWdsError
+from lerobot_wds.convert.errors import TarWriteError
 
 
 class Writable(Protocol):
     """Where a shard's bytes go: a file opened for binary writing, or staging's guarded file."""
 
     def write(self, data: bytes, /) -> int: ...
-
-
-class TarWriteError(LeRobotWdsError, ValueError):
-    """A sample's members break the shard layout (duplicate key, name without the sample key...)."""
 
 
 class _HashingWriter(io.RawIOBase):

@@ -1,6 +1,11 @@
-"""The base of every lerobot-wds domain error and the errors shared by converter, reader and tools."""
+"""The base of every lerobot-wds domain error, the errors shared by converter, reader and tools, and the names
+of the ``on_error`` policies both of them take."""
 
 from __future__ import annotations
+
+from typing import Literal
+
+OnError = Literal["raise", "skip"]  # raise on bad input, or skip it and record what was skipped
 
 
 class LeRobotWdsError(Exception):
@@ -22,3 +27,7 @@ class ShardReadError(LeRobotWdsError, OSError):
 
 class ShortReadError(ShardReadError):
     """A read returned a different number of bytes than planned (a cut transfer, or a file truncated at rest)."""
+
+
+class RetryError(LeRobotWdsError, OSError):
+    """An I/O operation failed permanently or ran out of retries; the message names the URL and reason."""

@@ -1,8 +1,8 @@
 """The shard format contract: member names, episode metadata and the manifest.
 
 Versions: the manifest is version 2 (each shard lists its episodes' byte extents and digests, so readers can
-plan by episode and fetch byte ranges); version 1 manifests (no extents) are still read. The episode JSON is
-version 1.
+plan by episode and fetch byte ranges). Version 1 manifests (no extents) were written only by early versions of
+this project; reading one raises a FormatError asking to re-convert. The episode JSON is version 1.
 
 The converter writes exactly this and the reader trusts exactly this, so it lives in the core package that
 both import (they never import each other).
@@ -33,7 +33,6 @@ from lerobot_wds.core.json_fields import type_problem
 
 FORMAT_NAME = "lerobot-wds"
 FORMAT_VERSION = 2  # the manifest's
-READABLE_VERSIONS = (1, 2)
 EPISODE_FORMAT_VERSION = 1  # <key>.json
 MANIFEST_NAME = "manifest.json"
 SHARDS_DIR = "shards"
@@ -151,19 +150,19 @@ class EpisodeExtent:
 
 @dataclass(frozen=True)
 class ShardInfo:
-    """One manifest entry: a shard's relative path, size, sha256, episodes, frame count and (v2) extents."""
+    """One manifest entry: a shard's relative path, size, sha256, episodes, frame count and their extents."""
 
     path: str
     bytes: int
     sha256: str
     episodes: list[int]
     frames: int
-    extents: list[EpisodeExtent] = field(default_factory=list)
+    extents: list[EpisodeExtent]
 
     def __post_init__(self) -> None:
         fixed = [e if isinstance(e, EpisodeExtent) else EpisodeExtent(**e) for e in self.extents]
         object.__setattr__(self, "extents", fixed)
-        if fixed and [e.episode for e in fixed] != list(self.episodes):
+        if [e.episode for e in fixed] != list(self.episodes):
             raise FormatError(
                 f"shard {self.path}: extents list episodes {[e.episode for e in fixed]}, "
                 f"the shard lists {self.episodes}"
@@ -217,10 +216,14 @@ class Manifest:
         if not isinstance(raw, dict) or raw.get("format") != FORMAT_NAME:
             found = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
             raise FormatError(f"{where}: format {found!r}, expected {FORMAT_NAME!r}")
-        if raw.get("format_version") not in READABLE_VERSIONS:
+        if raw.get("format_version") == 1:
             raise FormatError(
-                f"{where}: format_version {raw.get('format_version')!r}, expected one of {READABLE_VERSIONS}"
+                f"{where}: format_version 1 (no per-episode extents) was written by an early lerobot-wds version "
+                f"this reader no longer reads; re-convert the source with this version (format_version "
+                f"{FORMAT_VERSION})"
             )
+        if raw.get("format_version") != FORMAT_VERSION:
+            raise FormatError(f"{where}: format_version {raw.get('format_version')!r}, expected {FORMAT_VERSION}")
         raw.pop("totals", None)
         try:
             shards = [ShardInfo(**s) for s in raw.pop("shards")]

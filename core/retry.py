@@ -1,9 +1,9 @@
 """The one retry policy of reader, converter and ``verify``: which errors are transient, how often to retry.
 
-Transient (retried with exponential backoff): connection resets and refusals, timeouts (a stalled server),
-bodies cut mid-transfer, 5xx, throttling (408/429), and a read shorter than planned. Permanent (fail at once,
-naming what was read): missing (404 / ``FileNotFoundError``), denied (403 / ``PermissionError``), other 4xx,
-and any error that is not I/O (a bug is not retried).
+Transient (retried with capped exponential backoff and full jitter): connection resets and refusals, timeouts
+(a stalled server), bodies cut mid-transfer, 5xx, throttling (408/429), and a read shorter than planned.
+Permanent (fail at once, naming what was read): missing (404 / ``FileNotFoundError``), denied (403 /
+``PermissionError``), other 4xx, and any error that is not I/O (a bug is not retried).
 
 What differs between callers is an explicit option of :class:`RetryPolicy`:
 
@@ -22,25 +22,29 @@ aiohttp error, a 503 too), and ``aiohttp.ClientResponseError`` (``.status``) for
 subclasses (403 -> ``PermissionError``, 404 -> ``FileNotFoundError``, 503 -> ``OSError(EBUSY)``) and retries
 transport errors (read timeouts, cut bodies) itself, ``S3FileSystem.retries`` (5) times, before they reach
 this policy.
+
+Backoff uses full jitter: the wait before retry ``n`` is uniform in
+``[0, min(max_backoff_s, backoff_s * 2**(n-1))]``, so hundreds of readers hitting a throttled bucket at once
+spread their retries instead of retrying in lockstep. The draws come from the operating system's entropy by
+default (a fork does not copy it, so DataLoader workers never share a sequence); tests pass a seeded
+``random.Random``.
 """
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from lerobot_wds.core.errors import LeRobotWdsError, ShortReadError
+from lerobot_wds.core.errors import RetryError, ShortReadError
 
 T = TypeVar("T")
 
 _PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
 _THROTTLED = (408, 429)  # 4xx answers that mean "later", not "never"
-
-
-class RetryError(LeRobotWdsError, OSError):
-    """An I/O operation failed permanently or ran out of retries; the message names the URL and reason."""
+_JITTER = random.SystemRandom()  # OS entropy: unlike a seeded Random, never the same in two processes
 
 
 def _unwrap(exc: BaseException) -> BaseException:
@@ -110,21 +114,25 @@ class RetryPolicy:
 
     Attributes:
         attempts: tries in all (1: no retry).
-        backoff_s: delay before the first retry; it doubles on every further one.
+        backoff_s: the longest wait before the first retry; the bound doubles on every further one.
         retry_denied: treat 403 / ``PermissionError`` as transient (default: permanent, fail at once).
         retry_short_reads: treat a read shorter than planned (:class:`ShortReadError`) as transient.
+        max_backoff_s: the bound never exceeds this (the wait is drawn uniformly below the bound).
     """
 
     attempts: int = 4
     backoff_s: float = 0.5
     retry_denied: bool = False
     retry_short_reads: bool = True
+    max_backoff_s: float = 20.0
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
             raise ValueError(f"RetryPolicy.attempts must be >= 1, got {self.attempts}")
         if self.backoff_s < 0:
             raise ValueError(f"RetryPolicy.backoff_s must be >= 0, got {self.backoff_s}")
+        if self.max_backoff_s < 0:
+            raise ValueError(f"RetryPolicy.max_backoff_s must be >= 0, got {self.max_backoff_s}")
 
     def is_transient(self, exc: BaseException) -> bool:
         """This policy's classification: :func:`is_transient` with the options applied."""
@@ -134,9 +142,16 @@ class RetryPolicy:
             return self.retry_denied
         return is_transient(exc)
 
-    def delay_s(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        return self.backoff_s * 2 ** (attempt - 1)
+    def max_delay_s(self, attempt: int) -> float:
+        """The bound of the wait after failed attempt number ``attempt`` (1-based): exponential, capped."""
+        return min(self.max_backoff_s, self.backoff_s * 2.0 ** (attempt - 1))
+
+    def delay_s(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait after failed attempt ``attempt`` (1-based): uniform in ``[0, max_delay_s(attempt)]``.
+
+        ``rng`` draws the wait (default: the operating system's entropy; pass a seeded one for repeatable runs).
+        """
+        return (rng or _JITTER).uniform(0.0, self.max_delay_s(attempt))
 
 
 def with_retries(
@@ -146,10 +161,12 @@ def with_retries(
     policy: RetryPolicy,
     on_retry: Callable[[int, BaseException], None] | None = None,
     error: Callable[[str], BaseException] = RetryError,
+    rng: random.Random | None = None,
 ) -> T:
     """Runs ``fn``; retries transient errors with backoff, else raises ``error`` naming ``what`` (cause chained).
 
-    ``on_retry(attempt, exc)`` is called before each retry (for logging and counting).
+    ``on_retry(attempt, exc)`` is called before each retry (for logging and counting); ``rng`` draws the jittered
+    waits (see :meth:`RetryPolicy.delay_s`).
     """
     for attempt in range(1, policy.attempts + 1):
         try:
@@ -161,7 +178,7 @@ def with_retries(
                 raise error(f"{what}: still failing after {attempt} attempts ({describe(e)})") from e
             if on_retry is not None:
                 on_retry(attempt, e)
-            time.sleep(policy.delay_s(attempt))  # retry backoff, the one sleep allowed in error paths
+            time.sleep(policy.delay_s(attempt, rng))  # retry backoff, the one sleep allowed in error paths
     raise AssertionError("unreachable")  # the loop returns or raises
 
 

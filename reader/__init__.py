@@ -25,7 +25,7 @@ _EXPORTS = {
     "ShardFormatError": "lerobot_wds.reader.errors",
     "IntegrityError": "lerobot_wds.reader.errors",
     "FrameDecodeError": "lerobot_wds.reader.errors",
-    "ResumeError": "lerobot_wds.reader.planning.resume",
+    "ResumeError": "lerobot_wds.reader.errors",
 }
 __all__ = [
     "CameraMeta",
@@ -53,7 +53,6 @@ if TYPE_CHECKING:
     from lerobot_wds.core.retry import RetryPolicy
     from lerobot_wds.reader.dataset import LeRobotWdsDataset
     from lerobot_wds.reader.decoding.decode import DecodeConfig
-    from lerobot_wds.reader.errors import FrameDecodeError, IntegrityError, ShardFormatError
+    from lerobot_wds.reader.errors import FrameDecodeError, IntegrityError, ResumeError, ShardFormatError
     from lerobot_wds.reader.fetching.fetch import StreamConfig
     from lerobot_wds.reader.loader import dataloader
-    from lerobot_wds.reader.planning.resume import ResumeError

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from lerobot_wds.core.errors import OnError
 from lerobot_wds.reader.assembling.batch_slots import SlotRing
 from lerobot_wds.reader.assembling.sample import SampleSpec
 from lerobot_wds.reader.assembling.worker_memory import tune_worker_malloc
@@ -34,12 +35,12 @@ from lerobot_wds.reader.board import ReaderBoard
 from lerobot_wds.reader.decoding.decode import DecodeConfig
 from lerobot_wds.reader.decoding.frames import FramePool
 from lerobot_wds.reader.fetching.fetch import ReadCounters, StreamConfig
-from lerobot_wds.reader.on_error import ErrorCounter, OnError
+from lerobot_wds.reader.on_error import ErrorCounter
 from lerobot_wds.reader.pipeline import ReaderOptions, reader_stream
 from lerobot_wds.reader.planning.epoch import SharedEpoch
 from lerobot_wds.reader.planning.resume import check_topology, loader_consumed, make_state, merge_state
 from lerobot_wds.reader.planning.splitting import SlotPlan, Uneven, plan_epoch
-from lerobot_wds.reader.planning.topology import Topology, detect_rank_world, detect_worker
+from lerobot_wds.reader.planning.topology import Topology, detect_rank_world, detect_topology
 from lerobot_wds.reader.root import open_root
 from lerobot_wds.reader.scheduling.windows import Preset, delta_indices, preset_delta_timestamps
 
@@ -147,7 +148,23 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         self.shuffle, self.seed, self.uneven, self.on_error = shuffle, seed, uneven, on_error
         self.episode_buffer, self.active_episodes = episode_buffer, active_episodes
         self.batch_size = batch_size
-        self._camera_deltas = {cam: tuple(deltas.get(cam, (0,))) for cam in self.camera_keys}
+        # every reader's options, built once from this frozen configuration; an iteration sets epoch and slot
+        self._options = ReaderOptions(
+            root=self.source,
+            shards={s.path: s for s in self.manifest.shards},
+            spec=self.sample_spec,
+            camera_deltas={cam: tuple(deltas.get(cam, (0,))) for cam in self.camera_keys},
+            shuffle=shuffle,
+            seed=seed,
+            epoch=0,
+            slot=0,
+            episode_buffer=episode_buffer,
+            active_episodes=active_episodes,
+            batch_size=batch_size,
+            decode=self.decode_config,
+            stream=self.stream_config,
+            fps=self.fps,
+        )
         self._rank_world = (rank, world_size) if rank is not None and world_size is not None else None
         if self._rank_world is None and detect_rank_world()[1] > 1:
             self._rank_world = detect_rank_world()  # captured now: spawned workers cannot see the process group
@@ -169,9 +186,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
 
     def topology(self) -> Topology:
         """Returns this process's topology (rank/world captured or detected, worker from the DataLoader)."""
-        rank, world = self._rank_world if self._rank_world is not None else detect_rank_world()
-        worker, workers = detect_worker()
-        return Topology(rank=rank, world_size=world, worker=worker, num_workers=workers)
+        return detect_topology(self._rank_world)
 
     def plan(self, topology: Topology, epoch: int | None = None) -> SlotPlan:
         """Returns what ``topology`` reads in ``epoch`` (default: the current epoch)."""
@@ -232,22 +247,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         self._consumed = {topo.worker: skip}
         if skip >= plan.quota:
             return
-        opts = ReaderOptions(
-            root=self.source,
-            shards={s.path: s for s in self.manifest.shards},
-            spec=self.sample_spec,
-            camera_deltas=self._camera_deltas,
-            shuffle=self.shuffle,
-            seed=self.seed,
-            epoch=epoch,
-            slot=topo.slot,
-            episode_buffer=self.episode_buffer,
-            active_episodes=self.active_episodes,
-            batch_size=self.batch_size,
-            decode=self.decode_config,
-            stream=self.stream_config,
-            fps=self.fps,
-        )
+        opts = replace(self._options, epoch=epoch, slot=topo.slot)
 
         def progress(n: int) -> None:
             self._consumed[topo.worker] = n

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lerobot_wds.core.errors import FormatError
+from lerobot_wds.core.errors import FormatError, LeRobotWdsError
 
 
 class ShardFormatError(FormatError):
@@ -15,3 +15,7 @@ class FrameDecodeError(FormatError):
 
 class IntegrityError(ShardFormatError):
     """Bytes read from a shard do not match the manifest's digest (named by shard, and episode when known)."""
+
+
+class ResumeError(LeRobotWdsError, ValueError):
+    """A resume state that does not fit this reader: another version, seed or ranks x workers topology."""

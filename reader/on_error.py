@@ -7,8 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
+from lerobot_wds.core.errors import OnError
+
 log = logging.getLogger(__name__)
-OnError = Literal["raise", "skip"]
 
 
 @dataclass

@@ -36,7 +36,7 @@ from lerobot_wds.reader.parsing.tar_episodes import (
     with_anchor_ranges,
 )
 from lerobot_wds.reader.planning.reads import plan_reads
-from lerobot_wds.reader.planning.splitting import WHOLE_SHARD, SlotPlan, epoch_rng
+from lerobot_wds.reader.planning.splitting import SlotPlan, epoch_rng
 from lerobot_wds.reader.scheduling.pool import Anchor, schedule
 
 # The pool grows by one episode every RAMP_ANCHORS anchors at the start of a pass, so a worker's first batch
@@ -78,11 +78,9 @@ def anchor_pass(
         plan.segments, opts.shards, opts.root, max_bytes=cfg.max_read_bytes, split_first=cfg.split_first_read
     )
     samples = tar_samples(fetched_reads(reads, cfg, reads_counted), errors)
-    ranges = {s.ref.episode: (s.lo, s.hi) for s in plan.segments if s.ref.episode != WHOLE_SHARD}
-    shard_ranges = {s.ref.shard: (s.lo, s.hi) for s in plan.segments if s.ref.episode == WHOLE_SHARD}
-    episode_shard = {e: path for path in shard_ranges for e in opts.shards[path].episodes}
+    ranges = {s.ref.episode: (s.lo, s.hi) for s in plan.segments}
     eps = episodes(samples, list(opts.spec.camera_keys), errors, opts.fps)
-    eps = with_anchor_ranges(eps, ranges, shard_ranges, episode_shard)
+    eps = with_anchor_ranges(eps, ranges)
     rng = None
     if opts.shuffle:
         eps = shuffle_buffer(eps, opts.episode_buffer, epoch_rng(opts.seed, opts.epoch, 1, opts.slot, p))

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import fsspec
 
@@ -52,20 +51,3 @@ def open_root(root: str, stream: StreamConfig) -> OpenedRoot:
     tasks_url = join_url(root, f"{META_DIR}/tasks.parquet")
     tasks = read_tasks(_read(tasks_url, stream), tasks_url)
     return OpenedRoot(root=root, manifest=manifest, tasks=tasks)
-
-
-def manifest_summary(opened: OpenedRoot) -> dict[str, Any]:
-    """A small JSON-able description of the root, for logs and reprs."""
-    m = opened.manifest
-    return json.loads(
-        json.dumps(
-            {
-                "root": opened.root,
-                "shards": len(m.shards),
-                "episodes": m.total_episodes,
-                "frames": m.total_frames,
-                "cameras": m.camera_keys,
-                "fps": m.fps,
-            }
-        )
-    )

@@ -30,6 +30,7 @@ from lerobot_wds.convert.mp4.io import bytes_reader
 from lerobot_wds.core.format import (
     MANIFEST_NAME,
     CameraMeta,
+    EpisodeExtent,
     EpisodeMeta,
     Manifest,
     ShardInfo,
@@ -258,16 +259,23 @@ def make_root(
     for s, first in enumerate(range(0, n, spec.episodes_per_shard)):
         eps = list(range(first, min(n, first + spec.episodes_per_shard)))
         buf = io.BytesIO()
+        spans: list[tuple[int, int]] = []  # each episode's members: (offset, end) in the tar
         with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
             for ep in eps:
+                begin = tar.offset
                 for name, data in episode_members(ep, spec.lengths[ep], starts[ep], spec):
                     _add(tar, name, damage(name, data) if damage is not None else data)
+                spans.append((begin, tar.offset))
         data = buf.getvalue()
+        extents = [
+            EpisodeExtent(ep, spec.lengths[ep], lo, hi - lo, hashlib.sha256(data[lo:hi]).hexdigest())
+            for ep, (lo, hi) in zip(eps, spans, strict=True)
+        ]
         path = root / shard_path(s)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         frames = sum(spec.lengths[e] for e in eps)
-        shards.append(ShardInfo(shard_path(s), len(data), hashlib.sha256(data).hexdigest(), eps, frames))
+        shards.append(ShardInfo(shard_path(s), len(data), hashlib.sha256(data).hexdigest(), eps, frames, extents))
     manifest = Manifest(
         fps=float(spec.fps),
         features=features(spec),

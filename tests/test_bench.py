@@ -15,9 +15,10 @@ import pytest
 from lerobot_wds.core.format import Manifest
 from lerobot_wds.tools.bench.records import CSV_NAME, load_records, write_record
 from lerobot_wds.tools.bench.report import merge_scenarios, ratio_rows, render
-from lerobot_wds.tools.bench.runner import BenchError, run_bench
+from lerobot_wds.tools.bench.runner import run_bench
 from lerobot_wds.tools.bench.scenarios import MODES, BenchConfig
 from lerobot_wds.tools.cli import main as cli_main
+from lerobot_wds.tools.errors import BenchError
 
 CAMERAS = 2  # shard_factory.RootSpec default
 HAS_LEROBOT = importlib.util.find_spec("lerobot") is not None

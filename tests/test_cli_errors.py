@@ -14,20 +14,21 @@ CLI = [sys.executable, "-m", "lerobot_wds.tools.cli"]
 
 
 def test_every_domain_error_derives_from_the_root() -> None:
-    from lerobot_wds.convert.config import ConfigError
-    from lerobot_wds.convert.episode import EpisodeError
-    from lerobot_wds.convert.manifest_io import FinalizeError
+    from lerobot_wds.convert.errors import (
+        ConfigError,
+        ConvertError,
+        EpisodeError,
+        FinalizeError,
+        PlanError,
+        SinkError,
+        StagingError,
+        TarWriteError,
+    )
     from lerobot_wds.convert.mp4 import Mp4Error
-    from lerobot_wds.convert.pipeline import ConvertError
-    from lerobot_wds.convert.plan import PlanError
-    from lerobot_wds.convert.sink import SinkError
     from lerobot_wds.convert.source import SourceError
-    from lerobot_wds.convert.staging import StagingError
-    from lerobot_wds.convert.tarwriter import TarWriteError
-    from lerobot_wds.core.errors import FormatError, ShardReadError
-    from lerobot_wds.core.retry import RetryError
+    from lerobot_wds.core.errors import FormatError, RetryError, ShardReadError
     from lerobot_wds.reader.errors import FrameDecodeError, IntegrityError, ShardFormatError
-    from lerobot_wds.tools.bench.loaders import BenchError
+    from lerobot_wds.tools.errors import BenchError
 
     errors = [
         ConfigError,

@@ -11,10 +11,9 @@ import pytest
 from convert_helpers import check_episode_sample, output_bytes, read_manifest, read_tar, shard_samples
 
 from lerobot_wds.convert.config import ConvertConfig
-from lerobot_wds.convert.episode import EpisodeError
-from lerobot_wds.convert.manifest_io import FinalizeError, finalize
-from lerobot_wds.convert.pipeline import ConvertError, convert
-from lerobot_wds.convert.plan import PlanError
+from lerobot_wds.convert.errors import ConvertError, EpisodeError, FinalizeError, PlanError
+from lerobot_wds.convert.manifest_io import finalize
+from lerobot_wds.convert.pipeline import convert
 from lerobot_wds.convert.sink import open_sink
 from lerobot_wds.core.format import member_names
 

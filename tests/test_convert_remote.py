@@ -6,8 +6,8 @@ import pytest
 from convert_helpers import output_bytes, s3_output_bytes
 
 from lerobot_wds.convert.config import ConvertConfig
+from lerobot_wds.convert.errors import SinkError
 from lerobot_wds.convert.pipeline import convert
-from lerobot_wds.convert.sink import SinkError
 
 
 def cfg(src, dest, **kw) -> ConvertConfig:

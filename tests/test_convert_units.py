@@ -8,18 +8,13 @@ import threading
 
 import pytest
 
-from lerobot_wds.convert.config import ConfigError, ConvertConfig, parse_episodes, parse_part, parse_size
-from lerobot_wds.convert.plan import (
-    EpisodeEstimate,
-    PlanError,
-    order_episodes,
-    plan_shards,
-    select_episodes,
-    select_part,
-)
+from lerobot_wds.convert.config import ConvertConfig, parse_episodes, parse_part, parse_size
+from lerobot_wds.convert.errors import ConfigError, PlanError, TarWriteError
+from lerobot_wds.convert.plan import EpisodeEstimate, order_episodes, plan_shards, select_episodes, select_part
 from lerobot_wds.convert.source.lru import LoadingLRU
-from lerobot_wds.convert.tarwriter import ShardWriter, TarWriteError
-from lerobot_wds.core.retry import RetryError, RetryPolicy, is_transient, with_retries
+from lerobot_wds.convert.tarwriter import ShardWriter
+from lerobot_wds.core.errors import RetryError
+from lerobot_wds.core.retry import RetryPolicy, is_transient, with_retries
 
 
 def est(sizes: list[int]) -> list[EpisodeEstimate]:

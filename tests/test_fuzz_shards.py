@@ -1,7 +1,7 @@
 """Fuzzing what the reader and ``verify`` parse from a converted root: shard tars, episode members, JSON.
 
 Inputs come from a real conversion of the small LeRobot fixture (AV1, 2 cameras; shard 0 holds episodes
-0, 1, 2 with v2 extents). Mutations: truncation, bit flips anywhere or inside a tar header or a member's
+0, 1, 2 with their extents). Mutations: truncation, bit flips anywhere or inside a tar header or a member's
 data, tar header fields rewritten with a valid checksum (size, name, type, link, magic), and for the JSON
 members hypothesis-generated values and real documents with a field replaced, dropped or added.
 
@@ -23,7 +23,7 @@ import math
 import re
 import shutil
 import tarfile
-from dataclasses import dataclass, fields, is_dataclass, replace
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
@@ -94,9 +94,9 @@ def converted(small_lerobot_dataset, tmp_path_factory) -> Converted:
     return c
 
 
-def _read_episodes(c: Converted, data: bytes, *, verify: bool, policy: str, v1: bool = False):
+def _read_episodes(c: Converted, data: bytes, *, verify: bool, policy: str):
     """The reader's path from fetched bytes to episodes: integrity check, tar members, episode contract."""
-    info = replace(c.info, extents=[]) if v1 else c.info
+    info = c.info
     read = Read(str(c.root / SHARD), info, None, None, tuple(info.episodes), tuple(info.extents))
     failures = integrity_failures(read, data) if verify else {}
     errors = ErrorCounter(policy)  # type: ignore[arg-type]
@@ -210,19 +210,19 @@ def test_reader_never_yields_a_changed_episode(converted, data):
             _read_episodes(c, mutated, verify=True, policy="raise")
 
 
-@given(data=st.data(), v1=st.booleans())
-def test_reader_without_integrity_parses_or_raises_domain_errors(converted, data, v1):
-    """verify_sha256 off (or a v1 manifest's whole-shard parse): Episodes or a LeRobotWdsError, nothing else."""
+@given(data=st.data())
+def test_reader_without_integrity_parses_or_raises_domain_errors(converted, data):
+    """verify_sha256 off: Episodes or a LeRobotWdsError, nothing else."""
     c = converted
     mutated = apply_tar(c.data, data.draw(st.lists(tar_mutation(c), min_size=1, max_size=3)))
-    eps, errors = _read_episodes(c, mutated, verify=False, policy="skip", v1=v1)
-    if not v1:  # per-episode slices: each episode is parsed or skipped on its own
-        assert len(eps) + errors.skipped_episodes == 3
+    eps, errors = _read_episodes(c, mutated, verify=False, policy="skip")
+    # per-episode slices: each episode is parsed or skipped on its own
+    assert len(eps) + errors.skipped_episodes == 3
     for ep in eps:
         if ep.index not in _affected(c, mutated):
             _same_as_reference(c, ep)
     try:
-        _read_episodes(c, mutated, verify=False, policy="raise", v1=v1)
+        _read_episodes(c, mutated, verify=False, policy="raise")
     except LeRobotWdsError as e:
         assert SHARD in str(e)
 

@@ -22,9 +22,11 @@ NO_RETRY = StreamConfig(retries=0)
 NO_CHECK = StreamConfig(verify_sha256=False)  # reach the structural checks behind the integrity check
 
 
-def _integrity_catches(root: Path, shard: str) -> None:
-    """By default the manifest's digest rejects the damaged shard before any parsing."""
-    with pytest.raises(IntegrityError, match=rf"{shard}: sha256 [0-9a-f]+, manifest says"):
+def _integrity_catches(root: Path, shard: str, episode: int) -> None:
+    """By default the manifest's digest of the damaged episode rejects it before any parsing."""
+    with pytest.raises(
+        IntegrityError, match=rf"{shard}, episode {episode} \(bytes \d+\.\.\d+\): sha256 [0-9a-f]+, manifest says"
+    ):
         list(LeRobotWdsDataset(str(root), shuffle=False))
 
 
@@ -47,6 +49,22 @@ def _member_offset(tar_path: Path, name: str) -> tuple[int, int]:
         return info.offset, info.offset_data
 
 
+def _extents(tar_path: Path, old: list[dict]) -> list[dict]:
+    """The manifest extents of a rewritten shard: each episode's members' bytes (headers, data, padding)."""
+    spans: dict[int, tuple[int, int]] = {}
+    with tarfile.open(tar_path) as tar:
+        for info in tar.getmembers():
+            episode = int(info.name.split(".")[0].removeprefix("episode_"))
+            end = info.offset_data + -(-info.size // 512) * 512
+            lo, _ = spans.get(episode, (info.offset, end))
+            spans[episode] = (lo, end)
+    data = tar_path.read_bytes()
+    return [
+        {**e, "offset": lo, "length": hi - lo, "sha256": hashlib.sha256(data[lo:hi]).hexdigest()}
+        for e, (lo, hi) in zip(old, spans.values(), strict=True)
+    ]
+
+
 def _overwrite(path: Path, offset: int, data: bytes) -> None:
     with open(path, "r+b") as f:
         f.seek(offset)
@@ -58,7 +76,7 @@ def test_truncated_shard_names_the_shard(small_root: Path, tmp_path: Path) -> No
     shard = root / "shards" / "shard-000001.tar"
     shard.write_bytes(shard.read_bytes()[:3000])
     ds = LeRobotWdsDataset(str(root), shuffle=False, stream=NO_RETRY)
-    with pytest.raises(ShardReadError, match=r"shard-000001\.tar: got 3000 bytes, expected \d+"):
+    with pytest.raises(ShardReadError, match=r"shard-000001\.tar 0\.\.\d+: got 3000 bytes, expected \d+"):
         list(ds)
 
 
@@ -67,15 +85,15 @@ def test_corrupt_tar_header_names_the_shard_and_skip_counts(small_root: Path, tm
     shard = root / "shards" / "shard-000000.tar"
     header, _ = _member_offset(shard, "episode_000001.json")
     _overwrite(shard, header, b"\xff" * 512)
-    msg = r"shard-000000\.tar: corrupt or truncated tar: it ends after 1 of 2 episodes; missing \[.episode_000001"
-    _integrity_catches(root, r"shard-000000\.tar")
+    msg = r"shard-000000\.tar: corrupt tar: bad checksum"  # episode 1's bytes, parsed on their own
+    _integrity_catches(root, r"shard-000000\.tar", 1)
     with pytest.raises(ShardFormatError, match=msg):
         list(LeRobotWdsDataset(str(root), stream=NO_CHECK, shuffle=False))
     ds = LeRobotWdsDataset(str(root), stream=NO_CHECK, shuffle=False, on_error="skip")
     got = [(int(s["episode_index"]), int(s["frame_index"])) for s in ds]
     assert len(got) == sum(SPEC.lengths)  # the quota is still met, by repeating readable shards
     assert 1 not in {e for e, _ in got}
-    assert ds.stats()["skipped_shards"] >= 1
+    assert ds.stats()["skipped_episodes"] >= 1 and ds.stats()["skipped_shards"] == 0
 
 
 def test_corrupt_parquet_member_names_member(small_root: Path, tmp_path: Path) -> None:
@@ -83,7 +101,7 @@ def test_corrupt_parquet_member_names_member(small_root: Path, tmp_path: Path) -
     shard = root / "shards" / "shard-000001.tar"
     _, data = _member_offset(shard, "episode_000002.parquet")
     _overwrite(shard, data, b"garbage!" * 8)
-    _integrity_catches(root, r"shard-000001\.tar")
+    _integrity_catches(root, r"shard-000001\.tar", 2)
     with pytest.raises(ShardFormatError, match=r"sample episode_000002, member episode_000002\.parquet"):
         list(LeRobotWdsDataset(str(root), stream=NO_CHECK, shuffle=False))
     ds = LeRobotWdsDataset(str(root), stream=NO_CHECK, shuffle=False, on_error="skip")
@@ -96,7 +114,7 @@ def test_corrupt_video_member_names_camera(small_root: Path, tmp_path: Path) -> 
     shard = root / "shards" / "shard-000001.tar"
     _, data = _member_offset(shard, "episode_000003.observation.images.c.mp4")
     _overwrite(shard, data, b"\x00" * 64)  # destroys the ftyp/moov boxes
-    _integrity_catches(root, r"shard-000001\.tar")
+    _integrity_catches(root, r"shard-000001\.tar", 3)
     with pytest.raises(FrameDecodeError, match=r"sample episode_000003, camera observation\.images\.c"):
         list(LeRobotWdsDataset(str(root), stream=NO_CHECK, shuffle=False))
     ds = LeRobotWdsDataset(str(root), stream=NO_CHECK, shuffle=False, on_error="skip")
@@ -120,6 +138,7 @@ def test_missing_member_and_bad_manifest(small_root: Path, tmp_path: Path) -> No
     manifest = json.loads((root / "manifest.json").read_text())
     manifest["shards"][0]["bytes"] = dst.stat().st_size  # a converter bug, not a transport one
     manifest["shards"][0]["sha256"] = hashlib.sha256(dst.read_bytes()).hexdigest()
+    manifest["shards"][0]["extents"] = _extents(dst, manifest["shards"][0]["extents"])
     (root / "manifest.json").write_text(json.dumps(manifest))
     ds = LeRobotWdsDataset(str(root), shuffle=False)
     msg = r"sample episode_000000, member episode_000000\.observation\.images\.c\.mp4: required member is absent"

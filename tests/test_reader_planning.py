@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from lerobot_wds import LeRobotWdsDataset
 from lerobot_wds.convert.config import ConvertConfig
 from lerobot_wds.convert.pipeline import convert
+from lerobot_wds.core.errors import FormatError
 from lerobot_wds.core.format import EpisodeExtent, ShardInfo
 from lerobot_wds.reader.errors import IntegrityError
 from lerobot_wds.reader.planning.reads import plan_reads
@@ -96,7 +97,8 @@ def test_corrupt_byte_is_reported_by_default(one_shard_root: Path, tmp_path: Pat
     assert {e for e, _ in got} == set(range(18)) - {5} and ds.stats()["skipped_episodes"] == 1
 
 
-def test_v1_manifest_still_reads_with_more_readers_than_shards(one_shard_root: Path, tmp_path: Path) -> None:
+def test_a_v1_manifest_is_refused_with_a_request_to_reconvert(one_shard_root: Path, tmp_path: Path) -> None:
+    """Version 1 manifests (no per-episode extents) came only from this project's early versions."""
     root = tmp_path / "v1"
     shutil.copytree(one_shard_root, root)
     manifest = json.loads((root / "manifest.json").read_text())
@@ -104,15 +106,16 @@ def test_v1_manifest_still_reads_with_more_readers_than_shards(one_shard_root: P
     for shard in manifest["shards"]:
         del shard["extents"]
     (root / "manifest.json").write_text(json.dumps(manifest))
-    ds = LeRobotWdsDataset(str(root), seed=1, return_uint8=True, batch_size=6)
-    seen = Counter(i for b in DataLoader(ds, batch_size=None, num_workers=3) for i in _ids(b))
-    assert set(seen) == {(e, k) for e, n in enumerate(LENGTHS) for k in range(n)} and max(seen.values()) <= 2
-    _flip_video_byte_v1 = root / manifest["shards"][0]["path"]
-    data = bytearray(_flip_video_byte_v1.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    _flip_video_byte_v1.write_bytes(bytes(data))
-    with pytest.raises(IntegrityError, match=r"shard-000000\.tar: sha256 [0-9a-f]+, manifest says"):
-        list(LeRobotWdsDataset(str(root), shuffle=False))
+    with pytest.raises(FormatError) as got:
+        LeRobotWdsDataset(str(root))
+    assert str(got.value) == (
+        f"{root}/manifest.json: format_version 1 (no per-episode extents) was written by an early lerobot-wds "
+        "version this reader no longer reads; re-convert the source with this version (format_version 2)"
+    )
+    manifest["format_version"] = 2  # a version 2 manifest must list every shard's extents
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(FormatError, match=r"manifest\.json: missing or unexpected field: .*extents"):
+        LeRobotWdsDataset(str(root))
 
 
 def test_resume_on_another_topology_is_an_explicit_error(one_shard_root: Path) -> None:

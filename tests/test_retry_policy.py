@@ -4,6 +4,7 @@ options (denied, short reads), timeouts, and the read-timeout storage options (c
 from __future__ import annotations
 
 import asyncio
+import random
 
 import aiohttp
 import botocore.exceptions
@@ -12,9 +13,8 @@ from fsspec.exceptions import FSTimeoutError
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from lerobot_wds.core.errors import LeRobotWdsError, ShortReadError
+from lerobot_wds.core.errors import LeRobotWdsError, RetryError, ShortReadError
 from lerobot_wds.core.retry import (
-    RetryError,
     RetryPolicy,
     is_denied,
     is_timeout,
@@ -115,7 +115,6 @@ def test_with_retries_counts_backs_off_and_names_what() -> None:
     policy = RetryPolicy(attempts=3, backoff_s=0)
     assert with_retries(flaky, what="read x", policy=policy, on_retry=lambda a, e: retried.append(a)) == "ok"
     assert retried == [1, 2] and [policy.delay_s(a) for a in (1, 2, 3)] == [0, 0, 0]
-    assert [RetryPolicy(backoff_s=0.5).delay_s(a) for a in (1, 2, 3)] == [0.5, 1.0, 2.0]
     with pytest.raises(RetryError, match=r"read y: still failing after 3 attempts \(ConnectionResetError: reset"):
         with_retries(lambda: (_ for _ in ()).throw(ConnectionResetError("reset")), what="read y", policy=policy)
     with pytest.raises(
@@ -131,6 +130,45 @@ def test_with_retries_counts_backs_off_and_names_what() -> None:
         read_with_retries(lambda: (_ for _ in ()).throw(wrapped(http_error(403))), what="m", policy=policy)
     with pytest.raises(ValueError, match="attempts"):
         RetryPolicy(attempts=0)
+
+
+def test_backoff_has_full_jitter_under_an_exponential_cap() -> None:
+    """Each wait is uniform in [0, min(max_backoff_s, backoff_s * 2**(n-1))]; a seeded rng repeats the waits."""
+    policy = RetryPolicy(attempts=12, backoff_s=0.5, max_backoff_s=4.0)
+    assert [policy.max_delay_s(a) for a in range(1, 8)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0]
+    rng = random.Random(7)
+    waits = {a: [policy.delay_s(a, rng) for _ in range(2000)] for a in (1, 3, 6)}
+    for a, got in waits.items():
+        bound = policy.max_delay_s(a)
+        assert all(0.0 <= w <= bound for w in got)
+        # full jitter: spread over the whole interval, not bunched at the bound (mean ~ bound / 2)
+        assert min(got) < 0.05 * bound and max(got) > 0.95 * bound
+        assert abs(sum(got) / len(got) - bound / 2) < 0.05 * bound
+    again = random.Random(7)
+    assert [policy.delay_s(1, again) for _ in range(5)] == waits[1][:5]
+    assert RetryPolicy(backoff_s=0.5).max_delay_s(30) == RetryPolicy().max_backoff_s == 20.0
+    # the default draws differ between calls (no shared seed, so readers do not retry in lockstep)
+    assert len({RetryPolicy(backoff_s=1.0).delay_s(1) for _ in range(20)}) > 1
+    with pytest.raises(ValueError, match="max_backoff_s"):
+        RetryPolicy(max_backoff_s=-1)
+
+
+def test_with_retries_waits_are_drawn_from_the_given_rng() -> None:
+    """with_retries sleeps the policy's jittered waits, drawn from the rng it is given (0.01 s bound here)."""
+    policy = RetryPolicy(attempts=3, backoff_s=0.004, max_backoff_s=0.01)
+    expected_rng, rng = random.Random(3), random.Random(3)
+    expected = [policy.delay_s(a, expected_rng) for a in (1, 2)]
+    calls: list[int] = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionResetError("reset")
+        return "ok"
+
+    assert with_retries(flaky, what="read w", policy=policy, rng=rng) == "ok"
+    # the rng advanced by exactly the two waits drawn: its next draw is the expected sequence's third
+    assert rng.random() == expected_rng.random() and len(expected) == 2 and len(calls) == 3
 
 
 def test_read_timeout_options() -> None:

@@ -28,9 +28,11 @@ from lerobot_wds.testing.shards import RootSpec, make_root
 CAM = "observation.images.c"
 SPEC = RootSpec(lengths=(5, 6, 4, 7), episodes_per_shard=2, cameras=(CAM,))
 EXPECTED = sorted((e, k) for e, n in enumerate(SPEC.lengths) for k in range(n))
-SHARD = "shards/shard-000001.tar"  # episodes 2 and 3: read whole, one GET per attempt
+SHARD = "shards/shard-000000.tar"  # episodes 0 and 1: read whole (no split first read), one GET per attempt
 TIMEOUT_S = 1.0
-RESTART_STREAM = StreamConfig(retries=6, backoff_s=0.05, read_timeout_s=TIMEOUT_S, readahead=0)
+RESTART_STREAM = StreamConfig(
+    retries=6, backoff_s=0.05, read_timeout_s=TIMEOUT_S, readahead=0, split_first_read=False
+)
 ONE_AT_A_TIME = {"active_episodes": 1, "shuffle": False}
 
 
@@ -42,7 +44,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def stream(**kw: Any) -> StreamConfig:
-    return StreamConfig(retries=5, backoff_s=0.01, read_timeout_s=TIMEOUT_S, **kw)
+    return StreamConfig(retries=5, backoff_s=0.01, read_timeout_s=TIMEOUT_S, split_first_read=False, **kw)
 
 
 def run_epoch(url: str, cfg: StreamConfig, after_first: Any = None, **options: Any) -> tuple[list, dict]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lerobot_wds.core.format import Manifest
+from lerobot_wds.core.format import EpisodeExtent, Manifest, ShardInfo
 
 Members = list[tuple[str, bytes]]
 
@@ -38,19 +38,41 @@ def write_members(path: Path, members: Members) -> None:
     path.write_bytes(buf.getvalue())
 
 
-def rewrite_shard(root: Path, shard: str, edit: Callable[[Members], Members], *, fix_manifest: bool) -> None:
-    """Rewrites a shard's members through ``edit``; optionally re-records its size and sha256 in the manifest.
+def _consistent_extents(path: Path, info: ShardInfo) -> list[EpisodeExtent]:
+    """Extents that agree with a rewritten tar: contiguous from byte 0, in the shard's episode order, episode
+    ``i`` ending after its last member (or where episode ``i - 1`` ended), each with the digest of its bytes."""
+    ends: dict[int, int] = {}
+    with tarfile.open(path) as tar:
+        for m in tar.getmembers():
+            key = m.name.split(".")[0]
+            if key.startswith("episode_") and key[len("episode_") :].isdigit():
+                ends[int(key[len("episode_") :])] = m.offset_data + -(-m.size // 512) * 512
+    data = path.read_bytes()
+    out, start = [], 0
+    for ext in info.extents:
+        end = max(start, ends.get(ext.episode, start))
+        out.append(
+            replace(ext, offset=start, length=end - start, sha256=hashlib.sha256(data[start:end]).hexdigest())
+        )
+        start = end
+    return out
 
-    The re-recorded entry has no episode extents (as a v1 manifest): the rewritten members are no longer
-    where the converter put them, and a consistent converter bug is what the other checks must find.
+
+def rewrite_shard(root: Path, shard: str, edit: Callable[[Members], Members], *, fix_manifest: bool) -> None:
+    """Rewrites a shard's members through ``edit``; optionally re-records its size, sha256 and extents.
+
+    The re-recorded entry describes the rewritten bytes (extents contiguous, digests matching): the members are
+    no longer where the converter put them, and a consistent converter bug is what the other checks must find.
     """
     path = Path(root) / shard
     write_members(path, edit(read_members(path)))
     if fix_manifest:
         m = read_manifest(root)
         data = path.read_bytes()
-        fixed = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "extents": []}
-        shards = [replace(s, **fixed) if s.path == shard else s for s in m.shards]
+        fixed = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        shards = [
+            replace(s, **fixed, extents=_consistent_extents(path, s)) if s.path == shard else s for s in m.shards
+        ]
         (Path(root) / "manifest.json").write_bytes(replace(m, shards=shards).to_json_bytes())
 
 

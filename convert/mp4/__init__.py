@@ -10,7 +10,8 @@ Public surface (everything else in this package is an implementation detail):
 - :class:`Mp4Error`: anything malformed, naming the file and what was expected and found.
 """
 
-from lerobot_wds.convert.mp4.boxes import Mp4Error, ReadFn
+from lerobot_wds.convert.errors import Mp4Error
+from lerobot_wds.convert.mp4.boxes import ReadFn
 from lerobot_wds.convert.mp4.cut import Clip, cut_episode
 from lerobot_wds.convert.mp4.index import TrackIndex, parse_track_index
 from lerobot_wds.convert.mp4.io import bytes_reader, file_reader

@@ -13,16 +13,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal, overload
 
-from lerobot_wds.core.errors import LeRobotWdsError
+from lerobot_wds.convert.errors import Mp4Error
 
 ReadFn = Callable[[int, int], bytes]
 
 # Containers whose children the index parser descends into.
 CONTAINER_BOXES = frozenset({b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts", b"dinf"})
-
-
-class Mp4Error(LeRobotWdsError, ValueError):
-    """An MP4 file is malformed or unsupported; the message names the file and the problem."""
 
 
 @dataclass(frozen=True)

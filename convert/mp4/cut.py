@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lerobot_wds.convert.mp4.boxes import Mp4Error, ReadFn
+from lerobot_wds.convert.errors import Mp4Error
+from lerobot_wds.convert.mp4.boxes import ReadFn
 from lerobot_wds.convert.mp4.index import TrackIndex
 from lerobot_wds.convert.mp4.write import SampleTable, write_mp4
 

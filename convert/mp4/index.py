@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lerobot_wds.convert.errors import Mp4Error
 from lerobot_wds.convert.mp4.boxes import (
     Box,
     FullBoxReader,
-    Mp4Error,
     ReadFn,
     find_child,
     find_path,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from lerobot_wds.convert.mp4.boxes import Mp4Error
+from lerobot_wds.convert.errors import Mp4Error
 
 MOVIE_TIMESCALE = 1000
 U32_MAX = (1 << 32) - 1

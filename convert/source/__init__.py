@@ -5,6 +5,7 @@ Public surface: :class:`LeRobotSource` (open a local path or fsspec URL), its :c
 is not a valid LeRobot v3 dataset, naming the file).
 """
 
-from lerobot_wds.convert.source.lerobot import EpisodeRecord, LeRobotSource, SourceError, VideoRef, describe
+from lerobot_wds.convert.errors import SourceError
+from lerobot_wds.convert.source.lerobot import EpisodeRecord, LeRobotSource, VideoRef, describe
 
 __all__ = ["EpisodeRecord", "LeRobotSource", "SourceError", "VideoRef", "describe"]

@@ -20,9 +20,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from lerobot_wds.convert.errors import SourceError
 from lerobot_wds.convert.mp4 import ReadFn, TrackIndex, file_reader, parse_track_index
 from lerobot_wds.convert.source.lru import LoadingLRU
-from lerobot_wds.core.errors import FormatError, LeRobotWdsError
+from lerobot_wds.core.errors import FormatError
 from lerobot_wds.core.retry import RetryPolicy, read_with_retries
 from lerobot_wds.core.tasks import read_tasks
 from lerobot_wds.core.timeouts import DEFAULT_READ_TIMEOUT_S, with_read_timeout
@@ -32,10 +33,6 @@ T = TypeVar("T")
 INFO = "meta/info.json"
 TASKS = "meta/tasks.parquet"
 EPISODES_GLOB = "meta/episodes/chunk-*/file-*.parquet"
-
-
-class SourceError(LeRobotWdsError, ValueError):
-    """The source dataset is not a valid LeRobot v3 dataset or lacks an episode's rows; names the file."""
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ then ``<key>_is_pad`` masks in ``delta_timestamps`` order, then ``task``. A came
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -94,8 +94,3 @@ def build_sample(anchor: Anchor, spec: SampleSpec, frames_pool: FramePool) -> di
         item[cam] = to_output_images(frames.squeeze(0) if frames.shape[0] == 1 else frames, spec.return_uint8)
     item.update(rest)
     return item
-
-
-def window_keys(spec: SampleSpec, columns: Sequence[str]) -> list[str]:
-    """Returns the keys a sample will hold (for documentation and checks)."""
-    return [*spec.camera_keys, *columns, *(f"{k}_is_pad" for k in spec.deltas), "task"]

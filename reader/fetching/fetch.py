@@ -5,7 +5,7 @@ with a transient error (reset, timeout, 5xx; see :mod:`retry`, the one policy of
 verify) or comes back with a size other than planned is retried from scratch with exponential backoff; a
 permanent one (missing, 403 / denied unless ``StreamConfig.retry_denied``) fails at once naming the shard.
 Nothing of a read is handed on before all of it arrived and was checked against the manifest (per-episode
-sha256, or the shard's for v1 manifests), so a retry can never duplicate samples. A stalled server raises a
+sha256), so a retry can never duplicate samples. A stalled server raises a
 read timeout (``StreamConfig.read_timeout_s``, see :mod:`timeouts`) that is retried like any transient
 error. Retries and timeouts are counted in :class:`ReadCounters` (``LeRobotWdsDataset.stats()``). The next
 read(s) are fetched and checked in a background thread while the current one is parsed and decoded.
@@ -36,8 +36,8 @@ class StreamConfig:
     """How reads are fetched: retries, backoff, read-ahead, integrity, read size and fsspec storage options.
 
     Attributes:
-        retries: retries of a read after a transient error (``retries + 1`` attempts); backoff_s: the first
-            retry's delay, doubling on every further one.
+        retries: retries of a read after a transient error (``retries + 1`` attempts); backoff_s: the bound of
+            the first retry's random (full-jitter) delay, doubling on every further one up to the policy's cap.
         read_timeout_s: a socket read (or connect) of an ``http(s)://`` or ``s3://`` read that waits longer
             raises a timeout, which is retried; applied unless ``storage_options`` set their own (aiohttp
             ``client_kwargs["timeout"]``, s3fs ``config_kwargs["read_timeout"]``). None: the backends' defaults.
@@ -116,7 +116,7 @@ class Fetched:
 
     read: Read
     data: bytes
-    failures: dict[int | None, str]
+    failures: dict[int, str]
 
 
 def fetch_once(read: Read, config: StreamConfig) -> bytes:

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from lerobot_wds.core.errors import FormatError
-from lerobot_wds.core.format import episode_index_from_key, episode_key
+from lerobot_wds.core.format import episode_key
 from lerobot_wds.reader.errors import IntegrityError, ShardFormatError
 from lerobot_wds.reader.fetching.fetch import Fetched
 from lerobot_wds.reader.on_error import ErrorCounter
@@ -68,24 +68,11 @@ def _checked(url: str, data: bytes | memoryview, expected: list[str]) -> Iterato
 def tar_samples(reads: Iterable[Fetched], errors: ErrorCounter) -> Iterator[dict[str, Any]]:
     """Turns fetched reads into webdataset samples ``{"__key__", "__url__", suffix: bytes}`` of their episodes.
 
-    With episode extents (v2) each episode's bytes are checked and parsed on their own: a corrupt episode is
-    one error naming shard and episode (skipped alone under ``on_error="skip"``). Without (v1), the whole
-    shard is checked and parsed, and only the read's episodes are kept.
+    Each episode's bytes (its extent) are checked and parsed on their own: a corrupt episode is one error
+    naming shard and episode (skipped alone under ``on_error="skip"``).
     """
     for fetched in reads:
         read, url = fetched.read, fetched.read.url
-        if not read.extents:
-            try:
-                if None in fetched.failures:
-                    raise IntegrityError(fetched.failures[None])
-                wanted = set(read.episodes)
-                expected = [episode_key(e) for e in read.shard.episodes]
-                for sample in _checked(url, fetched.data, expected):
-                    if episode_index_from_key(sample["__key__"]) in wanted:
-                        yield sample
-            except ShardFormatError as e:
-                errors.handle(e, "shard")
-            continue
         for episode, piece in episode_slices(read, fetched.data).items():
             try:
                 if episode in fetched.failures:
@@ -111,32 +98,13 @@ def episodes(
             errors.handle(e, "episode")
 
 
-def with_anchor_ranges(
-    eps: Iterable[Episode],
-    ranges: Mapping[int, tuple[int, int]],
-    shard_ranges: Mapping[str, tuple[int, int]] | None = None,
-    episode_shard: Mapping[int, str] | None = None,
-) -> Iterator[Episode]:
-    """Gives each episode the anchor range this reader was planned to yield (see :mod:`splitting`).
-
-    ``ranges`` holds episode ranges (v2 plans). A v1 shard is planned as one range over its episodes laid end
-    to end (``shard_ranges``; ``episode_shard`` maps episodes to shards): episodes arrive in shard order, so
-    each one's share is its overlap with the range; an episode with none is dropped.
-    """
-    offsets: dict[str, int] = {}
+def with_anchor_ranges(eps: Iterable[Episode], ranges: Mapping[int, tuple[int, int]]) -> Iterator[Episode]:
+    """Gives each episode the anchor range this reader was planned to yield (see :mod:`splitting`); an episode
+    without one is dropped."""
     for ep in eps:
-        shard = (episode_shard or {}).get(ep.index)
-        if ep.index in ranges:
-            lo, hi = ranges[ep.index]
-        elif shard is not None and shard_ranges and shard in shard_ranges:
-            start = offsets.get(shard, 0)
-            offsets[shard] = start + ep.length
-            lo = max(0, shard_ranges[shard][0] - start)
-            hi = min(ep.length, shard_ranges[shard][1] - start)
-            if lo >= hi:
-                continue
-        else:
+        if ep.index not in ranges:
             continue
+        lo, hi = ranges[ep.index]
         yield ep if (lo, hi) == (0, ep.length) else replace(ep, anchors=(lo, hi))
 
 

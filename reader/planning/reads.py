@@ -2,11 +2,10 @@
 
 A run of consecutive segments from one shard becomes one read: the whole shard when the reader uses all of
 its episodes (one GET per shard), else the byte range from the run's first episode to its last (one ranged
-GET per run; a v2 manifest gives every episode's offset, length and sha256). Reads are cut at episode
+GET per run; the manifest gives every episode's offset, length and sha256). Reads are cut at episode
 boundaries to at most ``max_bytes`` (bounded memory whatever the shard size). With ``split_first`` the first
 reads of a pass grow geometrically (1, 2, 4, ... episodes) so decoding starts as soon as the first episode
 arrived and the pool fills while larger reads follow (first-batch latency over a bucket).
-A v1 manifest has no extents: every read is a whole shard, checked by its sha256.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ class Read:
     start: int | None
     end: int | None
     episodes: tuple[int, ...]  # the reader's episodes in these bytes, in shard order
-    extents: tuple[EpisodeExtent, ...]  # their extents (empty on v1 manifests)
+    extents: tuple[EpisodeExtent, ...]  # their extents
 
     @property
     def nbytes(self) -> int:
@@ -68,9 +67,6 @@ def plan_reads(
         info = shards[run[0].ref.shard]
         url = join_url(root, info.path)
         eps = [s.ref.episode for s in run]
-        if not info.extents:
-            reads.append(Read(url, info, None, None, tuple(info.episodes), ()))
-            continue
         ext = [info.extents[s.ref.position] for s in run]
         ramping = split_first and len(reads) < RAMP_READS
         if len(ext) == len(info.extents) and info.bytes <= max_bytes and not ramping:
@@ -93,23 +89,18 @@ def _range(url: str, info: ShardInfo, group: Sequence[EpisodeExtent]) -> Read:
 
 
 def episode_slices(read: Read, data: bytes) -> dict[int, memoryview]:
-    """The bytes of each episode of a v2 read (its members: headers, data, padding), as views (no copies)."""
+    """The bytes of each episode of a read (its members: headers, data, padding), as views (no copies)."""
     view = memoryview(data)
     return {e.episode: view[e.offset - read.offset : e.offset - read.offset + e.length] for e in read.extents}
 
 
-def integrity_failures(read: Read, data: bytes) -> dict[int | None, str]:
-    """Checks read bytes against the manifest: per episode (v2) or the whole shard (v1, key None).
+def integrity_failures(read: Read, data: bytes) -> dict[int, str]:
+    """Checks read bytes against the manifest's digest of each episode.
 
-    Returns the failures as ``{episode (or None for the shard): message}``; empty when every byte checks.
+    Returns the failures as ``{episode: message}``; empty when every byte checks.
     """
     where = f"shard {read.url}"
-    bad: dict[int | None, str] = {}
-    if not read.extents:
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != read.shard.sha256:
-            bad[None] = f"{where}: sha256 {digest}, manifest says {read.shard.sha256}"
-        return bad
+    bad: dict[int, str] = {}
     for ext, piece in zip(read.extents, episode_slices(read, data).values(), strict=True):
         got = hashlib.sha256(piece).hexdigest()
         if got != ext.sha256:

@@ -13,13 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from lerobot_wds.core.errors import LeRobotWdsError
+from lerobot_wds.reader.errors import ResumeError
 
 STATE_VERSION = 1
-
-
-class ResumeError(LeRobotWdsError, ValueError):
-    """A resume state that does not fit this reader: another version, seed or ranks x workers topology."""
 
 
 def make_state(

@@ -26,7 +26,6 @@ from typing import Literal, get_args
 from lerobot_wds.core.format import ShardInfo
 
 Uneven = Literal["pad", "trim"]
-WHOLE_SHARD = -1  # EpisodeRef.episode of a v1 shard planned as one item (its episodes end to end)
 
 
 @dataclass(frozen=True)
@@ -62,14 +61,8 @@ class SlotPlan:
 
 
 def episode_refs(shard: ShardInfo) -> tuple[EpisodeRef, ...]:
-    """A manifest shard's episodes as planning items, in the shard's order.
-
-    A v1 shard (no extents) knows only its frame count: it is then one item (episode ``WHOLE_SHARD``) over the
-    anchors of its episodes laid end to end, and always read whole.
-    """
-    if shard.extents:
-        return tuple(EpisodeRef(shard.path, e.episode, e.frames, i) for i, e in enumerate(shard.extents))
-    return (EpisodeRef(shard.path, WHOLE_SHARD, shard.frames, 0),)
+    """A manifest shard's episodes as planning items, in the shard's order."""
+    return tuple(EpisodeRef(shard.path, e.episode, e.frames, i) for i, e in enumerate(shard.extents))
 
 
 def epoch_rng(seed: int, epoch: int, *salt: int) -> random.Random:
@@ -144,8 +137,3 @@ def plan_epoch(
     quota = max(frames) if uneven == "pad" else min(frames)
     flat = [SlotPlan(tuple(p), f, quota) for p, f in zip(pieces, frames, strict=True)]
     return [flat[r * num_workers : (r + 1) * num_workers] for r in range(world_size)]
-
-
-def samples_per_rank(plan: list[list[SlotPlan]]) -> int:
-    """Returns how many samples every rank yields in the planned epoch (identical on all ranks)."""
-    return sum(s.quota for s in plan[0])

@@ -8,7 +8,7 @@ inject any topology they like.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 
@@ -65,13 +65,8 @@ def detect_worker() -> tuple[int, int]:
     return (0, 1) if info is None else (info.id, info.num_workers)
 
 
-def detect(rank_world: tuple[int, int] | None = None) -> Topology:
+def detect_topology(rank_world: tuple[int, int] | None = None) -> Topology:
     """Detects the full topology; ``rank_world`` overrides the (rank, world size) detection."""
     rank, world = rank_world if rank_world is not None else detect_rank_world()
     worker, workers = detect_worker()
     return Topology(rank=rank, world_size=world, worker=worker, num_workers=workers)
-
-
-def with_worker(topology: Topology, worker: int, num_workers: int) -> Topology:
-    """Returns ``topology`` with the worker part replaced."""
-    return replace(topology, worker=worker, num_workers=num_workers)

@@ -15,8 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lerobot_wds.tools.bench.loaders import BenchError, LoaderBundle, shuffled_loader
+from lerobot_wds.tools.bench.loaders import LoaderBundle, shuffled_loader
 from lerobot_wds.tools.bench.scenarios import BenchConfig
+from lerobot_wds.tools.errors import BenchError
 
 _COUNTS: dict[str, int] = {"hits": 0, "misses": 0, "evictions": 0}
 

@@ -11,14 +11,9 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, default_collate, get_worker_info
 
-from lerobot_wds.core.errors import LeRobotWdsError
 from lerobot_wds.tools.bench.scenarios import BenchConfig
 
 STATS_KEY = "__bench_worker_stats__"
-
-
-class BenchError(LeRobotWdsError, RuntimeError):
-    """A benchmark could not run as configured, or a loader delivered batches of the wrong shape."""
 
 
 class ProbeCollate:

@@ -38,10 +38,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from lerobot_wds.testing.http_server import LoopbackHTTPServer, ServeConfig
-from lerobot_wds.tools.bench.loaders import STATS_KEY, BenchError, LoaderBundle, ProbeCollate, ours_probe
+from lerobot_wds.tools.bench.loaders import STATS_KEY, LoaderBundle, ProbeCollate, ours_probe
 from lerobot_wds.tools.bench.mixing import mixing
 from lerobot_wds.tools.bench.monitor import ProcessMonitor
 from lerobot_wds.tools.bench.scenarios import BenchConfig
+from lerobot_wds.tools.errors import BenchError
 
 CACHE_FIELDS = ("hits", "misses", "evictions", "size")
 

@@ -19,9 +19,9 @@ import fsspec
 from tqdm import tqdm
 
 from lerobot_wds.convert.source import LeRobotSource
-from lerobot_wds.core.errors import FormatError
+from lerobot_wds.core.errors import FormatError, RetryError
 from lerobot_wds.core.format import MANIFEST_NAME, SHARDS_DIR, Manifest
-from lerobot_wds.core.retry import RetryError, RetryPolicy, read_with_retries
+from lerobot_wds.core.retry import RetryPolicy, read_with_retries
 from lerobot_wds.core.timeouts import DEFAULT_READ_TIMEOUT_S, with_read_timeout
 from lerobot_wds.tools.report import Finding, Report
 from lerobot_wds.tools.verify.episode import SampleHook

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 
 import fsspec
 
+from lerobot_wds.core.errors import RetryError
 from lerobot_wds.core.format import Manifest, ShardInfo
-from lerobot_wds.core.retry import RetryError, RetryPolicy, is_transient, with_retries
+from lerobot_wds.core.retry import RetryPolicy, is_transient, with_retries
 from lerobot_wds.tools.report import Finding
 from lerobot_wds.tools.verify.episode import SampleHook, check_sample
 from lerobot_wds.tools.verify.tar import HashingReader, group_samples, iter_members
