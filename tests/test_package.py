@@ -74,8 +74,8 @@ WHEEL_PACKAGES = {
 
 
 def test_wheel_contents_match_the_readme(tmp_path) -> None:
-    """The wheel ships exactly the package folders (no tests, no slurm scripts), py.typed, and the README's
-    layout section lists every one of them."""
+    """The wheel ships exactly the package folders (no tests, no slurm scripts, no benchmark reports or
+    plots), py.typed, and the layout section of docs/design.md lists every one of them."""
     import shutil
     import zipfile
     from pathlib import Path
@@ -107,7 +107,21 @@ def test_wheel_contents_match_the_readme(tmp_path) -> None:
     assert folders == WHEEL_PACKAGES
     assert "lerobot_wds/py.typed" in names
     assert all(n.endswith(".py") or n == "lerobot_wds/py.typed" for n in names if n.startswith("lerobot_wds/"))
-    readme = (root / "README.md").read_text()
-    layout = readme[readme.index("## Layout") :]
+    design = (root / "docs" / "design.md").read_text()
+    layout = design[design.index("## Layout") :]
     missing = sorted(f for f in WHEEL_PACKAGES if f"`{f}/`" not in layout)
-    assert not missing, f"README's Layout section does not list {missing}"
+    assert not missing, f"docs/design.md's Layout section does not list {missing}"
+
+
+def test_readme_is_short_and_its_files_exist() -> None:
+    """README.md stays a user's page (at most 300 lines); every repository file it names exists."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    assert readme.count("\n") <= 300
+    named = set(re.findall(r"`((?:[\w.-]+/)*[\w.-]+\.(?:md|py|txt|sbatch))`", readme))
+    assert {"docs/design.md", "docs/reliability.md", "BENCHMARKS.md", "CONTRIBUTING.md"} <= named
+    missing = sorted(n for n in named if not (root / n).exists())
+    assert not missing, f"README.md names files that are not in the repository: {missing}"

@@ -1,6 +1,6 @@
 """The reader's two private torch/torchcodec calls and their fallbacks, run for real against the default path.
 
-- ``transport.shared_storage`` uses ``torch.UntypedStorage._new_shared`` while torch has it and
+- ``batch_slots.shared_storage`` uses ``torch.UntypedStorage._new_shared`` while torch has it and
   ``UntypedStorage(n).share_memory_()`` otherwise (switched off here, also inside DataLoader workers).
 - ``decode.gop_starts`` asks torchcodec's ``VideoDecoder._get_key_frame_indices`` for the keyframes; without
   it every decode starts at the first frame (sequential units): slower, same samples.
@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, get_worker_info
 from torchcodec.decoders import VideoDecoder
 
 from lerobot_wds import LeRobotWdsDataset
-from lerobot_wds.reader.assembling import batch_slots as transport
+from lerobot_wds.reader.assembling import batch_slots
 from lerobot_wds.reader.decoding import frames
 from lerobot_wds.reader.decoding.decode import DecodeConfig
 
@@ -28,8 +28,8 @@ PATHS = ["private", "public"]
 
 def _use(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
     if path == "public":
-        monkeypatch.setattr(transport, "_new_shared", None)
-    elif transport._new_shared is None:
+        monkeypatch.setattr(batch_slots, "_new_shared", None)
+    elif batch_slots._new_shared is None:
         pytest.skip("this torch has no UntypedStorage._new_shared: the public path is the only one")
 
 
@@ -38,7 +38,7 @@ def test_shared_storage_is_shared_memory_that_a_receiver_aliases(
     path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _use(path, monkeypatch)
-    storage = transport.shared_storage(1000)
+    storage = batch_slots.shared_storage(1000)
     assert storage.is_shared() and storage.nbytes() == 1000 and storage.device.type == "cpu"
     mine = torch.empty(0, dtype=torch.uint8).set_(storage)
     mine.copy_(torch.arange(1000) % 251)
@@ -59,7 +59,7 @@ class _Record:
         slot = getattr(batch, "slot", None)  # a SlotBatch (batch_slots > 0) carries its slot
         storage = slot.storage if slot is not None else batch[self.camera].untyped_storage()
         info = get_worker_info()
-        batch["private_constructor"] = transport._new_shared is not None
+        batch["private_constructor"] = batch_slots._new_shared is not None
         batch["born_shared"] = storage.is_shared()
         batch["slots"] = dict(info.dataset.stats().get("batch_slots", {}))
         return batch
@@ -80,7 +80,7 @@ def test_dataloader_batches_through_the_public_fallback_equal_the_default_path(
     wds_root: Path, slots: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     default = _epoch(wds_root, slots)
-    monkeypatch.setattr(transport, "_new_shared", None)
+    monkeypatch.setattr(batch_slots, "_new_shared", None)
     public = _epoch(wds_root, slots)
     assert len(public) == len(default) > 2
     has_private = getattr(torch.UntypedStorage, "_new_shared", None) is not None

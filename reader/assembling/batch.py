@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import default_collate, get_worker_info
 
-from lerobot_wds.reader.assembling import batch_slots as transport
+from lerobot_wds.reader.assembling import batch_slots
 from lerobot_wds.reader.assembling.batch_slots import SlotBatch, SlotRing, pack
 from lerobot_wds.reader.assembling.sample import SampleSpec, camera_positions, sample_without_images
 from lerobot_wds.reader.decoding.frames import FramePool
@@ -28,7 +28,7 @@ def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     if get_worker_info() is None:
         return torch.empty(shape, dtype=dtype)
     numel = int(np.prod(shape))
-    storage = transport.shared_storage(numel * dtype.itemsize)
+    storage = batch_slots.shared_storage(numel * dtype.itemsize)
     return torch.empty(0, dtype=dtype).set_(storage).view(shape)
 
 
