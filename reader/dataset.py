@@ -21,8 +21,9 @@ that epoch skip what was consumed, before any decoding, and yield the rest exact
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -35,11 +36,12 @@ from lerobot_wds.reader.board import ReaderBoard
 from lerobot_wds.reader.decoding.decode import DecodeConfig
 from lerobot_wds.reader.decoding.frames import FramePool
 from lerobot_wds.reader.fetching.fetch import ReadCounters, StreamConfig
+from lerobot_wds.reader.meta import load_meta, local_meta_root
 from lerobot_wds.reader.on_error import ErrorCounter
 from lerobot_wds.reader.pipeline import ReaderOptions, reader_stream
 from lerobot_wds.reader.planning.epoch import SharedEpoch
 from lerobot_wds.reader.planning.resume import check_topology, loader_consumed, make_state, merge_state
-from lerobot_wds.reader.planning.splitting import SlotPlan, Uneven, plan_epoch
+from lerobot_wds.reader.planning.splitting import SlotPlan, Uneven, episode_selection, plan_epoch
 from lerobot_wds.reader.planning.topology import Topology, detect_rank_world, detect_topology
 from lerobot_wds.reader.root import open_root
 from lerobot_wds.reader.scheduling.windows import Preset, delta_indices, preset_delta_timestamps
@@ -94,6 +96,13 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
             ``DataLoader(ds, batch_size=None)``): images are written straight into the batch, which a
             DataLoader worker builds in a reused shared-memory slot (see :mod:`batch_slots`), saving DataLoader's
             collate copy and fresh shared memory per batch. The last batch of an epoch may be short.
+        episodes: read only these episode indices (lerobot's option); planning, splitting and per-rank quotas
+            follow from their frames. None: every episode.
+        image_transforms: lerobot's ``image_transforms``: called on every camera's image tensor of every sample
+            after decoding ([C,H,W], or [T,C,H,W] for a window; uint8 with ``return_uint8``). With
+            ``batch_size`` it runs per sample on the batch and must keep shape and dtype.
+        meta_cache_dir: where a remote root's ``meta/`` is fetched once for :attr:`meta` (default
+            ``$LEROBOT_WDS_META_CACHE`` or ``~/.cache/lerobot_wds/meta``).
     """
 
     def __init__(
@@ -115,6 +124,9 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         rank: int | None = None,
         world_size: int | None = None,
         batch_size: int | None = None,
+        episodes: Sequence[int] | None = None,
+        image_transforms: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        meta_cache_dir: str | None = None,
     ) -> None:
         super().__init__()
         if delta_timestamps is not None and preset is not None:
@@ -129,6 +141,8 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
             )
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 or None, got {batch_size}")
+        if image_transforms is not None and not callable(image_transforms):
+            raise TypeError(f"image_transforms must be callable or None, got {type(image_transforms).__name__}")
         ErrorCounter(on_error)  # validates the policy name
         self.source = str(source)
         self.stream_config = stream or StreamConfig()
@@ -144,7 +158,16 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         deltas = {}
         if self.delta_timestamps is not None:
             deltas = delta_indices(self.delta_timestamps, self.fps, list(self.manifest.features), tolerance_s)
-        self.sample_spec = SampleSpec(self.camera_keys, deltas, self.tasks, return_uint8)
+        self.sample_spec = SampleSpec(self.camera_keys, deltas, self.tasks, return_uint8, image_transforms)
+        self.image_transforms = image_transforms
+        self.episodes = list(episodes) if episodes is not None else None
+        self._keep: frozenset[int] | None = None
+        self.num_frames, self.num_episodes = self.manifest.total_frames, self.manifest.total_episodes
+        if episodes is not None:
+            self._keep, self.num_frames = episode_selection(self.manifest.shards, episodes)
+            self.num_episodes = len(self._keep)
+        self.meta_cache_dir = meta_cache_dir
+        self._meta: Any = None
         self.shuffle, self.seed, self.uneven, self.on_error = shuffle, seed, uneven, on_error
         self.episode_buffer, self.active_episodes = episode_buffer, active_episodes
         self.batch_size = batch_size
@@ -175,6 +198,25 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         self._last_source: FramePool | None = None
         self._last_ring: SlotRing | None = None
 
+    @property
+    def meta(self) -> Any:
+        """lerobot's metadata of this root: ``LeRobotDatasetMetadata`` with lerobot installed, else
+        :class:`~lerobot_wds.reader.meta.DatasetMeta` (see :mod:`meta`; a remote root's ``meta/`` is fetched
+        once into a local cache)."""
+        if self._meta is None:
+            cache = Path(self.meta_cache_dir) if self.meta_cache_dir else None
+            local = local_meta_root(self.source, self.manifest, self.stream_config, cache)
+            self._meta = load_meta(local, repo_id=self.repo_id)
+        return self._meta
+
+    @property
+    def repo_id(self) -> str:
+        """The source's hub repo id (``hf://datasets/ORG/NAME``), else ``lerobot_wds/<root name>``."""
+        url = str(self.manifest.source.get("url") or "")
+        if url.startswith("hf://datasets/") and url.count("/") >= 4:
+            return "/".join(url.split("/")[3:5]).split("@")[0]
+        return f"lerobot_wds/{self.source.rstrip('/').rsplit('/', 1)[-1]}"
+
     # --- epochs and topology -------------------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
         """Sets the epoch that seeds the next iteration's shuffles (seen by persistent workers too)."""
@@ -198,6 +240,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
             world_size=topology.world_size,
             num_workers=topology.num_workers,
             uneven=self.uneven,
+            episodes=self._keep,
         )
         return plan[topology.rank][topology.worker]
 
@@ -314,6 +357,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         # Iteration state (decoders, caches) never travels to workers or into pickles.
         state = dict(self.__dict__)
         state["_last_source"] = state["_last_ring"] = None
+        state["_meta"] = None  # re-read on demand; lerobot's metadata holds file handles and frames
         return state
 
     def __repr__(self) -> str:

@@ -8,7 +8,7 @@ main process copies nothing) and decoded frames are written straight into it. Th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -55,6 +55,24 @@ def _camera_shapes(
     return shapes
 
 
+def transform_in_place(images: torch.Tensor, transform: Callable[[torch.Tensor], torch.Tensor], cam: str) -> None:
+    """Applies ``transform`` to every sample of a camera's batch tensor, as lerobot does per sample.
+
+    Raises:
+        ValueError: the transform changed a sample's shape or dtype (batches are built in place).
+    """
+    for i in range(images.shape[0]):
+        out = transform(images[i])
+        if out.shape != images[i].shape or out.dtype != images.dtype:
+            raise ValueError(
+                f"image_transforms turned camera {cam}'s {tuple(images[i].shape)} {images.dtype} image into "
+                f"{tuple(out.shape)} {out.dtype}; with batch_size= on the dataset a transform must keep shape and "
+                "dtype (resize before conversion, or batch in the DataLoader)"
+            )
+        if out.data_ptr() != images[i].data_ptr():
+            images[i].copy_(out)
+
+
 def build_batch(
     items: Sequence[Anchor], spec: SampleSpec, source: FramePool, ring: SlotRing | None = None
 ) -> dict[str, Any]:
@@ -87,5 +105,7 @@ def build_batch(
         view = out.numpy()
         for i, a in enumerate(items):
             source.gather_into(a.visit, cam, positions[cam][i], view[i], a.needs.get(cam, ()))
+        if spec.image_transforms is not None:
+            transform_in_place(out, spec.image_transforms, cam)
     batch = {**cams, **rest}
     return SlotBatch(batch, slot, layout) if ring is not None else batch

@@ -3,12 +3,13 @@
 Keys in lerobot's order: cameras, then the row's columns (windowed ones replaced by their [T, ...] stacks),
 then ``<key>_is_pad`` masks in ``delta_timestamps`` order, then ``task``. A camera with a one-frame query is
 [C,H,W] (lerobot squeezes the time axis), otherwise [T,C,H,W]; images are float32 in [0,1] computed as
-``uint8 / 255.0`` (lerobot's arithmetic, bit-exact) or uint8 with ``return_uint8``.
+``uint8 / 255.0`` (lerobot's arithmetic, bit-exact) or uint8 with ``return_uint8``. ``image_transforms``
+(lerobot's semantics) is then called once per camera on that tensor, window included.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,12 +28,13 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class SampleSpec:
-    """What a sample holds: cameras, windows per key (frame offsets), task names and the image dtype."""
+    """What a sample holds: cameras, windows per key (frame offsets), task names, image dtype and transform."""
 
     camera_keys: tuple[str, ...]
     deltas: Mapping[str, tuple[int, ...]]
     tasks: Mapping[int, str]
     return_uint8: bool = False
+    image_transforms: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 def to_output_images(frames: np.ndarray, return_uint8: bool) -> torch.Tensor:
@@ -91,6 +93,7 @@ def build_sample(anchor: Anchor, spec: SampleSpec, frames_pool: FramePool) -> di
     for cam in spec.camera_keys:
         positions = camera_positions(spec, cam, frame, windows)
         frames = frames_pool.get(anchor.visit, cam, positions, anchor.needs.get(cam, ()))
-        item[cam] = to_output_images(frames.squeeze(0) if frames.shape[0] == 1 else frames, spec.return_uint8)
+        image = to_output_images(frames.squeeze(0) if frames.shape[0] == 1 else frames, spec.return_uint8)
+        item[cam] = spec.image_transforms(image) if spec.image_transforms is not None else image
     item.update(rest)
     return item

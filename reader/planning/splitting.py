@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -79,12 +80,17 @@ def hash_ints(*values: int) -> int:
     return h
 
 
-def epoch_sequence(shards: Sequence[ShardInfo], seed: int, epoch: int, shuffle: bool) -> list[EpisodeRef]:
-    """The epoch's episode sequence: shards shuffled by (seed, epoch), then rotated to a random episode."""
+def epoch_sequence(
+    shards: Sequence[ShardInfo], seed: int, epoch: int, shuffle: bool, keep: AbstractSet[int] | None = None
+) -> list[EpisodeRef]:
+    """The epoch's episode sequence: shards shuffled by (seed, epoch), then rotated to a random episode.
+
+    ``keep`` restricts it to those episodes (None: all).
+    """
     order = list(shards)
     if shuffle:
         epoch_rng(seed, epoch, 0).shuffle(order)
-    seq = [e for s in order for e in episode_refs(s) if e.frames > 0]
+    seq = [e for s in order for e in episode_refs(s) if e.frames > 0 and (keep is None or e.episode in keep)]
     if shuffle and seq:
         r = epoch_rng(seed, epoch, 3).randrange(len(seq))
         seq = seq[r:] + seq[:r]
@@ -116,8 +122,11 @@ def plan_epoch(
     world_size: int,
     num_workers: int,
     uneven: Uneven = "pad",
+    episodes: AbstractSet[int] | None = None,
 ) -> list[list[SlotPlan]]:
     """Plans one epoch for every rank and worker; returns ``plan[rank][worker]`` (slot = rank-major).
+
+    ``episodes``: plan only those episodes (None: all); splitting and quotas follow from their frames.
 
     Raises:
         ValueError: on an unknown ``uneven`` policy or fewer frames than ranks x workers.
@@ -125,7 +134,7 @@ def plan_epoch(
     if uneven not in get_args(Uneven):
         raise ValueError(f"uneven={uneven!r}; expected one of {get_args(Uneven)}")
     slots = world_size * num_workers
-    seq = epoch_sequence(shards, seed, epoch, shuffle)
+    seq = epoch_sequence(shards, seed, epoch, shuffle, episodes)
     total = sum(e.frames for e in seq)
     if total < slots:
         raise ValueError(
@@ -137,3 +146,17 @@ def plan_epoch(
     quota = max(frames) if uneven == "pad" else min(frames)
     flat = [SlotPlan(tuple(p), f, quota) for p, f in zip(pieces, frames, strict=True)]
     return [flat[r * num_workers : (r + 1) * num_workers] for r in range(world_size)]
+
+
+def episode_selection(shards: Sequence[ShardInfo], episodes: Sequence[int]) -> tuple[frozenset[int], int]:
+    """Checks an ``episodes=`` selection against the manifest; returns it as a set and its frame count.
+
+    Raises:
+        ValueError: an episode the manifest does not hold.
+    """
+    keep = frozenset(int(e) for e in episodes)
+    known = {e for s in shards for e in s.episodes}
+    missing = sorted(keep - known)
+    if missing:
+        raise ValueError(f"episodes={missing[:10]} are not in the manifest (it holds {len(known)} episodes)")
+    return keep, sum(x.frames for s in shards for x in s.extents if x.episode in keep)
