@@ -44,11 +44,12 @@ fuzz: install
 	HYPOTHESIS_PROFILE=fuzz LEROBOT_WDS_CORRUPTION_SEEDS=60 $(VENV)/bin/python -m pytest -q \
 		tests/test_fuzz_*.py tests/test_corruption_e2e.py $(PYTEST_ARGS)
 
-# lerobot 0.6.1 needs Python >= 3.12 and brings its own torch 2.11 / torchcodec 0.11: our ranges admit them.
+# lerobot 0.6.1 needs Python >= 3.12 and brings its own torch 2.11 / torchcodec 0.11: our ranges admit them. Its
+# training extra (accelerate, the policies' dependencies) is what `train-lerobot`'s conformance tests run.
 $(VENV312)/.installed: pyproject.toml
 	@command -v ffmpeg >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; }
 	$(PY312) -m venv $(VENV312)
-	$(VENV312)/bin/pip install -q "lerobot[dataset]==0.6.1"
+	$(VENV312)/bin/pip install -q "lerobot[dataset,training]==0.6.1"
 	$(VENV312)/bin/pip install -q -e ".[test]"
 	touch $@
 

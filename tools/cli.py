@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, str] = {
     "finalize": "lerobot_wds.convert.cli",
     "inspect": "lerobot_wds.tools.inspect_cli",
     "train": "lerobot_wds.tools.train.cli",
+    "train-lerobot": "lerobot_wds.tools.train_lerobot.cli",
     "verify": "lerobot_wds.tools.verify.cli",
 }
 
