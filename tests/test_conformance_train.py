@@ -104,8 +104,14 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _train(args: list[str], timeout: float = 600, launcher: list[str] | None = None) -> subprocess.CompletedProcess:
-    cmd = [*(launcher or []), *(CLI if launcher is None else ["-m", "lerobot_wds.tools.cli", "train-lerobot"]), *args]
+def _train(
+    args: list[str], timeout: float = 600, launcher: list[str] | None = None
+) -> subprocess.CompletedProcess:
+    cmd = [
+        *(launcher or []),
+        *(CLI if launcher is None else ["-m", "lerobot_wds.tools.cli", "train-lerobot"]),
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_env())
 
 
@@ -175,14 +181,19 @@ def test_image_transforms_match_lerobots(converted: tuple[Path, Path]) -> None:
         return (image.flip(-1) * 0.5).clamp(0, 1) if image.dtype == torch.float32 else 255 - image
 
     delta = {key: [-0.2, 0.0] for key in CAMERAS}
-    theirs = LeRobotDataset("local/train_conformance", root=src, image_transforms=transform, delta_timestamps=delta)
+    theirs = LeRobotDataset(
+        "local/train_conformance", root=src, image_transforms=transform, delta_timestamps=delta
+    )
     ours = list(LeRobotWdsDataset(str(dest), shuffle=False, image_transforms=transform, delta_timestamps=delta))
     assert len(ours) == len(theirs)
     for i in (0, 1, 19, 20, 33, 59):
         for key in CAMERAS:
             assert torch.equal(ours[i][key], theirs[i][key]), (i, key)
-    batches = list(LeRobotWdsDataset(str(dest), shuffle=False, image_transforms=transform, delta_timestamps=delta,
-                                     batch_size=8))
+    batches = list(
+        LeRobotWdsDataset(
+            str(dest), shuffle=False, image_transforms=transform, delta_timestamps=delta, batch_size=8
+        )
+    )
     for key in CAMERAS:
         assert torch.equal(torch.cat([b[key] for b in batches]), torch.stack([theirs[i][key] for i in range(60)]))
 
@@ -222,18 +233,38 @@ def test_documented_command_trains_and_checkpoints(converted: tuple[Path, Path],
     assert any(p.name.startswith("policy_preprocessor") for p in pretrained.iterdir())
 
 
-def test_two_processes_under_accelerate_read_disjoint_episodes(converted: tuple[Path, Path], tmp_path: Path) -> None:
+def test_two_processes_under_accelerate_read_disjoint_episodes(
+    converted: tuple[Path, Path], tmp_path: Path
+) -> None:
     _, dest = converted
     ds = LeRobotWdsDataset(str(dest), batch_size=4, rank=0, world_size=2)
     steps = math.ceil(ds.samples_per_rank(num_workers=0) / 4)  # one epoch per rank (30 frames each -> 8)
     log = tmp_path / "samples-{rank}.jsonl"
     # accelerate's multi-process launcher (torch.distributed.run); --policy.device=cpu makes lerobot's
     # Accelerator a CPU one (gloo). accelerate's own --cpu launch needs mpirun for more than one process.
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes=2",
-                "--num_machines=1", "--mixed_precision=no", "--dynamo_backend=no", f"--main_process_port={_port()}"]
+    launcher = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes=2",
+        "--num_machines=1",
+        "--mixed_precision=no",
+        "--dynamo_backend=no",
+        f"--main_process_port={_port()}",
+    ]
     proc = _train(
-        [str(dest), *SMALL_ACT, f"--steps={steps}", "--batch_size=4", "--num_workers=0", "--log_freq=2",
-         f"--output_dir={tmp_path / 'out'}", "--save_checkpoint=false", f"--wds.sample_log={log}"],
+        [
+            str(dest),
+            *SMALL_ACT,
+            f"--steps={steps}",
+            "--batch_size=4",
+            "--num_workers=0",
+            "--log_freq=2",
+            f"--output_dir={tmp_path / 'out'}",
+            "--save_checkpoint=false",
+            f"--wds.sample_log={log}",
+        ],
         launcher=launcher,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -254,8 +285,16 @@ def test_two_processes_under_accelerate_read_disjoint_episodes(converted: tuple[
 
 def test_resume_after_kill_continues_with_the_same_samples(converted: tuple[Path, Path], tmp_path: Path) -> None:
     _, dest = converted
-    common = [str(dest), *SMALL_ACT, "--steps=24", "--batch_size=4", "--num_workers=2", "--save_freq=6",
-              "--log_freq=3", "--seed=5"]
+    common = [
+        str(dest),
+        *SMALL_ACT,
+        "--steps=24",
+        "--batch_size=4",
+        "--num_workers=2",
+        "--save_freq=6",
+        "--log_freq=3",
+        "--seed=5",
+    ]
     ref_log = tmp_path / "ref.jsonl"
     ref = _train([*common, f"--output_dir={tmp_path / 'ref'}", f"--wds.sample_log={ref_log}"])
     assert ref.returncode == 0, ref.stderr[-3000:]
@@ -264,8 +303,9 @@ def test_resume_after_kill_continues_with_the_same_samples(converted: tuple[Path
 
     out, run_log = tmp_path / "run", tmp_path / "run.jsonl"
     cmd = [*CLI, *common, f"--output_dir={out}", f"--wds.sample_log={run_log}"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(),
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(), start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 300
         last = out / "checkpoints" / "last"
@@ -289,4 +329,7 @@ def test_resume_after_kill_continues_with_the_same_samples(converted: tuple[Path
     for key, samples in got.items():
         assert samples == want[key], key
     assert all(math.isfinite(x) for x in _losses(resumed.stdout + resumed.stderr))
-    assert json.loads((out / "checkpoints" / "last" / "training_state" / "training_step.json").read_text())["step"] == 24
+    assert (
+        json.loads((out / "checkpoints" / "last" / "training_state" / "training_step.json").read_text())["step"]
+        == 24
+    )

@@ -3,7 +3,8 @@
     lerobot-wds train-lerobot s3://bucket/wds --policy.type=act --batch_size=8 --steps=100000 \\
         --output_dir=outputs/act --policy.push_to_hub=false
     accelerate launch --num_processes 8 -m lerobot_wds.tools.cli train-lerobot ROOT ...   # multi-GPU
-    lerobot-wds train-lerobot ROOT --resume=true --config_path=OUT/checkpoints/last/pretrained_model/train_config.json
+    lerobot-wds train-lerobot ROOT --resume=true \
+        --config_path=OUT/checkpoints/last/pretrained_model/train_config.json
 
 Every flag after ROOT is lerobot-train's (see :mod:`pipeline` for the two seams replaced), except
 ``--wds.sample_log=PATH``: append each batch's ``[episode_index, frame_index]`` pairs, per step, to PATH
@@ -32,7 +33,7 @@ def lerobot_problem() -> str | None:
         version = importlib.metadata.version("lerobot")
     except importlib.metadata.PackageNotFoundError:
         return (
-            "lerobot is not installed; install it with: pip install \"lerobot-wds[lerobot]\" "
+            'lerobot is not installed; install it with: pip install "lerobot-wds[lerobot]" '
             f"(lerobot {SUPPORTED}.x with its training extra, Python >= 3.12)"
         )
     if ".".join(version.split(".")[:2]) != SUPPORTED:
@@ -40,7 +41,7 @@ def lerobot_problem() -> str | None:
     try:
         import accelerate  # noqa: F401
     except ImportError:
-        return "accelerate is not installed; install it with: pip install \"lerobot[training]\""
+        return 'accelerate is not installed; install it with: pip install "lerobot[training]"'
     return None
 
 
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"lerobot-wds train-lerobot: {problem}", file=sys.stderr)
         return 2
-    from lerobot_wds.reader.format import LeRobotWdsError
+    from lerobot_wds.core.errors import LeRobotWdsError
     from lerobot_wds.tools.train_lerobot.pipeline import TrainLerobotError, run_train
 
     try:

@@ -129,7 +129,9 @@ class RankLoader:
         epoch = self.epoch
         self.dataset.set_epoch(epoch)
         if self._skip:
-            state = self.dataset.loader_state_dict(self._skip, self.dataset.batch_size or 1, self.options.num_workers)
+            state = self.dataset.loader_state_dict(
+                self._skip, self.dataset.batch_size or 1, self.options.num_workers
+            )
             self.dataset.load_state_dict(state)
             self._skip = 0
         for batch in self.loader:

@@ -138,7 +138,9 @@ def seams(run: _Run) -> Iterator[None]:
 def lerobot_argv(root: str, args: list[str]) -> list[str]:
     """lerobot-train's arguments for ROOT: ``args`` plus streaming (and a repo id unless given)."""
     out = [a for a in args if not a.startswith("--dataset.streaming")]
-    if not any(a.startswith("--dataset.repo_id") for a in out) and not any(a.startswith("--config_path") for a in out):
+    if not any(a.startswith("--dataset.repo_id") for a in out) and not any(
+        a.startswith("--config_path") for a in out
+    ):
         name = root.rstrip("/").rsplit("/", 1)[-1] or "root"
         out.append(f"--dataset.repo_id=lerobot_wds/{name}")
     out.append("--dataset.streaming=true")

@@ -1,0 +1,103 @@
+"""``train-lerobot``'s lerobot-free parts: the rank loader lerobot's loop iterates, its resume, the CLI's checks.
+
+The training itself runs against lerobot 0.6.1 in test_conformance_train.py (CI's conformance environment).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lerobot_wds import LeRobotWdsDataset
+from lerobot_wds.testing.shards import RootSpec
+from lerobot_wds.tools.train_lerobot.cli import split_args
+from lerobot_wds.tools.train_lerobot.loader import (
+    LoaderOptions,
+    RankLoader,
+    SampleLog,
+    batches_per_epoch,
+    resume_position,
+)
+
+SPEC = RootSpec()
+FRAMES = sum(SPEC.lengths)  # 78
+
+
+def take(loader: RankLoader, steps: int) -> list[list[tuple[int, int]]]:
+    """The (episode_index, frame_index) pairs of ``steps`` batches, drawn as lerobot's ``cycle`` draws them."""
+    out: list[list[tuple[int, int]]] = []
+    it = iter(loader)
+    while len(out) < steps:
+        try:
+            batch = next(it)
+        except StopIteration:
+            it = iter(loader)
+            continue
+        out.append(list(zip(batch["episode_index"].tolist(), batch["frame_index"].tolist(), strict=True)))
+    return out
+
+
+def test_batches_per_epoch_and_resume_position(wds_root: Path) -> None:
+    ds = LeRobotWdsDataset(str(wds_root), batch_size=4)
+    assert batches_per_epoch(ds, 0) == 20  # one reader: 78 frames -> 19 batches of 4 and one of 2
+    assert batches_per_epoch(ds, 2) == 20  # two readers of 39 frames: 10 batches each
+    assert batches_per_epoch(ds, 3) == 21  # three of 26: 7 each
+    assert (
+        resume_position(0, 20) == (0, 0)
+        and resume_position(27, 20) == (1, 7)
+        and resume_position(40, 20) == (2, 0)
+    )
+    with pytest.raises(ValueError, match="must build batches"):
+        batches_per_epoch(LeRobotWdsDataset(str(wds_root)), 0)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_rank_loader_epochs_and_exact_resume(wds_root: Path, tmp_path: Path, workers: int) -> None:
+    def loader(start: int = 0, log: SampleLog | None = None) -> RankLoader:
+        ds = LeRobotWdsDataset(str(wds_root), batch_size=4, seed=9)
+        return RankLoader(ds, LoaderOptions(num_workers=workers), start_step=start, sample_log=log)
+
+    ref = loader(log=SampleLog(tmp_path / "ref-{rank}.jsonl", 0))
+    full = take(ref, 46)  # 2 epochs of 20 and 6 steps of the third
+    epoch0 = [p for b in full[:20] for p in b]
+    assert sorted(epoch0) == sorted({(e, k) for e, n in enumerate(SPEC.lengths) for k in range(n)})
+    assert full[20:40] != full[:20]  # the next epoch is reshuffled
+    assert (tmp_path / "ref-0.jsonl").read_text().count("\n") >= 46
+    for start in (7, 20, 33):
+        assert take(loader(start), 46 - start) == full[start:], f"resumed at step {start}"
+
+
+def test_rank_loader_moves_batches_to_the_device(wds_root: Path) -> None:
+    ds = LeRobotWdsDataset(str(wds_root), batch_size=3, shuffle=False)
+    rl = RankLoader(ds, LoaderOptions(), device=torch.device("cpu"))
+    batch = next(iter(rl))
+    assert batch["index"].tolist() == [0, 1, 2] and batch["observation.images.front"].shape == (3, 3, 48, 64)
+    assert not isinstance(rl, torch.utils.data.DataLoader)  # accelerate's prepare wraps only DataLoaders
+    assert len(rl) == 26
+
+
+def test_split_args_takes_our_flag_out() -> None:
+    assert split_args(["--policy.type=act", "--wds.sample_log=/x/{rank}.jsonl", "--steps=3"]) == (
+        ["--policy.type=act", "--steps=3"],
+        "/x/{rank}.jsonl",
+    )
+    assert split_args(["--wds.sample_log", "a.jsonl"]) == ([], "a.jsonl")
+    with pytest.raises(ValueError, match="needs a path"):
+        split_args(["--wds.sample_log"])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("lerobot") is not None, reason="lerobot is installed here")
+def test_without_lerobot_one_line_and_exit_2(wds_root: Path) -> None:
+    cmd = [sys.executable, "-m", "lerobot_wds.tools.cli", "train-lerobot", str(wds_root), "--policy.type=act"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [
+        'lerobot-wds train-lerobot: lerobot is not installed; install it with: pip install "lerobot-wds[lerobot]" '
+        "(lerobot 0.6.x with its training extra, Python >= 3.12)"
+    ]
