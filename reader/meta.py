@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -140,7 +141,7 @@ def local_meta_root(root: str, manifest: Manifest, stream: StreamConfig, cache_d
             rel = f[len(path.rstrip("/")) + 1 :]
             out = tmp / META_DIR / rel
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_bytes(read_with_retries(lambda f=f: fs.cat_file(f), what=f"{url}/{rel}", policy=policy))
+            out.write_bytes(read_with_retries(partial(fs.cat_file, f), what=f"{url}/{rel}", policy=policy))
         try:
             tmp.rename(target)
         except OSError:  # another process completed the same cache first: keep theirs

@@ -69,6 +69,7 @@ WHEEL_PACKAGES = {
     "lerobot_wds/tools",
     "lerobot_wds/tools/bench",
     "lerobot_wds/tools/train",
+    "lerobot_wds/tools/train_lerobot",
     "lerobot_wds/tools/verify",
 }
 

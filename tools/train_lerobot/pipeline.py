@@ -86,36 +86,44 @@ class _Run:
         self.dataset = dataset
         return dataset, None
 
-    def accelerator_class(self, base: type) -> type:
+    def rank_loader(self, data_loader: Any, accelerator: Any, device_placement: Any) -> RankLoader | None:
+        """Our loader for ``data_loader`` when it is the one lerobot built over our dataset, else None."""
+        dataset = self.dataset
+        if getattr(data_loader, "dataset", None) is not dataset or dataset is None:
+            return None
+        sample_log = SampleLog(self.sample_log, accelerator.process_index) if self.sample_log else None
+        loader = RankLoader(
+            dataset,
+            LoaderOptions.of(data_loader),
+            device=accelerator.device if device_placement is not False else None,
+            start_step=self.start_step,
+            sample_log=sample_log,
+        )
+        self.loaders.append(loader)
+        if accelerator.is_main_process:
+            log.info(
+                "lerobot-wds: each of %d ranks reads its own episodes of %s: %d batches of %d per epoch per rank, "
+                "%d workers, starting at step %d (epoch %d)",
+                accelerator.num_processes,
+                self.root,
+                loader.per_epoch,
+                dataset.batch_size,
+                loader.options.num_workers,
+                self.start_step,
+                loader.epoch,
+            )
+        return loader
+
+    def accelerator_class(self, base: Any) -> type:
         """A subclass of accelerate's ``Accelerator`` that hands our dataset's DataLoader to a RankLoader."""
         run = self
 
-        class WdsAccelerator(base):  # type: ignore[misc, valid-type]
+        class WdsAccelerator(base):
             def prepare_data_loader(self, data_loader: Any, device_placement: Any = None, **kwargs: Any) -> Any:
-                if run.dataset is None or getattr(data_loader, "dataset", None) is not run.dataset:
-                    return super().prepare_data_loader(data_loader, device_placement=device_placement, **kwargs)
-                sample_log = SampleLog(run.sample_log, self.process_index) if run.sample_log else None
-                loader = RankLoader(
-                    run.dataset,
-                    LoaderOptions.of(data_loader),
-                    device=self.device if device_placement is not False else None,
-                    start_step=run.start_step,
-                    sample_log=sample_log,
-                )
-                run.loaders.append(loader)
-                if self.is_main_process:
-                    log.info(
-                        "lerobot-wds: each of %d ranks reads its own episodes of %s: %d batches of %d per epoch "
-                        "per rank, %d workers, starting at step %d (epoch %d)",
-                        self.num_processes,
-                        run.root,
-                        loader.per_epoch,
-                        run.dataset.batch_size,
-                        loader.options.num_workers,
-                        run.start_step,
-                        loader.epoch,
-                    )
-                return loader
+                ours = run.rank_loader(data_loader, self, device_placement)
+                if ours is not None:
+                    return ours
+                return super().prepare_data_loader(data_loader, device_placement=device_placement, **kwargs)
 
         return WdsAccelerator
 
