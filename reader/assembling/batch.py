@@ -8,7 +8,7 @@ main process copies nothing) and decoded frames are written straight into it. Th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -56,12 +56,18 @@ def _camera_shapes(
 
 
 def build_batch(
-    items: Sequence[Anchor], spec: SampleSpec, source: FramePool, ring: SlotRing | None = None
+    items: Sequence[Anchor],
+    spec: SampleSpec,
+    source: FramePool,
+    ring: SlotRing | None = None,
+    done: Callable[[Anchor], None] | None = None,
 ) -> dict[str, Any]:
     """Returns the collated batch of the samples anchored at ``items``, in that order.
 
     With ``ring`` (inside a DataLoader worker) every tensor of the batch lives in one reused shared-memory
-    slot (see :mod:`batch_slots`); without, camera tensors are fresh (shared memory inside a worker).
+    slot (see :mod:`batch_slots`); without, camera tensors are fresh (shared memory inside a worker). Rows are
+    filled in ``items`` order and ``done(anchor)`` is called after each row, so frames can be dropped at
+    their last use while the rest of the batch decodes (the scheduler planned exactly that order).
     """
     parts = [sample_without_images(a.episode, a.frame, spec) for a in items]
     positions = {
@@ -83,9 +89,11 @@ def build_batch(
     else:
         rest = default_collate(rows)
         cams = {cam: _empty(*shapes[cam]) for cam in spec.camera_keys}
-    for cam, out in cams.items():
-        view = out.numpy()
-        for i, a in enumerate(items):
+    views = {cam: out.numpy() for cam, out in cams.items()}
+    for i, a in enumerate(items):
+        for cam, view in views.items():
             source.gather_into(a.visit, cam, positions[cam][i], view[i], a.needs.get(cam, ()))
+        if done is not None:
+            done(a)
     batch = {**cams, **rest}
     return SlotBatch(batch, slot, layout) if ring is not None else batch

@@ -26,6 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from lerobot_wds.reader.scheduling.windows import clamp_window
+
 Shape = Literal["gop", "classes", "sequential"]
 
 
@@ -39,15 +41,21 @@ class Unit:
     peak_frames: Mapping[str, int]  # camera -> decoded frames alive at most while serving the unit
 
 
-def window(anchor: int, length: int, deltas: Sequence[int]) -> list[int]:
-    """The clamped frames a camera shows for ``anchor`` (lerobot's clamping)."""
-    return [min(length - 1, max(0, anchor + d)) for d in deltas]
+def gop_index(frame: int, gop_starts: Sequence[int]) -> int:
+    """Returns the index in ``gop_starts`` of the GOP holding ``frame`` (the last keyframe at or before it)."""
+    return max(0, bisect.bisect_right(gop_starts, frame) - 1)
 
 
 def gop_of(frame: int, gop_starts: Sequence[int]) -> int:
-    """Returns the start of the GOP holding ``frame`` (the last keyframe at or before it)."""
-    i = bisect.bisect_right(gop_starts, frame) - 1
-    return gop_starts[max(0, i)]
+    """Returns the start of the GOP holding ``frame``."""
+    return gop_starts[gop_index(frame, gop_starts)]
+
+
+def gop_span(frame: int, gop_starts: Sequence[int], length: int) -> tuple[int, int]:
+    """Returns the episode frames ``[lo, hi)`` of the GOP holding ``frame``, clipped to the episode."""
+    i = gop_index(frame, gop_starts)
+    hi = gop_starts[i + 1] if i + 1 < len(gop_starts) else length
+    return max(0, gop_starts[i]), min(length, hi)
 
 
 def regular_gop(gop_starts: Sequence[int], length: int) -> int | None:
@@ -117,7 +125,7 @@ def make_unit(
         last: dict[int, int] = {}
         gop_first: dict[int, int] = {}
         for i, a in enumerate(anchors):
-            for f in window(a, length, ds):
+            for f in clamp_window(a, length, ds):
                 first.setdefault(f, i)
                 last[f] = i
                 gop_first.setdefault(gop_of(f, gop_starts), i)
