@@ -43,7 +43,14 @@ class _Planner:
         self.reserved = max(self.reserved, nbytes)
 
 
-def _run(width: int, height: int, deltas: tuple[int, ...], budget: int | None, episodes: int = 60):
+def _run(
+    width: int,
+    height: int,
+    deltas: tuple[int, ...],
+    budget: int | None,
+    episodes: int = 60,
+    open_bytes: int = 10**12,
+):
     r = random.Random(5)
     eps = [_episode(i, r.randint(200, 500), width, height) for i in range(episodes)]
     planner = _Planner()
@@ -54,7 +61,7 @@ def _run(width: int, height: int, deltas: tuple[int, ...], budget: int | None, e
             deltas={c: deltas for c in CAMS},
             rng=random.Random(1),
             active=64,
-            open_bytes=10**12,
+            open_bytes=open_bytes,
             frame_budget=budget,
             target=open_target(16),
             batch=16,
@@ -106,6 +113,18 @@ def test_a_user_budget_too_small_for_the_target_is_obeyed_and_said_once(
     assert 1 <= fit <= 6 and fit * each <= 6 * unit / 2**20 and 30 < each <= unit / 2**20
     assert f"mix about {expected_distinct(fit, 16):.1f} distinct" in warned[0]
     assert f"the target of 10.0 needs 24 open, about {math.ceil(24 * each)} MiB" in warned[0]
+
+
+def test_open_bytes_too_small_for_the_target_is_said_once(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mixing, "_WARNED", set())
+    with caplog.at_level(logging.WARNING, logger="lerobot_wds.reader.mixing"):
+        _, _, open_mid, _ = _run(64, 48, (0,), None, open_bytes=1500)  # 300 bytes of video per episode
+    assert open_mid <= 5
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1 and "open_episode_bytes=0 MiB holds 5 open episodes" in warned[0], warned
+    assert f"mix about {expected_distinct(5, 16):.1f} distinct" in warned[0]
 
 
 def test_tally_counts_distinct_episodes_per_batch() -> None:

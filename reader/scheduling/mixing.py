@@ -7,9 +7,10 @@ target is ``TARGET_SHARE`` of the batch distinct (10 of 16, what i.i.d. sampling
 gives); :func:`open_target` is the number of open visits that reaches it with headroom for the pool's churn
 (measured on the scheduler itself: 24 open visits give 11.4-11.8 distinct per batch of 16).
 
-Two things can bound the mix below the target, and each is said once per process with its numbers
-(:func:`warn_once`): a frame budget the user set that holds fewer open visits than the target needs, and a
-reader whose share of the episodes is smaller than the target (many workers on a small dataset).
+Three things can bound the mix below the target, and each is said once per process with its numbers
+(:func:`warn_once`): a frame budget the user set that holds fewer open visits than the target needs, an
+``open_episode_bytes`` too small for the target's compressed videos, and a reader whose share of the
+episodes is smaller than the target (many workers on a small dataset).
 :class:`MixingTally` counts the mixing a reader actually delivered (``LeRobotWdsDataset.stats()``).
 """
 
@@ -68,6 +69,24 @@ def warn_budget_bounds_mix(budget: int, fit: int, unit_bytes: int, batch: int | 
         target_distinct(b),
         target,
         math.ceil(target * unit_bytes / 2**20),
+    )
+
+
+def warn_open_bytes_bound_mix(budget: int, fit: int, episode_bytes: int, batch: int | None) -> None:
+    """Says that ``DecodeConfig.open_episode_bytes`` holds only ``fit`` open episodes' compressed videos."""
+    b = batch or DEFAULT_BATCH
+    warn_once(
+        "open_bytes",
+        "DecodeConfig.open_episode_bytes=%d MiB holds %d open episodes of this dataset (%.1f MiB of video each): "
+        "batches of %d mix about %.1f distinct episodes; the target of %.1f needs %d open, about %d MiB",
+        budget >> 20,
+        fit,
+        episode_bytes / 2**20,
+        b,
+        expected_distinct(fit, b),
+        target_distinct(b),
+        open_target(batch),
+        math.ceil(open_target(batch) * episode_bytes / 2**20),
     )
 
 

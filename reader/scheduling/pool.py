@@ -26,7 +26,7 @@ from lerobot_wds.reader.decoding.decode import DEFAULT_FRAME_BYTES
 from lerobot_wds.reader.decoding.frames import FramePool, Visit
 from lerobot_wds.reader.on_error import ErrorCounter
 from lerobot_wds.reader.parsing.episode import Episode
-from lerobot_wds.reader.scheduling.mixing import warn_budget_bounds_mix
+from lerobot_wds.reader.scheduling.mixing import warn_budget_bounds_mix, warn_open_bytes_bound_mix
 from lerobot_wds.reader.scheduling.units import Shape, Unit, plan_units
 
 
@@ -139,8 +139,11 @@ def schedule(
             fits_frames = need <= budget or (auto and len(pool) < target)
             fits = used_open + pending.open_bytes <= open_bytes
             if pool and not (fits and fits_frames):
-                if fits and not auto and len(pool) < min(target, allowed):
-                    warn_budget_bounds_mix(budget, len(pool), pending.frame_bytes, batch)
+                if len(pool) < min(target, allowed):
+                    if not fits:
+                        warn_open_bytes_bound_mix(open_bytes, len(pool), pending.open_bytes, batch)
+                    elif not auto:
+                        warn_budget_bounds_mix(budget, len(pool), pending.frame_bytes, batch)
                 break  # opens once enough of the pool has finished
             pool.append(pending)
             used_frames += pending.frame_bytes
