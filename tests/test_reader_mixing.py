@@ -119,7 +119,7 @@ def test_open_bytes_too_small_for_the_target_is_said_once(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(mixing, "_WARNED", set())
-    with caplog.at_level(logging.WARNING, logger="lerobot_wds.reader.mixing"):
+    with caplog.at_level(logging.WARNING, logger="lerobot_wds.reader.scheduling.mixing"):
         _, _, open_mid, _ = _run(64, 48, (0,), None, open_bytes=1500)  # 300 bytes of video per episode
     assert open_mid <= 5
     warned = [r.getMessage() for r in caplog.records]

@@ -326,3 +326,19 @@ def test_merge_state_accumulates_workers_of_one_epoch_and_rejects_foreign_states
         merge_state(None, make_state(4, 0, {}), seed=5)
     with pytest.raises(ValueError, match="version"):
         merge_state(None, {**make_state(5, 0, {}), "version": 99}, seed=5)
+
+
+def test_residue_units_halve_the_alive_frames_when_pairs_do_not_fit() -> None:
+    g2 = {c: list(range(0, 450, 2)) for c in "ab"}
+    sarm = {"a": SARM_DELTA_INDICES, "b": SARM_DELTA_INDICES}
+    big = {"a": 640 * 480 * 3, "b": 640 * 480 * 3}
+    shape, pairs = plan_units(450, sarm, g2, frame_bytes=big, unit_bytes=100 * 640 * 480 * 3)
+    assert shape == "classes" and max(u.peak_frames["a"] for u in pairs) == 18
+    shape, units = plan_units(450, sarm, g2, frame_bytes=big, unit_bytes=(512 << 20) // 24)
+    assert shape == "residues" and len(units) == 30
+    assert sorted(a for u in units for a in u.anchors) == list(range(450))
+    assert all(len({a % 30 for a in u.anchors}) == 1 for u in units)
+    assert max(u.peak_frames["a"] for u in units) == 10  # 9 window positions + a clamped edge
+    for u in units:
+        shown = {f for a in u.anchors for f in clamp_window(a, 450, SARM_DELTA_INDICES)}
+        assert sorted(f for per in u.drops["a"] for f in per) == sorted(shown) == list(u.needs["a"])

@@ -61,14 +61,30 @@ def frame_nbytes(episode: Episode, camera: str) -> int:
 
 
 def open_visit(
-    episode: Episode, vid: int, frames: FramePool, deltas: Mapping[str, Sequence[int]], rng: random.Random | None
+    episode: Episode,
+    vid: int,
+    frames: FramePool,
+    deltas: Mapping[str, Sequence[int]],
+    rng: random.Random | None,
+    unit_bytes: int | None = None,
 ) -> _Open:
-    """Plans an episode's units (GOPs from its decoders) in the order they will be served."""
+    """Plans an episode's units (GOPs from its decoders) in the order they will be served; ``unit_bytes`` is
+    the frame memory a unit should stay within so the mixing target fits (see :func:`units.choose_shape`)."""
     visit = Visit(episode, vid)
     gops = {cam: frames.gops(visit, cam) for cam in deltas}
     flips = [rng.random() < 0.5 for _ in range(64)] if rng is not None else None
     shape: Shape | None = None if rng is not None else "sequential"
-    _, units = plan_units(episode.length, deltas, gops, flips, shape=shape, anchors=episode.anchors)
+    sizes = {c: frame_nbytes(episode, c) for c in deltas}
+    _, units = plan_units(
+        episode.length,
+        deltas,
+        gops,
+        flips,
+        shape=shape,
+        anchors=episode.anchors,
+        frame_bytes=sizes,
+        unit_bytes=unit_bytes,
+    )
     if rng is not None:
         rng.shuffle(units)
     peak = max((sum(u.peak_frames[c] * frame_nbytes(episode, c) for c in deltas) for u in units), default=0)
@@ -116,6 +132,7 @@ def schedule(
     limit = active if rng is not None else 1
     auto = frame_budget is None
     budget = DEFAULT_FRAME_BYTES if frame_budget is None else frame_budget
+    unit_bytes = budget // max(1, target)  # what a unit may hold for the target to fit the (default) budget
     while True:
         while closing and yielded - closing[0][0] >= lookahead:
             held -= closing.popleft()[1]
@@ -130,7 +147,7 @@ def schedule(
                     continue
                 vid += 1
                 try:
-                    pending = open_visit(ep, vid, frames, deltas, rng)
+                    pending = open_visit(ep, vid, frames, deltas, rng, unit_bytes)
                 except FormatError as e:
                     frames.release(Visit(ep, vid))
                     (errors or ErrorCounter()).handle(e, "episode")

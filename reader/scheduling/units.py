@@ -11,6 +11,10 @@ about once while each open unit holds few decoded frames (which is what lets man
   ``s``): anchors ``a`` with ``a mod s`` in one keyframe-aligned group of ``g`` residues need only frames of
   those residues (plus clamped edge frames), each a whole GOP: a unit costs ``g/s`` of the episode's frames,
   served in ascending (or descending) order so only the frames inside the window span are alive.
+- ``residues`` (the same windows, when a ``classes`` unit's frames would not let the mixing target of units
+  fit the frame budget, see :func:`choose_shape`): one residue per unit, so half the frames are alive with
+  GOPs of 2; a frame that is not its GOP's keyframe then costs the keyframe's decode too (1.5 decodes per
+  frame with GOPs of 2).
 - ``sequential`` (anything else: long GOPs, contiguous windows): one unit of all anchors in ascending order,
   frames decoded GOP by GOP and dropped behind the window.
 
@@ -28,7 +32,7 @@ from typing import Literal
 
 from lerobot_wds.reader.scheduling.windows import clamp_window
 
-Shape = Literal["gop", "classes", "sequential"]
+Shape = Literal["gop", "classes", "residues", "sequential"]
 
 
 @dataclass(frozen=True)
@@ -72,10 +76,18 @@ def stride(deltas: Mapping[str, Sequence[int]]) -> int:
     return math.gcd(*(abs(d) for ds in deltas.values() for d in ds))
 
 
-def choose_shape(deltas: Mapping[str, Sequence[int]], gops: Mapping[str, Sequence[int]], length: int) -> Shape:
+def choose_shape(
+    deltas: Mapping[str, Sequence[int]],
+    gops: Mapping[str, Sequence[int]],
+    length: int,
+    frame_bytes: Mapping[str, int] | None = None,
+    unit_bytes: int | None = None,
+) -> Shape:
     """The cost model: the unit shape that decodes each needed frame once with the fewest frames alive.
 
-    ``classes`` needs every camera to have the same regular GOP length and keyframe phase.
+    ``classes`` needs every camera to have the same regular GOP length and keyframe phase. When a ``classes``
+    unit would hold more than ``unit_bytes`` of frames (``frame_bytes``: one decoded frame per camera; its
+    window positions times the GOP length alive per camera), ``residues`` halves that at extra decodes.
     """
     s = stride(deltas)
     if s == 0:
@@ -85,6 +97,10 @@ def choose_shape(deltas: Mapping[str, Sequence[int]], gops: Mapping[str, Sequenc
     if len(shapes) == 1:
         g, _ = shapes.pop()
         if g is not None and s > g and s % g == 0:
+            if g > 1 and frame_bytes is not None and unit_bytes is not None:
+                alive = sum(g * len(set(ds)) * frame_bytes[cam] for cam, ds in deltas.items())
+                if alive > unit_bytes:
+                    return "residues"
             return "classes"
     return "sequential"
 
@@ -100,6 +116,11 @@ def anchor_groups(
         return list(groups.values())
     if shape == "sequential":
         return [list(range(length))]
+    if shape == "residues":
+        groups = {}
+        for a in range(length):
+            groups.setdefault(a % stride(deltas), []).append(a)
+        return [groups[k] for k in sorted(groups)]
     s, g = stride(deltas), regular_gop(gop_starts, length)
     assert g is not None  # choose_shape checked it
     phase = gop_starts[0] % g
@@ -151,11 +172,14 @@ def plan_units(
     descending: Sequence[bool] | None = None,
     shape: Shape | None = None,
     anchors: tuple[int, int] | None = None,
+    frame_bytes: Mapping[str, int] | None = None,
+    unit_bytes: int | None = None,
 ) -> tuple[Shape, list[Unit]]:
     """Plans every unit of an episode; ``descending[i]`` serves unit ``i`` from its last anchor (optional).
 
     ``shape`` overrides the cost model (``"sequential"`` serves the anchors in frame order); ``anchors``
-    restricts the units to anchors ``[lo, hi)`` (windows still reach the whole episode).
+    restricts the units to anchors ``[lo, hi)`` (windows still reach the whole episode); ``frame_bytes`` and
+    ``unit_bytes`` let the cost model trade decodes for memory (see :func:`choose_shape`).
 
     ``deltas`` maps each camera to its frame offsets (``(0,)`` for a camera without a window); ``gops`` maps
     each camera to its GOP starts (episode frames). Units are grouped by the first camera's GOPs.
@@ -163,7 +187,7 @@ def plan_units(
     if length < 1:
         return "gop", []
     starts = {cam: sorted(gops.get(cam) or [0]) for cam in deltas}
-    shape = shape or choose_shape(deltas, starts, length)
+    shape = shape or choose_shape(deltas, starts, length, frame_bytes, unit_bytes)
     groups = anchor_groups(shape, length, deltas, starts[next(iter(deltas))])
     if anchors is not None:
         lo, hi = anchors
