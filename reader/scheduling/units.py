@@ -12,9 +12,9 @@ about once while each open unit holds few decoded frames (which is what lets man
   those residues (plus clamped edge frames), each a whole GOP: a unit costs ``g/s`` of the episode's frames,
   served in ascending (or descending) order so only the frames inside the window span are alive.
 - ``residues`` (the same windows, when a ``classes`` unit's frames would not let the mixing target of units
-  fit the frame budget, see :func:`choose_shape`): one residue per unit, so half the frames are alive with
-  GOPs of 2; a frame that is not its GOP's keyframe then costs the keyframe's decode too (1.5 decodes per
-  frame with GOPs of 2).
+  fit the frame budget, see :func:`choose_shape`; GOPs of 2 only): one residue per unit, so half the frames
+  are alive; a frame that is not its GOP's keyframe then costs the keyframe's decode too (1.5 decodes per
+  frame).
 - ``sequential`` (anything else: long GOPs, contiguous windows): one unit of all anchors in ascending order,
   frames decoded GOP by GOP and dropped behind the window.
 
@@ -87,7 +87,8 @@ def choose_shape(
 
     ``classes`` needs every camera to have the same regular GOP length and keyframe phase. When a ``classes``
     unit would hold more than ``unit_bytes`` of frames (``frame_bytes``: one decoded frame per camera; its
-    window positions times the GOP length alive per camera), ``residues`` halves that at extra decodes.
+    window positions times the GOP length alive per camera), ``residues`` halves that at extra decodes; only
+    with GOPs of 2 (lerobot's AV1 default), where it costs 1.5 decodes per frame (longer GOPs cost more).
     """
     s = stride(deltas)
     if s == 0:
@@ -97,7 +98,7 @@ def choose_shape(
     if len(shapes) == 1:
         g, _ = shapes.pop()
         if g is not None and s > g and s % g == 0:
-            if g > 1 and frame_bytes is not None and unit_bytes is not None:
+            if g == 2 and frame_bytes is not None and unit_bytes is not None:
                 alive = sum(g * len(set(ds)) * frame_bytes[cam] for cam, ds in deltas.items())
                 if alive > unit_bytes:
                     return "residues"
