@@ -18,6 +18,7 @@ from lerobot_wds.reader.parsing.episode import Episode
 
 UINT8_SCALE = np.float32(255.0)  # lerobot's images are uint8 / 255 in float32
 DEFAULT_FRAME_BYTES = 512 * 1024 * 1024  # the decoded-frame budget before the mixing target asks for more
+DEFAULT_OPEN_BYTES = 256 * 1024 * 1024  # the open episodes' compressed bytes, likewise
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,8 @@ class DecodeConfig:
             one too small for the target is said once with the numbers.
         open_episode_bytes: compressed bytes (mini-MP4s) of the episodes open at once; with
             ``frame_cache_bytes`` and the dataset's ``active_episodes`` it bounds how many episodes a batch
-            can mix.
+            can mix. None (default): ``DEFAULT_OPEN_BYTES``, or more when the mixing target of open episodes
+            needs it; a number is a hard bound, said once when it holds fewer than the target.
         max_decoders: torchcodec decoders kept open (least recently used closed first; reopening one costs a
             scan of its mini-MP4, no decoding).
         num_ffmpeg_threads: decoder threads per video (1 is best with one DataLoader worker per core).
@@ -44,7 +46,7 @@ class DecodeConfig:
     """
 
     frame_cache_bytes: int | None = None
-    open_episode_bytes: int = 256 * 1024 * 1024
+    open_episode_bytes: int | None = None
     max_decoders: int = 192
     num_ffmpeg_threads: int = 1
     batch_slots: int = 8

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from lerobot_wds.core.errors import FormatError
-from lerobot_wds.reader.decoding.decode import DEFAULT_FRAME_BYTES
+from lerobot_wds.reader.decoding.decode import DEFAULT_FRAME_BYTES, DEFAULT_OPEN_BYTES
 from lerobot_wds.reader.decoding.frames import FramePool, Visit
 from lerobot_wds.reader.on_error import ErrorCounter
 from lerobot_wds.reader.parsing.episode import Episode
@@ -100,7 +100,7 @@ def schedule(
     deltas: Mapping[str, Sequence[int]],
     rng: random.Random | None,
     active: int,
-    open_bytes: int,
+    open_bytes: int | None,
     frame_budget: int | None,
     target: int = 1,
     batch: int | None = None,
@@ -115,9 +115,9 @@ def schedule(
     cannot be opened is handled by ``errors`` (raised, or skipped and counted).
 
     The pool keeps ``target`` visits open (see :mod:`mixing`) and more up to ``active`` while their planned
-    frames fit ``frame_budget``; with ``frame_budget=None`` (the default budget) the memory the target needs
-    is reserved from the units' planned peaks whatever it is, while a user-set budget that holds fewer
-    visits than the target is obeyed and said once (:func:`mixing.warn_budget_bounds_mix`).
+    frames fit ``frame_budget`` and their videos ``open_bytes``; with None (the defaults) the memory the
+    target needs is reserved from the units' planned peaks and the videos' sizes whatever it is, while a
+    user-set bound that holds fewer visits than the target is obeyed and said once (:mod:`mixing`).
 
     ``lookahead`` is how many yielded anchors may still wait to be built (a batch): a finished visit's frames
     stay reserved until that many further anchors were yielded, because they are decoded when its batch is
@@ -132,6 +132,8 @@ def schedule(
     limit = active if rng is not None else 1
     auto = frame_budget is None
     budget = DEFAULT_FRAME_BYTES if frame_budget is None else frame_budget
+    open_auto = open_bytes is None
+    open_cap = DEFAULT_OPEN_BYTES if open_bytes is None else open_bytes
     unit_bytes = budget // max(1, target)  # what a unit may hold for the target to fit the (default) budget
     while True:
         while closing and yielded - closing[0][0] >= lookahead:
@@ -154,11 +156,11 @@ def schedule(
                     continue
             need = used_frames + held + pending.frame_bytes
             fits_frames = need <= budget or (auto and len(pool) < target)
-            fits = used_open + pending.open_bytes <= open_bytes
+            fits = used_open + pending.open_bytes <= open_cap or (open_auto and len(pool) < target)
             if pool and not (fits and fits_frames):
                 if len(pool) < min(target, allowed):
                     if not fits:
-                        warn_open_bytes_bound_mix(open_bytes, len(pool), pending.open_bytes, batch)
+                        warn_open_bytes_bound_mix(open_cap, len(pool), pending.open_bytes, batch)
                     elif not auto:
                         warn_budget_bounds_mix(budget, len(pool), pending.frame_bytes, batch)
                 break  # opens once enough of the pool has finished
