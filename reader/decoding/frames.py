@@ -127,10 +127,12 @@ class FramePool:
         self.decode_calls += 1
         self.decoded_frames += len(decoded)
         first = run[0]
-        for f in {frame, *run[1]}:
-            # a copy per frame when several were decoded, so dropping one frees it (a view pins the whole run)
-            value = decoded[f - first].copy() if len(decoded) > 1 else decoded[0]
-            self._frames.put((visit.vid, (camera, f)), value)
+        kept = {frame, *run[1]}
+        # views when the run is one or two kept frames (a GOP-2 unit: both die within a unit step or two); else
+        # a copy per kept frame, so each frame's memory is freed when it is dropped (a view pins the whole run)
+        whole = len(kept) == len(decoded) <= 2
+        for f in kept:
+            self._frames.put((visit.vid, (camera, f)), decoded[f - first] if whole else decoded[f - first].copy())
         return decoded[frame - first]
 
     def _run(self, visit: Visit, camera: str, frame: int, needs: Sequence[int]) -> tuple[int, Sequence[int], int]:
