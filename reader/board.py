@@ -8,7 +8,8 @@ fork, passed by handle under spawn/forkserver, a private copy when pickled anywh
 reader of this process: worker ``w`` of a DataLoader (or the process itself with ``num_workers=0``, row 0).
 
 A row is reset when its reader starts an iteration and stamped with (start time, epoch, worker count); each
-skip then updates its skip counts and its last reason, each failed read attempt its retry and timeout counts.
+skip then updates its skip counts and its last reason, each failed read attempt its retry and timeout counts,
+each batch its mixing (batches and their distinct episodes, see :mod:`mixing`).
 :meth:`ReaderBoard.totals` sums the rows of the newest iteration (the rows sharing the newest row's epoch and
 worker count, so rows of an earlier DataLoader with more workers are left out). Read once the epoch is done
 (the DataLoader has handed out its last batch, which every worker sends only after its iterator finished) the
@@ -32,27 +33,29 @@ import numpy as np
 if TYPE_CHECKING:
     from lerobot_wds.reader.fetching.fetch import ReadCounters
     from lerobot_wds.reader.on_error import ErrorCounter
+    from lerobot_wds.reader.scheduling.mixing import MixingTally
 
 log = logging.getLogger(__name__)
 
 MAX_READERS = 128
 ROW_BYTES = 1024
 # int64 fields: start_ns, epoch, num_workers, skipped_shards, skipped_episodes, read_retries, read_timeouts,
-# length of the message
-_FIELDS = 8
+# length of the message, batches counted for mixing, their summed distinct episodes
+_FIELDS = 10
 _TEXT = ROW_BYTES - 8 * _FIELDS  # bytes of the last reason (UTF-8, cut at a character boundary)
 
 
 @dataclass(frozen=True)
 class BoardTotals:
     """One iteration over all its readers: skips (``messages``: the last reason of each reader that skipped),
-    and read attempts that were retried / that timed out."""
+    read attempts that were retried / that timed out, and the batch mixing each reader delivered."""
 
     skipped_shards: int
     skipped_episodes: int
     messages: tuple[str, ...]
     read_retries: int = 0
     read_timeouts: int = 0
+    mixing: tuple[tuple[int, int, int], ...] = ()  # per reader: (worker, batches, summed distinct episodes)
 
 
 class ReaderRow:
@@ -82,6 +85,11 @@ class ReaderRow:
         self._text[: len(text)] = np.frombuffer(text, np.uint8)
         self._ints[7] = len(text)
         self._ints[3:5] = (counter.skipped_shards, counter.skipped_episodes)
+
+    def record_mixing(self, tally: MixingTally) -> None:
+        """Copies the mixing delivered so far (called after every batch)."""
+        if self._current():
+            self._ints[8:10] = (tally.batches, tally.distinct)
 
     def record_reads(self, counters: ReadCounters) -> None:
         """Copies the read counters (called after every failed read attempt)."""
@@ -128,7 +136,8 @@ class ReaderBoard:
             bytes(rows[r, 8 * _FIELDS : 8 * _FIELDS + int(ints[r, 7])]).decode("utf-8") for r in keep if ints[r, 7]
         )
         sums = [int(ints[keep, i].sum()) for i in (3, 4, 5, 6)]
-        return BoardTotals(sums[0], sums[1], messages, read_retries=sums[2], read_timeouts=sums[3])
+        mixing = tuple((r, int(ints[r, 8]), int(ints[r, 9])) for r in keep)
+        return BoardTotals(sums[0], sums[1], messages, read_retries=sums[2], read_timeouts=sums[3], mixing=mixing)
 
     def __getstate__(self) -> dict[str, Any]:
         if get_spawning_popen() is not None:

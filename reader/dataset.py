@@ -44,6 +44,7 @@ from lerobot_wds.reader.planning.resume import check_topology, loader_consumed, 
 from lerobot_wds.reader.planning.splitting import SlotPlan, Uneven, episode_selection, plan_epoch
 from lerobot_wds.reader.planning.topology import Topology, detect_rank_world, detect_topology
 from lerobot_wds.reader.root import open_root
+from lerobot_wds.reader.scheduling.mixing import DEFAULT_BATCH, target_distinct, warn_share_bounds_mix
 from lerobot_wds.reader.scheduling.windows import Preset, delta_indices, preset_delta_timestamps
 
 log = logging.getLogger(__name__)
@@ -277,6 +278,8 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
             hint_batching()
         if topo.slot == 0 and topo.slots > len(self.manifest.shards):
             hint_ranged(topo.slots, len(self.manifest.shards))
+        if topo.slot == 0 and self.shuffle:
+            warn_share_bounds_mix(self._plan_episodes(plan), topo.slots, self.batch_size)
         errors = ErrorCounter(self.on_error, on_skip=board_row.record if board_row is not None else None)
         frames = FramePool(self.decode_config)
         self._last_source = frames
@@ -306,10 +309,16 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
                 where=f"{self.source} rank {topo.rank} worker {topo.worker} epoch {epoch}",
                 progress=progress,
                 reads=reads,
+                on_mix=board_row.record_mixing if board_row is not None else None,
             )
         finally:
             if ring is not None:
                 ring.release()  # between epochs and after the last, a worker holds no batch memory
+
+    @staticmethod
+    def _plan_episodes(plan: SlotPlan) -> int:
+        """Distinct episodes a reader's plan reads."""
+        return len({seg.ref.episode for seg in plan.segments})
 
     # --- resume ------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -337,7 +346,10 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         DataLoader workers of this dataset's last iteration (see :mod:`board`): what ``on_error="skip"``
         skipped (``skipped_shards``, ``skipped_episodes``, ``skip_messages``: each reader's last reason) and
         the read attempts that were retried / that timed out on a stalled server (``read_retries``,
-        ``read_timeouts``)."""
+        ``read_timeouts``); and ``mixing``, the batch mixing delivered: ``distinct_per_batch`` over all
+        batches and ``per_worker`` (distinct episodes per batch of ``batch`` samples, each worker's batches:
+        the dataset's batches, or runs of 16 samples of one worker when it yields samples, which is what
+        ``DataLoader(ds, batch_size=16)`` collates), against ``target``."""
         out: dict[str, Any] = {}
         if self._last_source is not None:
             out = {k: v.as_dict() for k, v in self._last_source.stats().items()}
@@ -349,9 +361,21 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
             out["skipped_shards"], out["skipped_episodes"] = totals.skipped_shards, totals.skipped_episodes
             out["skip_messages"] = list(totals.messages)
             out["read_retries"], out["read_timeouts"] = totals.read_retries, totals.read_timeouts
+            out["mixing"] = self._mixing(totals.mixing)
         if self._last_ring is not None:
             out["batch_slots"] = {"created": self._last_ring.created, "reused": self._last_ring.reused}
         return out
+
+    def _mixing(self, rows: tuple[tuple[int, int, int], ...]) -> dict[str, Any]:
+        batch = self.batch_size or DEFAULT_BATCH
+        batches = sum(b for _, b, _ in rows)
+        return {
+            "batch": batch,
+            "batches": batches,
+            "distinct_per_batch": sum(d for _, _, d in rows) / batches if batches else 0.0,
+            "per_worker": {w: d / b for w, b, d in rows if b},
+            "target": target_distinct(batch),
+        }
 
     def __getstate__(self) -> dict[str, Any]:
         # Iteration state (decoders, caches) never travels to workers or into pickles.

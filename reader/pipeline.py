@@ -6,7 +6,8 @@
                    -> episodes (validated)                 parsing.tar_episodes.episodes
                    -> the reader's anchor ranges           parsing.tar_episodes.with_anchor_ranges
                    -> episode shuffle buffer               parsing.tar_episodes.shuffle_buffer
-                   -> anchors from a pool of open episodes scheduling.pool.schedule (scheduling.units)
+                   -> anchors from a pool of open episodes scheduling.pool.schedule (scheduling.units;
+                                                           how many open: scheduling.mixing)
     ... passes repeated until the quota (pad)              parsing.tar_episodes.cycle_passes
                    -> resume skip, samples / batches       assembling.assemble.Assembler
                                                            (frames from decoding.frames.FramePool)
@@ -16,7 +17,7 @@ Every random choice derives from (seed, epoch, reader slot, pass); nothing here 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,7 @@ from lerobot_wds.reader.parsing.tar_episodes import (
 )
 from lerobot_wds.reader.planning.reads import plan_reads
 from lerobot_wds.reader.planning.splitting import SlotPlan, epoch_rng
+from lerobot_wds.reader.scheduling.mixing import MixingTally, open_target
 from lerobot_wds.reader.scheduling.pool import Anchor, schedule
 
 # The pool grows by one episode every RAMP_ANCHORS anchors at the start of a pass, so a worker's first batch
@@ -93,6 +95,8 @@ def anchor_pass(
         active=opts.active_episodes,
         open_bytes=opts.decode.open_episode_bytes,
         frame_budget=opts.decode.frame_cache_bytes,
+        target=open_target(opts.batch_size),
+        batch=opts.batch_size,
         ramp=RAMP_ANCHORS,
         errors=errors,
         lookahead=opts.batch_size or 1,
@@ -110,13 +114,15 @@ def reader_stream(
     where: str,
     progress: Any,
     reads: ReadCounters | None = None,
+    on_mix: Callable[[MixingTally], None] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yields this reader's ``plan.quota`` samples (or batches) of the epoch, the first ``skip`` consumed.
 
-    ``reads`` counts the read retries and timeouts (``LeRobotWdsDataset.stats()``).
+    ``reads`` counts the read retries and timeouts, ``on_mix`` receives the mixing delivered
+    (``LeRobotWdsDataset.stats()``).
     """
     anchors = cycle_passes(lambda p: anchor_pass(plan, opts, frames, errors, p, reads), where)
-    assembler = Assembler(opts.spec, frames, errors, batch_size=opts.batch_size, ring=ring)
+    assembler = Assembler(opts.spec, frames, errors, batch_size=opts.batch_size, ring=ring, on_mix=on_mix)
     return assembler.run(
         anchors, quota=plan.quota, skip=skip, pass_frames=plan.frames, where=where, progress=progress
     )

@@ -16,6 +16,8 @@ import pytest
 from lerobot_wds import LeRobotWdsDataset
 from lerobot_wds.convert.config import ConvertConfig
 from lerobot_wds.convert.pipeline import convert
+from lerobot_wds.reader.decoding.decode import DecodeConfig
+from lerobot_wds.reader.decoding.frames import FramePool, Visit
 from lerobot_wds.reader.scheduling.units import choose_shape
 from lerobot_wds.testing.synth import CAMS_2, LeRobotSpec, make_dataset, make_variant, read_identity_full
 
@@ -86,8 +88,6 @@ def test_shuffled_units_deliver_each_anchor_once_with_right_frames(
 def test_cost_model_uses_residue_classes_with_short_gops_and_b_frames(converted: Path) -> None:
     ds = LeRobotWdsDataset(str(converted), shuffle=False)
     name = converted.parent.name
-    from lerobot_wds.reader.decoding.frames import FramePool, Visit
-
     frames = FramePool()
     ep = next(iter(_episodes(ds)))
     visit = Visit(ep, 0)
@@ -114,3 +114,52 @@ def _episodes(ds: LeRobotWdsDataset):
     )
     errors = ErrorCounter()
     return episodes(tar_samples(fetched_reads(reads, ds.stream_config), errors), list(ds.camera_keys), errors)
+
+
+@pytest.mark.parametrize("batch_size", [None, 5])
+def test_residue_units_under_a_tight_budget_deliver_each_anchor_once_with_right_frames(
+    converted: Path, batch_size: int | None
+) -> None:
+    """A budget too small for residue-class pairs makes the cost model serve one residue per unit (GOP 2)."""
+    probe = LeRobotWdsDataset(str(converted), shuffle=False)
+    cams, fps = list(probe.camera_keys), probe.fps
+    height, width, _ = probe.manifest.features[cams[0]]["shape"]
+    offsets = WINDOWS["stride8"]
+    deltas = {c: [d / fps for d in offsets] for c in cams}
+    budget = 24 * 8 * 3 * width * height  # 8 frames per unit for the 24 units of the mixing target
+    ds = LeRobotWdsDataset(
+        str(converted),
+        delta_timestamps=deltas,
+        seed=4,
+        return_uint8=True,
+        batch_size=batch_size,
+        decode=DecodeConfig(frame_cache_bytes=budget),
+    )
+    ep = next(iter(_episodes(ds)))
+    frames = FramePool()
+    visit = Visit(ep, 0)
+    gops = {c: frames.gops(visit, c) for c in cams}
+    sizes = {c: 3 * width * height for c in cams}
+    shape = choose_shape({c: offsets for c in cams}, gops, ep.length, sizes, budget // 24)
+    frames.release(visit)
+    lengths = {
+        e: n for s in ds.manifest.shards for e, n in zip(s.episodes, [x.frames for x in s.extents], strict=True)
+    }
+    seen: Counter[tuple[int, int]] = Counter()
+    for item in ds:
+        n = 1 if batch_size is None else len(item["frame_index"])
+        for i in range(n):
+            row = item if batch_size is None else {k: v[i] for k, v in item.items() if k != "task"}
+            e, fr = int(row["episode_index"]), int(row["frame_index"])
+            seen[(e, fr)] += 1
+            for ci, cam in enumerate(cams):
+                for d, img in zip(offsets, row[cam], strict=True):
+                    assert read_identity_full(img) == (e, min(lengths[e] - 1, max(0, fr + d)), ci)
+    assert seen == Counter({(e, k): 1 for e, n in lengths.items() for k in range(n)})
+    name = converted.parent.name
+    if "av1" in name:  # GOP 2: one residue per unit halves the frames alive
+        assert shape == "residues", (name, gops)
+    elif "gop4" in name:  # GOP 4: a residue would cost 2.5 decodes per frame, the pairs stay
+        assert shape == "classes", (name, gops)
+    stats = ds.stats()
+    assert stats["frames"]["evictions"] == 0 and stats["frames"]["cost"] == 0

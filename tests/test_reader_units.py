@@ -14,9 +14,10 @@ from lerobot_wds.reader.parsing.tar_episodes import cycle_passes, shuffle_buffer
 from lerobot_wds.reader.planning.splitting import epoch_sequence, plan_epoch
 from lerobot_wds.reader.planning.topology import Topology, detect_rank_world
 from lerobot_wds.reader.scheduling.pool import schedule
-from lerobot_wds.reader.scheduling.units import plan_units, window
+from lerobot_wds.reader.scheduling.units import plan_units
 from lerobot_wds.reader.scheduling.windows import (
     SARM_DELTA_INDICES,
+    clamp_window,
     delta_indices,
     preset_delta_timestamps,
     query_positions,
@@ -159,6 +160,10 @@ class _Gops:
 
     def __init__(self, g: int, phase: int = 0) -> None:
         self.g, self.phase = g, phase
+        self.reserved = 0
+
+    def reserve(self, nbytes: int) -> None:
+        self.reserved = max(self.reserved, nbytes)
 
     def gops(self, visit, camera):
         return list(range(self.phase - self.g if self.phase else 0, visit.episode.length, self.g))
@@ -170,11 +175,11 @@ def _check_units(length, deltas, gops, shape):
     assert sorted(a for u in units for a in u.anchors) == list(range(length))  # each anchor in one unit
     for u in units:
         for cam, ds in deltas.items():
-            shown = {f for a in u.anchors for f in window(a, length, ds)}
+            shown = {f for a in u.anchors for f in clamp_window(a, length, ds)}
             dropped = [f for per in u.drops[cam] for f in per]
             assert sorted(dropped) == sorted(shown) == list(u.needs[cam])  # each needed frame dropped once
             for i in range(len(u.anchors)):  # a frame is dropped at its last use, never before
-                later = {f for b in u.anchors[i + 1 :] for f in window(b, length, ds)}
+                later = {f for b in u.anchors[i + 1 :] for f in clamp_window(b, length, ds)}
                 assert not set(u.drops[cam][i]) & later
     return units
 
@@ -251,7 +256,10 @@ def test_schedule_mixes_all_open_episodes_and_respects_budgets() -> None:
             frame_budget=10**9,
         )
     )
-    assert max(len({a.episode.index for a in out[i : i + 16]}) for i in range(0, len(out), 16)) <= 3
+    spans = {}
+    for i, a in enumerate(out):
+        spans.setdefault(a.visit.vid, [i, i])[1] = i
+    assert max(sum(lo <= i <= hi for lo, hi in spans.values()) for i in range(len(out))) == 2  # open at once
     # the frame budget: a unit's planned peak is 2 frames x 2 cameras x 24 bytes = 96 bytes per episode
     out = list(
         schedule(
@@ -318,3 +326,19 @@ def test_merge_state_accumulates_workers_of_one_epoch_and_rejects_foreign_states
         merge_state(None, make_state(4, 0, {}), seed=5)
     with pytest.raises(ValueError, match="version"):
         merge_state(None, {**make_state(5, 0, {}), "version": 99}, seed=5)
+
+
+def test_residue_units_halve_the_alive_frames_when_pairs_do_not_fit() -> None:
+    g2 = {c: list(range(0, 450, 2)) for c in "ab"}
+    sarm = {"a": SARM_DELTA_INDICES, "b": SARM_DELTA_INDICES}
+    big = {"a": 640 * 480 * 3, "b": 640 * 480 * 3}
+    shape, pairs = plan_units(450, sarm, g2, frame_bytes=big, unit_bytes=100 * 640 * 480 * 3)
+    assert shape == "classes" and max(u.peak_frames["a"] for u in pairs) == 18
+    shape, units = plan_units(450, sarm, g2, frame_bytes=big, unit_bytes=(512 << 20) // 24)
+    assert shape == "residues" and len(units) == 30
+    assert sorted(a for u in units for a in u.anchors) == list(range(450))
+    assert all(len({a % 30 for a in u.anchors}) == 1 for u in units)
+    assert max(u.peak_frames["a"] for u in units) == 10  # 9 window positions + a clamped edge
+    for u in units:
+        shown = {f for a in u.anchors for f in clamp_window(a, 450, SARM_DELTA_INDICES)}
+        assert sorted(f for per in u.drops["a"] for f in per) == sorted(shown) == list(u.needs["a"])

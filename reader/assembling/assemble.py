@@ -1,9 +1,10 @@
 """The last stage of a worker's pipeline: anchors in, samples (or whole batches) out, up to a quota.
 
 It skips the anchors a resumed run already consumed (before any decoding), groups anchors into batches,
-builds them from decoded frames, frees each frame after its last use (the scheduler says which; a finished
-visit is released whole), and applies ``on_error`` to episodes whose frames cannot be decoded: under "skip"
-the episode's anchors are dropped and the stream goes on, so the worker still yields exactly its quota.
+builds them from decoded frames, frees each frame right after the sample that uses it last (the scheduler
+says which; a finished visit is released whole), counts the mixing it delivered, and applies ``on_error``
+to episodes whose frames cannot be decoded: under "skip" the episode's anchors are dropped and the stream
+goes on, so the worker still yields exactly its quota.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from lerobot_wds.reader.assembling.sample import SampleSpec, build_sample
 from lerobot_wds.reader.decoding.frames import FramePool
 from lerobot_wds.reader.errors import FrameDecodeError
 from lerobot_wds.reader.on_error import ErrorCounter
+from lerobot_wds.reader.scheduling.mixing import MixingTally
 from lerobot_wds.reader.scheduling.pool import Anchor
 
 
@@ -30,6 +32,7 @@ class Assembler:
         spec: what a sample holds. source: decoded frames of the open visits. errors: the on_error policy.
         batch_size: yield collated batches of this many samples (None: single samples).
         ring: reusable shared-memory batch slots (inside a DataLoader worker) or None.
+        on_mix: called with the :class:`MixingTally` after each batch (the dataset's board row copies it).
     """
 
     def __init__(
@@ -40,9 +43,11 @@ class Assembler:
         *,
         batch_size: int | None,
         ring: SlotRing | None = None,
+        on_mix: Callable[[MixingTally], None] | None = None,
     ) -> None:
         self.spec, self.source, self.errors = spec, source, errors
         self.batch_size, self.ring = batch_size, ring
+        self.mixing, self.on_mix = MixingTally(batch_size), on_mix
         self.bad: set[int] = set()  # episodes whose frames failed to decode under on_error="skip"
 
     def run(
@@ -81,6 +86,10 @@ class Assembler:
                 continue
             out, n = self.build(pending)
             self._finish(pending)
+            if n:
+                self.mixing.add(a.episode.index for a in pending if a.episode.index not in self.bad)
+                if self.on_mix is not None:
+                    self.on_mix(self.mixing)
             pending = []
             if n == 0:
                 continue
@@ -100,7 +109,7 @@ class Assembler:
         """
         if self.batch_size is not None:
             try:
-                return [build_batch(items, self.spec, self.source, self.ring)], len(items)
+                return [build_batch(items, self.spec, self.source, self.ring, self._finish_one)], len(items)
             except FormatError:
                 pass  # find the failing episode(s) sample by sample below
         good = []
@@ -109,6 +118,7 @@ class Assembler:
                 continue
             try:
                 good.append(build_sample(anchor, self.spec, self.source))
+                self._finish_one(anchor)
             except FormatError as e:
                 self.errors.handle(e, "episode")
                 self.bad.add(anchor.episode.index)
@@ -118,8 +128,13 @@ class Assembler:
 
     def _finish(self, items: list[Anchor]) -> None:
         for anchor in items:
-            if anchor.last or anchor.episode.index in self.bad:
-                self.source.release(anchor.visit)
-                continue
-            for cam, frames in anchor.drops.items():
-                self.source.drop(anchor.visit, cam, frames)
+            self._finish_one(anchor)
+
+    def _finish_one(self, anchor: Anchor) -> None:
+        """Drops the anchor's frames at their last use, or the whole visit after its last anchor (idempotent:
+        a batch rebuilt sample by sample after an error finishes its anchors again)."""
+        if anchor.last or anchor.episode.index in self.bad:
+            self.source.release(anchor.visit)
+            return
+        for cam, frames in anchor.drops.items():
+            self.source.drop(anchor.visit, cam, frames)

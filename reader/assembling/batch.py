@@ -74,12 +74,18 @@ def transform_in_place(images: torch.Tensor, transform: Callable[[torch.Tensor],
 
 
 def build_batch(
-    items: Sequence[Anchor], spec: SampleSpec, source: FramePool, ring: SlotRing | None = None
+    items: Sequence[Anchor],
+    spec: SampleSpec,
+    source: FramePool,
+    ring: SlotRing | None = None,
+    done: Callable[[Anchor], None] | None = None,
 ) -> dict[str, Any]:
     """Returns the collated batch of the samples anchored at ``items``, in that order.
 
     With ``ring`` (inside a DataLoader worker) every tensor of the batch lives in one reused shared-memory
-    slot (see :mod:`batch_slots`); without, camera tensors are fresh (shared memory inside a worker).
+    slot (see :mod:`batch_slots`); without, camera tensors are fresh (shared memory inside a worker). Rows are
+    filled in ``items`` order and ``done(anchor)`` is called after each row, so frames can be dropped at
+    their last use while the rest of the batch decodes (the scheduler planned exactly that order).
     """
     parts = [sample_without_images(a.episode, a.frame, spec) for a in items]
     positions = {
@@ -101,11 +107,14 @@ def build_batch(
     else:
         rest = default_collate(rows)
         cams = {cam: _empty(*shapes[cam]) for cam in spec.camera_keys}
-    for cam, out in cams.items():
-        view = out.numpy()
-        for i, a in enumerate(items):
+    views = {cam: out.numpy() for cam, out in cams.items()}
+    for i, a in enumerate(items):
+        for cam, view in views.items():
             source.gather_into(a.visit, cam, positions[cam][i], view[i], a.needs.get(cam, ()))
-        if spec.image_transforms is not None:
+        if done is not None:
+            done(a)
+    if spec.image_transforms is not None:
+        for cam, out in cams.items():
             transform_in_place(out, spec.image_transforms, cam)
     batch = {**cams, **rest}
     return SlotBatch(batch, slot, layout) if ring is not None else batch

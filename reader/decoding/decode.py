@@ -17,6 +17,8 @@ from lerobot_wds.reader.errors import FrameDecodeError
 from lerobot_wds.reader.parsing.episode import Episode
 
 UINT8_SCALE = np.float32(255.0)  # lerobot's images are uint8 / 255 in float32
+DEFAULT_FRAME_BYTES = 512 * 1024 * 1024  # the decoded-frame budget before the mixing target asks for more
+DEFAULT_OPEN_BYTES = 256 * 1024 * 1024  # the open episodes' compressed bytes, likewise
 
 
 @dataclass(frozen=True)
@@ -27,9 +29,13 @@ class DecodeConfig:
         frame_cache_bytes: decoded frames alive at once (uint8 bytes), shared by the open episodes: the pool
             (:class:`frames.FramePool`) enforces it and evicts beyond it; the scheduler opens another episode
             only while the planned peak of the open ones fits (at least one is always open, whatever its size).
+            None (default): ``DEFAULT_FRAME_BYTES``, grown to whatever the mixing target of open episodes
+            needs at the data's frame size and window (see :mod:`mixing`); a number is a hard budget, and
+            one too small for the target is said once with the numbers.
         open_episode_bytes: compressed bytes (mini-MP4s) of the episodes open at once; with
             ``frame_cache_bytes`` and the dataset's ``active_episodes`` it bounds how many episodes a batch
-            can mix.
+            can mix. None (default): ``DEFAULT_OPEN_BYTES``, or more when the mixing target of open episodes
+            needs it; a number is a hard bound, said once when it holds fewer than the target.
         max_decoders: torchcodec decoders kept open (least recently used closed first; reopening one costs a
             scan of its mini-MP4, no decoding).
         num_ffmpeg_threads: decoder threads per video (1 is best with one DataLoader worker per core).
@@ -39,8 +45,8 @@ class DecodeConfig:
             of page-faulting fresh ones per decoded block (glibc only; see :mod:`worker_memory`).
     """
 
-    frame_cache_bytes: int = 512 * 1024 * 1024
-    open_episode_bytes: int = 256 * 1024 * 1024
+    frame_cache_bytes: int | None = None
+    open_episode_bytes: int | None = None
     max_decoders: int = 192
     num_ffmpeg_threads: int = 1
     batch_slots: int = 8
@@ -48,7 +54,7 @@ class DecodeConfig:
 
     def __post_init__(self) -> None:
         for name in ("frame_cache_bytes", "open_episode_bytes", "max_decoders", "num_ffmpeg_threads"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"DecodeConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.batch_slots < 0:
             raise ValueError(f"DecodeConfig.batch_slots must be >= 0, got {self.batch_slots}")

@@ -1,6 +1,7 @@
 """The one owner of a worker's decoded memory: decoded frames and open decoders, budgets, eviction, counters.
 
-Frames live in an :class:`LruCache` bounded by ``DecodeConfig.frame_cache_bytes`` and keyed by
+Frames live in an :class:`LruCache` bounded by ``DecodeConfig.frame_cache_bytes`` (by default grown to what
+the scheduler reserves for its open visits, :meth:`FramePool.reserve`) and keyed by
 ``(visit, (camera, frame))``. A missing frame is decoded GOP-aware: the decoder seeks to the keyframe of its
 GOP and decodes forward to the last frame of that GOP the asking unit needs, and every needed frame
 of that run is kept (a GOP is decoded once however many of its frames the unit uses). The scheduler
@@ -23,8 +24,16 @@ import numpy as np
 from torchcodec.decoders import VideoDecoder
 
 from lerobot_wds.reader.decoding.cache import CacheStats, LruCache
-from lerobot_wds.reader.decoding.decode import UINT8_SCALE, DecodeConfig, decode_range, gop_starts, open_decoder
+from lerobot_wds.reader.decoding.decode import (
+    DEFAULT_FRAME_BYTES,
+    UINT8_SCALE,
+    DecodeConfig,
+    decode_range,
+    gop_starts,
+    open_decoder,
+)
 from lerobot_wds.reader.parsing.episode import Episode
+from lerobot_wds.reader.scheduling.units import gop_span
 
 
 @dataclass(frozen=True, eq=False)
@@ -40,10 +49,16 @@ class FramePool:
 
     def __init__(self, config: DecodeConfig | None = None) -> None:
         self.config = config = config or DecodeConfig()
-        self._frames: LruCache[np.ndarray] = LruCache(config.frame_cache_bytes, cost=lambda a: a.nbytes)
+        budget = config.frame_cache_bytes or DEFAULT_FRAME_BYTES
+        self._frames: LruCache[np.ndarray] = LruCache(budget, cost=lambda a: a.nbytes)
         self._decoders: LruCache[VideoDecoder] = LruCache(config.max_decoders)
         self._gops: dict[tuple[int, str], list[int]] = {}
         self.decoded_frames = self.delivered_frames = self.decode_calls = 0
+
+    def reserve(self, nbytes: int) -> None:
+        """Grows the default budget to the ``nbytes`` the scheduler planned (a user-set budget stays put)."""
+        if self.config.frame_cache_bytes is None and nbytes > self._frames.capacity:
+            self._frames.capacity = nbytes
 
     def gops(self, visit: Visit, camera: str) -> list[int]:
         """GOP starts (episode frames) of a camera of the visit; opens its decoder the first time."""
@@ -112,17 +127,16 @@ class FramePool:
         self.decode_calls += 1
         self.decoded_frames += len(decoded)
         first = run[0]
-        for f in {frame, *run[1]}:
-            # a copy per frame when several were decoded, so dropping one frees it (a view pins the whole run)
-            value = decoded[f - first].copy() if len(decoded) > 1 else decoded[0]
-            self._frames.put((visit.vid, (camera, f)), value)
+        kept = {frame, *run[1]}
+        # views when the run is one or two kept frames (a GOP-2 unit: both die within a unit step or two); else
+        # a copy per kept frame, so each frame's memory is freed when it is dropped (a view pins the whole run)
+        whole = len(kept) == len(decoded) <= 2
+        for f in kept:
+            self._frames.put((visit.vid, (camera, f)), decoded[f - first] if whole else decoded[f - first].copy())
         return decoded[frame - first]
 
     def _run(self, visit: Visit, camera: str, frame: int, needs: Sequence[int]) -> tuple[int, Sequence[int], int]:
         """What to decode for ``frame``: (first, needed frames of its GOP, stop) spanning both."""
-        starts = self.gops(visit, camera)
-        i = max(0, bisect.bisect_right(starts, frame) - 1)
-        lo = max(0, starts[i])
-        hi = min(visit.episode.length, starts[i + 1] if i + 1 < len(starts) else visit.episode.length)
+        lo, hi = gop_span(frame, self.gops(visit, camera), visit.episode.length)
         needed = needs[bisect.bisect_left(needs, lo) : bisect.bisect_left(needs, hi)]
         return min(frame, *needed[:1]), needed, max(frame, *needed[-1:]) + 1

@@ -11,6 +11,10 @@ about once while each open unit holds few decoded frames (which is what lets man
   ``s``): anchors ``a`` with ``a mod s`` in one keyframe-aligned group of ``g`` residues need only frames of
   those residues (plus clamped edge frames), each a whole GOP: a unit costs ``g/s`` of the episode's frames,
   served in ascending (or descending) order so only the frames inside the window span are alive.
+- ``residues`` (the same windows, when a ``classes`` unit's frames would not let the mixing target of units
+  fit the frame budget, see :func:`choose_shape`; GOPs of 2 only): one residue per unit, so half the frames
+  are alive; a frame that is not its GOP's keyframe then costs the keyframe's decode too (1.5 decodes per
+  frame).
 - ``sequential`` (anything else: long GOPs, contiguous windows): one unit of all anchors in ascending order,
   frames decoded GOP by GOP and dropped behind the window.
 
@@ -26,7 +30,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-Shape = Literal["gop", "classes", "sequential"]
+from lerobot_wds.reader.scheduling.windows import clamp_window
+
+Shape = Literal["gop", "classes", "residues", "sequential"]
 
 
 @dataclass(frozen=True)
@@ -39,15 +45,21 @@ class Unit:
     peak_frames: Mapping[str, int]  # camera -> decoded frames alive at most while serving the unit
 
 
-def window(anchor: int, length: int, deltas: Sequence[int]) -> list[int]:
-    """The clamped frames a camera shows for ``anchor`` (lerobot's clamping)."""
-    return [min(length - 1, max(0, anchor + d)) for d in deltas]
+def gop_index(frame: int, gop_starts: Sequence[int]) -> int:
+    """Returns the index in ``gop_starts`` of the GOP holding ``frame`` (the last keyframe at or before it)."""
+    return max(0, bisect.bisect_right(gop_starts, frame) - 1)
 
 
 def gop_of(frame: int, gop_starts: Sequence[int]) -> int:
-    """Returns the start of the GOP holding ``frame`` (the last keyframe at or before it)."""
-    i = bisect.bisect_right(gop_starts, frame) - 1
-    return gop_starts[max(0, i)]
+    """Returns the start of the GOP holding ``frame``."""
+    return gop_starts[gop_index(frame, gop_starts)]
+
+
+def gop_span(frame: int, gop_starts: Sequence[int], length: int) -> tuple[int, int]:
+    """Returns the episode frames ``[lo, hi)`` of the GOP holding ``frame``, clipped to the episode."""
+    i = gop_index(frame, gop_starts)
+    hi = gop_starts[i + 1] if i + 1 < len(gop_starts) else length
+    return max(0, gop_starts[i]), min(length, hi)
 
 
 def regular_gop(gop_starts: Sequence[int], length: int) -> int | None:
@@ -64,10 +76,19 @@ def stride(deltas: Mapping[str, Sequence[int]]) -> int:
     return math.gcd(*(abs(d) for ds in deltas.values() for d in ds))
 
 
-def choose_shape(deltas: Mapping[str, Sequence[int]], gops: Mapping[str, Sequence[int]], length: int) -> Shape:
+def choose_shape(
+    deltas: Mapping[str, Sequence[int]],
+    gops: Mapping[str, Sequence[int]],
+    length: int,
+    frame_bytes: Mapping[str, int] | None = None,
+    unit_bytes: int | None = None,
+) -> Shape:
     """The cost model: the unit shape that decodes each needed frame once with the fewest frames alive.
 
-    ``classes`` needs every camera to have the same regular GOP length and keyframe phase.
+    ``classes`` needs every camera to have the same regular GOP length and keyframe phase. When a ``classes``
+    unit would hold more than ``unit_bytes`` of frames (``frame_bytes``: one decoded frame per camera; its
+    window positions times the GOP length alive per camera), ``residues`` halves that at extra decodes; only
+    with GOPs of 2 (lerobot's AV1 default), where it costs 1.5 decodes per frame (longer GOPs cost more).
     """
     s = stride(deltas)
     if s == 0:
@@ -77,6 +98,10 @@ def choose_shape(deltas: Mapping[str, Sequence[int]], gops: Mapping[str, Sequenc
     if len(shapes) == 1:
         g, _ = shapes.pop()
         if g is not None and s > g and s % g == 0:
+            if g == 2 and frame_bytes is not None and unit_bytes is not None:
+                alive = sum(g * len(set(ds)) * frame_bytes[cam] for cam, ds in deltas.items())
+                if alive > unit_bytes:
+                    return "residues"
             return "classes"
     return "sequential"
 
@@ -92,6 +117,11 @@ def anchor_groups(
         return list(groups.values())
     if shape == "sequential":
         return [list(range(length))]
+    if shape == "residues":
+        groups = {}
+        for a in range(length):
+            groups.setdefault(a % stride(deltas), []).append(a)
+        return [groups[k] for k in sorted(groups)]
     s, g = stride(deltas), regular_gop(gop_starts, length)
     assert g is not None  # choose_shape checked it
     phase = gop_starts[0] % g
@@ -117,7 +147,7 @@ def make_unit(
         last: dict[int, int] = {}
         gop_first: dict[int, int] = {}
         for i, a in enumerate(anchors):
-            for f in window(a, length, ds):
+            for f in clamp_window(a, length, ds):
                 first.setdefault(f, i)
                 last[f] = i
                 gop_first.setdefault(gop_of(f, gop_starts), i)
@@ -143,11 +173,14 @@ def plan_units(
     descending: Sequence[bool] | None = None,
     shape: Shape | None = None,
     anchors: tuple[int, int] | None = None,
+    frame_bytes: Mapping[str, int] | None = None,
+    unit_bytes: int | None = None,
 ) -> tuple[Shape, list[Unit]]:
     """Plans every unit of an episode; ``descending[i]`` serves unit ``i`` from its last anchor (optional).
 
     ``shape`` overrides the cost model (``"sequential"`` serves the anchors in frame order); ``anchors``
-    restricts the units to anchors ``[lo, hi)`` (windows still reach the whole episode).
+    restricts the units to anchors ``[lo, hi)`` (windows still reach the whole episode); ``frame_bytes`` and
+    ``unit_bytes`` let the cost model trade decodes for memory (see :func:`choose_shape`).
 
     ``deltas`` maps each camera to its frame offsets (``(0,)`` for a camera without a window); ``gops`` maps
     each camera to its GOP starts (episode frames). Units are grouped by the first camera's GOPs.
@@ -155,7 +188,7 @@ def plan_units(
     if length < 1:
         return "gop", []
     starts = {cam: sorted(gops.get(cam) or [0]) for cam in deltas}
-    shape = shape or choose_shape(deltas, starts, length)
+    shape = shape or choose_shape(deltas, starts, length, frame_bytes, unit_bytes)
     groups = anchor_groups(shape, length, deltas, starts[next(iter(deltas))])
     if anchors is not None:
         lo, hi = anchors

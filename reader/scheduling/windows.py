@@ -58,8 +58,13 @@ def delta_indices(
     return {key: tuple(round(d * fps) for d in deltas) for key, deltas in delta_timestamps.items()}
 
 
+def clamp_window(frame: int, length: int, deltas: Sequence[int]) -> list[int]:
+    """The episode frame positions of a window around ``frame``, clamped to the episode (lerobot's clamping)."""
+    return [min(length - 1, max(0, frame + d)) for d in deltas]
+
+
 def query_positions(frame: int, length: int, deltas: Sequence[int]) -> tuple[list[int], list[bool]]:
     """Returns the clamped episode frame positions of a window around ``frame`` and its padding mask."""
-    positions = [min(length - 1, max(0, frame + d)) for d in deltas]
+    positions = clamp_window(frame, length, deltas)
     pad = [(frame + d < 0) or (frame + d >= length) for d in deltas]
     return positions, pad
