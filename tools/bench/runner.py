@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from lerobot_wds.core.redact import redact_url
 from lerobot_wds.testing.http_server import LoopbackHTTPServer, ServeConfig
 from lerobot_wds.tools.bench.loaders import STATS_KEY, LoaderBundle, ProbeCollate, ours_probe
 from lerobot_wds.tools.bench.mixing import mixing
@@ -231,7 +232,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     return {
         "record_version": 1,
         "created_unix": time.time(),
-        "config": asdict(config),
+        "config": asdict(config) | {"source": redact_url(config.source)},  # records are shared: no credentials
         "loader": config.loader,
         "mode": config.mode,
         "source_label": config.source_label,

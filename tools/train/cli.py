@@ -223,7 +223,12 @@ def save(
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds the ``train`` subcommand."""
-    p = subparsers.add_parser("train", help="distributed training entry point (torchrun / accelerate / SLURM)")
+    p = subparsers.add_parser(
+        "train",
+        help="distributed training entry point (torchrun / accelerate / SLURM)",
+        description="Train a small policy (or, with --dummy, only pull batches) on a converted root; run it under "
+        "torchrun, accelerate launch or SLURM for several processes.",
+    )
     add_arguments(p)
     p.set_defaults(func=cli_run)
 
@@ -243,7 +248,10 @@ def cli_run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lerobot_wds.tools.train.cli", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="lerobot_wds.tools.train.cli",
+        description="The distributed training entry point (torchrun, accelerate launch, SLURM).",
+    )
     add_arguments(parser)
     return cli_run(parser.parse_args(argv))
 
