@@ -295,20 +295,24 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
 
     # --- diagnostics -------------------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        """Every reader counter of this dataset's last iteration, summed over its DataLoader workers (or this
-        process's own reader; see :mod:`board`): ``frames`` and ``decoders`` (the frame pool's and the decoder
-        LRU's hits, misses, evictions, size, cost, capacity, peak cost and hit rate), ``decoded_frames``,
-        ``delivered_frames``, ``decode_calls``, ``batch_slots`` (created, reused); what ``on_error="skip"``
-        skipped (``skipped_shards``, ``skipped_episodes``, ``skip_messages``: each reader's last reason) and
-        the read attempts that were retried / that timed out (``read_retries``, ``read_timeouts``). Read after
-        the epoch they are exact; mid-epoch, workers' decode counters are at most ``board.PUBLISH_EVERY_S``
-        old. Empty before any iteration."""
+        """Every reader counter of this dataset's last iteration, summed over its DataLoader workers.
+
+        (Or this process's own reader without workers; see :mod:`board`.) ``frames`` and ``decoders``: the frame
+        pool's and the decoder LRU's hits, misses, evictions, size, cost, capacity, peak cost and hit rate;
+        ``decoded_frames``, ``delivered_frames``, ``decode_calls``; ``batch_slots`` (created, reused; only when
+        slots were made); what ``on_error="skip"`` skipped (``skipped_shards``, ``skipped_episodes``,
+        ``skip_messages``: each reader's last reason); read attempts retried / timed out (``read_retries``,
+        ``read_timeouts``). Read after the epoch they are exact; mid-epoch, workers' decode counters are at
+        most ``board.PUBLISH_EVERY_S`` old. Empty before any iteration.
+        """
         if self._last_publisher is not None:
             self._last_publisher.now()  # this process's own reader: current to the last item
         totals = self._board.totals()
         if totals is None:
             return {}
         out = nested(totals.counts)
+        if not out["batch_slots"]["created"]:
+            del out["batch_slots"]  # no reader built batches in slots (per-sample, no workers, or turned off)
         out["skip_messages"] = list(totals.messages)
         return out
 
