@@ -184,7 +184,7 @@ def test_summary_reports_the_conversions_own_peak_rss(small_lerobot_dataset, tmp
     converter's: the summary's peak is measured from the conversion's start."""
     import resource
 
-    from lerobot_wds.convert.rss import PeakRss
+    from lerobot_wds.convert.staging import PeakRss
 
     if not PeakRss().since_start:
         pytest.skip("this kernel does not let a process reset its RSS high-water mark (/proc/self/clear_refs)")
