@@ -239,14 +239,15 @@ class PeakRss:
     since_start: bool = False
 
     def __post_init__(self) -> None:
-        rss = _status_kib("VmRSS")
-        self.start_bytes = (rss or 0) * 1024
         try:
             with open("/proc/self/clear_refs", "w") as f:
                 f.write("5")  # resets VmHWM to the current RSS
-            self.since_start = rss is not None
+            hwm = _status_kib("VmHWM")  # the RSS at the reset: the start, and where the mark climbs from
         except OSError:
-            self.since_start = False
+            hwm = None
+        self.since_start = hwm is not None
+        start = hwm if hwm is not None else _status_kib("VmRSS")
+        self.start_bytes = (start or 0) * 1024
 
     def peak_bytes(self) -> int:
         """The peak RSS since construction (or over the process's life when it could not be reset)."""
