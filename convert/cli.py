@@ -112,8 +112,17 @@ def _domain_errors() -> tuple[type[BaseException], ...]:
     return (LeRobotWdsError,)  # every domain error: bad input or options, unreachable source, failed upload
 
 
+def _exit_code(e: BaseException) -> int:
+    """2 when the command could not run (no such source, not a LeRobot dataset), else 1."""
+    from lerobot_wds.core.errors import InputError
+
+    return 2 if isinstance(e, InputError) else 1
+
+
 def run_convert(args: argparse.Namespace) -> int:
     """Runs ``convert``; a domain error (bad input, bad options, failed upload) prints one line and exits 1.
+
+    A source that does not exist or is no LeRobot dataset (or a destination that is no folder) exits 2.
 
     A full staging disk is such an error. SIGTERM/SIGINT stop the run cleanly (staging removed, no manifest)
     and print one line; the exit code is 128 + the signal (143 for SIGTERM, 130 for SIGINT).
@@ -128,11 +137,12 @@ def run_convert(args: argparse.Namespace) -> int:
         return e.exit_code
     except _domain_errors() as e:
         print(f"lerobot-wds convert: error: {e}", file=sys.stderr)
-        return 1
+        return _exit_code(e)
 
 
 def _convert(args: argparse.Namespace) -> int:
     from lerobot_wds.convert.pipeline import convert
+    from lerobot_wds.core.redact import redact_url
 
     summary = convert(config_from_args(args))
     print(summary.line(), file=sys.stderr)
@@ -140,7 +150,10 @@ def _convert(args: argparse.Namespace) -> int:
         with open(args.stats_json, "w") as fh:
             json.dump(summary.to_dict(), fh, indent=1)
     if not summary.manifest_written:
-        print(f"part {summary.part} done; run 'lerobot-wds finalize {args.dest}' after all parts", file=sys.stderr)
+        print(
+            f"part {summary.part} done; run 'lerobot-wds finalize {redact_url(args.dest)}' after all parts",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -153,7 +166,7 @@ def run_finalize(args: argparse.Namespace) -> int:
         manifest = finalize(open_sink(args.dest, args.dest_options), part_count=args.parts)
     except _domain_errors() as e:
         print(f"lerobot-wds finalize: error: {e}", file=sys.stderr)
-        return 1
+        return _exit_code(e)
     print(
         f"manifest.json written: {len(manifest.shards)} shards, {manifest.total_episodes} episodes, "
         f"{manifest.total_frames} frames, {manifest.total_bytes / 1e6:.1f} MB, {len(manifest.skipped)} skipped",

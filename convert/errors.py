@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from lerobot_wds.core.errors import LeRobotWdsError, RetryError
+from lerobot_wds.core.errors import InputError, LeRobotWdsError, RetryError
+from lerobot_wds.core.redact import redact_text
 
 
 class SinkError(RetryError):
@@ -43,8 +44,16 @@ class EpisodeError(LeRobotWdsError, ValueError):
     def __init__(self, episode_index: int, reason: str) -> None:
         super().__init__(f"episode {episode_index}: {reason}")
         self.episode_index = episode_index
-        self.reason = reason
+        self.reason = redact_text(reason)  # recorded in the manifest: never a credential
 
 
 class ConvertError(LeRobotWdsError, ValueError):
     """The destination holds an incompatible conversion, or a run cannot proceed; names what and where."""
+
+
+class SourceInputError(SourceError, InputError):
+    """The source does not exist or is no LeRobot v3 dataset at all (no meta/info.json): could not run."""
+
+
+class FinalizeInputError(FinalizeError, InputError):
+    """The root given to finalize holds no conversion at all (a wrong or missing folder): could not run."""

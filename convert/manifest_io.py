@@ -19,9 +19,9 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from lerobot_wds.convert.errors import FinalizeError
+from lerobot_wds.convert.errors import FinalizeError, FinalizeInputError
 from lerobot_wds.convert.sink import Sink
-from lerobot_wds.core.format import MANIFEST_NAME, Manifest, ShardInfo
+from lerobot_wds.core.format import MANIFEST_NAME, META_DIR, Manifest, ShardInfo
 
 WORK_DIR = "_convert"
 _PART_RE = re.compile(r"part-(\d{5})-of-(\d{5})\.json$")
@@ -158,6 +158,11 @@ def finalize(sink: Sink, part_count: int | None = None) -> Manifest:
     """
     counts = find_part_counts(sink)
     if not counts:
+        if sink.size(f"{META_DIR}/info.json") is None:  # not even the meta a conversion copies first
+            raise FinalizeInputError(
+                f"{sink.url}: no conversion there (no meta/info.json, no part manifests): give the DEST of "
+                "'lerobot-wds convert SRC DEST --part I/N'"
+            )
         raise FinalizeError(f"{sink.url}: no part manifests under {WORK_DIR}/ (did any convert part finish?)")
     if part_count is None:
         if len(counts) > 1:

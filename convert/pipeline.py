@@ -10,12 +10,12 @@ CLI a SIGTERM/SIGINT stops the run at the next safe point (:mod:`lerobot_wds.con
 from __future__ import annotations
 
 import contextlib
-import resource
 import time
 from collections import deque
 from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from tqdm import tqdm
 
@@ -33,9 +33,9 @@ from lerobot_wds.convert.manifest_io import (
     read_record,
 )
 from lerobot_wds.convert.plan import ShardPlan, order_episodes, plan_shards, select_episodes, select_part
-from lerobot_wds.convert.sink import Sink, open_sink
+from lerobot_wds.convert.sink import LocalSink, Sink, open_sink
 from lerobot_wds.convert.source import LeRobotSource, describe
-from lerobot_wds.convert.staging import StagingArea, Uploader
+from lerobot_wds.convert.staging import PeakRss, StagingArea, Uploader
 from lerobot_wds.convert.tarwriter import ShardWriter
 from lerobot_wds.core.format import MANIFEST_NAME, EpisodeExtent, Manifest, ShardInfo, shard_path
 
@@ -52,9 +52,10 @@ class ConvertSummary:
     skipped: int
     seconds: float
     peak_staging_bytes: int
-    peak_rss_bytes: int
+    peak_rss_bytes: int  # the process's peak RSS during this conversion (see staging.PeakRss)
     upload_retries: int
     manifest_written: bool
+    start_rss_bytes: int = 0  # the process's RSS when the conversion started (imports, what ran before)
 
     def line(self) -> str:
         mb = self.bytes_written / 1e6
@@ -64,7 +65,7 @@ class ConvertSummary:
             f"{self.seconds:.1f} s: {mb / secs:.1f} MB/s, {self.episodes / secs:.1f} episodes/s; "
             f"resumed {self.shards_resumed} shards, skipped {self.skipped} episodes, "
             f"{self.upload_retries} upload retries; peak staging {self.peak_staging_bytes / 1e6:.1f} MB, "
-            f"peak RSS {self.peak_rss_bytes / 1e6:.0f} MB"
+            f"peak RSS {self.peak_rss_bytes / 1e6:.0f} MB ({self.start_rss_bytes / 1e6:.0f} MB before converting)"
             + ("; manifest.json written" if self.manifest_written else "")
         )
 
@@ -75,6 +76,7 @@ class ConvertSummary:
 def convert(cfg: ConvertConfig) -> ConvertSummary:
     """Converts the shards of ``cfg``'s part; a single-part run also finalizes (writes ``manifest.json``)."""
     t0 = time.perf_counter()
+    rss = PeakRss()
     source = LeRobotSource(
         cfg.source,
         cfg.source_options,
@@ -125,7 +127,8 @@ def convert(cfg: ConvertConfig) -> ConvertSummary:
         skipped=len(part.skipped),
         seconds=time.perf_counter() - t0,
         peak_staging_bytes=peak_staging,
-        peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        peak_rss_bytes=rss.peak_bytes(),
+        start_rss_bytes=rss.start_bytes,
         upload_retries=getattr(sink, "retries", 0),
         manifest_written=cfg.part_count == 1,
     )
@@ -136,11 +139,25 @@ def _check_existing_manifest(sink: Sink, source_desc: dict, cfg: ConvertConfig) 
     if data is None:
         return
     old = Manifest.from_json_bytes(data, where=f"{sink.url}/{MANIFEST_NAME}")
-    if old.source != source_desc or old.options != cfg.output_options():
+    differences = identity_differences(old.source, source_desc) + identity_differences(
+        old.options, cfg.output_options(), prefix="--"
+    )
+    if differences:
         raise ConvertError(
-            f"{sink.url} already holds a conversion of {old.source.get('url')!r} with options {old.options}; "
-            f"this run converts {source_desc['url']!r} with {cfg.output_options()}: use another destination"
+            f"{sink.url} already holds a different conversion ({'; '.join(differences)}): rerun with what it "
+            "was made from to resume it, or convert into another destination"
         )
+
+
+def identity_differences(there: dict[str, Any], here: dict[str, Any], prefix: str = "") -> list[str]:
+    """Names each key whose value differs, in sorted order: ``key: <at the destination> there, <now> here``."""
+    names = {"url": "source", "info_sha256": "source meta/info.json", "episodes_sha256": "source episode table"}
+    out = []
+    for key in sorted(set(there) | set(here)):
+        if there.get(key) != here.get(key):
+            name = names.get(key) or prefix + key.replace("_", "-")
+            out.append(f"{name}: {there.get(key)!r} there, {here.get(key)!r} here")
+    return out
 
 
 def _copy_meta(source: LeRobotSource, sink: Sink) -> None:
@@ -188,11 +205,12 @@ def _stage_and_upload(
     """
     with signals_deferred():  # a staging dir must never exist without its owner record
         staging = StagingArea(cfg.staging_dir, cfg.max_staged_shards)
-    bars = _bars(cfg, todo)
+    bars = _bars(cfg, todo, remote=not isinstance(sink, LocalSink))
 
     def done(record: ShardRecord) -> None:
         records.append(record)
-        bars["uploads"].update(1)
+        if "uploads" in bars:
+            bars["uploads"].update(1)
 
     uploader = Uploader(sink, staging, on_done=done)
     try:
@@ -210,15 +228,19 @@ def _stage_and_upload(
     return written, staging.peak_bytes
 
 
-def _bars(cfg: ConvertConfig, todo: list[ShardPlan]) -> dict[str, tqdm]:
+def _bars(cfg: ConvertConfig, todo: list[ShardPlan], remote: bool) -> dict[str, tqdm]:
+    """The progress bars that apply: episodes, bytes written (planned from estimates, corrected to the bytes
+    of each shard as it closes, so the bar ends at 100%) and, for a remote destination only, uploads."""
     off = not cfg.progress
-    return {
+    bars = {
         "episodes": tqdm(total=sum(len(s.episodes) for s in todo), desc="episodes", unit="ep", disable=off),
         "bytes": tqdm(
             total=sum(s.est_bytes for s in todo), desc="written", unit="B", unit_scale=True, disable=off
         ),
-        "uploads": tqdm(total=len(todo), desc="uploads", unit="shard", disable=off),
     }
+    if remote:  # a local destination is a rename, nothing to watch
+        bars["uploads"] = tqdm(total=len(todo), desc="uploads", unit="shard", disable=off)
+    return bars
 
 
 def _built(
@@ -264,6 +286,13 @@ def _write_shards(
         pool.shutdown(wait=join, cancel_futures=True)
 
 
+def _settle(bar: tqdm, n: int, overestimate: int) -> None:
+    """Moves the bytes bar to ``n`` (the shards' real sizes so far) and takes the shard's misestimate off its
+    total, so the bar ends at exactly 100%."""
+    bar.total -= overestimate
+    bar.update(n - bar.n)
+
+
 def _write_all(
     source: LeRobotSource,
     todo: list[ShardPlan],
@@ -281,6 +310,7 @@ def _write_all(
         local = staging.path(f"shard-{shard.index:06d}")
         episodes: list[int] = []
         skipped: list[dict[str, object]] = []
+        shard_start = bars["bytes"].n  # the bar's bytes before this shard
         with staging.open(local, what=name, expect_bytes=shard.est_bytes) as f:
             writer = ShardWriter(f, name=name)
             for _ in shard.episodes:
@@ -294,10 +324,11 @@ def _write_all(
                 else:
                     writer.add_sample(sample.key, sample.members)
                     episodes.append(ep)
-                    bars["bytes"].update(sample.bytes)
+                    bars["bytes"].update(f.tell() - bars["bytes"].n + shard_start)
                     staging.account(local.name, f.tell())
                 bars["episodes"].update(1)
             size, sha = writer.close()
+        _settle(bars["bytes"], shard_start + size, shard.est_bytes - size)
         staging.account(local.name, size)
         frames = sum(source.episodes[e].length for e in episodes)
         extents = [

@@ -1,4 +1,4 @@
-"""What each reader skipped and how its reads fared, readable from the main process while workers read.
+"""Every reader's counters (skips, reads, decoding), summed in the main process while workers read.
 
 A worker's :class:`~lerobot_wds.reader.on_error.ErrorCounter` and
 :class:`~lerobot_wds.reader.fetching.fetch.ReadCounters` live in the worker, so the dataset object the
@@ -7,14 +7,18 @@ training loop holds would never see their counts. The dataset therefore owns a s
 fork, passed by handle under spawn/forkserver, a private copy when pickled anywhere else) with one row per
 reader of this process: worker ``w`` of a DataLoader (or the process itself with ``num_workers=0``, row 0).
 
-A row is reset when its reader starts an iteration and stamped with (start time, epoch, worker count); each
-skip then updates its skip counts and its last reason, each failed read attempt its retry and timeout counts,
-each batch its mixing (batches and their distinct episodes, see :mod:`mixing`).
-:meth:`ReaderBoard.totals` sums the rows of the newest iteration (the rows sharing the newest row's epoch and
+A row holds every counter named in :data:`COUNTERS` (skips, read retries and timeouts, the frame and decoder
+caches' counters, decoded and delivered frames, batch slots, the batch mixing delivered: batches and their summed distinct episodes): adding a counter is one name there, and then
+``row.set({name: value})`` wherever the reader knows it. A row is reset when its reader starts an iteration
+and stamped with (start time, epoch, worker count); each skip then updates its skip counts and its last
+reason, each failed read attempt its retry and timeout counts, and the reader publishes its decode counters as
+it goes (at most every ``PUBLISH_EVERY_S`` and when its iteration ends). :meth:`ReaderBoard.totals` sums every
+counter over the rows of the newest iteration (the rows sharing the newest row's epoch and
 worker count, so rows of an earlier DataLoader with more workers are left out). Read once the epoch is done
 (the DataLoader has handed out its last batch, which every worker sends only after its iterator finished) the
 counts are final; read mid-epoch, they are what happened so far. Counts are per reader: an episode whose
-anchors two readers share (see :mod:`splitting`) counts once for each reader that skipped it. Rows hold
+anchors two readers share (see :mod:`splitting`) counts once for each reader that skipped it; gauges
+(``size``, ``cost``, ``capacity``, ``peak_cost``) are summed over the readers too. Rows hold
 ``MAX_READERS`` readers; a worker beyond that still skips, retries and logs, uncounted here.
 """
 
@@ -24,6 +28,7 @@ import ctypes
 import logging
 import multiprocessing
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from multiprocessing.context import get_spawning_popen
 from typing import TYPE_CHECKING, Any
@@ -31,6 +36,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from lerobot_wds.reader.assembling.batch_slots import SlotRing
+    from lerobot_wds.reader.decoding.frames import FramePool
     from lerobot_wds.reader.fetching.fetch import ReadCounters
     from lerobot_wds.reader.on_error import ErrorCounter
     from lerobot_wds.reader.scheduling.mixing import MixingTally
@@ -39,23 +46,57 @@ log = logging.getLogger(__name__)
 
 MAX_READERS = 128
 ROW_BYTES = 1024
-# int64 fields: start_ns, epoch, num_workers, skipped_shards, skipped_episodes, read_retries, read_timeouts,
-# length of the message, batches counted for mixing, their summed distinct episodes
-_FIELDS = 10
-_TEXT = ROW_BYTES - 8 * _FIELDS  # bytes of the last reason (UTF-8, cut at a character boundary)
+PUBLISH_EVERY_S = 0.1  # a reader's decode counters reach its row at most this often, and when it ends
+
+_CACHE = ("hits", "misses", "evictions", "size", "cost", "capacity", "peak_cost")
+# Every counter of a row, summed over readers by totals(); a dotted name nests in stats() ("frames.hits").
+COUNTERS: tuple[str, ...] = (
+    "skipped_shards",
+    "skipped_episodes",
+    "read_retries",
+    "read_timeouts",
+    *(f"frames.{c}" for c in _CACHE),
+    *(f"decoders.{c}" for c in _CACHE),
+    "decoded_frames",
+    "delivered_frames",
+    "decode_calls",
+    "batch_slots.created",
+    "batch_slots.reused",
+    "mixing.batches",
+    "mixing.distinct",
+)
+_INDEX = {name: i for i, name in enumerate(COUNTERS)}
+# int64 header: start_ns, epoch, num_workers, length of the message; then the counters
+_HEADER = 4
+_FIELDS = _HEADER + len(COUNTERS)
+TEXT_BYTES = ROW_BYTES - 8 * _FIELDS  # bytes of the last reason (UTF-8, cut at a character boundary)
 
 
 @dataclass(frozen=True)
 class BoardTotals:
-    """One iteration over all its readers: skips (``messages``: the last reason of each reader that skipped),
-    read attempts that were retried / that timed out, and the batch mixing each reader delivered."""
+    """One iteration over all its readers: every counter summed (``counts``, by :data:`COUNTERS` name),
+    ``messages``, the last skip reason of each reader that skipped, and ``mixing``, per reader:
+    (worker, batches, summed distinct episodes)."""
 
-    skipped_shards: int
-    skipped_episodes: int
+    counts: dict[str, int]
     messages: tuple[str, ...]
-    read_retries: int = 0
-    read_timeouts: int = 0
-    mixing: tuple[tuple[int, int, int], ...] = ()  # per reader: (worker, batches, summed distinct episodes)
+    mixing: tuple[tuple[int, int, int], ...] = ()
+
+    @property
+    def skipped_shards(self) -> int:
+        return self.counts["skipped_shards"]
+
+    @property
+    def skipped_episodes(self) -> int:
+        return self.counts["skipped_episodes"]
+
+    @property
+    def read_retries(self) -> int:
+        return self.counts["read_retries"]
+
+    @property
+    def read_timeouts(self) -> int:
+        return self.counts["read_timeouts"]
 
 
 class ReaderRow:
@@ -77,24 +118,28 @@ class ReaderRow:
         # iteration reset the row (through another view): its counts must not land in the new iteration's row
         return int(self._ints[0]) == self._stamp
 
+    def set(self, counts: Mapping[str, int]) -> None:
+        """Writes these counters (names of :data:`COUNTERS`) of the current iteration."""
+        if self._current():
+            for name, value in counts.items():
+                self._ints[_HEADER + _INDEX[name]] = value
+
     def record(self, counter: ErrorCounter) -> None:
         """Copies the counter's counts and last message (called after every skip)."""
         if not self._current():
             return
-        text = counter.messages[-1].encode("utf-8")[:_TEXT].decode("utf-8", "ignore").encode("utf-8")
+        text = counter.messages[-1].encode("utf-8")[:TEXT_BYTES].decode("utf-8", "ignore").encode("utf-8")
         self._text[: len(text)] = np.frombuffer(text, np.uint8)
-        self._ints[7] = len(text)
-        self._ints[3:5] = (counter.skipped_shards, counter.skipped_episodes)
+        self._ints[3] = len(text)
+        self.set({"skipped_shards": counter.skipped_shards, "skipped_episodes": counter.skipped_episodes})
 
     def record_mixing(self, tally: MixingTally) -> None:
         """Copies the mixing delivered so far (called after every batch)."""
-        if self._current():
-            self._ints[8:10] = (tally.batches, tally.distinct)
+        self.set({"mixing.batches": tally.batches, "mixing.distinct": tally.distinct})
 
     def record_reads(self, counters: ReadCounters) -> None:
         """Copies the read counters (called after every failed read attempt)."""
-        if self._current():
-            self._ints[5:7] = (counters.retries, counters.timeouts)
+        self.set({"read_retries": counters.retries, "read_timeouts": counters.timeouts})
 
 
 class ReaderBoard:
@@ -133,11 +178,12 @@ class ReaderBoard:
             if ints[r, 0] and ints[r, 1] == epoch and ints[r, 2] == workers
         ]
         messages = tuple(
-            bytes(rows[r, 8 * _FIELDS : 8 * _FIELDS + int(ints[r, 7])]).decode("utf-8") for r in keep if ints[r, 7]
+            bytes(rows[r, 8 * _FIELDS : 8 * _FIELDS + int(ints[r, 3])]).decode("utf-8") for r in keep if ints[r, 3]
         )
-        sums = [int(ints[keep, i].sum()) for i in (3, 4, 5, 6)]
-        mixing = tuple((r, int(ints[r, 8]), int(ints[r, 9])) for r in keep)
-        return BoardTotals(sums[0], sums[1], messages, read_retries=sums[2], read_timeouts=sums[3], mixing=mixing)
+        sums = ints[keep, _HEADER:].sum(axis=0)
+        b, d = _HEADER + _INDEX["mixing.batches"], _HEADER + _INDEX["mixing.distinct"]
+        mixing = tuple((r, int(ints[r, b]), int(ints[r, d])) for r in keep)
+        return BoardTotals({name: int(sums[i]) for name, i in _INDEX.items()}, messages, mixing)
 
     def __getstate__(self) -> dict[str, Any]:
         if get_spawning_popen() is not None:
@@ -149,3 +195,47 @@ class ReaderBoard:
             self._raw = state["shared"]
         else:
             self.__init__(state["plain"])  # type: ignore[misc]
+
+
+def nested(counts: Mapping[str, int]) -> dict[str, Any]:
+    """Turns dotted counter names into nested dicts (``{"frames": {"hits": ...}}``), adding caches' hit rates."""
+    out: dict[str, Any] = {}
+    for name, value in counts.items():
+        group, _, leaf = name.rpartition(".")
+        (out.setdefault(group, {}) if group else out)[leaf] = value
+    for cache in ("frames", "decoders"):
+        c = out.get(cache)
+        if c is not None:
+            looked = c["hits"] + c["misses"]
+            c["hit_rate"] = c["hits"] / looked if looked else 0.0
+    return out
+
+
+class DecodePublisher:
+    """Copies a reader's decode counters (frame pool, decoders, batch slots) into its row, at most every
+    ``PUBLISH_EVERY_S`` (:meth:`maybe`, called per item) or at once (:meth:`now`: at the end, or on a read)."""
+
+    def __init__(self, row: ReaderRow | None, frames: FramePool, ring: SlotRing | None) -> None:
+        self.row, self.frames, self.ring = row, frames, ring
+        self._last = 0.0
+
+    def maybe(self) -> None:
+        now = time.monotonic()
+        if now - self._last >= PUBLISH_EVERY_S:
+            self._last = now
+            self.now()
+
+    def now(self) -> None:
+        if self.row is None:
+            return
+        counts = {
+            f"{cache}.{name}": getattr(st, name) for cache, st in self.frames.stats().items() for name in _CACHE
+        }
+        counts |= {
+            "decoded_frames": self.frames.decoded_frames,
+            "delivered_frames": self.frames.delivered_frames,
+            "decode_calls": self.frames.decode_calls,
+        }
+        if self.ring is not None:
+            counts |= {"batch_slots.created": self.ring.created, "batch_slots.reused": self.ring.reused}
+        self.row.set(counts)

@@ -24,7 +24,7 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import torch
 
@@ -32,9 +32,10 @@ from lerobot_wds.core.errors import OnError
 from lerobot_wds.reader.assembling.batch_slots import SlotRing
 from lerobot_wds.reader.assembling.sample import SampleSpec
 from lerobot_wds.reader.assembling.worker_memory import tune_worker_malloc
-from lerobot_wds.reader.board import ReaderBoard
+from lerobot_wds.reader.board import DecodePublisher, ReaderBoard, nested
 from lerobot_wds.reader.decoding.decode import DecodeConfig
 from lerobot_wds.reader.decoding.frames import FramePool
+from lerobot_wds.reader.errors import OptionError
 from lerobot_wds.reader.fetching.fetch import ReadCounters, StreamConfig
 from lerobot_wds.reader.meta import load_meta, local_meta_root
 from lerobot_wds.reader.on_error import ErrorCounter
@@ -131,17 +132,19 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
     ) -> None:
         super().__init__()
         if delta_timestamps is not None and preset is not None:
-            raise ValueError("give delta_timestamps or preset, not both")
+            raise OptionError("give delta_timestamps or preset, not both")
+        if preset is not None and preset not in get_args(Preset):
+            raise OptionError(f"preset={preset!r} is not a preset; expected one of {list(get_args(Preset))}")
         if (rank is None) != (world_size is None):
-            raise ValueError(
+            raise OptionError(
                 f"give both rank and world_size or neither (got rank={rank}, world_size={world_size})"
             )
         if active_episodes < 1 or episode_buffer < 0:
-            raise ValueError(
+            raise OptionError(
                 f"active_episodes must be >= 1 and episode_buffer >= 0, got {active_episodes}, {episode_buffer}"
             )
         if batch_size is not None and batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1 or None, got {batch_size}")
+            raise OptionError(f"batch_size must be >= 1 or None, got {batch_size}")
         if image_transforms is not None and not callable(image_transforms):
             raise TypeError(f"image_transforms must be callable or None, got {type(image_transforms).__name__}")
         ErrorCounter(on_error)  # validates the policy name
@@ -196,8 +199,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         self._board = ReaderBoard()  # skips and read retries, written by every reader, read by stats()
         self._consumed: dict[int, int] = {}
         self._resume: dict[str, Any] | None = None
-        self._last_source: FramePool | None = None
-        self._last_ring: SlotRing | None = None
+        self._last_publisher: DecodePublisher | None = None
 
     @property
     def meta(self) -> Any:
@@ -271,7 +273,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
             if torch.utils.data.get_worker_info() is None:
                 self._resume = None  # applied in this process; workers get their own copy per iteration
         if skip > plan.quota:
-            raise ValueError(
+            raise OptionError(
                 f"resume state says worker {topo.worker} consumed {skip} samples, quota is {plan.quota}"
             )
         if self.batch_size is None and topo.worker == 0:
@@ -282,14 +284,12 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
             warn_share_bounds_mix(self._plan_episodes(plan), topo.slots, self.batch_size)
         errors = ErrorCounter(self.on_error, on_skip=board_row.record if board_row is not None else None)
         frames = FramePool(self.decode_config)
-        self._last_source = frames
         reads = ReadCounters(on_change=board_row.record_reads if board_row is not None else None)
         in_worker = torch.utils.data.get_worker_info() is not None
         if in_worker and self.decode_config.tune_worker_malloc:
             tune_worker_malloc()
         slots = self.decode_config.batch_slots
         ring = SlotRing(slots) if slots and self.batch_size and in_worker else None
-        self._last_ring = ring
         self._consumed = {topo.worker: skip}
         if skip >= plan.quota:
             return
@@ -298,8 +298,10 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         def progress(n: int) -> None:
             self._consumed[topo.worker] = n
 
+        publisher = DecodePublisher(board_row, frames, ring)  # decode counters reach the main process's stats()
+        self._last_publisher = publisher
         try:
-            yield from reader_stream(
+            for item in reader_stream(
                 plan,
                 opts,
                 frames=frames,
@@ -310,8 +312,11 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
                 progress=progress,
                 reads=reads,
                 on_mix=board_row.record_mixing if board_row is not None else None,
-            )
+            ):
+                publisher.maybe()
+                yield item
         finally:
+            publisher.now()  # final counts before the worker reports its end: exact once the epoch is done
             if ring is not None:
                 ring.release()  # between epochs and after the last, a worker holds no batch memory
 
@@ -342,28 +347,29 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
 
     # --- diagnostics -------------------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        """Decoder / frame cache counters of the last iteration in this process; and, summed over the
-        DataLoader workers of this dataset's last iteration (see :mod:`board`): what ``on_error="skip"``
-        skipped (``skipped_shards``, ``skipped_episodes``, ``skip_messages``: each reader's last reason) and
-        the read attempts that were retried / that timed out on a stalled server (``read_retries``,
-        ``read_timeouts``); and ``mixing``, the batch mixing delivered: ``distinct_per_batch`` over all
-        batches and ``per_worker`` (distinct episodes per batch of ``batch`` samples, each worker's batches:
-        the dataset's batches, or runs of 16 samples of one worker when it yields samples, which is what
-        ``DataLoader(ds, batch_size=16)`` collates), against ``target``."""
-        out: dict[str, Any] = {}
-        if self._last_source is not None:
-            out = {k: v.as_dict() for k, v in self._last_source.stats().items()}
-            out["decoded_frames"] = self._last_source.decoded_frames
-            out["delivered_frames"] = self._last_source.delivered_frames
-            out["decode_calls"] = self._last_source.decode_calls
+        """Every reader counter of this dataset's last iteration, summed over its DataLoader workers.
+
+        (Or this process's own reader without workers; see :mod:`board`.) ``frames`` and ``decoders``: the frame
+        pool's and the decoder LRU's hits, misses, evictions, size, cost, capacity, peak cost and hit rate;
+        ``decoded_frames``, ``delivered_frames``, ``decode_calls``; ``batch_slots`` (created, reused; only when
+        slots were made); what ``on_error="skip"`` skipped (``skipped_shards``, ``skipped_episodes``,
+        ``skip_messages``: each reader's last reason); read attempts retried / timed out (``read_retries``,
+        ``read_timeouts``); ``mixing``, the batch mixing delivered: ``distinct_per_batch`` over all batches
+        and ``per_worker`` (distinct episodes per batch of ``batch`` samples: the dataset's batches, or runs of
+        16 samples of one worker when it yields samples, what ``DataLoader(ds, batch_size=16)`` collates),
+        against ``target``. Read after the epoch they are exact; mid-epoch, workers' decode counters are at
+        most ``board.PUBLISH_EVERY_S`` old. Empty before any iteration.
+        """
+        if self._last_publisher is not None:
+            self._last_publisher.now()  # this process's own reader: current to the last item
         totals = self._board.totals()
-        if totals is not None:
-            out["skipped_shards"], out["skipped_episodes"] = totals.skipped_shards, totals.skipped_episodes
-            out["skip_messages"] = list(totals.messages)
-            out["read_retries"], out["read_timeouts"] = totals.read_retries, totals.read_timeouts
-            out["mixing"] = self._mixing(totals.mixing)
-        if self._last_ring is not None:
-            out["batch_slots"] = {"created": self._last_ring.created, "reused": self._last_ring.reused}
+        if totals is None:
+            return {}
+        out = nested(totals.counts)
+        if not out["batch_slots"]["created"]:
+            del out["batch_slots"]  # no reader built batches in slots (per-sample, no workers, or turned off)
+        out["skip_messages"] = list(totals.messages)
+        out["mixing"] = self._mixing(totals.mixing)
         return out
 
     def _mixing(self, rows: tuple[tuple[int, int, int], ...]) -> dict[str, Any]:
@@ -380,7 +386,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
     def __getstate__(self) -> dict[str, Any]:
         # Iteration state (decoders, caches) never travels to workers or into pickles.
         state = dict(self.__dict__)
-        state["_last_source"] = state["_last_ring"] = None
+        state["_last_publisher"] = None
         state["_meta"] = None  # re-read on demand; lerobot's metadata holds file handles and frames
         return state
 

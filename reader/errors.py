@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lerobot_wds.core.errors import FormatError, LeRobotWdsError
+from lerobot_wds.core.errors import FormatError, InputError, LeRobotWdsError
 
 
 class ShardFormatError(FormatError):
@@ -19,3 +19,19 @@ class IntegrityError(ShardFormatError):
 
 class ResumeError(LeRobotWdsError, ValueError):
     """A resume state that does not fit this reader: another version, seed or ranks x workers topology."""
+
+
+class OptionError(LeRobotWdsError, ValueError):
+    """A reader option has an invalid value (an unknown preset, a ``delta_timestamps`` key that is no feature)."""
+
+
+class RootNotFoundError(InputError, FormatError):
+    """The root given does not exist."""
+
+
+class NotConvertedRootError(InputError, FormatError):
+    """The root given is not a finished conversion: a LeRobot source, an unfinished conversion, or else."""
+
+
+class UnfinishedConversionError(NotConvertedRootError):
+    """The root holds a conversion that has not written its manifest yet (running, killed, or parts not merged)."""

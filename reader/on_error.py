@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 from lerobot_wds.core.errors import OnError
+from lerobot_wds.reader.errors import OptionError
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ class ErrorCounter:
 
     def __post_init__(self) -> None:
         if self.policy not in get_args(OnError):
-            raise ValueError(f"on_error={self.policy!r}; expected one of {get_args(OnError)}")
+            raise OptionError(f"on_error={self.policy!r}; expected one of {list(get_args(OnError))}")
 
     def handle(self, error: Exception, kind: Literal["shard", "episode"]) -> None:
         """Re-raises under ``raise``; otherwise counts and logs the error."""

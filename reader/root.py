@@ -12,6 +12,7 @@ from lerobot_wds.core.format import MANIFEST_NAME, META_DIR, Manifest
 from lerobot_wds.core.retry import read_with_retries
 from lerobot_wds.core.tasks import read_tasks
 from lerobot_wds.reader.planning.reads import join_url
+from lerobot_wds.reader.wrong_root import missing_manifest_error
 
 if TYPE_CHECKING:
     from lerobot_wds.reader.fetching.fetch import StreamConfig
@@ -32,9 +33,17 @@ def _read(url: str, stream: StreamConfig) -> bytes:
     try:
         return read_with_retries(lambda: fs.cat_file(path), what=url, policy=stream.retry_policy())
     except FileNotFoundError as e:
-        raise FormatError(
-            f"{url}: not found; is this a converted lerobot-wds root (manifest written last)?"
-        ) from e
+        raise FormatError(f"{url}: not found; the manifest lists it") from e
+
+
+def _read_manifest(root: str, stream: StreamConfig) -> bytes:
+    """Reads ``manifest.json``; a root without one is an :class:`InputError` saying what the root is instead."""
+    url = join_url(root, MANIFEST_NAME)
+    fs, path = fsspec.core.url_to_fs(url, **stream.fs_options(url))
+    try:
+        return read_with_retries(lambda: fs.cat_file(path), what=url, policy=stream.retry_policy())
+    except FileNotFoundError:
+        raise missing_manifest_error(fs, path.rpartition("/")[0], root) from None
 
 
 def open_root(root: str, stream: StreamConfig) -> OpenedRoot:
@@ -43,11 +52,13 @@ def open_root(root: str, stream: StreamConfig) -> OpenedRoot:
     Reads retry transient errors as shard reads do (``stream``'s policy, read timeout and storage options).
 
     Raises:
+        InputError: ``root`` is no finished conversion (missing, a LeRobot source, unfinished...; see
+            :mod:`roots`).
         FormatError: a file is missing or not what the format says.
         RetryError: a read failed permanently (e.g. denied) or kept failing after ``stream.retries`` retries.
     """
     manifest_url = join_url(root, MANIFEST_NAME)
-    manifest = Manifest.from_json_bytes(_read(manifest_url, stream), where=manifest_url)
+    manifest = Manifest.from_json_bytes(_read_manifest(root, stream), where=manifest_url)
     tasks_url = join_url(root, f"{META_DIR}/tasks.parquet")
     tasks = read_tasks(_read(tasks_url, stream), tasks_url)
     return OpenedRoot(root=root, manifest=manifest, tasks=tasks)

@@ -71,6 +71,6 @@ def test_bad_input_is_one_line_without_traceback(args: list[str], tmp_path: Path
     )
     assert proc.returncode in (1, 2), (proc.returncode, proc.stderr[-2000:])
     assert "Traceback" not in proc.stderr + proc.stdout
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("running {")]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("running ")]
     said = lines + [ln for ln in proc.stdout.splitlines() if ln.strip()]
     assert said and any("no-such" in ln or "127.0.0.1:9" in ln for ln in said), said

@@ -81,7 +81,7 @@ def test_cli_errors_are_clear(small_lerobot_dataset, tmp_path):
     )
     assert proc.returncode != 0 and "size unit 'parsecs'" in proc.stderr
     proc = cli("finalize", str(tmp_path / "nothing"), check=False)
-    assert proc.returncode == 1 and "no part manifests" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "no part manifests" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_slurm_array_scripts_match_a_single_run(small_lerobot_dataset, tmp_path):

@@ -155,8 +155,13 @@ def test_resume_redoes_only_missing_or_wrong_shards(small_lerobot_dataset, tmp_p
 
 def test_destination_with_other_options_is_refused(small_lerobot_dataset, tmp_path):
     run(small_lerobot_dataset.root, tmp_path / "out")
-    with pytest.raises(ConvertError, match="already holds a conversion"):
-        run(small_lerobot_dataset.root, tmp_path / "out", order="shuffle")
+    with pytest.raises(ConvertError, match="already holds a different conversion") as e:
+        run(small_lerobot_dataset.root, tmp_path / "out", order="shuffle", seed=0, target_shard_bytes=1)
+    # only the options that differ, in sorted order (seed is the same: not named)
+    assert "(--order: 'source' there, 'shuffle' here; --target-shard-bytes: 67108864 there, 1 here)" in str(
+        e.value
+    )
+    assert "seed" not in str(e.value) and "source:" not in str(e.value)
 
 
 def test_manifest_records_options_source_and_totals(small_lerobot_dataset, tmp_path):
@@ -172,3 +177,22 @@ def test_manifest_records_options_source_and_totals(small_lerobot_dataset, tmp_p
     assert raw["source"]["url"] == str(small_lerobot_dataset.root) and raw["source"]["total_episodes"] == 4
     assert raw["totals"]["episodes"] == 4 and raw["totals"]["frames"] == 28
     assert raw["totals"]["bytes"] == sum((tmp_path / "out" / s["path"]).stat().st_size for s in raw["shards"])
+
+
+def test_summary_reports_the_conversions_own_peak_rss(small_lerobot_dataset, tmp_path):
+    """Memory the process used before converting (the demo: writing its dataset, importing torch) is not the
+    converter's: the summary's peak is measured from the conversion's start."""
+    import resource
+
+    from lerobot_wds.convert.staging import PeakRss
+
+    if not PeakRss().since_start:
+        pytest.skip("this kernel does not let a process reset its RSS high-water mark (/proc/self/clear_refs)")
+    before = bytearray(b"\x01") * (300 * 1024 * 1024)  # every page written: the process peak grows ~300 MB
+    del before  # a large block goes back to the kernel at once
+    lifetime_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    summary = run(small_lerobot_dataset.root, tmp_path / "out")
+    assert summary.start_rss_bytes <= summary.peak_rss_bytes < lifetime_peak - 200 * 1024 * 1024
+    assert f"peak RSS {summary.peak_rss_bytes / 1e6:.0f} MB ({summary.start_rss_bytes / 1e6:.0f} MB before" in (
+        summary.line()
+    )

@@ -59,8 +59,8 @@ def test_text_summary(converted, capsys):
         f"shards:   2 ({(b0 + b1) / 1e6:.2f} MB)",
         "skipped:  0 episodes",
         "cameras (from episode 0):",
-        f"  {FRONT}: av1 64x64",
-        f"  {WRIST}: av1 96x72",
+        f"  {FRONT}: av1 64x64 (HxW)",
+        f"  {WRIST}: av1 72x96 (HxW)",
         "path                            MB  episodes     frames",
     ]
     assert lines[11].split() == ["shards/shard-000000.tar", f"{b0 / 1e6:.3f}", "3", "20"]
@@ -82,8 +82,12 @@ def test_over_http_reads_only_the_manifest_and_the_first_shards_head(converted, 
 
 
 def test_missing_manifest_is_a_clear_error(tmp_path, capsys):
-    assert main(["inspect", str(tmp_path)]) == 1
-    assert "manifest.json" in capsys.readouterr().err
+    assert main(["inspect", str(tmp_path)]) == 2  # could not run: no conversion there
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"lerobot-wds inspect: error: {tmp_path} is not a converted root (no manifest.json): run "
+        f"'lerobot-wds convert SRC {tmp_path}' to convert a LeRobot v3 dataset into it"
+    ]
 
 
 def test_skipped_episodes_are_listed(small_lerobot_dataset, tmp_path, capsys):

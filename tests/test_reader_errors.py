@@ -126,7 +126,7 @@ def test_corrupt_video_member_names_camera(small_root: Path, tmp_path: Path) -> 
 
 
 def test_missing_member_and_bad_manifest(small_root: Path, tmp_path: Path) -> None:
-    with pytest.raises(FormatError, match="manifest.json: not found"):
+    with pytest.raises(FormatError, match=r"is not a converted root \(no manifest.json\)"):
         LeRobotWdsDataset(str(tmp_path))
     src = small_root / "shards" / "shard-000000.tar"
     root = _copy(small_root, tmp_path / "r")

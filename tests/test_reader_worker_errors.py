@@ -18,7 +18,7 @@ import torch
 import lerobot_wds
 from lerobot_wds import LeRobotWdsDataset, LeRobotWdsError
 from lerobot_wds.core.format import episode_key, video_suffix
-from lerobot_wds.reader.board import ReaderBoard
+from lerobot_wds.reader.board import TEXT_BYTES, ReaderBoard
 from lerobot_wds.reader.errors import FrameDecodeError
 from lerobot_wds.reader.on_error import ErrorCounter
 from lerobot_wds.testing.shards import RootSpec, garble_samples, make_root, read_identity
@@ -136,7 +136,7 @@ def test_skip_board_sums_the_newest_iteration() -> None:
     assert copy.deepcopy(board).totals() == totals  # pickled outside a worker start: a private snapshot
     quiet.handle(FrameDecodeError("é" * 2000), "episode")  # longer than a row holds: cut at a character
     first = board.totals().messages[0]
-    assert set(first) == {"é"} and 0 < len(first.encode()) <= 1024 - 64
+    assert set(first) == {"é"} and 0 < len(first.encode()) <= TEXT_BYTES
     assert board.row(10_000) is None  # beyond the board: such a worker's skips are logged only
 
 

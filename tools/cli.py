@@ -11,6 +11,11 @@ import argparse
 import importlib
 import sys
 
+DESCRIPTION = (
+    "Convert LeRobot v3 video datasets into WebDataset shards (one sample per episode) and stream them for "
+    "training. Run 'lerobot-wds COMMAND --help' for a command's options."
+)
+
 # subcommand name -> module that registers it (kept sorted)
 SUBCOMMANDS: dict[str, str] = {
     "bench": "lerobot_wds.tools.bench.cli",
@@ -27,7 +32,7 @@ SUBCOMMANDS: dict[str, str] = {
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     """Builds the top-level parser, importing only the module of the subcommand named in ``argv``."""
-    parser = argparse.ArgumentParser(prog="lerobot-wds", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="lerobot-wds", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     wanted = next((a for a in argv if not a.startswith("-")), None)
     modules = [SUBCOMMANDS[wanted]] if wanted in SUBCOMMANDS else sorted(set(SUBCOMMANDS.values()))

@@ -68,8 +68,8 @@ def run_demo(cfg: DemoConfig) -> int:
     t = _step(f"1/4 write a LeRobot v3 dataset with ffmpeg -> {src}")
     spec = LeRobotSpec(codec="av1", cameras=CAMS_3, episode_lengths=cfg.episode_lengths, fps=cfg.fps)
     fx = make_dataset(spec, src, name="demo")
-    sizes = ", ".join(f"{k} {w}x{h}" for k, (w, h) in fx.camera_sizes.items())
-    print(f"{len(fx.episodes)} episodes, {fx.total_frames} frames, {cfg.fps} fps, AV1; cameras: {sizes}")
+    sizes = ", ".join(f"{k} {h}x{w}" for k, (w, h) in fx.camera_sizes.items())  # HxW, as inspect prints
+    print(f"{len(fx.episodes)} episodes, {fx.total_frames} frames, {cfg.fps} fps, AV1; cameras (HxW): {sizes}")
     print(f"took {time.perf_counter() - t:.1f} s")
 
     _step(f"2/4 convert -> {dest}")

@@ -19,9 +19,11 @@ import fsspec
 
 from lerobot_wds.core.errors import FormatError
 from lerobot_wds.core.format import MANIFEST_NAME, EpisodeMeta, Manifest
+from lerobot_wds.core.redact import redact_url
 from lerobot_wds.core.retry import RetryPolicy, read_with_retries
 from lerobot_wds.core.timeouts import with_read_timeout
 from lerobot_wds.reader.fetching.fetch import StreamConfig
+from lerobot_wds.reader.wrong_root import missing_manifest_error
 
 _HEAD_BYTES = 16 * 1024  # the first read of the first shard: only its first member (an episode JSON) is wanted
 _HEADER_MAX = 1024 * 1024  # a first member's headers (pax, long names) longer than this: not our shard
@@ -147,7 +149,8 @@ def render(root: str, s: dict[str, Any]) -> str:
         f"cameras (from episode {s['cameras_from_episode']}):",
     ]
     for cam, c in s["cameras"].items():
-        res = f"{c['width']}x{c['height']}" if c["width"] is not None else "unknown (no shard)"
+        # height x width, as LeRobot's feature shapes and the README write it (240x320: 240 rows of 320 pixels)
+        res = f"{c['height']}x{c['width']} (HxW)" if c["width"] is not None else "unknown (no shard)"
         lines.append(f"  {cam}: {c['codec'] or '?'} {res}")
     width = max([len("path"), *(len(r["path"]) for r in s["shard_table"])])
     lines.append(f"{'path':<{width}}  {'MB':>9}  {'episodes':>8}  {'frames':>9}")
@@ -163,18 +166,20 @@ def run(args: argparse.Namespace) -> int:
     root, name = root.rstrip("/"), args.dest.rstrip("/")
     try:
         url = f"{root}/{MANIFEST_NAME}"
+        manifest_read = False
         data = read_with_retries(lambda: fs.cat_file(url), what=f"{name}/{MANIFEST_NAME}", policy=_POLICY)
+        manifest_read = True
         manifest = Manifest.from_json_bytes(data, where=f"{name}/{MANIFEST_NAME}")
         first = first_episode_meta(fs, root, manifest, name=name)
     except FileNotFoundError as e:
-        print(
-            f"lerobot-wds inspect: {args.dest}: missing {e.filename or e} (not a finished conversion?)",
-            file=sys.stderr,
-        )
+        if not manifest_read:
+            print(f"lerobot-wds inspect: error: {missing_manifest_error(fs, root, args.dest)}", file=sys.stderr)
+            return 2
+        print(f"lerobot-wds inspect: {redact_url(name)}: missing {e.filename or e}", file=sys.stderr)
         return 1
     except FormatError as e:
-        print(f"lerobot-wds inspect: {args.dest}: {e}", file=sys.stderr)
+        print(f"lerobot-wds inspect: {redact_url(name)}: {e}", file=sys.stderr)
         return 1
     summary = summarize(manifest, first)
-    print(json.dumps(summary, indent=1) if args.json else render(args.dest, summary))
+    print(json.dumps(summary, indent=1) if args.json else render(redact_url(args.dest), summary))
     return 0

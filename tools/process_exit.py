@@ -33,11 +33,14 @@ def exit_with(code: int) -> None:
 def run_main(main: Callable[[], int | None]) -> None:
     """Calls ``main()`` and exits with its return value (``SystemExit`` codes, e.g. argparse's 2, kept).
 
-    Before ``main()`` it quiets asyncio's reports of transient I/O errors nobody retrieved (:mod:`async_logs`).
+    Before ``main()`` it quiets asyncio's reports of transient I/O errors nobody retrieved (:mod:`async_logs`)
+    and makes stdout and stderr drop credentials from every URL written to them (:mod:`redacted_output`).
     """
     from lerobot_wds.tools.async_logs import quiet_unretrieved_async_errors
+    from lerobot_wds.tools.redacted_output import redact_process_output
 
     quiet_unretrieved_async_errors()
+    redact_process_output()  # no URL credential in anything printed or logged
     try:
         code = int(main() or 0)
     except SystemExit as e:

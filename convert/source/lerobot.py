@@ -8,7 +8,6 @@ whose ``episode_index`` statistics can contain it (LeRobot writes one row group 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,10 +19,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from lerobot_wds.convert.errors import SourceError
+from lerobot_wds.convert.errors import SourceError, SourceInputError
 from lerobot_wds.convert.mp4 import ReadFn, TrackIndex, file_reader, parse_track_index
 from lerobot_wds.convert.source.lru import LoadingLRU
 from lerobot_wds.core.errors import FormatError
+from lerobot_wds.core.format import MANIFEST_NAME, SHARDS_DIR
 from lerobot_wds.core.retry import RetryPolicy, read_with_retries
 from lerobot_wds.core.tasks import read_tasks
 from lerobot_wds.core.timeouts import DEFAULT_READ_TIMEOUT_S, with_read_timeout
@@ -76,7 +76,12 @@ class LeRobotSource:
         options = with_read_timeout(url, options or {}, DEFAULT_READ_TIMEOUT_S)
         self.fs, root = fsspec.core.url_to_fs(url, **options)
         self.root = root.rstrip("/")
-        self.info_bytes = self.read_bytes(INFO)
+        try:
+            self.info_bytes = self._retry(lambda: self.fs.cat_file(self.full(INFO)), f"read {self.url}/{INFO}")
+        except FileNotFoundError:
+            raise self._not_a_source() from None
+        if self._exists(MANIFEST_NAME) and self._exists(SHARDS_DIR):  # a conversion copies meta/ too
+            raise self._converted_root()
         try:
             self.info: dict[str, Any] = json.loads(self.info_bytes)
         except ValueError as e:
@@ -97,6 +102,33 @@ class LeRobotSource:
         self.episodes = self._load_episodes()
         self._footers: LoadingLRU[str, pq.FileMetaData] = LoadingLRU(cache_size, self._read_footer)
         self._tracks: LoadingLRU[str, tuple[TrackIndex, ReadFn]] = LoadingLRU(cache_size, self._open_track)
+
+    def _exists(self, rel: str) -> bool:
+        """Whether ``rel`` (``""``: the root) exists; a probe that cannot tell says no."""
+        try:
+            return bool(self.fs.exists(self.full(rel) if rel else self.root))
+        except Exception:  # noqa: BLE001 - only used to choose the message of an error already found
+            return False
+
+    def _converted_root(self) -> SourceInputError:
+        return SourceInputError(
+            f"{self.url} is a converted root (it has {MANIFEST_NAME}), not a LeRobot dataset: convert reads "
+            "the LeRobot v3 dataset it was made from; read this root with LeRobotWdsDataset"
+        )
+
+    def _not_a_source(self) -> SourceInputError:
+        """The error for a root without meta/info.json: a missing folder, a converted root, or another folder."""
+        protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        if "file" in protocols and not self._exists(""):
+            return SourceInputError(
+                f"{self.url}: no such folder; SRC must be a LeRobot v3 dataset root (the folder holding {INFO})"
+            )
+        if self._exists(MANIFEST_NAME):
+            return self._converted_root()
+        return SourceInputError(
+            f"{self.url}/{INFO}: missing, so {self.url} is not a LeRobot v3 dataset root (give the folder "
+            "holding meta/info.json)"
+        )
 
     # -- files ------------------------------------------------------------------------------------------
 
@@ -265,13 +297,3 @@ def _matches_episodes(rel: str) -> bool:
         and parts[3].startswith("file-")
         and parts[3].endswith(".parquet")
     )
-
-
-def describe(source: LeRobotSource) -> dict[str, Any]:
-    """Returns the manifest's ``source`` entry (the URL as given and the identity of its info.json)."""
-    return {
-        "url": source.url,
-        "codebase_version": source.info.get("codebase_version"),
-        "info_sha256": hashlib.sha256(source.info_bytes).hexdigest(),
-        "total_episodes": len(source.episodes),
-    }

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from torchcodec.decoders import VideoDecoder
 
-from lerobot_wds.reader.errors import FrameDecodeError
+from lerobot_wds.reader.errors import FrameDecodeError, OptionError
 from lerobot_wds.reader.parsing.episode import Episode
 
 UINT8_SCALE = np.float32(255.0)  # lerobot's images are uint8 / 255 in float32
@@ -55,9 +55,9 @@ class DecodeConfig:
     def __post_init__(self) -> None:
         for name in ("frame_cache_bytes", "open_episode_bytes", "max_decoders", "num_ffmpeg_threads"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"DecodeConfig.{name} must be >= 1, got {getattr(self, name)}")
+                raise OptionError(f"DecodeConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.batch_slots < 0:
-            raise ValueError(f"DecodeConfig.batch_slots must be >= 0, got {self.batch_slots}")
+            raise OptionError(f"DecodeConfig.batch_slots must be >= 0, got {self.batch_slots}")
 
 
 def open_decoder(episode: Episode, camera: str, threads: int) -> VideoDecoder:

@@ -24,8 +24,10 @@ from typing import Any
 import fsspec
 
 from lerobot_wds.core.errors import ShardReadError, ShortReadError
+from lerobot_wds.core.redact import redact_text, redact_url
 from lerobot_wds.core.retry import RetryPolicy, describe, is_denied, is_timeout, with_retries
 from lerobot_wds.core.timeouts import DEFAULT_READ_TIMEOUT_S, with_read_timeout
+from lerobot_wds.reader.errors import OptionError
 from lerobot_wds.reader.planning.reads import Read, integrity_failures
 
 log = logging.getLogger(__name__)
@@ -62,15 +64,15 @@ class StreamConfig:
 
     def __post_init__(self) -> None:
         if self.retries < 0:
-            raise ValueError(f"StreamConfig.retries must be >= 0, got {self.retries}")
+            raise OptionError(f"StreamConfig.retries must be >= 0, got {self.retries}")
         if self.backoff_s < 0:
-            raise ValueError(f"StreamConfig.backoff_s must be >= 0, got {self.backoff_s}")
+            raise OptionError(f"StreamConfig.backoff_s must be >= 0, got {self.backoff_s}")
         if self.readahead < 0:
-            raise ValueError(f"StreamConfig.readahead must be >= 0, got {self.readahead}")
+            raise OptionError(f"StreamConfig.readahead must be >= 0, got {self.readahead}")
         if self.max_read_bytes < 1:
-            raise ValueError(f"StreamConfig.max_read_bytes must be >= 1, got {self.max_read_bytes}")
+            raise OptionError(f"StreamConfig.max_read_bytes must be >= 1, got {self.max_read_bytes}")
         if self.read_timeout_s is not None and not self.read_timeout_s > 0:
-            raise ValueError(f"StreamConfig.read_timeout_s must be > 0 or None, got {self.read_timeout_s}")
+            raise OptionError(f"StreamConfig.read_timeout_s must be > 0 or None, got {self.read_timeout_s}")
 
     def retry_policy(self) -> RetryPolicy:
         """The reader's :class:`RetryPolicy`: short reads transient, denials as ``retry_denied`` says."""
@@ -141,7 +143,13 @@ def fetch_read(read: Read, config: StreamConfig, counters: ReadCounters | None =
 
     def retried(attempt: int, e: BaseException) -> None:
         counters.failed(e, retried=True)
-        log.warning("shard %s: attempt %d/%d failed: %s", read.url, attempt, policy.attempts, describe(e))
+        log.warning(
+            "shard %s: attempt %d/%d failed: %s",
+            redact_url(read.url),
+            attempt,
+            policy.attempts,
+            redact_text(describe(e)),
+        )
 
     try:
         data = with_retries(

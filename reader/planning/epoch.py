@@ -10,6 +10,8 @@ import multiprocessing
 from multiprocessing.context import get_spawning_popen
 from typing import Any
 
+from lerobot_wds.reader.errors import OptionError
+
 
 class SharedEpoch:
     """An integer epoch readable by workers started after or before ``set``."""
@@ -22,7 +24,7 @@ class SharedEpoch:
 
     def set(self, epoch: int) -> None:
         if epoch < 0:
-            raise ValueError(f"epoch must be >= 0, got {epoch}")
+            raise OptionError(f"epoch must be >= 0, got {epoch}")
         self._value.value = epoch
 
     def __getstate__(self) -> dict[str, Any]:

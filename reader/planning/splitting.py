@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from lerobot_wds.core.format import ShardInfo
+from lerobot_wds.reader.errors import OptionError
 
 Uneven = Literal["pad", "trim"]
 
@@ -132,12 +133,12 @@ def plan_epoch(
         ValueError: on an unknown ``uneven`` policy or fewer frames than ranks x workers.
     """
     if uneven not in get_args(Uneven):
-        raise ValueError(f"uneven={uneven!r}; expected one of {get_args(Uneven)}")
+        raise OptionError(f"uneven={uneven!r}; expected one of {get_args(Uneven)}")
     slots = world_size * num_workers
     seq = epoch_sequence(shards, seed, epoch, shuffle, episodes)
     total = sum(e.frames for e in seq)
     if total < slots:
-        raise ValueError(
+        raise OptionError(
             f"the dataset has {total} frames, fewer than {world_size} ranks x {num_workers} workers = {slots} "
             "readers; use fewer DataLoader workers"
         )

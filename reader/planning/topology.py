@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from lerobot_wds.reader.errors import OptionError
+
 
 @dataclass(frozen=True)
 class Topology:
@@ -24,9 +26,9 @@ class Topology:
 
     def __post_init__(self) -> None:
         if self.world_size < 1 or not 0 <= self.rank < self.world_size:
-            raise ValueError(f"Topology: rank {self.rank} must be in [0, world_size={self.world_size})")
+            raise OptionError(f"Topology: rank {self.rank} must be in [0, world_size={self.world_size})")
         if self.num_workers < 1 or not 0 <= self.worker < self.num_workers:
-            raise ValueError(f"Topology: worker {self.worker} must be in [0, num_workers={self.num_workers})")
+            raise OptionError(f"Topology: worker {self.worker} must be in [0, num_workers={self.num_workers})")
 
     @property
     def slots(self) -> int:
@@ -46,7 +48,7 @@ def _env_int(name: str) -> int | None:
     try:
         return int(value)
     except ValueError as e:
-        raise ValueError(f"environment variable {name}={value!r} is not an integer") from e
+        raise OptionError(f"environment variable {name}={value!r} is not an integer") from e
 
 
 def detect_rank_world() -> tuple[int, int]:
@@ -55,7 +57,7 @@ def detect_rank_world() -> tuple[int, int]:
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     rank, world = _env_int("RANK"), _env_int("WORLD_SIZE")
     if (rank is None) != (world is None):
-        raise ValueError(f"environment has only one of RANK={rank} and WORLD_SIZE={world}; set both or neither")
+        raise OptionError(f"environment has only one of RANK={rank} and WORLD_SIZE={world}; set both or neither")
     return (rank, world) if rank is not None and world is not None else (0, 1)
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Literal, get_args
 
+from lerobot_wds.reader.errors import OptionError
+
 Preset = Literal["single", "sarm"]
 
 # lerobot.rewards.sarm.configuration_sarm.SARMConfig().observation_delta_indices (n_obs_steps=8, frame_gap=30,
@@ -28,20 +30,20 @@ def preset_delta_timestamps(
     if preset == "sarm":
         deltas = [d / fps for d in SARM_DELTA_INDICES]
         return {key: list(deltas) for key in [*camera_keys, SARM_STATE_KEY]}
-    raise ValueError(f"preset={preset!r}; expected one of {get_args(Preset)}")
+    raise OptionError(f"preset={preset!r} is not a preset; expected one of {list(get_args(Preset))}")
 
 
 def check_delta_timestamps(
     delta_timestamps: Mapping[str, Sequence[float]], fps: float, tolerance_s: float
 ) -> None:
-    """Raises ValueError naming the keys and deltas that are not multiples of 1/fps within ``tolerance_s``."""
+    """Raises OptionError naming the keys and deltas that are not multiples of 1/fps within ``tolerance_s``."""
     bad = {
         key: [ts for ts in deltas if abs(ts * fps - round(ts * fps)) / fps > tolerance_s]
         for key, deltas in delta_timestamps.items()
     }
     bad = {k: v for k, v in bad.items() if v}
     if bad:
-        raise ValueError(f"delta_timestamps not multiples of 1/{fps} s within tolerance {tolerance_s} s: {bad}")
+        raise OptionError(f"delta_timestamps not multiples of 1/{fps} s within tolerance {tolerance_s} s: {bad}")
 
 
 def delta_indices(
@@ -50,10 +52,12 @@ def delta_indices(
     """Validates ``delta_timestamps`` and converts them to frame offsets per key."""
     unknown = sorted(set(delta_timestamps) - set(available_keys))
     if unknown:
-        raise ValueError(f"delta_timestamps keys {unknown} are not features; available: {sorted(available_keys)}")
+        raise OptionError(
+            f"delta_timestamps keys {unknown} are not features of this root; use some of {sorted(available_keys)}"
+        )
     empty = sorted(k for k, v in delta_timestamps.items() if len(v) == 0)
     if empty:
-        raise ValueError(f"delta_timestamps for {empty} are empty; give at least one delta")
+        raise OptionError(f"delta_timestamps for {empty} are empty; give at least one delta")
     check_delta_timestamps(delta_timestamps, fps, tolerance_s)
     return {key: tuple(round(d * fps) for d in deltas) for key, deltas in delta_timestamps.items()}
 

@@ -8,7 +8,6 @@ dataclass), runs them one after another and writes one record per run into ``--o
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from typing import Any
 
@@ -25,7 +24,10 @@ def _int_list(text: str) -> list[int]:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds the ``bench`` subcommand."""
     p = subparsers.add_parser(
-        "bench", help="measure loader throughput (ours vs LeRobotDataset)", description=__doc__.splitlines()[0]
+        "bench",
+        help="measure loader throughput (ours vs LeRobotDataset)",
+        description="Run benchmark scenarios (modes x worker counts, ours and optionally the baselines) on a "
+        "converted root and write one JSON record per run into --out; 'lerobot-wds bench-report DIR' prints them.",
     )
     p.add_argument("source", help="converted root (local dir or fsspec URL)")
     p.add_argument(
@@ -137,6 +139,14 @@ def summary_line(record: dict[str, Any]) -> str:
     )
 
 
+def check_root(root: str) -> None:
+    """Opens a converted root's manifest, raising the reader's one error for anything else given as a root."""
+    from lerobot_wds.reader.fetching.fetch import StreamConfig
+    from lerobot_wds.reader.root import open_root
+
+    open_root(root, StreamConfig())
+
+
 def run(args: argparse.Namespace) -> int:
     """Runs every scenario and writes its record."""
     from lerobot_wds.tools.bench.records import write_record
@@ -147,8 +157,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"lerobot-wds bench: {e}", file=sys.stderr)
         return 2
+    for root in sorted({c.source for c in configs if c.loader == "lerobot-wds"}):
+        check_root(root)  # a wrong root is one line before any run starts (LeRobotWdsError: exit 2)
     for config in configs:
-        print(f"running {dataclasses.asdict(config)}", file=sys.stderr, flush=True)
+        print(f"running {config.describe()}", file=sys.stderr, flush=True)
         record = run_bench(config)
         path = write_record(args.out, record)
         print(summary_line(record), flush=True)

@@ -47,6 +47,9 @@ class LoaderBundle:
     fps: float
     dataset_frames: int
     info: dict[str, Any]
+    # the loader's counters summed over its workers, read in this process (ours: ``dataset.stats``); None for
+    # the peers, whose workers' counters come with each batch through :class:`ProbeCollate`
+    main_stats: Callable[[], Mapping[str, Any]] | None = None
 
 
 def shuffled_loader(
@@ -65,8 +68,3 @@ def shuffled_loader(
         persistent_workers=False,
         **extra,
     )
-
-
-def ours_probe(dataset: Any) -> Mapping[str, Any]:
-    """Decoder/frame cache counters of ``LeRobotWdsDataset`` in the calling process."""
-    return dataset.stats()

@@ -2,9 +2,10 @@
 
 The dummy consumer pulls ``warmup + num_batches`` batches, checks each one (camera keys, shapes, dtype) and moves
 it to the device. Throughput counts the ``num_batches`` batches after warm-up; the first batch latency is
-measured from ``iter(loader)``. Worker-side counters (decoder cache) travel with each batch: the collate
-function runs inside the worker, asks the worker's dataset copy for its stats and adds them under
-:data:`STATS_KEY`, which the consumer pops before anything else sees the batch.
+measured from ``iter(loader)``. Our loader's worker counters (decoder cache, decoded frames) are summed by the
+dataset itself and read with ``dataset.stats()`` in this process after the measured batches; the peers'
+travel with each batch: their collate function runs inside the worker, asks the worker's dataset copy for its
+stats and adds them under :data:`STATS_KEY`, which the consumer pops before anything else sees the batch.
 
 Metric definitions:
     frames_per_s_node: camera images delivered per second (every window frame of every camera counts).
@@ -37,8 +38,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from lerobot_wds.core.redact import redact_url
 from lerobot_wds.testing.http_server import LoopbackHTTPServer, ServeConfig
-from lerobot_wds.tools.bench.loaders import STATS_KEY, LoaderBundle, ProbeCollate, ours_probe
+from lerobot_wds.tools.bench.loaders import STATS_KEY, LoaderBundle
 from lerobot_wds.tools.bench.mixing import mixing
 from lerobot_wds.tools.bench.monitor import ProcessMonitor
 from lerobot_wds.tools.bench.scenarios import BenchConfig
@@ -70,7 +72,6 @@ def build_ours(config: BenchConfig, source: str) -> LoaderBundle:
         dataset,
         batch_size=None if batched else config.batch_size,
         num_workers=config.num_workers,
-        collate_fn=ProbeCollate(ours_probe, dataset, batched=batched),
         persistent_workers=False,
     )
     per_epoch = dataset.samples_per_rank(config.num_workers)
@@ -80,6 +81,7 @@ def build_ours(config: BenchConfig, source: str) -> LoaderBundle:
         dataset.fps,
         dataset.manifest.total_frames,
         {"samples_per_epoch": per_epoch, "shards": len(dataset.manifest.shards)},
+        main_stats=dataset.stats,  # the workers' counters, summed by the dataset in this process (board.py)
     )
 
 
@@ -108,15 +110,20 @@ def _to_device(batch: Mapping[str, Any], device: torch.device) -> list[torch.Ten
     return [v.to(device, non_blocking=True) for v in batch.values() if isinstance(v, torch.Tensor)]
 
 
-def aggregate_worker_stats(per_worker: Mapping[int, Mapping[str, Any]], section: str) -> dict[str, Any] | None:
-    """Sums one cache section (e.g. "decoders") over workers; hit_rate from the sums; None when absent."""
+def aggregate_worker_stats(
+    per_worker: Mapping[int, Mapping[str, Any]], section: str, workers: int | None = None
+) -> dict[str, Any] | None:
+    """Sums one cache section (e.g. "decoders") over workers; hit_rate from the sums; None when absent.
+
+    ``workers``: how many workers the counts cover when they come already summed (one entry), else one each.
+    """
     found = [s[section] for s in per_worker.values() if isinstance(s.get(section), Mapping)]
     if not found:
         return None
     out: dict[str, Any] = {f: sum(int(s.get(f, 0)) for s in found) for f in CACHE_FIELDS}
     lookups = out["hits"] + out["misses"]
     out["hit_rate"] = out["hits"] / lookups if lookups else 0.0
-    out["workers"] = len(found)
+    out["workers"] = workers if workers is not None else len(found)
     return out
 
 
@@ -144,8 +151,9 @@ def consume(bundle: LoaderBundle, config: BenchConfig) -> dict[str, Any]:
         t1 = time.perf_counter()
         if first_batch_s is None:
             first_batch_s = t1 - t_start
-        probe = batch.pop(STATS_KEY)
-        per_worker[probe["worker"]] = probe["stats"]
+        probe = batch.pop(STATS_KEY, None)
+        if probe is not None:
+            per_worker[probe["worker"]] = probe["stats"]
         n, f = count_batch(batch, bundle, config)
         _to_device(batch, device)
         if i >= config.warmup:
@@ -156,7 +164,10 @@ def consume(bundle: LoaderBundle, config: BenchConfig) -> dict[str, Any]:
         if i == config.warmup - 1:
             t_measure = time.perf_counter()
     t_end = time.perf_counter()
-    del it  # shuts the workers down
+    del it  # shuts the workers down: each publishes its final counts as its iteration closes
+    workers = None
+    if bundle.main_stats is not None:
+        per_worker, workers = {-1: dict(bundle.main_stats())}, max(1, config.num_workers)
     measure_s = t_end - t_measure
     per_sample_ms = np.asarray(waits) * 1000.0 / config.batch_size
     return {
@@ -169,8 +180,8 @@ def consume(bundle: LoaderBundle, config: BenchConfig) -> dict[str, Any]:
         "samples_per_s": samples / measure_s,
         "first_batch_latency_s": first_batch_s,
         **{f"p{q}_sample_latency_ms": float(np.percentile(per_sample_ms, q)) for q in (50, 95, 99)},
-        "video_decoder_cache": aggregate_worker_stats(per_worker, "decoders"),
-        "frame_cache": aggregate_worker_stats(per_worker, "frames"),
+        "video_decoder_cache": aggregate_worker_stats(per_worker, "decoders", workers),
+        "frame_cache": aggregate_worker_stats(per_worker, "frames", workers),
         "decoded_frames": sum(int(s.get("decoded_frames", 0)) for s in per_worker.values()),
         "mixing": mixing(episodes),
     }
@@ -231,7 +242,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     return {
         "record_version": 1,
         "created_unix": time.time(),
-        "config": asdict(config),
+        "config": asdict(config) | {"source": redact_url(config.source)},  # records are shared: no credentials
         "loader": config.loader,
         "mode": config.mode,
         "source_label": config.source_label,

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from lerobot_wds.core.redact import redact_url
 from lerobot_wds.reader.scheduling.windows import SARM_DELTA_INDICES, SARM_STATE_KEY
 
 Loader = Literal["lerobot-wds", "lerobot", "lerobot-lancedb"]
@@ -130,6 +131,28 @@ class BenchConfig:
             raise ValueError(f"emulate_bandwidth_mb_s must be > 0, got {self.emulate_bandwidth_mb_s}")
         if self.emulated and self.loader != "lerobot-wds":
             raise ValueError("emulated remote reads apply to lerobot-wds only: LeRobotDataset needs a local root")
+
+    def describe(self) -> str:
+        """One readable line naming the loader, the root and every setting that shapes the run."""
+        parts = [
+            f"mode {self.mode}",
+            f"batch {self.batch_size}",
+            f"{self.num_workers} workers",
+            f"{self.num_batches} batches after {self.warmup} warm-up",
+            "uint8" if self.return_uint8 else "float32",
+            f"seed {self.seed}",
+            f"device {self.device}",
+        ]
+        if self.loader == "lerobot-wds":
+            parts.append(f"batching in the {self.batching}")
+            if self.active_episodes is not None:
+                parts.append(f"{self.active_episodes} open episodes")
+        if self.emulated:
+            parts.append(
+                f"served over loopback HTTP ({self.emulate_latency_ms or 0:g} ms first byte, "
+                f"{self.emulate_bandwidth_mb_s or 0:g} MB/s)"
+            )
+        return f"{self.loader} on {redact_url(self.source)} [{self.source_label}]: {', '.join(parts)}"
 
     @property
     def emulated(self) -> bool:

@@ -33,7 +33,6 @@ from torch.utils.data import DataLoader
 from lerobot_wds.core.errors import LeRobotWdsError
 from lerobot_wds.reader.dataset import LeRobotWdsDataset
 from lerobot_wds.reader.planning.resume import check_topology
-from lerobot_wds.tools.bench.loaders import STATS_KEY, ProbeCollate, ours_probe
 from lerobot_wds.tools.train import checkpoint as ckpt
 from lerobot_wds.tools.train.config import TrainConfig, add_arguments, config_from_args
 from lerobot_wds.tools.train.metrics import StepMetrics, cache_summary
@@ -103,7 +102,6 @@ def run(cfg: TrainConfig) -> int:
         batch_size=None,
         num_workers=cfg.num_workers,
         pin_memory=device.type == "cuda",
-        collate_fn=ProbeCollate(ours_probe, ds, batched=True),
     )
     window = max([len(v) for k, v in (ds.delta_timestamps or {}).items() if k in ds.camera_keys] or [1])
     metrics = StepMetrics(len(ds.camera_keys) * window, rank, world)
@@ -124,7 +122,6 @@ def run(cfg: TrainConfig) -> int:
     else:
         torch.manual_seed(cfg.seed + rank)
     model = opt = sched = ddp = None
-    per_worker: dict[int, Any] = {}
     t_start = time.perf_counter()
 
     def done() -> bool:
@@ -144,8 +141,6 @@ def run(cfg: TrainConfig) -> int:
             t1 = time.perf_counter()
             if metrics.first_batch_s is None:
                 metrics.first_batch_s = t1 - t_start
-            probe = batch.pop(STATS_KEY)
-            per_worker[probe["worker"]] = probe["stats"]
             index = batch["index"]
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items() if isinstance(v, torch.Tensor)}
             loss = None
@@ -174,14 +169,14 @@ def run(cfg: TrainConfig) -> int:
             metrics.record(t_end - t_prev, t1 - t0, len(index), loss)
             t_prev = t_end
             if step % cfg.log_every == 0:
-                metrics.emit(step, epoch, cache_summary(per_worker))
+                metrics.emit(step, epoch, cache_summary({0: ds.stats()}))  # the rank's workers, summed
             if root is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                 save(root, cfg, ds, rank, world, step, epoch, in_epoch, model, opt, sched)
         del it
         if finished:
             epoch, in_epoch = epoch + 1, 0
     if metrics.steps:
-        metrics.emit(step, epoch, cache_summary(per_worker))
+        metrics.emit(step, epoch, cache_summary({0: ds.stats()}))  # the rank's workers, summed
     _barrier()
     if dist.is_initialized():
         dist.destroy_process_group()
@@ -223,7 +218,12 @@ def save(
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds the ``train`` subcommand."""
-    p = subparsers.add_parser("train", help="distributed training entry point (torchrun / accelerate / SLURM)")
+    p = subparsers.add_parser(
+        "train",
+        help="distributed training entry point (torchrun / accelerate / SLURM)",
+        description="Train a small policy (or, with --dummy, only pull batches) on a converted root; run it under "
+        "torchrun, accelerate launch or SLURM for several processes.",
+    )
     add_arguments(p)
     p.set_defaults(func=cli_run)
 
@@ -243,7 +243,10 @@ def cli_run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lerobot_wds.tools.train.cli", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="lerobot_wds.tools.train.cli",
+        description="The distributed training entry point (torchrun, accelerate launch, SLURM).",
+    )
     add_arguments(parser)
     return cli_run(parser.parse_args(argv))
 

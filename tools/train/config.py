@@ -84,25 +84,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """Adds the training options (names are part of the contract with the launch scripts)."""
     S = argparse.SUPPRESS  # noqa: N806 - an option left out must not reach TrainConfig
     p.add_argument("root", help="converted root (path or fsspec URL)")
-    p.add_argument("--preset", choices=["single", "sarm"], default=S)
-    p.add_argument("--delta-timestamps", type=_json_windows, default=S, help='JSON {"key": [seconds, ...]}')
-    for name, kind in (
-        ("batch-size", int),
-        ("num-workers", int),
-        ("max-steps", int),
-        ("epochs", int),
-        ("lr", float),
-        ("seed", int),
-        ("checkpoint-every", int),
-        ("keep-checkpoints", int),
-        ("log-every", int),
+    p.add_argument(
+        "--preset",
+        choices=["single", "sarm"],
+        default=S,
+        help="windows: one frame of every camera, or SARM's 13 steps for every camera and the state",
+    )
+    p.add_argument(
+        "--delta-timestamps",
+        type=_json_windows,
+        default=S,
+        help='windows as JSON {"feature key": [seconds, ...]}, like LeRobotDataset (instead of --preset)',
+    )
+    for name, kind, text in (
+        ("batch-size", int, "samples per batch and rank (default 8)"),
+        ("num-workers", int, "DataLoader workers per rank (default 2)"),
+        ("max-steps", int, "stop after this many optimizer steps (default 0: run --epochs)"),
+        ("epochs", int, "epochs to run when --max-steps is 0 (default 1)"),
+        ("lr", float, "learning rate of AdamW (default 3e-4)"),
+        ("seed", int, "seed of the model, the shuffles and every random choice (default 0)"),
+        ("checkpoint-every", int, "write a checkpoint every N steps (default 0: never; needs --checkpoint-dir)"),
+        ("keep-checkpoints", int, "how many newest checkpoints to keep (default 2)"),
+        ("log-every", int, "print a JSON log line every N steps (default 10)"),
     ):
-        p.add_argument(f"--{name}", type=kind, default=S)
-    p.add_argument("--checkpoint-dir", default=S)
+        p.add_argument(f"--{name}", type=kind, default=S, help=text)
+    p.add_argument("--checkpoint-dir", default=S, help="where checkpoints are written and resumed from")
     p.add_argument("--resume", action="store_true", default=S, help="continue from the newest checkpoint")
     p.add_argument("--dummy", action="store_true", default=S, help="no model: pull batches, log throughput")
     p.add_argument("--log-samples", default=S, metavar="PATTERN", help="per-rank JSON lines ({rank} replaced)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=S)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=S, help="default auto: cuda when present")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

@@ -11,6 +11,7 @@ import sys
 
 from lerobot_wds.convert.cli_args import json_object
 from lerobot_wds.convert.source import SourceError
+from lerobot_wds.core.errors import InputError
 from lerobot_wds.tools.verify.run import VerifyConfig, verify
 
 
@@ -66,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = VerifyConfig(**given)
         report = verify(cfg)
-    except (ValueError, SourceError) as e:  # SourceError is a ValueError; named for the reader
-        print(f"lerobot-wds verify: {e}", file=sys.stderr)
+    except (ValueError, SourceError, InputError) as e:  # SourceError is a ValueError; named for the reader
+        print(f"lerobot-wds verify: error: {e}", file=sys.stderr)
         return 2
     print(report.to_json() if args.json else report.to_text())
     return 0 if report.ok else 1

@@ -23,6 +23,8 @@ from lerobot_wds.core.errors import FormatError, RetryError
 from lerobot_wds.core.format import MANIFEST_NAME, SHARDS_DIR, Manifest
 from lerobot_wds.core.retry import RetryPolicy, read_with_retries
 from lerobot_wds.core.timeouts import DEFAULT_READ_TIMEOUT_S, with_read_timeout
+from lerobot_wds.reader.errors import UnfinishedConversionError
+from lerobot_wds.reader.wrong_root import missing_manifest_error
 from lerobot_wds.tools.report import Finding, Report
 from lerobot_wds.tools.verify.episode import SampleHook
 from lerobot_wds.tools.verify.shard import check_shard
@@ -74,6 +76,8 @@ def verify(cfg: VerifyConfig) -> Report:
 
     Raises:
         SourceError: ``cfg.source`` is not a readable LeRobot v3 dataset (a usage error, not a finding).
+        InputError: ``cfg.dest`` is no conversion at all: missing, a LeRobot source... (see :mod:`reader.roots`);
+            a conversion without its manifest is a finding.
     """
     # a stalled server raises a read timeout (retried) instead of hanging, unless dest_options set their own
     options = with_read_timeout(cfg.dest, cfg.dest_options, DEFAULT_READ_TIMEOUT_S)
@@ -86,7 +90,10 @@ def verify(cfg: VerifyConfig) -> Report:
         data = read_with_retries(lambda: fs.cat_file(f"{root}/{MANIFEST_NAME}"), what=where, **retry)
         manifest = Manifest.from_json_bytes(data, where=where)
     except FileNotFoundError:
-        report.add([Finding("manifest", f"{cfg.dest}/{MANIFEST_NAME} is missing (conversion not finished?)")])
+        error = missing_manifest_error(fs, root, cfg.dest)
+        if not isinstance(error, UnfinishedConversionError):
+            raise error from None  # not a conversion at all: nothing to verify, could not run
+        report.add([Finding("manifest", str(error))])  # a conversion without its manifest: a problem found
         return report
     except RetryError as e:
         report.add([Finding("manifest", str(e))])

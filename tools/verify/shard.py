@@ -19,6 +19,7 @@ import fsspec
 
 from lerobot_wds.core.errors import RetryError
 from lerobot_wds.core.format import Manifest, ShardInfo
+from lerobot_wds.core.redact import redact_text, redact_url
 from lerobot_wds.core.retry import RetryPolicy, is_transient, with_retries
 from lerobot_wds.tools.report import Finding
 from lerobot_wds.tools.verify.episode import SampleHook, check_sample
@@ -70,11 +71,11 @@ def check_shard(
     def restart(n: int, e: BaseException) -> None:
         log.warning(
             "verify: reading %s failed after %d bytes (attempt %d of %d: %s); checking it again from the start",
-            path,
+            redact_url(path),
             attempts[-1].bytes,
             n,
             retries + 1,
-            _describe(e),
+            redact_text(_describe(e)),
         )
         if on_restart is not None:
             on_restart()
