@@ -8,7 +8,8 @@ fork, passed by handle under spawn/forkserver, a private copy when pickled anywh
 reader of this process: worker ``w`` of a DataLoader (or the process itself with ``num_workers=0``, row 0).
 
 A row holds every counter named in :data:`COUNTERS` (skips, read retries and timeouts, the frame and decoder
-caches' counters, decoded and delivered frames, batch slots, the batch mixing delivered: batches and their summed distinct episodes): adding a counter is one name there, and then
+caches' counters, decoded and delivered frames, batch slots, the batch mixing delivered: batches and their
+summed distinct episodes): adding a counter is one name there, and then
 ``row.set({name: value})`` wherever the reader knows it. A row is reset when its reader starts an iteration
 and stamped with (start time, epoch, worker count); each skip then updates its skip counts and its last
 reason, each failed read attempt its retry and timeout counts, and the reader publishes its decode counters as
