@@ -14,7 +14,7 @@ from lerobot_wds.convert.config import ConvertConfig
 from lerobot_wds.convert.episode import EpisodeError
 from lerobot_wds.convert.manifest_io import FinalizeError, finalize
 from lerobot_wds.convert.pipeline import ConvertError, convert
-from lerobot_wds.convert.plan import PlanError
+from lerobot_wds.convert.plan import PlanError, order_episodes
 from lerobot_wds.convert.sink import open_sink
 from lerobot_wds.core.format import member_names
 
@@ -90,7 +90,7 @@ def test_shuffle_is_seeded_and_subset_respected(small_lerobot_dataset, tmp_path)
     assert sorted(order) == [0, 1, 2, 3]
     assert output_bytes(tmp_path / "s1") == output_bytes(tmp_path / "s2")
     assert [s.episodes[0] for s in read_manifest(tmp_path / "s3").shards] != order or order == [0, 1, 2, 3]
-    run(src, tmp_path / "sub", episodes=(3, 1))
+    run(src, tmp_path / "sub", episodes=(3, 1), order="source")
     m = read_manifest(tmp_path / "sub")
     assert [s.episodes for s in m.shards] == [[1, 3]]  # source order; the subset's own order doesn't matter
     assert m.options["episodes"] == [3, 1] and m.total_frames == 12 + 8
@@ -154,10 +154,23 @@ def test_resume_redoes_only_missing_or_wrong_shards(small_lerobot_dataset, tmp_p
     assert output_bytes(out) == reference
 
 
+def test_default_order_is_the_seeded_shuffle_and_source_keeps_source_order(small_lerobot_dataset, tmp_path):
+    src = small_lerobot_dataset.root
+    run(src, tmp_path / "default", target_shard_bytes=1)
+    run(src, tmp_path / "seed0", order="shuffle", seed=0, target_shard_bytes=1)
+    run(src, tmp_path / "source", order="source", target_shard_bytes=1)
+    default = read_manifest(tmp_path / "default")
+    assert [s.episodes for s in default.shards] == [[e] for e in order_episodes([0, 1, 2, 3], "shuffle", 0)]
+    assert [s.episodes for s in default.shards] != [[0], [1], [2], [3]]  # seed 0 does permute these four
+    assert default.options["order"] == "shuffle" and default.options["seed"] == 0
+    assert output_bytes(tmp_path / "default") == output_bytes(tmp_path / "seed0")
+    assert [s.episodes for s in read_manifest(tmp_path / "source").shards] == [[0], [1], [2], [3]]
+
+
 def test_destination_with_other_options_is_refused(small_lerobot_dataset, tmp_path):
     run(small_lerobot_dataset.root, tmp_path / "out")
     with pytest.raises(ConvertError, match="already holds a conversion"):
-        run(small_lerobot_dataset.root, tmp_path / "out", order="shuffle")
+        run(small_lerobot_dataset.root, tmp_path / "out", order="source")
 
 
 def test_manifest_records_options_source_and_totals(small_lerobot_dataset, tmp_path):
@@ -166,7 +179,7 @@ def test_manifest_records_options_source_and_totals(small_lerobot_dataset, tmp_p
     assert raw["options"] == {
         "target_shard_bytes": 20_000,
         "episodes": None,
-        "order": "source",
+        "order": "shuffle",
         "seed": 3,
         "on_error": "raise",
     }
