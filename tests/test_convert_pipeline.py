@@ -123,7 +123,7 @@ def test_bad_episode_raises_or_is_skipped(small_lerobot_dataset, tmp_path):
     with pytest.raises(EpisodeError, match=rf"episode 1: .*file-000\.mp4.*camera {cam}"):
         run(src, tmp_path / "raise")
     assert not (tmp_path / "raise" / "manifest.json").exists()
-    run(src, tmp_path / "skip", on_error="skip", target_shard_bytes=1)
+    run(src, tmp_path / "skip", on_error="skip", target_shard_bytes=1, order="source")
     m = read_manifest(tmp_path / "skip")
     assert [s.episodes for s in m.shards] == [[0], [2], [3]]  # shard 1 lost its only episode: no tar
     assert [(s["episode_index"], s["shard"]) for s in m.skipped] == [(1, "shards/shard-000001.tar")]
