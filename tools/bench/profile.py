@@ -5,7 +5,7 @@ of it and its lerobot-lancedb conversion. The command runs, interleaved over ``-
 ceiling; our reader in every preset (single, 8 steps 1 s apart, sarm) with batches built in the dataset and with
 the plain ``DataLoader(ds, batch_size=16)`` idiom; LeRobotDataset, lerobot-lancedb and StreamingLeRobotDataset
 with the same batch size, workers, windows and dtype (defaults: 16, 2, uint8). Records go to ``OUT``, and the
-rendered tables to ``OUT/report.txt``. It only assembles ``lerobot-wds bench`` arguments: every default lives in
+rendered tables to ``OUT/report.txt`` (all metrics) and ``OUT/report.md`` (the profile's table). It only assembles ``lerobot-wds bench`` arguments: every default lives in
 the bench's configuration. Run it with a Python that has lerobot 0.6.1 and lerobot-lancedb next to ours.
 """
 
@@ -57,13 +57,16 @@ def run(args: argparse.Namespace) -> int:
     """Runs the comparison through ``lerobot-wds bench``, then renders every record in OUT to OUT/report.txt."""
     from lerobot_wds.tools.bench import cli as bench_cli
     from lerobot_wds.tools.bench.records import load_records
+    from lerobot_wds.tools.bench.profile_table import markdown_table
     from lerobot_wds.tools.bench.report import render
 
     parser = argparse.ArgumentParser(prog="lerobot-wds bench")
     sub = parser.add_subparsers()
     bench_cli.register(sub)
     code = int(bench_cli.run(parser.parse_args(["bench", *bench_argv(args)])) or 0)
-    report = render(load_records(args.out))
+    records = load_records(args.out)
+    report = render(records)
     (Path(args.out) / "report.txt").write_text(report + "\n")
+    (Path(args.out) / "report.md").write_text(markdown_table(records) + "\n")
     print(report)
     return code
