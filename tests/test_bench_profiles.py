@@ -13,7 +13,7 @@ import pytest
 
 from lerobot_wds.convert.config import ConvertConfig
 from lerobot_wds.convert.pipeline import convert
-from lerobot_wds.reader.format import Manifest
+from lerobot_wds.core.format import Manifest
 from lerobot_wds.tools.bench.ceiling import ceiling_record, run_ceiling
 from lerobot_wds.tools.bench.cli import build_configs
 from lerobot_wds.tools.bench.episodes import read_episode_table
@@ -54,7 +54,9 @@ def test_iid_reference_matches_the_analytic_values_and_is_seeded() -> None:
     total = sum(lengths.values())
     share = np.asarray([lengths[e] / total for e in range(40)])
     task_share = [sum(lengths[e] for e in range(40) if tasks[e] == t) / total for t in sorted(set(tasks.values()))]
-    assert ref["distinct_episodes_per_batch_exact"] == pytest.approx(float(np.sum(1 - (1 - share) ** 16)), abs=1e-3)
+    assert ref["distinct_episodes_per_batch_exact"] == pytest.approx(
+        float(np.sum(1 - (1 - share) ** 16)), abs=1e-3
+    )
     assert ref["distinct_episodes_per_batch"] == pytest.approx(ref["distinct_episodes_per_batch_exact"], rel=0.01)
     assert ref["same_task_pair_rate"] == pytest.approx(sum(p * p for p in task_share), rel=0.03)
     assert ref["same_episode_pair_rate"] == pytest.approx(float(np.sum(share**2)), rel=0.05)

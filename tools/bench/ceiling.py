@@ -19,7 +19,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from lerobot_wds.reader.format import MANIFEST_NAME, Manifest, episode_key
+from lerobot_wds.core.format import MANIFEST_NAME, Manifest, episode_key
 from lerobot_wds.tools.bench.loaders import BenchError
 from lerobot_wds.tools.bench.scenarios import BenchConfig
 

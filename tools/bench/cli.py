@@ -63,7 +63,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--guard-timeout-s", type=float, default=600.0, help="streaming baseline: wall-clock bound")
     p.add_argument(
-        "--guard-max-rss-gb", type=float, default=8.0, help="streaming baseline: bound on its processes' summed RSS"
+        "--guard-max-rss-gb",
+        type=float,
+        default=8.0,
+        help="streaming baseline: bound on its processes' summed RSS",
     )
     p.add_argument(
         "--ceiling",
@@ -153,7 +156,8 @@ def build_configs(args: argparse.Namespace) -> list[BenchConfig]:
 def summary_line(record: dict[str, Any]) -> str:
     """One human line per run (printed after the run, never inside the timing loop)."""
     if record.get("status", "ok") != "ok":
-        return f"{record['loader']:<11} {record['mode']:<10} w={record['num_workers']} {record['status']}: {record['reason']}"
+        where = f"{record['loader']:<11} {record['mode']:<10} w={record['num_workers']}"
+        return f"{where} {record['status']}: {record['reason']}"
     if record["loader"] == "decode-ceiling":
         return f"decode-ceiling processes={record['processes']} frames/s={record['frames_per_s_node']:.1f}"
     cache = record.get("video_decoder_cache") or {}
@@ -170,9 +174,9 @@ def summary_line(record: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Runs every scenario and writes its record."""
+    from lerobot_wds.tools.bench.ceiling import ceiling_record
     from lerobot_wds.tools.bench.guard import run_guarded
     from lerobot_wds.tools.bench.records import write_record
-    from lerobot_wds.tools.bench.ceiling import ceiling_record
     from lerobot_wds.tools.bench.runner import run_bench
 
     try:

@@ -52,7 +52,9 @@ def _kill_tree(proc: psutil.Process) -> None:
     psutil.wait_procs(procs, timeout=10)
 
 
-def failure_record(config: BenchConfig, status: str, reason: str, elapsed_s: float, peak_rss: int) -> dict[str, Any]:
+def failure_record(
+    config: BenchConfig, status: str, reason: str, elapsed_s: float, peak_rss: int
+) -> dict[str, Any]:
     """A record of a run that produced no measurement: the scenario, the status and why."""
     return {
         "record_version": 1,

@@ -119,7 +119,12 @@ def iid_reference(
 def relative_to_iid(measured: Mapping[str, float], iid: Mapping[str, float]) -> dict[str, float]:
     """``measured / iid`` for the metrics both have (1.0 = as random sampling; NaN when iid is 0)."""
     out = {}
-    for key in ("distinct_episodes_per_batch", "same_episode_pair_rate", "same_task_pair_rate", "episode_index_std"):
+    for key in (
+        "distinct_episodes_per_batch",
+        "same_episode_pair_rate",
+        "same_task_pair_rate",
+        "episode_index_std",
+    ):
         if key in measured and key in iid:
             out[key] = round(measured[key] / iid[key], 3) if iid[key] else math.nan
     return out

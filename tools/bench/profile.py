@@ -5,8 +5,9 @@ of it and its lerobot-lancedb conversion. The command runs, interleaved over ``-
 ceiling; our reader in every preset (single, 8 steps 1 s apart, sarm) with batches built in the dataset and with
 the plain ``DataLoader(ds, batch_size=16)`` idiom; LeRobotDataset, lerobot-lancedb and StreamingLeRobotDataset
 with the same batch size, workers, windows and dtype (defaults: 16, 2, uint8). Records go to ``OUT``, and the
-rendered tables to ``OUT/report.txt`` (all metrics) and ``OUT/report.md`` (the profile's table). It only assembles ``lerobot-wds bench`` arguments: every default lives in
-the bench's configuration. Run it with a Python that has lerobot 0.6.1 and lerobot-lancedb next to ours.
+rendered tables to ``OUT/report.txt`` (all metrics) and ``OUT/report.md`` (the profile's table). It only
+assembles ``lerobot-wds bench`` arguments: every default lives in the bench's configuration. Run it with a
+Python that has lerobot 0.6.1 and lerobot-lancedb next to ours.
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Runs the comparison through ``lerobot-wds bench``, then renders every record in OUT to OUT/report.txt."""
     from lerobot_wds.tools.bench import cli as bench_cli
-    from lerobot_wds.tools.bench.records import load_records
     from lerobot_wds.tools.bench.profile_table import markdown_table
+    from lerobot_wds.tools.bench.records import load_records
     from lerobot_wds.tools.bench.report import render
 
     parser = argparse.ArgumentParser(prog="lerobot-wds bench")

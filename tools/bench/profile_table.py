@@ -31,6 +31,10 @@ def _ratio(a: float, b: float) -> str:
     return "-" if math.isnan(a) or math.isnan(b) or not b else f"{a / b:.2f}x"
 
 
+def _vs_iid(metrics: Mapping[str, float], key: str, fmt: str) -> str:
+    return f"{_num(metrics[key], fmt)} ({_num(metrics['iid_' + key], fmt)})"
+
+
 def markdown_table(records: Sequence[Mapping[str, Any]]) -> str:
     """One row per (mode, loader); the ceiling's frames/s in the heading line of the table."""
     scenarios = merge_scenarios(records)
@@ -60,9 +64,9 @@ def markdown_table(records: Sequence[Mapping[str, Any]]) -> str:
                 _ratio(fps, peers["lerobot-lancedb"]) if ours else "",
                 _ratio(fps, peers["lerobot-streaming"]) if ours else "",
                 _num(100 * fps / ceiling_fps, "{:.0f}%") if mode == "single" else "",
-                f"{_num(m['distinct_episodes_per_batch'], '{:.1f}')} ({_num(m['iid_distinct_episodes_per_batch'], '{:.1f}')})",
-                f"{_num(m['same_task_pair_rate'], '{:.3f}')} ({_num(m['iid_same_task_pair_rate'], '{:.3f}')})",
-                f"{_num(m['episode_index_std'], '{:.1f}')} ({_num(m['iid_episode_index_std'], '{:.1f}')})",
+                _vs_iid(m, "distinct_episodes_per_batch", "{:.1f}"),
+                _vs_iid(m, "same_task_pair_rate", "{:.3f}"),
+                _vs_iid(m, "episode_index_std", "{:.1f}"),
                 _num(m["peak_worker_rss_mb"] / 1024, "{:.2f}"),
                 _num(m["first_batch_latency_s"], "{:.2f}"),
             ]

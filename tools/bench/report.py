@@ -58,7 +58,17 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def render(records: Sequence[Mapping[str, Any]]) -> str:
     """Returns the runs table and the ratio table as text."""
     scenarios = merge_scenarios(records)
-    keys = ["loader", "batching", "mode", "source_label", "batch_size", "num_workers", "return_uint8", "nodes", "runs"]
+    keys = [
+        "loader",
+        "batching",
+        "mode",
+        "source_label",
+        "batch_size",
+        "num_workers",
+        "return_uint8",
+        "nodes",
+        "runs",
+    ]
     head = ["loader", "batching", "mode", "source", "batch", "workers", "uint8", "nodes", "runs", "status"]
     head += [t for t, _, _ in METRICS.values()]
     rows = [
@@ -94,7 +104,10 @@ def render(records: Sequence[Mapping[str, Any]]) -> str:
     failed = [r for r in records if r.get("status", "ok") != "ok"]
     if failed:
         out += ["", "Runs without a measurement:"]
-        out += [f"  {r['loader']} {r['mode']} w={r['num_workers']}: {r['status']}: {r.get('reason', '')}" for r in failed]
+        out += [
+            f"  {r['loader']} {r['mode']} w={r['num_workers']}: {r['status']}: {r.get('reason', '')}"
+            for r in failed
+        ]
     return "\n".join(out)
 
 

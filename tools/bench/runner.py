@@ -38,8 +38,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from lerobot_wds.testing.http_server import LoopbackHTTPServer, ServeConfig
-from lerobot_wds.tools.bench.loaders import STATS_KEY, BenchError, LoaderBundle, ProbeCollate, ours_probe
 from lerobot_wds.tools.bench.episodes import read_episode_table
+from lerobot_wds.tools.bench.loaders import STATS_KEY, BenchError, LoaderBundle, ProbeCollate, ours_probe
 from lerobot_wds.tools.bench.mixing import iid_reference, mixing, relative_to_iid
 from lerobot_wds.tools.bench.monitor import ProcessMonitor
 from lerobot_wds.tools.bench.scenarios import BenchConfig

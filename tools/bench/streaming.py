@@ -58,6 +58,4 @@ def build_streaming(config: BenchConfig) -> LoaderBundle:
         collate_fn=ProbeCollate(streaming_probe, dataset),
         persistent_workers=False,
     )
-    return LoaderBundle(
-        loader, cams, float(probe.fps), dataset.num_frames, {"episodes": dataset.num_episodes}
-    )
+    return LoaderBundle(loader, cams, float(probe.fps), dataset.num_frames, {"episodes": dataset.num_episodes})

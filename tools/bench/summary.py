@@ -31,7 +31,16 @@ METRICS: dict[str, tuple[str, str, bool]] = {
     "decoder_hit_rate": ("dec_hit", "{:.2f}", True),
     "frame_cache_hit_rate": ("frame_hit", "{:.2f}", True),
 }
-SCENARIO = ("loader", "batching", "mode", "source_label", "batch_size", "num_workers", "return_uint8", "world_size")
+SCENARIO = (
+    "loader",
+    "batching",
+    "mode",
+    "source_label",
+    "batch_size",
+    "num_workers",
+    "return_uint8",
+    "world_size",
+)
 PAIR = ("mode", "batch_size", "num_workers", "return_uint8", "world_size")
 MIXING = ("distinct_episodes_per_batch", "same_episode_pair_rate", "lag1_episode_autocorr")
 DIVERSITY = ("same_task_pair_rate", "episode_index_std")
@@ -73,7 +82,9 @@ def merge_scenarios(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]
     """Groups records by scenario: the median of repeated runs per rank, then the mean over ranks."""
     groups: dict[tuple, dict[int, list[Mapping[str, Any]]]] = {}
     for r in records:
-        groups.setdefault(tuple(scenario_value(r, k) for k in SCENARIO), {}).setdefault(int(r["rank"]), []).append(r)
+        groups.setdefault(tuple(scenario_value(r, k) for k in SCENARIO), {}).setdefault(int(r["rank"]), []).append(
+            r
+        )
     merged = []
     for key, by_rank in groups.items():
         per_rank = []
