@@ -14,10 +14,7 @@ import pytest
 from lerobot_wds.convert.config import ConvertConfig
 from lerobot_wds.convert.pipeline import convert
 from lerobot_wds.core.format import Manifest
-from lerobot_wds.tools.bench.ceiling import ceiling_record, run_ceiling
 from lerobot_wds.tools.bench.cli import build_configs
-from lerobot_wds.tools.bench.episodes import read_episode_table
-from lerobot_wds.tools.bench.guard import run_guarded
 from lerobot_wds.tools.bench.loaders import BenchError
 from lerobot_wds.tools.bench.mixing import (
     episode_spread,
@@ -26,7 +23,10 @@ from lerobot_wds.tools.bench.mixing import (
     relative_to_iid,
     same_pair_rate,
 )
-from lerobot_wds.tools.bench.profile import bench_argv, register
+from lerobot_wds.tools.bench.peers.guard import run_guarded
+from lerobot_wds.tools.bench.profiles.ceiling import ceiling_record, run_ceiling
+from lerobot_wds.tools.bench.profiles.command import bench_argv, register
+from lerobot_wds.tools.bench.profiles.episodes import read_episode_table
 from lerobot_wds.tools.bench.report import ratio_rows, render
 from lerobot_wds.tools.bench.runner import mixing_report
 from lerobot_wds.tools.bench.scenarios import BenchConfig

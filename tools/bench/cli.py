@@ -174,8 +174,8 @@ def summary_line(record: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Runs every scenario and writes its record."""
-    from lerobot_wds.tools.bench.ceiling import ceiling_record
-    from lerobot_wds.tools.bench.guard import run_guarded
+    from lerobot_wds.tools.bench.peers.guard import run_guarded
+    from lerobot_wds.tools.bench.profiles.ceiling import ceiling_record
     from lerobot_wds.tools.bench.records import write_record
     from lerobot_wds.tools.bench.runner import run_bench
 

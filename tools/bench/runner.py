@@ -38,10 +38,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from lerobot_wds.testing.http_server import LoopbackHTTPServer, ServeConfig
-from lerobot_wds.tools.bench.episodes import read_episode_table
 from lerobot_wds.tools.bench.loaders import STATS_KEY, BenchError, LoaderBundle, ProbeCollate, ours_probe
 from lerobot_wds.tools.bench.mixing import iid_reference, mixing, relative_to_iid
 from lerobot_wds.tools.bench.monitor import ProcessMonitor
+from lerobot_wds.tools.bench.profiles.episodes import read_episode_table
 from lerobot_wds.tools.bench.scenarios import BenchConfig
 
 CACHE_FIELDS = ("hits", "misses", "evictions", "size")
@@ -231,7 +231,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
             import_lerobot()
             build = lambda cfg, _source: build_lerobot(cfg)  # noqa: E731
         elif config.loader == "lerobot-streaming":
-            from lerobot_wds.tools.bench.streaming import build_streaming, import_streaming
+            from lerobot_wds.tools.bench.peers.streaming import build_streaming, import_streaming
 
             import_streaming()
             build = lambda cfg, _source: build_streaming(cfg)  # noqa: E731

@@ -8,7 +8,7 @@ in blocks: episode ``ep`` of ``n`` gets ``TASKS[ep * len(TASKS) // n]``.
 
 Run it with lerobot's Python (it imports lerobot), e.g.::
 
-    /work/venv-lerobot/bin/python tools/bench/make_blocked_synth.py \
+    /work/venv-lerobot/bin/python tools/bench/profiles/blocked_synth.py \
         --synth /work/shared/tools/make_lerobot_synth.py --root /work/data/p240/src --episodes 40
 """
 

@@ -57,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Runs the comparison through ``lerobot-wds bench``, then renders every record in OUT to OUT/report.txt."""
     from lerobot_wds.tools.bench import cli as bench_cli
-    from lerobot_wds.tools.bench.profile_table import markdown_table
+    from lerobot_wds.tools.bench.profiles.table import markdown_table
     from lerobot_wds.tools.bench.records import load_records
     from lerobot_wds.tools.bench.report import render
 

@@ -2,7 +2,7 @@
 
 Peer loaders can take minutes to start or grow their workers past what the host has (lerobot's streaming loader
 buffers decoded frames). The bench must report that as the peer's result, not crash or hang: the child runs
-``python -m lerobot_wds.tools.bench.guard CONFIG_JSON OUT_JSON``; the parent samples the child's process tree
+``python -m lerobot_wds.tools.bench.peers.guard CONFIG_JSON OUT_JSON``; the parent samples the child's process tree
 (RSS summed, as :class:`ProcessMonitor` does) and kills the whole tree when it passes ``max_rss_bytes`` or
 ``timeout_s``. A run that did not finish yields a record whose ``status`` says why ("timeout", "memory",
 "killed" by a signal such as the kernel's OOM killer, "failed" with the child's last error line) and whose
@@ -82,7 +82,7 @@ def run_guarded(config: BenchConfig, *, timeout_s: float, max_rss_bytes: int) ->
     with tempfile.TemporaryDirectory(prefix="bench-guard-") as tmp:
         out = Path(tmp) / "record.json"
         err_path = Path(tmp) / "stderr.txt"
-        cmd = [sys.executable, "-m", "lerobot_wds.tools.bench.guard", json.dumps(asdict(config)), str(out)]
+        cmd = [sys.executable, "-m", "lerobot_wds.tools.bench.peers.guard", json.dumps(asdict(config)), str(out)]
         with open(err_path, "wb") as err:
             child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
             proc = psutil.Process(child.pid)

@@ -4,7 +4,7 @@ Same batch size, workers, windows (identical ``delta_timestamps``), dtype (``ret
 ``IterableDataset`` that shuffles through its own frame buffer (``buffer_size`` 1000, lerobot's default), so the
 DataLoader gets no sampler, as lerobot's training script builds it for streaming. It can be slow to start and
 memory-hungry (its buffer holds decoded frames): the bench runs it in a child process under a time and memory
-bound (:mod:`lerobot_wds.tools.bench.guard`) and reports "timeout" / "memory" / "killed" as its result.
+bound (:mod:`lerobot_wds.tools.bench.peers.guard`) and reports "timeout" / "memory" / "killed" as its result.
 """
 
 from __future__ import annotations
