@@ -51,7 +51,7 @@ def main() -> None:
         frame["task"] = synth.TASKS[blocked_task_index(episode, args.episodes, len(synth.TASKS))]
         add_frame(self, frame)
 
-    LeRobotDataset.add_frame = blocked_add_frame  # type: ignore[method-assign]
+    LeRobotDataset.add_frame = blocked_add_frame
     sys.argv = [str(args.synth), "--episodes", str(args.episodes), *rest]
     synth.main()
 
