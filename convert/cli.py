@@ -49,8 +49,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="target shard size, e.g. 512MB or 1GiB (estimated; whole episodes per shard)",
     )
     p.add_argument("--episodes", type=_arg(parse_episodes), default=S, help="subset, e.g. 0,3,10-19")
-    p.add_argument("--order", choices=["source", "shuffle"], default=S, help="episode order across shards")
-    p.add_argument("--seed", type=int, default=S, help="seed of --order shuffle")
+    p.add_argument(
+        "--order",
+        choices=["source", "shuffle"],
+        default=S,
+        help="episode order across shards: shuffle (seeded, the default) or source",
+    )
+    p.add_argument("--seed", type=int, default=S, help="seed of --order shuffle (default 0)")
     p.add_argument("--workers", type=int, default=S, help="threads reading rows and remuxing videos")
     p.add_argument(
         "--part",

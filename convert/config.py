@@ -40,8 +40,10 @@ class ConvertConfig:
         target_shard_bytes: Shards are filled with whole episodes until their estimated size would exceed
             this; a single larger episode still gets a shard of its own.
         episodes: Convert only these episode indices (``None``: all).
-        order: ``source`` keeps episode order; ``shuffle`` permutes episodes with ``seed`` so shards mix tasks.
-        seed: Seed of the episode shuffle.
+        order: ``shuffle`` (the default) spreads episodes over shards in a random order derived from ``seed``,
+            so that the episodes a reader owns are a random sample of the dataset rather than a run of
+            neighbours (LeRobot datasets are recorded task by task); ``source`` keeps the source's episode order.
+        seed: Seed of the episode shuffle (the same seed gives the same shards).
         workers: Threads reading rows and remuxing videos.
         part_index: This process converts the shards with ``index % part_count == part_index``.
         part_count: Number of parts (1: a single run that also writes the manifest).
@@ -63,7 +65,7 @@ class ConvertConfig:
     dest: str
     target_shard_bytes: int = DEFAULT_TARGET_SHARD_BYTES
     episodes: tuple[int, ...] | None = None
-    order: EpisodeOrder = "source"
+    order: EpisodeOrder = "shuffle"
     seed: int = 0
     workers: int = field(default_factory=lambda: min(8, os.cpu_count() or 1))
     part_index: int = 0

@@ -17,11 +17,13 @@ CLI = [sys.executable, "-m", "lerobot_wds.tools.cli"]
 
 
 def convert_args(src: str, out: str | Path, stage: Path, *extra: str) -> list[str]:
-    """One episode per shard (4 shards of the small dataset), one worker, staging under ``stage``."""
+    """One episode per shard (4 shards of the small dataset, source order), one worker, staging in ``stage``."""
     return [
         "convert",
         src,
         str(out),
+        "--order",
+        "source",
         "--shard-size",
         "1",
         "--workers",
@@ -45,7 +47,7 @@ def run(args: list[str], code: int = 0) -> subprocess.CompletedProcess:
 
 def reference(src: str, dest: Path) -> dict[str, bytes]:
     """Every file of a clean run (the API builds the same config the CLI options above give)."""
-    convert(ConvertConfig(source=src, dest=str(dest), target_shard_bytes=1, progress=False))
+    convert(ConvertConfig(source=src, dest=str(dest), target_shard_bytes=1, order="source", progress=False))
     return all_bytes(dest)
 
 

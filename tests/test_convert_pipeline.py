@@ -14,6 +14,7 @@ from lerobot_wds.convert.config import ConvertConfig
 from lerobot_wds.convert.errors import ConvertError, EpisodeError, FinalizeError, PlanError
 from lerobot_wds.convert.manifest_io import finalize
 from lerobot_wds.convert.pipeline import convert
+from lerobot_wds.convert.plan import order_episodes
 from lerobot_wds.convert.sink import open_sink
 from lerobot_wds.core.format import member_names
 
@@ -89,7 +90,7 @@ def test_shuffle_is_seeded_and_subset_respected(small_lerobot_dataset, tmp_path)
     assert sorted(order) == [0, 1, 2, 3]
     assert output_bytes(tmp_path / "s1") == output_bytes(tmp_path / "s2")
     assert [s.episodes[0] for s in read_manifest(tmp_path / "s3").shards] != order or order == [0, 1, 2, 3]
-    run(src, tmp_path / "sub", episodes=(3, 1))
+    run(src, tmp_path / "sub", episodes=(3, 1), order="source")
     m = read_manifest(tmp_path / "sub")
     assert [s.episodes for s in m.shards] == [[1, 3]]  # source order; the subset's own order doesn't matter
     assert m.options["episodes"] == [3, 1] and m.total_frames == 12 + 8
@@ -122,7 +123,7 @@ def test_bad_episode_raises_or_is_skipped(small_lerobot_dataset, tmp_path):
     with pytest.raises(EpisodeError, match=rf"episode 1: .*file-000\.mp4.*camera {cam}"):
         run(src, tmp_path / "raise")
     assert not (tmp_path / "raise" / "manifest.json").exists()
-    run(src, tmp_path / "skip", on_error="skip", target_shard_bytes=1)
+    run(src, tmp_path / "skip", on_error="skip", target_shard_bytes=1, order="source")
     m = read_manifest(tmp_path / "skip")
     assert [s.episodes for s in m.shards] == [[0], [2], [3]]  # shard 1 lost its only episode: no tar
     assert [(s["episode_index"], s["shard"]) for s in m.skipped] == [(1, "shards/shard-000001.tar")]
@@ -153,12 +154,25 @@ def test_resume_redoes_only_missing_or_wrong_shards(small_lerobot_dataset, tmp_p
     assert output_bytes(out) == reference
 
 
+def test_default_order_is_the_seeded_shuffle_and_source_keeps_source_order(small_lerobot_dataset, tmp_path):
+    src = small_lerobot_dataset.root
+    run(src, tmp_path / "default", target_shard_bytes=1)
+    run(src, tmp_path / "seed0", order="shuffle", seed=0, target_shard_bytes=1)
+    run(src, tmp_path / "source", order="source", target_shard_bytes=1)
+    default = read_manifest(tmp_path / "default")
+    assert [s.episodes for s in default.shards] == [[e] for e in order_episodes([0, 1, 2, 3], "shuffle", 0)]
+    assert [s.episodes for s in default.shards] != [[0], [1], [2], [3]]  # seed 0 does permute these four
+    assert default.options["order"] == "shuffle" and default.options["seed"] == 0
+    assert output_bytes(tmp_path / "default") == output_bytes(tmp_path / "seed0")
+    assert [s.episodes for s in read_manifest(tmp_path / "source").shards] == [[0], [1], [2], [3]]
+
+
 def test_destination_with_other_options_is_refused(small_lerobot_dataset, tmp_path):
     run(small_lerobot_dataset.root, tmp_path / "out")
     with pytest.raises(ConvertError, match="already holds a different conversion") as e:
-        run(small_lerobot_dataset.root, tmp_path / "out", order="shuffle", seed=0, target_shard_bytes=1)
+        run(small_lerobot_dataset.root, tmp_path / "out", order="source", seed=0, target_shard_bytes=1)
     # only the options that differ, in sorted order (seed is the same: not named)
-    assert "(--order: 'source' there, 'shuffle' here; --target-shard-bytes: 67108864 there, 1 here)" in str(
+    assert "(--order: 'shuffle' there, 'source' here; --target-shard-bytes: 67108864 there, 1 here)" in str(
         e.value
     )
     assert "seed" not in str(e.value) and "source:" not in str(e.value)
@@ -170,7 +184,7 @@ def test_manifest_records_options_source_and_totals(small_lerobot_dataset, tmp_p
     assert raw["options"] == {
         "target_shard_bytes": 20_000,
         "episodes": None,
-        "order": "source",
+        "order": "shuffle",
         "seed": 3,
         "on_error": "raise",
     }

@@ -82,7 +82,11 @@ class Converted:
 @pytest.fixture(scope="module")
 def converted(small_lerobot_dataset, tmp_path_factory) -> Converted:
     root = tmp_path_factory.mktemp("fuzz_shards") / "root"
-    convert(ConvertConfig(str(small_lerobot_dataset.root), str(root), target_shard_bytes=50_000, progress=False))
+    convert(
+        ConvertConfig(
+            str(small_lerobot_dataset.root), str(root), target_shard_bytes=50_000, order="source", progress=False
+        )
+    )
     manifest = Manifest.from_json_bytes((root / MANIFEST_NAME).read_bytes())
     data = (root / SHARD).read_bytes()
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:

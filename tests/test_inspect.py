@@ -22,7 +22,11 @@ WRIST = "observation.images.wrist"
 def converted(small_lerobot_dataset, tmp_path_factory) -> Path:
     """The small fixture (AV1; episodes of 5, 12, 3, 8 frames) converted into shards [0, 1, 2] and [3]."""
     dest = tmp_path_factory.mktemp("inspect") / "converted"
-    convert(ConvertConfig(str(small_lerobot_dataset.root), str(dest), target_shard_bytes=50_000, progress=False))
+    convert(
+        ConvertConfig(
+            str(small_lerobot_dataset.root), str(dest), target_shard_bytes=50_000, order="source", progress=False
+        )
+    )
     return dest
 
 

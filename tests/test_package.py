@@ -68,6 +68,8 @@ WHEEL_PACKAGES = {
     "lerobot_wds/testing",
     "lerobot_wds/tools",
     "lerobot_wds/tools/bench",
+    "lerobot_wds/tools/bench/peers",
+    "lerobot_wds/tools/bench/profiles",
     "lerobot_wds/tools/train",
     "lerobot_wds/tools/train_lerobot",
     "lerobot_wds/tools/verify",

@@ -34,7 +34,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("train")
     src = make_dataset(LeRobotSpec(codec="av1", cameras=CAMS_2, episode_lengths=LENGTHS, fps=30), base / "src")
     dest = base / "wds"
-    convert(ConvertConfig(source=str(src.root), dest=str(dest), progress=False))
+    convert(ConvertConfig(source=str(src.root), dest=str(dest), order="source", progress=False))
     return dest
 
 

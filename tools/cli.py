@@ -19,6 +19,7 @@ DESCRIPTION = (
 # subcommand name -> module that registers it (kept sorted)
 SUBCOMMANDS: dict[str, str] = {
     "bench": "lerobot_wds.tools.bench.cli",
+    "bench-profile": "lerobot_wds.tools.bench.profiles.command",
     "bench-report": "lerobot_wds.tools.bench.report",
     "convert": "lerobot_wds.convert.cli",
     "demo": "lerobot_wds.tools.demo",

@@ -45,8 +45,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument(
         "--batching",
+        nargs="+",
         choices=["dataset", "dataloader"],
-        help="ours: build batches in the pipeline (dataset, recommended) or with DataLoader's collate",
+        help="ours: build batches in the pipeline (dataset, recommended) or with DataLoader's collate (the plain "
+        "DataLoader(ds, batch_size=16) idiom); several run each",
     )
     p.add_argument("--active-episodes", type=int, help="ours: the pool's open-episode limit (mixing vs memory)")
     p.add_argument("--device")
@@ -55,13 +57,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--baseline",
         nargs="+",
-        choices=["lerobot", "lancedb"],
+        choices=["lerobot", "lancedb", "streaming"],
         default=[],
         help="also run these loaders with the same settings: LeRobotDataset (needs --lerobot-root), "
-        "lerobot-lancedb's LanceDBDataset (needs --lance-root)",
+        "lerobot-lancedb's LanceDBDataset (needs --lance-root), StreamingLeRobotDataset (needs --lerobot-root; "
+        "runs in a child process bounded by --guard-timeout-s and --guard-max-rss-gb)",
     )
+    p.add_argument("--guard-timeout-s", type=float, default=600.0, help="streaming baseline: wall-clock bound")
+    p.add_argument(
+        "--guard-max-rss-gb",
+        type=float,
+        default=8.0,
+        help="streaming baseline: bound on its processes' summed RSS",
+    )
+    p.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="also measure the decode-only ceiling of SOURCE (a local conversion): every frame decoded "
+        "sequentially by torchcodec, RGB uint8, one process per core",
+    )
+    p.add_argument("--rounds", type=int, default=1, help="run every scenario this many times, interleaved")
     p.add_argument("--baseline-only", action="store_true", help="run only the baselines")
-    p.add_argument("--lerobot-root", help="local LeRobot v3 root of the same dataset (for --baseline lerobot)")
+    p.add_argument(
+        "--lerobot-root",
+        help="local LeRobot v3 root of the same dataset (for --baseline lerobot / streaming; its meta/episodes "
+        "also give the mixing reference of every loader)",
+    )
     p.add_argument("--lance-root", help="lerobot-lance-convert output of the dataset (for --baseline lancedb)")
     p.add_argument("--repo-id", help="repo id passed to LeRobotDataset")
     p.add_argument(
@@ -80,7 +101,6 @@ def _common(args: argparse.Namespace) -> dict[str, Any]:
         "seed",
         "device",
         "repo_id",
-        "batching",
         "active_episodes",
     )
     return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
@@ -92,8 +112,12 @@ def build_configs(args: argparse.Namespace) -> list[BenchConfig]:
         raise ValueError("--baseline-only needs --baseline lerobot and/or lancedb")
     if "lerobot" in args.baseline and not args.lerobot_root:
         raise ValueError("--baseline lerobot needs --lerobot-root")
+    if "streaming" in args.baseline and not args.lerobot_root:
+        raise ValueError("--baseline streaming needs --lerobot-root")
     if "lancedb" in args.baseline and not args.lance_root:
         raise ValueError("--baseline lancedb needs --lance-root")
+    if args.rounds < 1:
+        raise ValueError(f"--rounds must be >= 1, got {args.rounds}")
     emulated = args.emulate_latency_ms is not None or args.emulate_bandwidth_mb_s is not None
     label = args.source_label
     if label is None:
@@ -106,14 +130,16 @@ def build_configs(args: argparse.Namespace) -> list[BenchConfig]:
     configs = []
     for mode in args.mode:
         for w in workers:
-            common = _common(args) | {"mode": mode, "num_workers": w}
-            if not args.baseline_only:
+            common = _common(args) | {"mode": mode, "num_workers": w, "meta_root": args.lerobot_root}
+            for batching in [] if args.baseline_only else args.batching or [None]:
                 ours = {
                     "loader": "lerobot-wds",
                     "source_label": label,
                     "emulate_latency_ms": args.emulate_latency_ms,
                     "emulate_bandwidth_mb_s": args.emulate_bandwidth_mb_s,
                 }
+                if batching is not None:
+                    ours["batching"] = batching
                 configs.append(BenchConfig(args.source, **ours, **common))
             # the peers read local roots only, so their runs are always local
             if "lerobot" in args.baseline:
@@ -122,11 +148,20 @@ def build_configs(args: argparse.Namespace) -> list[BenchConfig]:
                 configs.append(
                     BenchConfig(args.lance_root, loader="lerobot-lancedb", source_label="local", **common)
                 )
+            if "streaming" in args.baseline:
+                configs.append(
+                    BenchConfig(args.lerobot_root, loader="lerobot-streaming", source_label="local", **common)
+                )
     return configs
 
 
 def summary_line(record: dict[str, Any]) -> str:
     """One human line per run (printed after the run, never inside the timing loop)."""
+    if record.get("status", "ok") != "ok":
+        where = f"{record['loader']:<11} {record['mode']:<10} w={record['num_workers']}"
+        return f"{where} {record['status']}: {record['reason']}"
+    if record["loader"] == "decode-ceiling":
+        return f"decode-ceiling processes={record['processes']} frames/s={record['frames_per_s_node']:.1f}"
     cache = record.get("video_decoder_cache") or {}
     mix = record.get("mixing") or {}
     return (
@@ -149,6 +184,8 @@ def check_root(root: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Runs every scenario and writes its record."""
+    from lerobot_wds.tools.bench.peers.guard import run_guarded
+    from lerobot_wds.tools.bench.profiles.ceiling import ceiling_record
     from lerobot_wds.tools.bench.records import write_record
     from lerobot_wds.tools.bench.runner import run_bench
 
@@ -159,10 +196,19 @@ def run(args: argparse.Namespace) -> int:
         return 2
     for root in sorted({c.source for c in configs if c.loader == "lerobot-wds"}):
         check_root(root)  # a wrong root is one line before any run starts (LeRobotWdsError: exit 2)
-    for config in configs:
-        print(f"running {config.describe()}", file=sys.stderr, flush=True)
-        record = run_bench(config)
-        path = write_record(args.out, record)
-        print(summary_line(record), flush=True)
-        print(f"  -> {path}", file=sys.stderr)
+    for _ in range(args.rounds):
+        if args.ceiling:
+            record = ceiling_record(configs[0], args.source)
+            print(summary_line(record), flush=True)
+            print(f"  -> {write_record(args.out, record)}", file=sys.stderr)
+        for config in configs:
+            print(f"running {config.describe()}", file=sys.stderr, flush=True)
+            if config.loader == "lerobot-streaming":
+                max_rss = int(args.guard_max_rss_gb * 2**30)
+                record = run_guarded(config, timeout_s=args.guard_timeout_s, max_rss_bytes=max_rss)
+            else:
+                record = run_bench(config)
+            path = write_record(args.out, record)
+            print(summary_line(record), flush=True)
+            print(f"  -> {path}", file=sys.stderr)
     return 0

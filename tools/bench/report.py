@@ -20,7 +20,12 @@ from typing import Any
 from lerobot_wds.tools.bench.records import load_records
 from lerobot_wds.tools.bench.summary import METRICS, PAIR, SCENARIO, merge_scenarios
 
-PEERS = {"lerobot": "LeRobotDataset", "lerobot-lancedb": "lerobot-lancedb"}
+PEERS = {
+    "lerobot": "LeRobotDataset",
+    "lerobot-lancedb": "lerobot-lancedb",
+    "lerobot-streaming": "StreamingLeRobotDataset",
+    "decode-ceiling": "the decode-only ceiling",
+}
 
 
 def ratio_rows(scenarios: Sequence[Mapping[str, Any]], peer: str = "lerobot") -> list[dict[str, Any]]:
@@ -32,7 +37,7 @@ def ratio_rows(scenarios: Sequence[Mapping[str, Any]], peer: str = "lerobot") ->
         if ours["loader"] != "lerobot-wds" or base is None:
             continue
         ratios = {m: _ratio(ours["metrics"][m], base["metrics"][m]) for m in METRICS}
-        rows.append({k: ours[k] for k in SCENARIO if k != "loader"} | {"ratios": ratios})
+        rows.append({k: ours[k] for k in SCENARIO if k != "loader"} | {"ratios": ratios, "status": base["status"]})
     return rows
 
 
@@ -53,11 +58,23 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def render(records: Sequence[Mapping[str, Any]]) -> str:
     """Returns the runs table and the ratio table as text."""
     scenarios = merge_scenarios(records)
-    keys = ["loader", "mode", "source_label", "batch_size", "num_workers", "return_uint8", "nodes", "runs"]
-    head = ["loader", "mode", "source", "batch", "workers", "uint8", "nodes", "runs"]
+    keys = [
+        "loader",
+        "batching",
+        "mode",
+        "source_label",
+        "batch_size",
+        "num_workers",
+        "return_uint8",
+        "nodes",
+        "runs",
+    ]
+    head = ["loader", "batching", "mode", "source", "batch", "workers", "uint8", "nodes", "runs", "status"]
     head += [t for t, _, _ in METRICS.values()]
     rows = [
-        [str(s[k]) for k in keys] + [fmt.format(s["metrics"][m]) for m, (_, fmt, _) in METRICS.items()]
+        [str(s[k]) for k in keys]
+        + ["/".join(s["status"])]
+        + [fmt.format(s["metrics"][m]) for m, (_, fmt, _) in METRICS.items()]
         for s in scenarios
     ]
     out = ["Runs (per node: median over runs, mean over nodes):", _table(head, rows)]
@@ -74,12 +91,23 @@ def render(records: Sequence[Mapping[str, Any]]) -> str:
         if not ratios:
             continue
         found = True
-        rkeys = ["mode", "source_label", "batch_size", "num_workers", "return_uint8"]
-        rhead = ["mode", "ours_source", "batch", "workers", "uint8"] + [t for t, _, _ in METRICS.values()]
-        rrows = [[str(r[k]) for k in rkeys] + [_fmt_ratio(r["ratios"][m]) for m in METRICS] for r in ratios]
+        rkeys = ["batching", "mode", "source_label", "batch_size", "num_workers", "return_uint8"]
+        rhead = ["batching", "mode", "ours_source", "batch", "workers", "uint8", "their_status"]
+        rhead += [t for t, _, _ in METRICS.values()]
+        rrows = [
+            [str(r[k]) for k in rkeys] + ["/".join(r["status"])] + [_fmt_ratio(r["ratios"][m]) for m in METRICS]
+            for r in ratios
+        ]
         out += ["", f"Ours / {name} ({name} reads locally; better is: " + better + "):", _table(rhead, rrows)]
     if not found:
         out += ["", "No baseline records with a matching scenario: no ratios."]
+    failed = [r for r in records if r.get("status", "ok") != "ok"]
+    if failed:
+        out += ["", "Runs without a measurement:"]
+        out += [
+            f"  {r['loader']} {r['mode']} w={r['num_workers']}: {r['status']}: {r.get('reason', '')}"
+            for r in failed
+        ]
     return "\n".join(out)
 
 

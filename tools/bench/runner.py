@@ -41,8 +41,9 @@ from torch.utils.data import DataLoader
 from lerobot_wds.core.redact import redact_url
 from lerobot_wds.testing.http_server import LoopbackHTTPServer, ServeConfig
 from lerobot_wds.tools.bench.loaders import STATS_KEY, LoaderBundle
-from lerobot_wds.tools.bench.mixing import mixing
+from lerobot_wds.tools.bench.mixing import iid_reference, mixing, relative_to_iid
 from lerobot_wds.tools.bench.monitor import ProcessMonitor
+from lerobot_wds.tools.bench.profiles.episodes import read_episode_table
 from lerobot_wds.tools.bench.scenarios import BenchConfig
 from lerobot_wds.tools.errors import BenchError
 
@@ -183,8 +184,22 @@ def consume(bundle: LoaderBundle, config: BenchConfig) -> dict[str, Any]:
         "video_decoder_cache": aggregate_worker_stats(per_worker, "decoders", workers),
         "frame_cache": aggregate_worker_stats(per_worker, "frames", workers),
         "decoded_frames": sum(int(s.get("decoded_frames", 0)) for s in per_worker.values()),
-        "mixing": mixing(episodes),
+        "episodes_per_batch": episodes,
     }
+
+
+def mixing_report(episodes: list[list[int]], config: BenchConfig) -> dict[str, Any]:
+    """The run's mixing, the same metrics under i.i.d. sampling of the same dataset, and their ratios.
+
+    Without an episode table (a root without ``meta/episodes``) only the episode-index metrics are reported.
+    """
+    try:
+        table = read_episode_table(config.meta_root or config.source)
+    except BenchError as e:
+        return {"mixing": mixing(episodes), "mixing_reference_error": str(e)}
+    measured = mixing(episodes, table.tasks)
+    iid = iid_reference(table.lengths, table.tasks, config.batch_size, seed=config.seed)
+    return {"mixing": measured, "mixing_iid": iid, "mixing_vs_iid": relative_to_iid(measured, iid)}
 
 
 def _versions() -> dict[str, str]:
@@ -227,6 +242,11 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
 
             import_lerobot()
             build = lambda cfg, _source: build_lerobot(cfg)  # noqa: E731
+        elif config.loader == "lerobot-streaming":
+            from lerobot_wds.tools.bench.peers.streaming import build_streaming, import_streaming
+
+            import_streaming()
+            build = lambda cfg, _source: build_streaming(cfg)  # noqa: E731
         else:
             from lerobot_wds.tools.bench.lance import build_lance, import_lance
 
@@ -237,6 +257,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         setup_s = time.perf_counter() - t_setup
         with ProcessMonitor() as monitor:
             result = consume(bundle, config)
+        episodes = result.pop("episodes_per_batch")
         http = server.stats() if server is not None else None
     window = config.window.window_length()
     return {
@@ -249,10 +270,13 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         "batch_size": config.batch_size,
         "num_workers": config.num_workers,
         "return_uint8": config.return_uint8,
+        "batching": config.batching if config.loader == "lerobot-wds" else "dataloader",
+        "status": "ok",
         "cameras": len(bundle.camera_keys),
         "window_length": window,
         "frames_per_sample": len(bundle.camera_keys) * window,
         **result,
+        **mixing_report(episodes, config),
         "setup_s": setup_s,
         "peak_rss_mb": monitor.peak_rss_bytes / 2**20,
         "peak_worker_rss_mb": monitor.peak_child_rss_bytes / 2**20,

@@ -14,7 +14,7 @@ from typing import Literal, get_args
 from lerobot_wds.core.redact import redact_url
 from lerobot_wds.reader.scheduling.windows import SARM_DELTA_INDICES, SARM_STATE_KEY
 
-Loader = Literal["lerobot-wds", "lerobot", "lerobot-lancedb"]
+Loader = Literal["lerobot-wds", "lerobot", "lerobot-lancedb", "lerobot-streaming"]
 Batching = Literal["dataset", "dataloader"]
 STATE_KEY = SARM_STATE_KEY
 
@@ -74,8 +74,9 @@ class BenchConfig:
 
     Attributes:
         source: what the loader reads: a converted root (``lerobot-wds``) or a LeRobot v3 root (``lerobot``).
-        loader: "lerobot-wds" (ours), "lerobot" (LeRobotDataset, the baseline) or "lerobot-lancedb" (the
-            Lance peer, on a ``lerobot-lance-convert`` root).
+        loader: "lerobot-wds" (ours), "lerobot" (LeRobotDataset, the baseline), "lerobot-lancedb" (the
+            Lance peer, on a ``lerobot-lance-convert`` root) or "lerobot-streaming" (lerobot's
+            ``StreamingLeRobotDataset`` on the LeRobot v3 root).
         mode: a key of :data:`MODES`.
         batch_size, num_workers: DataLoader settings, identical for both loaders.
         num_batches: batches measured after ``warmup`` batches.
@@ -91,6 +92,8 @@ class BenchConfig:
             ``DataLoader(batch_size=None)``, our recommended setup); "dataloader" uses DataLoader's collate.
         active_episodes: ours only: the pool's open-episode limit (None: the dataset's default); the knob that
             trades batch mixing for decoded memory in the mixing/speed/memory sweep.
+        meta_root: local root whose ``meta/episodes`` give every episode's length and task, for the mixing
+            reference (None: ``source``, which holds them for ours and for LeRobot roots).
     """
 
     source: str
@@ -109,6 +112,7 @@ class BenchConfig:
     repo_id: str = "local/bench"
     batching: Batching = "dataset"
     active_episodes: int | None = None
+    meta_root: str | None = None
 
     def __post_init__(self) -> None:
         if self.active_episodes is not None and self.active_episodes < 1:
