@@ -15,7 +15,6 @@ from lerobot_wds.convert.config import ConvertConfig
 from lerobot_wds.convert.pipeline import convert
 from lerobot_wds.core.format import Manifest
 from lerobot_wds.tools.bench.cli import build_configs
-from lerobot_wds.tools.bench.loaders import BenchError
 from lerobot_wds.tools.bench.mixing import (
     episode_spread,
     iid_reference,
@@ -31,6 +30,7 @@ from lerobot_wds.tools.bench.report import ratio_rows, render
 from lerobot_wds.tools.bench.runner import mixing_report
 from lerobot_wds.tools.bench.scenarios import BenchConfig
 from lerobot_wds.tools.bench.summary import merge_scenarios
+from lerobot_wds.tools.errors import BenchError
 
 
 def test_same_task_share_and_spread_exact() -> None:

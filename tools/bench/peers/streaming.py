@@ -14,8 +14,9 @@ from typing import Any
 
 from torch.utils.data import DataLoader
 
-from lerobot_wds.tools.bench.loaders import BenchError, LoaderBundle, ProbeCollate
+from lerobot_wds.tools.bench.loaders import LoaderBundle, ProbeCollate
 from lerobot_wds.tools.bench.scenarios import BenchConfig
+from lerobot_wds.tools.errors import BenchError
 
 
 def import_streaming() -> Any:

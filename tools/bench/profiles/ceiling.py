@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from lerobot_wds.core.format import MANIFEST_NAME, Manifest, episode_key
-from lerobot_wds.tools.bench.loaders import BenchError
 from lerobot_wds.tools.bench.scenarios import BenchConfig
+from lerobot_wds.tools.errors import BenchError
 
 CHUNK = 32  # frames per get_frames_in_range call: sequential decoding with a bounded batch in memory
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lerobot_wds.tools.bench.loaders import BenchError
+from lerobot_wds.tools.errors import BenchError
 
 COLUMNS = ("episode_index", "length", "tasks")
 
