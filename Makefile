@@ -14,8 +14,8 @@ LATEST_PAIR ?= "torch==2.15.*" "torchcodec==0.17.*"
 # The fast subset `make test-latest` runs (marker expression below plus these files, ~2 min on 2 cores): what
 # touches torch/torchcodec, i.e. every reader test (decode, transport, batches, dataset, DataLoader workers), the
 # training loop (torch + torchdata's StatefulDataLoader), verify (decodes with torchcodec), plus packaging.
-FAST_TESTS ?= $(wildcard tests/test_reader_*.py) tests/test_train.py tests/test_verify.py tests/test_mp4_errors.py \
-	tests/test_package.py
+FAST_TESTS ?= $(wildcard tests/reader/test_reader_*.py) tests/tools/test_train.py tests/tools/test_verify.py \
+	tests/convert/test_mp4_errors.py tests/test_package.py
 
 .PHONY: install demo test soak fuzz test-latest conformance lint clean clean-venv clean-latest
 
@@ -42,7 +42,8 @@ soak: install
 # suite's small derandomized run, see tests/conftest.py) and 60 seeds per end-to-end corruption scenario.
 fuzz: install
 	HYPOTHESIS_PROFILE=fuzz LEROBOT_WDS_CORRUPTION_SEEDS=60 $(VENV)/bin/python -m pytest -q \
-		tests/test_fuzz_*.py tests/test_corruption_e2e.py $(PYTEST_ARGS)
+		tests/convert/test_fuzz_mp4.py tests/reader/test_fuzz_shards.py tests/convert/test_corruption_e2e.py \
+		$(PYTEST_ARGS)
 
 # lerobot 0.6.1 needs Python >= 3.12 and brings its own torch 2.11 / torchcodec 0.11: our ranges admit them. Its
 # training extra (accelerate, the policies' dependencies) is what `train-lerobot`'s conformance tests run.

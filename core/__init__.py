@@ -2,6 +2,7 @@
 
 The shard format contract (:mod:`format`) and the typing of its JSON fields (:mod:`json_fields`), the error
 hierarchy's base and shared errors (:mod:`errors`), the parser of lerobot's ``tasks.parquet`` (:mod:`tasks`),
-the one I/O retry policy (:mod:`retry`), read timeouts for fsspec's HTTP and S3 backends (:mod:`timeouts`) and
-the lazy re-exports package ``__init__`` modules use (:mod:`lazy_exports`). Nothing here imports torch.
+the one I/O retry policy (:mod:`retry`), read timeouts for fsspec's HTTP and S3 backends (:mod:`timeouts`),
+the one LRU cache (:mod:`lru`) and the lazy re-exports package ``__init__`` modules use
+(:mod:`lazy_exports`). Nothing here imports torch.
 """

@@ -21,9 +21,9 @@ import pyarrow.parquet as pq
 
 from lerobot_wds.convert.errors import SourceError, SourceInputError
 from lerobot_wds.convert.mp4 import ReadFn, TrackIndex, file_reader, parse_track_index
-from lerobot_wds.convert.source.lru import LoadingLRU
 from lerobot_wds.core.errors import FormatError
 from lerobot_wds.core.format import MANIFEST_NAME, SHARDS_DIR
+from lerobot_wds.core.lru import LoadingLRU
 from lerobot_wds.core.retry import RetryPolicy, read_with_retries
 from lerobot_wds.core.tasks import read_tasks
 from lerobot_wds.core.timeouts import DEFAULT_READ_TIMEOUT_S, with_read_timeout

@@ -92,7 +92,7 @@ class SlotRing:
         Without this, the slots of a worker's last iteration stay referenced (by the dataset's ``stats()``
         state) until the worker ends with ``os._exit``, which frees nothing: under torch's ``file_system``
         sharing strategy their ``/dev/shm`` files then outlived every worker of every epoch (measured: +5 files
-        per epoch with 2 workers, tests/test_soak.py)."""
+        per epoch with 2 workers, tests/reader/test_soak.py)."""
         self.slots.clear()
 
     def take(self, nbytes: int) -> tuple[Slot, np.ndarray]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from torchcodec.decoders import VideoDecoder
 
-from lerobot_wds.reader.decoding.cache import CacheStats, LruCache
+from lerobot_wds.core.lru import CacheStats, LruCache
 from lerobot_wds.reader.decoding.decode import (
     DEFAULT_FRAME_BYTES,
     UINT8_SCALE,

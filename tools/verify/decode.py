@@ -8,7 +8,7 @@ cannot pick a neighbour. Both go through the same torchcodec build, so equal fra
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections.abc import Hashable
 from typing import Any
 
 import numpy as np
@@ -18,6 +18,7 @@ from torchcodec.decoders import VideoDecoder
 
 from lerobot_wds.convert.source import LeRobotSource
 from lerobot_wds.core.format import EpisodeMeta, episode_key, video_suffix
+from lerobot_wds.core.lru import LruCache
 from lerobot_wds.tools.report import Finding
 
 _DECODE_ERRORS = (RuntimeError, ValueError, IndexError)
@@ -45,7 +46,8 @@ class DecodeParityCheck:
         self.source = source
         self.k = frames_per_episode
         self.max_source_decoders = max_source_decoders
-        self._decoders: OrderedDict[str, tuple[VideoDecoder, Any]] = OrderedDict()
+        # source decoders with their open file handles, keyed (None, rel); an evicted one's handle is closed
+        self._decoders: LruCache[tuple[VideoDecoder, Any]] = LruCache(max_source_decoders, on_evict=_close_handle)
         self.decoded_frames = 0
 
     def __call__(self, shard: str, meta: EpisodeMeta, rows: pa.Table, members: dict[str, bytes]) -> list[Finding]:
@@ -95,9 +97,9 @@ class DecodeParityCheck:
         return out
 
     def _source_decoder(self, rel: str) -> VideoDecoder:
-        if rel in self._decoders:
-            self._decoders.move_to_end(rel)
-            return self._decoders[rel][0]
+        cached = self._decoders.get((None, rel))
+        if cached is not None:
+            return cached[0]
         path = self.source.full(rel)
         protocols = self.source.fs.protocol
         protocols = protocols if isinstance(protocols, tuple) else (protocols,)
@@ -107,11 +109,7 @@ class DecodeParityCheck:
         else:
             handle = self.source.fs.open(path, "rb")  # torchcodec reads file-like objects on demand
             decoder = VideoDecoder(handle, seek_mode="exact")
-        self._decoders[rel] = (decoder, handle)
-        while len(self._decoders) > self.max_source_decoders:
-            _, (_, old) = self._decoders.popitem(last=False)
-            if old is not None:
-                old.close()
+        self._decoders.put((None, rel), (decoder, handle))
         return decoder
 
     def close(self) -> None:
@@ -119,3 +117,9 @@ class DecodeParityCheck:
             if handle is not None:
                 handle.close()
         self._decoders.clear()
+
+
+def _close_handle(_key: tuple[Hashable, Hashable], entry: tuple[VideoDecoder, Any]) -> None:
+    handle = entry[1]
+    if handle is not None:
+        handle.close()

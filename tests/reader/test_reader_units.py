@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from lerobot_wds.core.format import EpisodeExtent, ShardInfo
-from lerobot_wds.reader.decoding.cache import LruCache
+from lerobot_wds.core.lru import LruCache
 from lerobot_wds.reader.parsing.tar_episodes import cycle_passes, shuffle_buffer
 from lerobot_wds.reader.planning.splitting import epoch_sequence, plan_epoch
 from lerobot_wds.reader.planning.topology import Topology, detect_rank_world
@@ -133,6 +133,20 @@ def test_lru_cache_counts_and_bounds_cost() -> None:
     assert (st.hits, st.misses, st.evictions, st.size, st.cost) == (1, 1, 1, 2, 8)
     assert cache.drop_group("a") == 1
     assert cache.stats().cost == 4 and cache.stats().evictions == 1
+
+
+def test_lru_cache_on_evict_sees_evictions_only() -> None:
+    evicted: list[tuple[object, str]] = []
+    cache: LruCache[str] = LruCache(2, on_evict=lambda k, v: evicted.append((k, v)))
+    cache.put(("g", 1), "one")
+    cache.put(("g", 2), "two")
+    cache.put(("g", 3), "three")  # evicts ("g", 1)
+    cache.discard(("g", 2))
+    assert evicted == [(("g", 1), "one")]
+    assert cache.peek(("g", 3)) == "three" and cache.stats().hits == 0 and cache.stats().misses == 0
+    assert list(cache.values()) == ["three"]
+    cache.clear()
+    assert len(cache) == 0 and cache.stats().cost == 0 and evicted == [(("g", 1), "one")]
 
 
 def test_shuffle_buffer_is_a_permutation_and_deterministic() -> None:

@@ -11,9 +11,9 @@ import pytest
 from lerobot_wds.convert.config import ConvertConfig, parse_episodes, parse_part, parse_size
 from lerobot_wds.convert.errors import ConfigError, PlanError, TarWriteError
 from lerobot_wds.convert.plan import EpisodeEstimate, order_episodes, plan_shards, select_episodes, select_part
-from lerobot_wds.convert.source.lru import LoadingLRU
 from lerobot_wds.convert.tarwriter import ShardWriter
 from lerobot_wds.core.errors import RetryError
+from lerobot_wds.core.lru import LoadingLRU
 from lerobot_wds.core.retry import RetryPolicy, is_transient, with_retries
 
 
@@ -155,3 +155,20 @@ def test_loading_lru_loads_each_key_once_under_concurrency():
     assert len(cache) == 2
     cache.get("a")
     assert loads == ["a", "b", "c", "a"]  # "a" was evicted (LRU) and loaded again
+
+
+def test_loading_lru_does_not_cache_a_failed_load_and_counts_hits() -> None:
+    calls: list[str] = []
+
+    def load(k: str) -> str:
+        calls.append(k)
+        if len(calls) == 1:
+            raise OSError("flaky")
+        return k.upper()
+
+    cache: LoadingLRU[str, str] = LoadingLRU(2, load)
+    with pytest.raises(OSError, match="flaky"):
+        cache.get("a")
+    assert len(cache) == 0
+    assert cache.get("a") == "A" and cache.get("a") == "A"
+    assert calls == ["a", "a"] and (cache.hits, cache.misses) == (1, 2)

@@ -16,7 +16,7 @@ from fault_helpers import convert_args, wait_until
 from lerobot_wds.convert.config import ConvertConfig
 from lerobot_wds.convert.pipeline import convert
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "lerobot_wds.tools.cli"]
 
 
