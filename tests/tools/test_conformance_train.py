@@ -94,7 +94,12 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     base = tmp_path_factory.mktemp("train_conf")
     src = _write_with_lerobot(base / "lerobot")
     dest = base / "wds"
-    convert(ConvertConfig(source=str(src), dest=str(dest), progress=False, target_shard_bytes=60_000, workers=1))
+    # source order: the transform test compares unshuffled samples with lerobot's by position
+    convert(
+        ConvertConfig(
+            source=str(src), dest=str(dest), progress=False, target_shard_bytes=60_000, workers=1, order="source"
+        )
+    )
     return src, dest
 
 
