@@ -65,7 +65,9 @@ def open_decoder(episode: Episode, camera: str, threads: int) -> VideoDecoder:
     cam = episode.meta.cameras[camera]
     where = f"{episode.where}, camera {camera}"
     try:
-        decoder = VideoDecoder(episode.videos[camera], seek_mode="exact", num_ffmpeg_threads=threads)
+        decoder = VideoDecoder(
+            episode.videos[camera], seek_mode="exact", num_ffmpeg_threads=threads, dimension_order="NHWC"
+        )
     except (RuntimeError, ValueError) as e:
         raise FrameDecodeError(f"{where}: mini-MP4 cannot be opened: {e}") from e
     md = decoder.metadata
@@ -92,7 +94,10 @@ def gop_starts(decoder: VideoDecoder, episode: Episode, camera: str) -> list[int
 
 
 def decode_range(decoder: VideoDecoder, episode: Episode, camera: str, first: int, stop: int) -> np.ndarray:
-    """Decodes episode frames ``first:stop`` of a camera (one seek, then forward), checking their pts."""
+    """Decodes episode frames ``first:stop`` of a camera (one seek, then forward), checking their pts.
+
+    Returns ``[T, H, W, 3]`` uint8, the layout the decoder writes (a contiguous copy per frame is cheap;
+    :mod:`frames` turns it into lerobot's ``[3, H, W]`` while writing into the batch)."""
     cam = episode.meta.cameras[camera]
     fps = episode.meta.fps
     where = f"{episode.where}, camera {camera}"

@@ -10,8 +10,12 @@ least recently used frames are evicted, counted, and decoded again when asked fo
 whatever the plan said. Decoders are kept in a second LRU (``max_decoders``); reopening one scans its
 mini-MP4 again but decodes nothing.
 
-Frames are held and gathered as numpy arrays: numpy copies are single-threaded, while torch's intra-op
-thread pool turns each small copy into a cross-thread handoff that costs milliseconds on a busy machine.
+Frames are held as the decoder writes them, ``[H, W, 3]``, and turned into lerobot's ``[3, H, W]`` while
+being written into the batch, by OpenCV's SIMD de-interleave (``cv2.split`` into the three planes of the
+output): numpy's strided transpose copy took 0.22 ms per 480x640 frame, 19% of a single-mode worker next to
+a 1.15 ms decode; ``cv2.split`` takes 0.02 ms. Copies stay single-threaded (numpy, OpenCV on one plane
+set), while torch's intra-op thread pool turns each small copy into a cross-thread handoff that costs
+milliseconds on a busy machine.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from torchcodec.decoders import VideoDecoder
 
@@ -34,6 +39,16 @@ from lerobot_wds.reader.decoding.decode import (
 )
 from lerobot_wds.reader.parsing.episode import Episode
 from lerobot_wds.reader.scheduling.units import gop_span
+
+
+def to_planes(hwc: np.ndarray, chw: np.ndarray) -> None:
+    """Writes an ``[H, W, 3]`` uint8 frame into the ``[3, H, W]`` uint8 array ``chw`` (its planes contiguous)."""
+    planes = [chw[0], chw[1], chw[2]]
+    written = cv2.split(hwc, planes) if hwc.flags.c_contiguous and chw.flags.c_contiguous else ()
+    if len(written) != 3 or any(w is not p for w, p in zip(written, planes)):
+        # OpenCV allocates new planes instead of writing into ours when they do not fit; never the case for
+        # the batch rows this module writes, but then numpy's transpose copy gives the same values
+        np.copyto(chw, hwc.transpose(2, 0, 1))
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,9 +96,9 @@ class FramePool:
         for i, p in enumerate(positions):
             src = self._frame(visit, camera, p, needs)
             if rows.dtype == np.uint8:
-                rows[i] = src
+                to_planes(src, rows[i])
             else:
-                np.divide(src, UINT8_SCALE, out=rows[i], dtype=np.float32)
+                np.divide(src.transpose(2, 0, 1), UINT8_SCALE, out=rows[i], dtype=np.float32)
 
     def get(self, visit: Visit, camera: str, positions: Sequence[int], needs: Sequence[int] = ()) -> np.ndarray:
         """Returns frames at episode positions as a new uint8 [T,C,H,W] array."""
