@@ -108,9 +108,22 @@ def build_batch(
         rest = default_collate(rows)
         cams = {cam: _empty(*shapes[cam]) for cam in spec.camera_keys}
     views = {cam: out.numpy() for cam, out in cams.items()}
+    # through the slot's file (see batch_slots): rows are assembled in a reused buffer and written with pwrite,
+    # so the worker never maps the images; transforms work on the tensors, so they need the mapping
+    through = ring is not None and slot.writes_through_file and spec.image_transforms is None
     for i, a in enumerate(items):
         for cam, view in views.items():
-            source.gather_into(a.visit, cam, positions[cam][i], view[i], a.needs.get(cam, ()))
+            needs = a.needs.get(cam, ())
+            if not through:
+                source.gather_into(a.visit, cam, positions[cam][i], view[i], needs)
+                continue
+            # frame by frame: the buffer stays in cache between the de-interleave and the kernel's copy
+            frame = ring.row(view.shape[-3:], view.dtype)  # type: ignore[union-attr]
+            at = layout[cam][1] + i * view[i].nbytes
+            for p in positions[cam][i]:
+                source.gather_into(a.visit, cam, [p], frame, needs)
+                slot.write(at, frame)
+                at += frame.nbytes
         if done is not None:
             done(a)
     if spec.image_transforms is not None:

@@ -15,12 +15,23 @@ set ``FREE``. A batch is sent as slot + layout once; pickling it again (or pickl
 own) copies, so no tensor anywhere can see a slot being rewritten. When every slot is busy a worker makes a
 fresh one (kept while ``max_slots`` allows): it never waits and never overwrites.
 
+Writing through the file. A slot the worker wrote through its own mapping stays resident in the worker's
+page tables: 3 slots of a 480x640 x 3-camera ``sarm`` batch (575 MB each: one being built, one queued, one
+in the training loop's hands) put 1.7 GB of shared memory in every worker's RSS, on top of its decoding. The
+images are therefore written with ``pwrite`` into the slot's shared-memory file (:meth:`Slot.write`) from a
+reused per-worker row buffer: the kernel copies into the file's resident pages, no page faults, and the
+worker maps only the header and the small columns. The main process maps the slot as before. Measured on
+a 575 MB slot: 80-110 ms per batch through the file against 18 ms through a resident mapping; unmapping
+after each send and faulting back in costs 220 ms. Where the sharing strategy gives no file descriptor
+(``file_system``), images are written through the mapping.
+
 In the main process batches are plain ``dict`` of ordinary CPU tensors (``torch.from_numpy`` over the
 mapping): ``pin_memory``, ``.to(device)`` and further pickling work as usual.
 """
 
 from __future__ import annotations
 
+import os
 import weakref
 from typing import Any
 
@@ -58,6 +69,28 @@ class Slot:
         self.array[0] = FREE
         self.sent = False
         self._user: weakref.ref[np.ndarray] | None = None
+        self._fd: int | None = _file_descriptor(self.storage)
+
+    @property
+    def writes_through_file(self) -> bool:
+        """Whether :meth:`write` goes through the shared-memory file (else through the mapping)."""
+        return self._fd is not None
+
+    def write(self, offset: int, data: np.ndarray) -> None:
+        """Copies the C-contiguous ``data`` to payload byte ``offset``, through the file when it has one (the
+        worker's page tables then never hold the payload), else through the mapping."""
+        raw = memoryview(data).cast("B")  # type: ignore[arg-type]  # ndarray is a buffer
+        at = HEADER + offset
+        if at + len(raw) > HEADER + self.capacity:
+            raise ValueError(
+                f"write of {len(raw)} bytes at payload offset {offset} overflows a {self.capacity}-byte slot"
+            )
+        if self._fd is None:
+            self.array[at : at + len(raw)] = np.frombuffer(raw, dtype=np.uint8)
+            return
+        while raw:
+            n = os.pwrite(self._fd, raw, at)
+            raw, at = raw[n:], at + n
 
     def reusable(self) -> bool:
         if self._user is not None and self._user() is not None:
@@ -75,8 +108,21 @@ class Slot:
         return user
 
 
+def _file_descriptor(storage: torch.UntypedStorage) -> int | None:
+    """The shared-memory file of a storage under torch's ``file_descriptor`` strategy, else None (asking a
+    ``file_system`` storage for a descriptor crashes the process, so the strategy is checked first)."""
+    if torch.multiprocessing.get_sharing_strategy() != "file_descriptor":
+        return None
+    try:
+        fd, _ = storage._share_fd_cpu_()
+    except (RuntimeError, AttributeError, TypeError, ValueError):
+        return None
+    return int(fd) if isinstance(fd, int) and fd >= 0 else None
+
+
 class SlotRing:
-    """A worker's slots: ``take(nbytes)`` returns a payload array in a reusable slot (or a new one)."""
+    """A worker's slots: ``take(nbytes)`` returns a payload array in a reusable slot (or a new one), and
+    ``row(shape, dtype)`` a reused buffer rows are assembled in before :meth:`Slot.write`."""
 
     def __init__(self, max_slots: int = 8) -> None:
         if max_slots < 0:
@@ -84,6 +130,15 @@ class SlotRing:
         self.max_slots = max_slots
         self.slots: list[Slot] = []
         self.reused = self.created = 0
+        self._rows: dict[tuple[tuple[int, ...], np.dtype], np.ndarray] = {}
+
+    def row(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """A reused uninitialised array of ``shape`` and ``dtype`` (one per shape: a row of one camera)."""
+        key = (tuple(shape), np.dtype(dtype))
+        buf = self._rows.get(key)
+        if buf is None:
+            buf = self._rows[key] = np.empty(shape, dtype)
+        return buf
 
     def release(self) -> None:
         """Drops the kept slots at the end of an iteration: a batch still on its way to the main process keeps
@@ -94,6 +149,7 @@ class SlotRing:
         sharing strategy their ``/dev/shm`` files then outlived every worker of every epoch (measured: +5 files
         per epoch with 2 workers, tests/reader/test_soak.py)."""
         self.slots.clear()
+        self._rows.clear()
 
     def take(self, nbytes: int) -> tuple[Slot, np.ndarray]:
         fits = [s for s in self.slots if s.capacity >= nbytes and s.reusable()]

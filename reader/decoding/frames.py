@@ -45,7 +45,7 @@ def to_planes(hwc: np.ndarray, chw: np.ndarray) -> None:
     """Writes an ``[H, W, 3]`` uint8 frame into the ``[3, H, W]`` uint8 array ``chw`` (its planes contiguous)."""
     planes = [chw[0], chw[1], chw[2]]
     written = cv2.split(hwc, planes) if hwc.flags.c_contiguous and chw.flags.c_contiguous else ()
-    if len(written) != 3 or any(w is not p for w, p in zip(written, planes)):
+    if len(written) != 3 or any(w is not p for w, p in zip(written, planes, strict=False)):
         # OpenCV allocates new planes instead of writing into ours when they do not fit; never the case for
         # the batch rows this module writes, but then numpy's transpose copy gives the same values
         np.copyto(chw, hwc.transpose(2, 0, 1))
