@@ -289,7 +289,11 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         if in_worker and self.decode_config.tune_worker_malloc:
             tune_worker_malloc()
         slots = self.decode_config.batch_slots
-        ring = SlotRing(slots) if slots and self.batch_size and in_worker else None
+        ring = (
+            SlotRing(slots, mapped_batch_bytes=self.decode_config.mapped_batch_bytes)
+            if slots and self.batch_size and in_worker
+            else None
+        )
         self._consumed = {topo.worker: skip}
         if skip >= plan.quota:
             return

@@ -110,7 +110,13 @@ def build_batch(
     views = {cam: out.numpy() for cam, out in cams.items()}
     # through the slot's file (see batch_slots): rows are assembled in a reused buffer and written with pwrite,
     # so the worker never maps the images; transforms work on the tensors, so they need the mapping
-    through = ring is not None and slot.writes_through_file and spec.image_transforms is None
+    images = sum(int(np.prod(shapes[cam][0])) * shapes[cam][1].itemsize for cam in spec.camera_keys)
+    through = (
+        ring is not None
+        and slot.writes_through_file
+        and spec.image_transforms is None
+        and images > ring.mapped_batch_bytes
+    )
     for i, a in enumerate(items):
         for cam, view in views.items():
             needs = a.needs.get(cam, ())

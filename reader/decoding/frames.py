@@ -38,7 +38,7 @@ from lerobot_wds.reader.decoding.decode import (
     open_decoder,
 )
 from lerobot_wds.reader.parsing.episode import Episode
-from lerobot_wds.reader.scheduling.units import gop_span
+from lerobot_wds.reader.scheduling.units import decoded_whole, gop_span
 
 
 def to_planes(hwc: np.ndarray, chw: np.ndarray) -> None:
@@ -143,15 +143,19 @@ class FramePool:
         self.decoded_frames += len(decoded)
         first = run[0]
         kept = {frame, *run[1]}
-        # views when the run is one or two kept frames (a GOP-2 unit: both die within a unit step or two); else
-        # a copy per kept frame, so each frame's memory is freed when it is dropped (a view pins the whole run)
-        whole = len(kept) == len(decoded) <= 2
+        # views when every decoded frame is kept and the run is short (one or two frames, or a unit's whole run:
+        # all of it is alive from now until the unit ends); else a copy per kept frame, so each frame's memory
+        # is freed when it is dropped (a view pins the whole run)
+        whole = len(kept) == len(decoded) and (len(decoded) <= 2 or decoded_whole(needs))
         for f in kept:
             self._frames.put((visit.vid, (camera, f)), decoded[f - first] if whole else decoded[f - first].copy())
         return decoded[frame - first]
 
     def _run(self, visit: Visit, camera: str, frame: int, needs: Sequence[int]) -> tuple[int, Sequence[int], int]:
-        """What to decode for ``frame``: (first, needed frames of its GOP, stop) spanning both."""
+        """What to decode for ``frame``: the unit's whole short run (:func:`units.decoded_whole`), else (first,
+        needed frames of its GOP, stop) spanning both."""
+        if decoded_whole(needs) and needs[0] <= frame <= needs[-1]:
+            return needs[0], needs, needs[-1] + 1
         lo, hi = gop_span(frame, self.gops(visit, camera), visit.episode.length)
         needed = needs[bisect.bisect_left(needs, lo) : bisect.bisect_left(needs, hi)]
         return min(frame, *needed[:1]), needed, max(frame, *needed[-1:]) + 1

@@ -5,8 +5,11 @@ frames are decoded once, when the first of them is needed, and dropped after the
 picks the unit shape from the windows and the keyframe (GOP) structure, so that every needed frame is decoded
 about once while each open unit holds few decoded frames (which is what lets many episodes be open at once):
 
-- ``gop`` (no windows, samples show the anchor only): a unit is one GOP's anchors; decoding the GOP once
-  yields exactly its frames. With AV1 GOP 2 an open episode holds 2 decoded frames.
+- ``gop`` (no windows, samples show the anchor only): a unit is a run of whole GOPs, at most ``RUN_FRAMES``
+  anchors and at most half its share of the frame budget (``unit_bytes``), decoded in one call when its
+  first anchor is served (:func:`decoded_whole`). With AV1 GOP 2 that is 4 GOPs (8 frames) per open episode
+  at 240x320 x 3 cameras and 2 GOPs at 480x640 x 3: fewer decode calls, each of which seeks and flushes the
+  decoder.
 - ``classes`` (every camera delta a multiple of a stride ``s``, GOPs of a constant length ``g`` dividing
   ``s``): anchors ``a`` with ``a mod s`` in one keyframe-aligned group of ``g`` residues need only frames of
   those residues (plus clamped edge frames), each a whole GOP: a unit costs ``g/s`` of the episode's frames,
@@ -27,12 +30,19 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from lerobot_wds.reader.scheduling.windows import clamp_window
 
 Shape = Literal["gop", "classes", "residues", "sequential"]
+RUN_FRAMES = 8  # the longest run of a camera's frames a unit decodes in one call (see decoded_whole)
+
+
+def decoded_whole(needs: Sequence[int]) -> bool:
+    """Whether a unit needing ``needs`` (sorted) of a camera decodes them all in one call at its first use: one
+    contiguous run of at most ``RUN_FRAMES`` frames (the decoder, :mod:`frames`, and the plan's peaks agree)."""
+    return 0 < len(needs) <= RUN_FRAMES and needs[-1] - needs[0] + 1 == len(needs)
 
 
 @dataclass(frozen=True)
@@ -107,14 +117,21 @@ def choose_shape(
 
 
 def anchor_groups(
-    shape: Shape, length: int, deltas: Mapping[str, Sequence[int]], gop_starts: Sequence[int]
+    shape: Shape, length: int, deltas: Mapping[str, Sequence[int]], gop_starts: Sequence[int], run: int = 1
 ) -> list[list[int]]:
-    """Partitions the anchors ``0..length-1`` into units (ascending inside each)."""
+    """Partitions the anchors ``0..length-1`` into units (ascending inside each); a ``gop`` unit joins whole
+    consecutive GOPs while it holds at most ``run`` anchors."""
     if shape == "gop":
         groups: dict[int, list[int]] = {}
         for a in range(length):
             groups.setdefault(gop_of(a, gop_starts), []).append(a)
-        return list(groups.values())
+        merged: list[list[int]] = []
+        for one in groups.values():
+            if merged and len(merged[-1]) + len(one) <= run:
+                merged[-1].extend(one)
+            else:
+                merged.append(one)
+        return merged
     if shape == "sequential":
         return [list(range(length))]
     if shape == "residues":
@@ -189,7 +206,10 @@ def plan_units(
         return "gop", []
     starts = {cam: sorted(gops.get(cam) or [0]) for cam in deltas}
     shape = shape or choose_shape(deltas, starts, length, frame_bytes, unit_bytes)
-    groups = anchor_groups(shape, length, deltas, starts[next(iter(deltas))])
+    run = RUN_FRAMES
+    if frame_bytes is not None and unit_bytes is not None:  # half its share: the target stays well in budget
+        run = max(1, min(RUN_FRAMES, unit_bytes // max(1, 2 * sum(frame_bytes[c] for c in deltas))))
+    groups = anchor_groups(shape, length, deltas, starts[next(iter(deltas))], run)
     if anchors is not None:
         lo, hi = anchors
         groups = [kept for g in groups if (kept := [a for a in g if lo <= a < hi])]
@@ -206,5 +226,8 @@ def plan_units(
     units = []
     for i, group in enumerate(groups):
         order = group[::-1] if descending is not None and descending[i % len(descending)] else group
-        units.append(make_unit(order, length, deltas, starts))
+        unit = make_unit(order, length, deltas, starts)
+        # a short contiguous run is decoded at once (decoded_whole): all of it is alive from the first use
+        whole = {c: len(n) for c, n in unit.needs.items() if decoded_whole(n) and len(n) > unit.peak_frames[c]}
+        units.append(replace(unit, peak_frames={**unit.peak_frames, **whole}) if whole else unit)
     return shape, units

@@ -109,6 +109,8 @@ def test_pack_rejects_nothing_silently() -> None:
         SlotRing(max_slots=-1)
     with pytest.raises(ValueError, match="batch_slots"):
         DecodeConfig(batch_slots=-1)
+    with pytest.raises(ValueError, match="mapped_batch_bytes"):
+        DecodeConfig(mapped_batch_bytes=-1)
 
 
 class _Annotate:
@@ -236,17 +238,27 @@ class _ShmemRss:
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux's /proc/self/status")
 def test_workers_do_not_hold_the_batch_slots_they_wrote_in_their_rss(tmp_path: Path) -> None:
-    """Images go into the slots through the file: a worker's RSS does not carry the batches in flight (with the
-    mapping, each worker held every slot it ever filled, 1.7 GB at 480x640 x 3 cameras, sarm, batch 16)."""
+    """Images of large batches go into the slots through the file: a worker's RSS does not carry the batches in
+    flight (with the mapping, each worker held every slot it ever filled, 1.7 GB at 480x640 x 3 cameras, sarm,
+    batch 16); small batches go through the mapping, and both give the same batches."""
     from lerobot_wds.testing.shards import RootSpec, make_root, read_identity
 
     make_root(tmp_path, RootSpec(lengths=(40, 36, 44, 38), width=320, height=240, episodes_per_shard=2, gop=8))
-    ds = LeRobotWdsDataset(tmp_path, preset="sarm", seed=5, return_uint8=True, batch_size=8)
-    cams = ds.camera_keys
-    payload_kb = 8 * 13 * len(cams) * 3 * 320 * 240 // 1024  # one batch's images: 23 MB
-    batches = list(DataLoader(ds, batch_size=None, num_workers=2, collate_fn=_ShmemRss()))
-    assert len(batches) >= 8
+    payload_kb = 8 * 13 * 2 * 3 * 320 * 240 // 1024  # one batch's images: 23 MB
+
+    def run(mapped_batch_bytes: int) -> list[dict[str, Any]]:
+        decode = DecodeConfig(mapped_batch_bytes=mapped_batch_bytes)
+        ds = LeRobotWdsDataset(tmp_path, preset="sarm", seed=5, return_uint8=True, batch_size=8, decode=decode)
+        return list(DataLoader(ds, batch_size=None, num_workers=2, collate_fn=_ShmemRss()))
+
+    mapped = run(64 << 20)  # below the threshold: written through the mapping, the slots stay in the RSS
+    assert max(b["rss_shmem_kb"] for b in mapped) > payload_kb
+    batches = run(16 << 20)  # above it: through the file
+    assert len(batches) == len(mapped) >= 8
     assert max(b["rss_shmem_kb"] for b in batches) < payload_kb // 4
+    cams = LeRobotWdsDataset(tmp_path).camera_keys
+    for a, b in zip(mapped, batches, strict=True):
+        assert all(torch.equal(a[c], b[c]) for c in cams)
     for batch in batches:  # and the images are the anchors' own frames
         for i, (ep, fr) in enumerate(
             zip(batch["episode_index"].tolist(), batch["frame_index"].tolist(), strict=True)

@@ -201,7 +201,14 @@ def _check_units(length, deltas, gops, shape):
 def test_units_gop_classes_sequential() -> None:
     g2 = {c: list(range(0, 450, 2)) for c in "ab"}
     units = _check_units(450, {"a": (0,), "b": (0,)}, g2, "gop")
-    assert len(units) == 225 and all(u.peak_frames == {"a": 2, "b": 2} for u in units)
+    # whole GOPs joined into runs of RUN_FRAMES anchors, each decoded in one call (all alive from its first use)
+    assert [len(u.anchors) for u in units] == [8] * 56 + [2]
+    assert all(u.peak_frames == {"a": len(u.anchors), "b": len(u.anchors)} for u in units)
+    # a unit holds at most half its share of the frame budget: 3 frames' worth of 2 cameras -> single GOPs of 2
+    _, small = plan_units(450, {"a": (0,), "b": (0,)}, g2, frame_bytes={"a": 10, "b": 10}, unit_bytes=120)
+    assert [len(u.anchors) for u in small] == [2] * 225
+    _, four = plan_units(450, {"a": (0,), "b": (0,)}, g2, frame_bytes={"a": 10, "b": 10}, unit_bytes=160)
+    assert [len(u.anchors) for u in four] == [4] * 112 + [2]
     sarm = (-120, -90, -60, -30, 0, 30, 60, 90, 120, -30, -60, -90, -120)
     units = _check_units(450, {"a": sarm, "b": (0,)}, g2, "classes")
     assert len(units) == 15  # 30 residues in 15 keyframe-aligned pairs
