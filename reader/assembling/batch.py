@@ -108,8 +108,8 @@ def build_batch(
         rest = default_collate(rows)
         cams = {cam: _empty(*shapes[cam]) for cam in spec.camera_keys}
     views = {cam: out.numpy() for cam, out in cams.items()}
-    # through the slot's file (see batch_slots): rows are assembled in a reused buffer and written with pwrite,
-    # so the worker never maps the images; transforms work on the tensors, so they need the mapping
+    # through the slot's file (see batch_slots): each frame is de-interleaved into one reused buffer and written
+    # with pwrite, so the worker never maps the images; transforms work on the tensors, so they need the mapping
     images = sum(int(np.prod(shapes[cam][0])) * shapes[cam][1].itemsize for cam in spec.camera_keys)
     through = (
         ring is not None

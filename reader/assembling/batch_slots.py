@@ -124,7 +124,7 @@ def _file_descriptor(storage: torch.UntypedStorage) -> int | None:
 
 class SlotRing:
     """A worker's slots: ``take(nbytes)`` returns a payload array in a reusable slot (or a new one), and
-    ``row(shape, dtype)`` a reused buffer rows are assembled in before :meth:`Slot.write`."""
+    ``row(shape, dtype)`` the reused buffer a frame is assembled in before :meth:`Slot.write`."""
 
     def __init__(self, max_slots: int = 8, mapped_batch_bytes: int = 0) -> None:
         if max_slots < 0:
@@ -136,7 +136,7 @@ class SlotRing:
         self._rows: dict[tuple[tuple[int, ...], np.dtype], np.ndarray] = {}
 
     def row(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        """A reused uninitialised array of ``shape`` and ``dtype`` (one per shape: a row of one camera)."""
+        """A reused uninitialised array of ``shape`` and ``dtype`` (one per shape and dtype: a camera's frame)."""
         key = (tuple(shape), np.dtype(dtype))
         buf = self._rows.get(key)
         if buf is None:
