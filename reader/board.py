@@ -65,7 +65,13 @@ COUNTERS: tuple[str, ...] = (
     "batch_slots.reused",
     "mixing.batches",
     "mixing.distinct",
+    "mixing.least",
+    "mixing.target",
+    "memory.planned_peak",
+    "memory.rss_peak",
 )
+# counters that are per reader, not additive: totals() keeps the largest (memory) or reports them per reader
+_PER_READER = ("mixing.least", "mixing.target", "memory.planned_peak", "memory.rss_peak")
 _INDEX = {name: i for i, name in enumerate(COUNTERS)}
 # int64 header: start_ns, epoch, num_workers, length of the message; then the counters
 _HEADER = 4
@@ -81,7 +87,7 @@ class BoardTotals:
 
     counts: dict[str, int]
     messages: tuple[str, ...]
-    mixing: tuple[tuple[int, int, int], ...] = ()
+    mixing: tuple[tuple[int, int, int, int, int], ...] = ()  # (reader, batches, distinct, least, target)
 
     @property
     def skipped_shards(self) -> int:
@@ -136,7 +142,7 @@ class ReaderRow:
 
     def record_mixing(self, tally: MixingTally) -> None:
         """Copies the mixing delivered so far (called after every batch)."""
-        self.set({"mixing.batches": tally.batches, "mixing.distinct": tally.distinct})
+        self.set({"mixing.batches": tally.batches, "mixing.distinct": tally.distinct, "mixing.least": tally.least})
 
     def record_reads(self, counters: ReadCounters) -> None:
         """Copies the read counters (called after every failed read attempt)."""
@@ -182,9 +188,12 @@ class ReaderBoard:
             bytes(rows[r, 8 * _FIELDS : 8 * _FIELDS + int(ints[r, 3])]).decode("utf-8") for r in keep if ints[r, 3]
         )
         sums = ints[keep, _HEADER:].sum(axis=0)
-        b, d = _HEADER + _INDEX["mixing.batches"], _HEADER + _INDEX["mixing.distinct"]
-        mixing = tuple((r, int(ints[r, b]), int(ints[r, d])) for r in keep)
-        return BoardTotals({name: int(sums[i]) for name, i in _INDEX.items()}, messages, mixing)
+        counts = {name: int(sums[i]) for name, i in _INDEX.items()}
+        for name in _PER_READER:
+            counts[name] = int(ints[keep, _HEADER + _INDEX[name]].max()) if keep else 0
+        cols = [_HEADER + _INDEX[f"mixing.{c}"] for c in ("batches", "distinct", "least", "target")]
+        mixing = tuple((r, *(int(ints[r, c]) for c in cols)) for r in keep)
+        return BoardTotals(counts, messages, mixing)  # type: ignore[arg-type]
 
     def __getstate__(self) -> dict[str, Any]:
         if get_spawning_popen() is not None:
@@ -196,6 +205,18 @@ class ReaderBoard:
             self._raw = state["shared"]
         else:
             self.__init__(state["plain"])  # type: ignore[misc]
+
+
+def rss_peak_bytes() -> int:
+    """This process's peak resident memory (``VmHWM``), 0 where /proc cannot tell."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def nested(counts: Mapping[str, int]) -> dict[str, Any]:
@@ -236,6 +257,8 @@ class DecodePublisher:
             "decoded_frames": self.frames.decoded_frames,
             "delivered_frames": self.frames.delivered_frames,
             "decode_calls": self.frames.decode_calls,
+            "memory.planned_peak": self.frames.plan_peak,
+            "memory.rss_peak": rss_peak_bytes(),
         }
         if self.ring is not None:
             counts |= {"batch_slots.created": self.ring.created, "batch_slots.reused": self.ring.reused}

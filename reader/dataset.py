@@ -45,7 +45,7 @@ from lerobot_wds.reader.planning.resume import check_topology, loader_consumed, 
 from lerobot_wds.reader.planning.splitting import SlotPlan, Uneven, episode_selection, plan_epoch
 from lerobot_wds.reader.planning.topology import Topology, detect_rank_world, detect_topology
 from lerobot_wds.reader.root import open_root
-from lerobot_wds.reader.scheduling.mixing import DEFAULT_BATCH, target_distinct, warn_share_bounds_mix
+from lerobot_wds.reader.scheduling.mixing import DEFAULT_BATCH, mix_target, warn_share_bounds_mix
 from lerobot_wds.reader.scheduling.windows import Preset, delta_indices, preset_delta_timestamps
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,9 @@ def hint_batching() -> None:
         log.info(
             "LeRobotWdsDataset yields single samples, so DataLoader's collate copies every image once more; "
             "lerobot_wds.dataloader(root, batch_size=...) (or LeRobotWdsDataset(..., batch_size=...) with "
-            "DataLoader(batch_size=None)) builds batches in place, measured 1.5-1.8x faster"
+            "DataLoader(batch_size=None)) builds batches in place (see the README's benchmarks); per sample, "
+            "give the DataLoader's batch size as LeRobotWdsDataset(..., mix_batch=N) (default 16) so every "
+            "batch mixes N distinct episodes"
         )
 
 
@@ -88,8 +90,10 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         tolerance_s: how far a delta may be from a multiple of 1/fps (lerobot's default 1e-4).
         episode_buffer: episodes held in a shuffle buffer ahead of the pool (compressed); 0 (default): the
             pool of ``active_episodes`` open episodes is the shuffle, and the first batch waits for no buffer.
-        active_episodes: most episodes open at once in the anchor pool; each batch draws from all of them
-            (also bounded by ``DecodeConfig.open_episode_bytes`` and ``frame_cache_bytes``, see :mod:`pool`).
+        active_episodes: most episodes open at once in the anchor pool; None (default): 64, or the mixing
+            target's 1.5 per batch sample when more. Every batch draws its samples from distinct open episodes
+            while there are enough (the pool is also bounded by ``DecodeConfig.memory_limit_bytes`` and the
+            budgets, see :mod:`admission`); a bound that holds fewer than the target is said once.
         uneven: "pad" (repeat a few frames) or "trim" so every rank and worker yields the same count.
         on_error: "raise" or "skip" (count and log) on corrupt shards or members.
         decode: decoder / frame-cache budgets. stream: retries, read-ahead, checksum, storage options.
@@ -98,6 +102,9 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
             ``DataLoader(ds, batch_size=None)``): images are written straight into the batch, which a
             DataLoader worker builds in a reused shared-memory slot (see :mod:`batch_slots`), saving DataLoader's
             collate copy and fresh shared memory per batch. The last batch of an epoch may be short.
+        mix_batch: on the per-sample path (``batch_size=None``), the batch size the DataLoader collates (default
+            16): every run of that many samples of a worker, which is what one DataLoader batch holds, draws
+            from distinct episodes, and the mixing target and ``stats()["mixing"]`` are about it.
         episodes: read only these episode indices (lerobot's option); planning, splitting and per-rank quotas
             follow from their frames. None: every episode.
         image_transforms: lerobot's ``image_transforms``: called on every camera's image tensor of every sample
@@ -118,7 +125,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         return_uint8: bool = False,
         tolerance_s: float = 1e-4,
         episode_buffer: int = 0,
-        active_episodes: int = 64,
+        active_episodes: int | None = None,
         uneven: Uneven = "pad",
         on_error: OnError = "raise",
         decode: DecodeConfig | None = None,
@@ -126,6 +133,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         rank: int | None = None,
         world_size: int | None = None,
         batch_size: int | None = None,
+        mix_batch: int | None = None,
         episodes: Sequence[int] | None = None,
         image_transforms: Callable[[torch.Tensor], torch.Tensor] | None = None,
         meta_cache_dir: str | None = None,
@@ -139,12 +147,17 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
             raise OptionError(
                 f"give both rank and world_size or neither (got rank={rank}, world_size={world_size})"
             )
-        if active_episodes < 1 or episode_buffer < 0:
+        if (active_episodes is not None and active_episodes < 1) or episode_buffer < 0:
             raise OptionError(
                 f"active_episodes must be >= 1 and episode_buffer >= 0, got {active_episodes}, {episode_buffer}"
             )
         if batch_size is not None and batch_size < 1:
             raise OptionError(f"batch_size must be >= 1 or None, got {batch_size}")
+        if mix_batch is not None and (batch_size is not None or mix_batch < 1):
+            raise OptionError(
+                f"mix_batch is the DataLoader's batch size on the per-sample path (batch_size=None): >= 1, got "
+                f"mix_batch={mix_batch} with batch_size={batch_size}"
+            )
         if image_transforms is not None and not callable(image_transforms):
             raise TypeError(f"image_transforms must be callable or None, got {type(image_transforms).__name__}")
         ErrorCounter(on_error)  # validates the policy name
@@ -175,6 +188,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         self.shuffle, self.seed, self.uneven, self.on_error = shuffle, seed, uneven, on_error
         self.episode_buffer, self.active_episodes = episode_buffer, active_episodes
         self.batch_size = batch_size
+        self.mix_batch = batch_size or mix_batch or DEFAULT_BATCH  # the batch every mixing rule is about
         # every reader's options, built once from this frozen configuration; an iteration sets epoch and slot
         self._options = ReaderOptions(
             root=self.source,
@@ -188,6 +202,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
             episode_buffer=episode_buffer,
             active_episodes=active_episodes,
             batch_size=batch_size,
+            mix_batch=self.mix_batch,
             decode=self.decode_config,
             stream=self.stream_config,
             fps=self.fps,
@@ -261,6 +276,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         board_row = self._board.row(topo.worker)
         if board_row is not None:
             board_row.reset(epoch, topo.num_workers)
+            board_row.set({"mixing.target": self._mix_target(plan)})
         skip = 0
         if self._resume is not None and self._resume["epoch"] == epoch:
             check_topology(self._resume, topo.world_size, topo.num_workers)
@@ -281,7 +297,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         if topo.slot == 0 and topo.slots > len(self.manifest.shards):
             hint_ranged(topo.slots, len(self.manifest.shards))
         if topo.slot == 0 and self.shuffle:
-            warn_share_bounds_mix(self._plan_episodes(plan), topo.slots, self.batch_size)
+            warn_share_bounds_mix(self._plan_episodes(plan), topo.slots, self.mix_batch)
         errors = ErrorCounter(self.on_error, on_skip=board_row.record if board_row is not None else None)
         frames = FramePool(self.decode_config)
         reads = ReadCounters(on_change=board_row.record_reads if board_row is not None else None)
@@ -324,6 +340,10 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
             if ring is not None:
                 ring.release()  # between epochs and after the last, a worker holds no batch memory
 
+    def _mix_target(self, plan: SlotPlan) -> int:
+        """Distinct episodes every batch of this reader holds: 80% of i.i.d. over its episodes (:mod:`mixing`)."""
+        return mix_target([seg.hi - seg.lo for seg in plan.segments], self.mix_batch)
+
     @staticmethod
     def _plan_episodes(plan: SlotPlan) -> int:
         """Distinct episodes a reader's plan reads."""
@@ -358,10 +378,13 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         ``decoded_frames``, ``delivered_frames``, ``decode_calls``; ``batch_slots`` (created, reused; only when
         slots were made); what ``on_error="skip"`` skipped (``skipped_shards``, ``skipped_episodes``,
         ``skip_messages``: each reader's last reason); read attempts retried / timed out (``read_retries``,
-        ``read_timeouts``); ``mixing``, the batch mixing delivered: ``distinct_per_batch`` over all batches
-        and ``per_worker`` (distinct episodes per batch of ``batch`` samples: the dataset's batches, or runs of
-        16 samples of one worker when it yields samples, what ``DataLoader(ds, batch_size=16)`` collates),
-        against ``target``. Read after the epoch they are exact; mid-epoch, workers' decode counters are at
+        ``read_timeouts``); ``mixing``, the batch mixing delivered: ``distinct_per_batch`` over all batches,
+        its minimum ``min_distinct_per_batch`` and ``per_worker`` (distinct episodes per batch of ``batch``
+        samples: the dataset's batches, or runs of ``mix_batch`` samples of one worker when it yields samples, what
+        ``DataLoader(ds, batch_size=mix_batch)`` collates), against ``target`` (the least any reader promises);
+        ``memory``: the largest ``planned_peak`` of a reader (frames, videos and decoders it planned at once, under
+        ``DecodeConfig.memory_limit_bytes``) and the largest ``rss_peak`` of a reader's process (bytes).
+        Read after the epoch they are exact; mid-epoch, workers' decode counters are at
         most ``board.PUBLISH_EVERY_S`` old. Empty before any iteration.
         """
         if self._last_publisher is not None:
@@ -376,15 +399,16 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         out["mixing"] = self._mixing(totals.mixing)
         return out
 
-    def _mixing(self, rows: tuple[tuple[int, int, int], ...]) -> dict[str, Any]:
-        batch = self.batch_size or DEFAULT_BATCH
-        batches = sum(b for _, b, _ in rows)
+    def _mixing(self, rows: tuple[tuple[int, int, int, int, int], ...]) -> dict[str, Any]:
+        batch = self.mix_batch
+        batches = sum(r[1] for r in rows)
         return {
             "batch": batch,
             "batches": batches,
-            "distinct_per_batch": sum(d for _, _, d in rows) / batches if batches else 0.0,
-            "per_worker": {w: d / b for w, b, d in rows if b},
-            "target": target_distinct(batch),
+            "distinct_per_batch": sum(r[2] for r in rows) / batches if batches else 0.0,
+            "min_distinct_per_batch": min((r[3] for r in rows if r[1]), default=0),
+            "per_worker": {r[0]: r[2] / r[1] for r in rows if r[1]},
+            "target": min((r[4] for r in rows), default=0),
         }
 
     def __getstate__(self) -> dict[str, Any]:

@@ -38,12 +38,11 @@ from lerobot_wds.reader.parsing.tar_episodes import (
 )
 from lerobot_wds.reader.planning.reads import plan_reads
 from lerobot_wds.reader.planning.splitting import SlotPlan, epoch_rng
+from lerobot_wds.reader.scheduling.admission import PoolBounds
 from lerobot_wds.reader.scheduling.mixing import MixingTally, open_target
 from lerobot_wds.reader.scheduling.pool import Anchor, schedule
 
-# The pool grows by one episode every RAMP_ANCHORS anchors at the start of a pass, so a worker's first batch
-# waits for a few episodes' bytes and first decodes instead of a whole pool's.
-RAMP_ANCHORS = 4
+DEFAULT_ACTIVE = 64  # open visits the pool may hold beyond the mixing target while the default budgets allow
 
 
 @dataclass(frozen=True)
@@ -59,8 +58,9 @@ class ReaderOptions:
     epoch: int
     slot: int
     episode_buffer: int
-    active_episodes: int
+    active_episodes: int | None  # None: DEFAULT_ACTIVE, or the mixing target's open visits when more
     batch_size: int | None
+    mix_batch: int  # the batch every run of this many samples forms (batch_size, or the DataLoader's)
     decode: DecodeConfig
     stream: StreamConfig
     fps: float | None = None  # the manifest's: every episode JSON must repeat it
@@ -92,14 +92,22 @@ def anchor_pass(
         frames=frames,
         deltas=opts.camera_deltas,
         rng=rng,
-        active=opts.active_episodes,
-        open_bytes=opts.decode.open_episode_bytes,
-        frame_budget=opts.decode.frame_cache_bytes,
-        target=open_target(opts.batch_size),
-        batch=opts.batch_size,
-        ramp=RAMP_ANCHORS,
+        bounds=pool_bounds(opts),
+        batch=opts.mix_batch,
         errors=errors,
         lookahead=opts.batch_size or 1,
+    )
+
+
+def pool_bounds(opts: ReaderOptions) -> PoolBounds:
+    """The bounds of a reader's pool of open visits, from its options (see :mod:`admission`)."""
+    target = open_target(opts.mix_batch)
+    return PoolBounds(
+        active=opts.active_episodes or max(DEFAULT_ACTIVE, target),
+        target=target,
+        frame_budget=opts.decode.frame_cache_bytes,
+        open_bytes=opts.decode.open_episode_bytes,
+        memory=opts.decode.memory_limit_bytes,
     )
 
 
@@ -122,7 +130,9 @@ def reader_stream(
     (``LeRobotWdsDataset.stats()``).
     """
     anchors = cycle_passes(lambda p: anchor_pass(plan, opts, frames, errors, p, reads), where)
-    assembler = Assembler(opts.spec, frames, errors, batch_size=opts.batch_size, ring=ring, on_mix=on_mix)
+    assembler = Assembler(
+        opts.spec, frames, errors, batch_size=opts.batch_size, mix_batch=opts.mix_batch, ring=ring, on_mix=on_mix
+    )
     return assembler.run(
         anchors, quota=plan.quota, skip=skip, pass_frames=plan.frames, where=where, progress=progress
     )

@@ -87,7 +87,9 @@ def run_demo(cfg: DemoConfig) -> int:
         return 1
 
     t = _step(f"4/4 stream with LeRobotWdsDataset: shuffle, sarm windows, {cfg.num_workers} DataLoader workers")
-    ds = LeRobotWdsDataset(str(dest), preset="sarm", shuffle=True, seed=0, return_uint8=True)
+    ds = LeRobotWdsDataset(
+        str(dest), preset="sarm", shuffle=True, seed=0, return_uint8=True, mix_batch=cfg.batch_size
+    )
     loader = DataLoader(ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
     seen: Counter[tuple[int, int]] = Counter()
     first: dict[str, Any] | None = None

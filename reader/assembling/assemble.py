@@ -31,6 +31,7 @@ class Assembler:
     Args:
         spec: what a sample holds. source: decoded frames of the open visits. errors: the on_error policy.
         batch_size: yield collated batches of this many samples (None: single samples).
+        mix_batch: the batch the mixing is counted over (``batch_size``, or the DataLoader's per sample).
         ring: reusable shared-memory batch slots (inside a DataLoader worker) or None.
         on_mix: called with the :class:`MixingTally` after each batch (the dataset's board row copies it).
     """
@@ -42,12 +43,13 @@ class Assembler:
         errors: ErrorCounter,
         *,
         batch_size: int | None,
+        mix_batch: int | None = None,
         ring: SlotRing | None = None,
         on_mix: Callable[[MixingTally], None] | None = None,
     ) -> None:
         self.spec, self.source, self.errors = spec, source, errors
         self.batch_size, self.ring = batch_size, ring
-        self.mixing, self.on_mix = MixingTally(batch_size), on_mix
+        self.mixing, self.on_mix = MixingTally(batch_size or mix_batch), on_mix
         self.bad: set[int] = set()  # episodes whose frames failed to decode under on_error="skip"
 
     def run(

@@ -19,6 +19,9 @@ from lerobot_wds.reader.parsing.episode import Episode
 UINT8_SCALE = np.float32(255.0)  # lerobot's images are uint8 / 255 in float32
 DEFAULT_FRAME_BYTES = 512 * 1024 * 1024  # the decoded-frame budget before the mixing target asks for more
 DEFAULT_OPEN_BYTES = 256 * 1024 * 1024  # the open episodes' compressed bytes, likewise
+# A worker's planned memory (decoded frames, open episodes' videos, open decoders): with the interpreter and its
+# libraries (about 0.5 GB) and the batch being assembled, 2 GB of RSS per worker at 480x640 x 3 cameras.
+DEFAULT_MEMORY_BYTES = 1200 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,11 @@ class DecodeConfig:
             ``frame_cache_bytes`` and the dataset's ``active_episodes`` it bounds how many episodes a batch
             can mix. None (default): ``DEFAULT_OPEN_BYTES``, or more when the mixing target of open episodes
             needs it; a number is a hard bound, said once when it holds fewer than the target.
+        memory_limit_bytes: the ceiling on what a worker plans to hold at once: decoded frames, the open
+            episodes' compressed videos and the decoders kept open at their position for long GOPs. The
+            scheduler opens an episode only while the sum stays under it (one is always open), at any GOP,
+            window and batch size; when that holds fewer open episodes than the mixing target, it says so
+            once with the numbers. ``stats()["memory"]`` shows the planned and the observed peak.
         max_decoders: torchcodec decoders kept open (least recently used closed first; reopening one costs a
             scan of its mini-MP4, no decoding).
         num_ffmpeg_threads: decoder threads per video (1 is best with one DataLoader worker per core).
@@ -51,6 +59,7 @@ class DecodeConfig:
 
     frame_cache_bytes: int | None = None
     open_episode_bytes: int | None = None
+    memory_limit_bytes: int = DEFAULT_MEMORY_BYTES
     max_decoders: int = 192
     num_ffmpeg_threads: int = 1
     batch_slots: int = 8
@@ -58,7 +67,13 @@ class DecodeConfig:
     tune_worker_malloc: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("frame_cache_bytes", "open_episode_bytes", "max_decoders", "num_ffmpeg_threads"):
+        for name in (
+            "frame_cache_bytes",
+            "open_episode_bytes",
+            "memory_limit_bytes",
+            "max_decoders",
+            "num_ffmpeg_threads",
+        ):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise OptionError(f"DecodeConfig.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("batch_slots", "mapped_batch_bytes"):
@@ -97,6 +112,29 @@ def gop_starts(decoder: VideoDecoder, episode: Episode, camera: str) -> list[int
     except (AttributeError, RuntimeError):
         keys = []
     return sorted(k - lead_in for k in keys) or [-lead_in]
+
+
+def decode_frame(decoder: VideoDecoder, episode: Episode, camera: str, frame: int) -> np.ndarray:
+    """Decodes one episode frame of a camera, checking its pts; returns ``[H, W, 3]`` uint8.
+
+    torchcodec steps forward from the frame it decoded last when ``frame`` lies ahead of it in the same GOP
+    (frames in between are decoded and dropped, never converted), else seeks to the keyframe of its GOP."""
+    cam = episode.meta.cameras[camera]
+    fps = episode.meta.fps
+    try:
+        got = decoder.get_frame_at(cam.frame_position(frame))
+    except (RuntimeError, IndexError, ValueError) as e:
+        raise FrameDecodeError(
+            f"{episode.where}, camera {camera}: decoding episode frame {frame} failed: {e}"
+        ) from e
+    expected = cam.pts_offset_s + frame / fps
+    if abs(got.pts_seconds - expected) > 0.5 / fps:
+        position = cam.frame_position(frame)
+        raise FrameDecodeError(
+            f"{episode.where}, camera {camera}: episode frame {frame} (mini-MP4 frame {position}) "
+            f"expected at pts {expected:.6f}s, decoder returned pts {got.pts_seconds:.6f}s"
+        )
+    return got.data.numpy()
 
 
 def decode_range(decoder: VideoDecoder, episode: Episode, camera: str, first: int, stop: int) -> np.ndarray:

@@ -33,12 +33,13 @@ from lerobot_wds.reader.decoding.decode import (
     DEFAULT_FRAME_BYTES,
     UINT8_SCALE,
     DecodeConfig,
+    decode_frame,
     decode_range,
     gop_starts,
     open_decoder,
 )
 from lerobot_wds.reader.parsing.episode import Episode
-from lerobot_wds.reader.scheduling.units import decoded_whole, gop_span
+from lerobot_wds.reader.scheduling.units import RUN_FRAMES, decoded_whole, gop_span
 
 
 def to_planes(hwc: np.ndarray, chw: np.ndarray) -> None:
@@ -69,6 +70,7 @@ class FramePool:
         self._decoders: LruCache[VideoDecoder] = LruCache(config.max_decoders)
         self._gops: dict[tuple[int, str], list[int]] = {}
         self.decoded_frames = self.delivered_frames = self.decode_calls = 0
+        self.plan_peak = 0  # the most memory the scheduler planned at once (see scheduling.admission)
 
     def reserve(self, nbytes: int) -> None:
         """Grows the default budget to the ``nbytes`` the scheduler planned (a user-set budget stays put)."""
@@ -138,6 +140,12 @@ class FramePool:
         if got is not None:
             return got
         run = self._run(visit, camera, frame, needs)
+        if run is None:  # a long GOP: the decoder steps forward to this frame alone (units.streamed)
+            one = decode_frame(self._decoder(visit, camera), visit.episode, camera, frame)
+            self.decode_calls += 1
+            self.decoded_frames += 1
+            self._frames.put(key, one)
+            return one
         decoded = decode_range(self._decoder(visit, camera), visit.episode, camera, run[0], run[2])
         self.decode_calls += 1
         self.decoded_frames += len(decoded)
@@ -151,11 +159,15 @@ class FramePool:
             self._frames.put((visit.vid, (camera, f)), decoded[f - first] if whole else decoded[f - first].copy())
         return decoded[frame - first]
 
-    def _run(self, visit: Visit, camera: str, frame: int, needs: Sequence[int]) -> tuple[int, Sequence[int], int]:
-        """What to decode for ``frame``: the unit's whole short run (:func:`units.decoded_whole`), else (first,
-        needed frames of its GOP, stop) spanning both."""
+    def _run(
+        self, visit: Visit, camera: str, frame: int, needs: Sequence[int]
+    ) -> tuple[int, Sequence[int], int] | None:
+        """What to decode for ``frame``: the unit's whole short run (:func:`units.decoded_whole`), None for a frame
+        of a long GOP (:func:`units.streamed`: decoded alone), else (first, needed frames of its GOP, stop)."""
         if decoded_whole(needs) and needs[0] <= frame <= needs[-1]:
             return needs[0], needs, needs[-1] + 1
         lo, hi = gop_span(frame, self.gops(visit, camera), visit.episode.length)
+        if hi - lo > RUN_FRAMES:
+            return None
         needed = needs[bisect.bisect_left(needs, lo) : bisect.bisect_left(needs, hi)]
         return min(frame, *needed[:1]), needed, max(frame, *needed[-1:]) + 1

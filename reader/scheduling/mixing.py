@@ -1,30 +1,34 @@
-"""The batch-mixing guarantee: how many decode units the scheduler keeps open, and saying when it cannot.
+"""The batch-mixing guarantee: the distinct episodes every batch holds, the pool that gives them, and saying
+when something bounds them.
 
-A batch mixes like i.i.d. sampling when its samples come from many episodes. The scheduler (:mod:`pool`)
-draws each anchor from one of its open visits chosen uniformly, so with ``n`` visits open a batch of ``b``
-anchors holds ``n * (1 - (1 - 1/n) ** b)`` distinct episodes on average (:func:`expected_distinct`). The
-target is ``TARGET_SHARE`` of the batch distinct (10 of 16, what i.i.d. sampling over a few dozen episodes
-gives); :func:`open_target` is the number of open visits that reaches it with headroom for the pool's churn
-(measured on the scheduler itself: 24 open visits give 11.4-11.8 distinct per batch of 16).
+i.i.d. sampling of frames from a reader's episodes puts :func:`iid_distinct` distinct episodes in a batch of
+``b``. The guarantee (:func:`mix_target`) is ``IID_SHARE`` of that in every batch, the first of a pass
+included, at any batch size. The scheduler (:mod:`pool`) draws each anchor of a batch from an open visit that
+has not served that batch yet, so a batch holds ``min(b, open visits)`` distinct episodes: the pool is kept at
+:func:`open_target` visits (``OPEN_PER_SAMPLE`` per batch sample, for headroom and for mixing across batches)
+and never below the target while the memory ceiling allows.
 
-Three things can bound the mix below the target, and each is said once per process with its numbers
-(:func:`warn_once`): a frame budget the user set that holds fewer open visits than the target needs, an
-``open_episode_bytes`` too small for the target's compressed videos, and a reader whose share of the
-episodes is smaller than the target (many workers on a small dataset).
-:class:`MixingTally` counts the mixing a reader actually delivered (``LeRobotWdsDataset.stats()``).
+What can bound the pool below the target (the worker's memory ceiling, a frame budget or ``open_episode_bytes``
+the user set, ``active_episodes``, a reader's share of the episodes) is said once per process with its numbers
+(:func:`warn_once`). :class:`MixingTally` counts the mixing a reader delivered (``LeRobotWdsDataset.stats()``).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lerobot_wds.reader.scheduling.admission import Admission, Bound, Cost, PoolBounds
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH = 16  # the batch a per-sample reader is measured against (DataLoader(ds, batch_size=16))
-TARGET_SHARE = 10 / 16  # distinct episodes per batch the guarantee aims at, as a share of the batch
-OPEN_PER_SAMPLE = 1.5  # open visits per batch sample: headroom over the i.i.d. formula for the pool's churn
+TARGET_SHARE = 10 / 16  # what a reader's share must give i.i.d. before it is said to bound the mix
+IID_SHARE = 0.8  # the guarantee: every batch holds at least this share of what i.i.d. sampling gives
+OPEN_PER_SAMPLE = 1.5  # open visits per batch sample: headroom for the pool's churn and mixing across batches
 _WARNED: set[str] = set()
 
 
@@ -36,8 +40,21 @@ def expected_distinct(open_visits: int, batch: int) -> float:
 
 
 def target_distinct(batch: int) -> float:
-    """The distinct episodes per batch the guarantee promises (10 for a batch of 16)."""
+    """What a reader's share must let i.i.d. sampling give before it is said to bound the mix (10 of 16)."""
     return TARGET_SHARE * batch
+
+
+def iid_distinct(lengths: Sequence[int], batch: int) -> float:
+    """Mean distinct episodes in ``batch`` frames drawn i.i.d. (with replacement) from episodes of ``lengths``."""
+    total = sum(lengths)
+    if total <= 0 or batch < 1:
+        return 0.0
+    return sum(1.0 - (1.0 - n / total) ** batch for n in lengths if n > 0)
+
+
+def mix_target(lengths: Sequence[int], batch: int) -> int:
+    """Distinct episodes every batch of ``batch`` holds: ``IID_SHARE`` of i.i.d. over these episodes."""
+    return max(1, min(batch, math.ceil(IID_SHARE * iid_distinct(lengths, batch) - 1e-9)))
 
 
 def open_target(batch: int | None) -> int:
@@ -52,41 +69,49 @@ def warn_once(kind: str, message: str, *args: object) -> None:
         log.warning(message, *args)
 
 
-def warn_budget_bounds_mix(budget: int, fit: int, unit_bytes: int, batch: int | None) -> None:
-    """Says that a user-set ``frame_cache_bytes`` holds only ``fit`` open visits of ``unit_bytes`` each."""
-    b = batch or DEFAULT_BATCH
-    target = open_target(batch)
-    warn_once(
-        "budget",
-        "DecodeConfig.frame_cache_bytes=%d MiB holds %d open episodes at this frame size and window (%.1f MiB "
-        "each): batches of %d mix about %.1f distinct episodes; the target of %.1f needs %d open, about %d MiB "
-        "(leave frame_cache_bytes at its default None to size it automatically)",
-        budget >> 20,
-        fit,
-        unit_bytes / 2**20,
-        b,
-        expected_distinct(fit, b),
-        target_distinct(b),
-        target,
-        math.ceil(target * unit_bytes / 2**20),
-    )
+_BOUND_HINT = {
+    "memory": "raise DecodeConfig.memory_limit_bytes, or lower the batch size or the resolution",
+    "frames": "leave DecodeConfig.frame_cache_bytes at its default None to size it automatically",
+    "open_bytes": "leave DecodeConfig.open_episode_bytes at its default None to size it automatically",
+    "active": "raise active_episodes or leave it at its default None",
+}
+_BOUND_NAME = {
+    "memory": "DecodeConfig.memory_limit_bytes",
+    "frames": "DecodeConfig.frame_cache_bytes",
+    "open_bytes": "DecodeConfig.open_episode_bytes",
+    "active": "active_episodes",
+}
 
 
-def warn_open_bytes_bound_mix(budget: int, fit: int, episode_bytes: int, batch: int | None) -> None:
-    """Says that ``DecodeConfig.open_episode_bytes`` holds only ``fit`` open episodes' compressed videos."""
+def warn_pool_bound(
+    bound: Bound, bounds: PoolBounds, fit: int, cost: Cost, memory: Admission, batch: int | None
+) -> None:
+    """Says once that ``bound`` holds the pool at ``fit`` open episodes, below the target, with the numbers."""
     b = batch or DEFAULT_BATCH
+    limit = {
+        "memory": bounds.memory,
+        "frames": bounds.frame_budget or 0,
+        "open_bytes": bounds.open_bytes or 0,
+        "active": bounds.active,
+    }[bound]
+    shown = f"{limit >> 20} MiB" if bound != "active" else str(limit)
     warn_once(
-        "open_bytes",
-        "DecodeConfig.open_episode_bytes=%d MiB holds %d open episodes of this dataset (%.1f MiB of video each): "
-        "batches of %d mix about %.1f distinct episodes; the target of %.1f needs %d open, about %d MiB",
-        budget >> 20,
+        f"pool:{bound}",
+        "%s=%s holds %d open episodes at this frame size, GOP and window (%.1f MiB each: %.1f decoded frames, "
+        "%.1f video, %.1f decoders): batches of %d hold at most %d distinct episodes; the target of %d open needs "
+        "about %d MiB (%s)",
+        _BOUND_NAME[bound],
+        shown,
         fit,
-        episode_bytes / 2**20,
+        cost.total / 2**20,
+        cost.frames / 2**20,
+        cost.compressed / 2**20,
+        cost.decoders / 2**20,
         b,
-        expected_distinct(fit, b),
-        target_distinct(b),
-        open_target(batch),
-        math.ceil(open_target(batch) * episode_bytes / 2**20),
+        min(b, fit),
+        bounds.target,
+        math.ceil(memory.total / max(1, fit) * bounds.target / 2**20) if fit else math.ceil(cost.total / 2**20),
+        _BOUND_HINT[bound],
     )
 
 
@@ -113,6 +138,7 @@ class MixingTally:
     def __init__(self, batch: int | None) -> None:
         self.batch = batch or DEFAULT_BATCH
         self.batches = self.distinct = 0
+        self.least = 0  # the fewest distinct episodes of any batch (0 before the first)
         self._run: list[Hashable] = []
 
     def add(self, episodes: Iterable[Hashable]) -> None:
@@ -120,8 +146,10 @@ class MixingTally:
         for e in episodes:
             self._run.append(e)
             if len(self._run) == self.batch:
+                d = len(set(self._run))
+                self.least = d if self.batches == 0 else min(self.least, d)
                 self.batches += 1
-                self.distinct += len(set(self._run))
+                self.distinct += d
                 self._run.clear()
 
     @property

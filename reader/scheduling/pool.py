@@ -1,15 +1,12 @@
-"""The anchor scheduler: a large pool of open episodes, each serving one decode unit at a time.
+"""The anchor scheduler: a pool of open episodes, each serving one decode unit at a time.
 
-Episodes arrive compressed (a few MB each) and are opened into the pool while its bounds allow: at most
-``active`` visits, their mini-MP4s within ``open_bytes``, and the planned peak of decoded frames of their
-units (see :mod:`units`) within the frame budget. The default budget is sized from what the scheduler sees:
-it always admits the :mod:`mixing` target of open visits, whatever the frame size and window, and reserves
-their planned frames in :class:`frames.FramePool` (which enforces the budget; planning within it means it
-never has to evict). A budget the user set is obeyed, and said out loud when it holds fewer visits than the
-target. Each anchor comes from an open visit chosen uniformly (by anchors left once no episode waits
-outside the pool), so a batch mixes about as many episodes as i.i.d. draws over the open visits would.
-Inside a visit, anchors come unit by unit (units in random order), so each GOP a unit needs is decoded once
-and its frames are freed after their last use.
+Episodes arrive compressed (a few MB each) and are opened into the pool while :mod:`admission` lets them in
+(the worker's memory ceiling, the budgets, ``active``): the pool is filled before its first anchor leaves, so
+the first batch of a pass mixes like every other. Each anchor comes from an open visit that has not served the
+current batch yet, chosen uniformly (by anchors left once no episode waits outside the pool), so a batch holds
+as many distinct episodes as the pool has visits, up to the batch size (:mod:`mixing`). Inside a visit, anchors
+come unit by unit (units in random order), so each GOP a unit needs is decoded once and its frames are freed
+after their last use.
 
 Without an rng (``shuffle=False``) every episode is served in order, frames in order.
 """
@@ -17,17 +14,19 @@ Without an rng (``shuffle=False``) every episode is served in order, frames in o
 from __future__ import annotations
 
 import random
-from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from lerobot_wds.core.errors import FormatError
-from lerobot_wds.reader.decoding.decode import DEFAULT_FRAME_BYTES, DEFAULT_OPEN_BYTES
+from lerobot_wds.reader.decoding.decode import DEFAULT_FRAME_BYTES
 from lerobot_wds.reader.decoding.frames import FramePool, Visit
 from lerobot_wds.reader.on_error import ErrorCounter
 from lerobot_wds.reader.parsing.episode import Episode
-from lerobot_wds.reader.scheduling.mixing import warn_budget_bounds_mix, warn_open_bytes_bound_mix
-from lerobot_wds.reader.scheduling.units import Shape, Unit, plan_units
+from lerobot_wds.reader.scheduling.admission import Admission, Cost, PoolBounds, decoder_nbytes
+from lerobot_wds.reader.scheduling.mixing import warn_pool_bound
+from lerobot_wds.reader.scheduling.units import Shape, Unit, long_gops, plan_units
+
+RAMP_ANCHORS = 4
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,8 +50,7 @@ class _Open:
     units: list[Unit]  # remaining units, the current one first
     at: int  # position inside units[0]
     left: int  # anchors left in the visit
-    frame_bytes: int  # planned peak decoded bytes of its largest unit
-    open_bytes: int
+    cost: Cost  # its planned memory (admission)
 
 
 def frame_nbytes(episode: Episode, camera: str) -> int:
@@ -89,8 +87,12 @@ def open_visit(
         rng.shuffle(units)
     peak = max((sum(u.peak_frames[c] * frame_nbytes(episode, c) for c in deltas) for u in units), default=0)
     compressed = sum(len(v) for v in episode.videos.values())
+    cams = episode.meta.cameras
+    decoders = sum(
+        decoder_nbytes(cams[c].width, cams[c].height, long_gops(gops[c], episode.length)) for c in deltas
+    )
     lo, hi = episode.anchor_range
-    return _Open(visit, units, 0, hi - lo, peak, compressed)
+    return _Open(visit, units, 0, hi - lo, Cost(peak, compressed, decoders))
 
 
 def schedule(
@@ -99,25 +101,16 @@ def schedule(
     frames: FramePool,
     deltas: Mapping[str, Sequence[int]],
     rng: random.Random | None,
-    active: int,
-    open_bytes: int | None,
-    frame_budget: int | None,
-    target: int = 1,
-    batch: int | None = None,
-    ramp: int = 0,
+    bounds: PoolBounds,
+    batch: int = 1,
     errors: ErrorCounter | None = None,
     lookahead: int = 1,
 ) -> Iterator[Anchor]:
     """Yields every anchor of every episode once (see the module docstring).
 
-    ``deltas`` maps each camera to its frame offsets. With ``ramp`` > 0 the pool starts with one visit and may
-    grow by one every ``ramp`` anchors, so the first batch waits for few episodes. An episode whose videos
-    cannot be opened is handled by ``errors`` (raised, or skipped and counted).
-
-    The pool keeps ``target`` visits open (see :mod:`mixing`) and more up to ``active`` while their planned
-    frames fit ``frame_budget`` and their videos ``open_bytes``; with None (the defaults) the memory the
-    target needs is reserved from the units' planned peaks and the videos' sizes whatever it is, while a
-    user-set bound that holds fewer visits than the target is obeyed and said once (:mod:`mixing`).
+    ``deltas`` maps each camera to its frame offsets; ``bounds`` bound the pool (:mod:`admission`); ``batch``
+    anchors in a row form one batch, whose anchors come from distinct visits while the pool has enough. An
+    episode whose videos cannot be opened is handled by ``errors`` (raised, or skipped and counted).
 
     ``lookahead`` is how many yielded anchors may still wait to be built (a batch): a finished visit's frames
     stay reserved until that many further anchors were yielded, because they are decoded when its batch is
@@ -125,20 +118,22 @@ def schedule(
     """
     it = iter(eps)
     pool: list[_Open] = []
-    closing: deque[tuple[int, int]] = deque()  # (anchors yielded when a visit finished, its reserved bytes)
     pending: _Open | None = None
     exhausted = False
-    used_frames = used_open = yielded = vid = held = 0
-    limit = active if rng is not None else 1
-    auto = frame_budget is None
-    budget = DEFAULT_FRAME_BYTES if frame_budget is None else frame_budget
-    open_auto = open_bytes is None
-    open_cap = DEFAULT_OPEN_BYTES if open_bytes is None else open_bytes
-    unit_bytes = budget // max(1, target)  # what a unit may hold for the target to fit the (default) budget
+    yielded = vid = 0
+    served: dict[int, int] = {}  # anchors each visit gave the current batch
+    memory = Admission(bounds)
+    frames.plan_peak = 0
+    limit = bounds.active if rng is not None else 1
+    first = min(limit, bounds.target)  # open before the first anchor: a full first batch
+    # a unit's share of the frame budget (or of half the memory ceiling, when smaller): the target must fit it
+    budget = DEFAULT_FRAME_BYTES if bounds.frame_budget is None else bounds.frame_budget
+    unit_bytes = min(budget, bounds.memory // 2) // max(1, bounds.target)
     while True:
-        while closing and yielded - closing[0][0] >= lookahead:
-            held -= closing.popleft()[1]
-        allowed = min(limit, 1 + yielded // ramp) if ramp > 0 and rng is not None else limit
+        memory.settle(yielded, lookahead)
+        # beyond the target the pool grows by one visit every RAMP_ANCHORS anchors (their decoders and first
+        # frames then spread over the first batches instead of delaying the first)
+        allowed = min(limit, first + yielded // RAMP_ANCHORS)
         while not exhausted and len(pool) < allowed:
             if pending is None:
                 ep = next(it, None)
@@ -154,25 +149,23 @@ def schedule(
                     frames.release(Visit(ep, vid))
                     (errors or ErrorCounter()).handle(e, "episode")
                     continue
-            need = used_frames + held + pending.frame_bytes
-            fits_frames = need <= budget or (auto and len(pool) < target)
-            fits = used_open + pending.open_bytes <= open_cap or (open_auto and len(pool) < target)
-            if pool and not (fits and fits_frames):
-                if len(pool) < min(target, allowed):
-                    if not fits:
-                        warn_open_bytes_bound_mix(open_cap, len(pool), pending.open_bytes, batch)
-                    elif not auto:
-                        warn_budget_bounds_mix(budget, len(pool), pending.frame_bytes, batch)
+            bound = memory.blocked_by(pending.cost, len(pool))
+            if bound is not None:
+                if bound != "active" and len(pool) < bounds.target:
+                    warn_pool_bound(bound, bounds, len(pool), pending.cost, memory, batch)
                 break  # opens once enough of the pool has finished
             pool.append(pending)
-            used_frames += pending.frame_bytes
-            used_open += pending.open_bytes
-            frames.reserve(used_frames + held)
+            memory.add(pending.cost)
+            frames.reserve(memory.frame_reservation)
+            frames.plan_peak = max(frames.plan_peak, memory.total)
             pending = None
         if not pool:
             return
-        i = _pick(pool, rng, exhausted)
+        if yielded % max(1, batch) == 0:
+            served.clear()
+        i = _pick(pool, rng, exhausted, served, batch)
         slot = pool[i]
+        served[slot.visit.vid] = served.get(slot.visit.vid, 0) + 1
         unit = slot.units[0]
         k = slot.at
         slot.at += 1
@@ -184,20 +177,29 @@ def schedule(
         yielded += 1
         if last:
             pool.pop(i)
-            used_frames -= slot.frame_bytes
-            used_open -= slot.open_bytes
-            held += slot.frame_bytes
-            closing.append((yielded, slot.frame_bytes))
+            memory.finish(slot.cost, yielded)
         drops = {cam: per_anchor[k] for cam, per_anchor in unit.drops.items()}
         yield Anchor(slot.visit, unit.anchors[k], unit.needs, drops, last)
 
 
-def _pick(pool: list[_Open], rng: random.Random | None, exhausted: bool) -> int:
-    """The open visit the next anchor comes from: uniform while episodes wait outside the pool (every open
-    visit equally likely, the mix :mod:`mixing` counts on); once none wait, weighted by anchors left, which
-    spreads the last visits' anchors over the pass's tail instead of leaving the longest one alone at the end."""
+def _pick(
+    pool: list[_Open], rng: random.Random | None, exhausted: bool, served: dict[int, int], batch: int
+) -> int:
+    """The open visit the next anchor comes from.
+
+    Uniform among the visits that have not served the current batch (all of them once each has), so a batch holds
+    as many distinct episodes as the pool has visits, up to its size. Once no episode waits outside the pool, the
+    pass's tail is drained evenly: each batch takes from the visits with the most anchors left, a visit giving a
+    second anchor to a batch only when it could not finish in the batches left otherwise, so the last batches of
+    a pass still mix instead of leaving the longest visits alone at the end.
+    """
     if rng is None:
         return 0
-    if exhausted:
-        return rng.choices(range(len(pool)), weights=[o.left for o in pool])[0]
-    return rng.randrange(len(pool))
+    if not exhausted:
+        free = [i for i, o in enumerate(pool) if o.visit.vid not in served] or list(range(len(pool)))
+        return free[rng.randrange(len(free))]
+    batches_left = max(1, -(-sum(o.left for o in pool) // max(1, batch)))
+    priority = [o.left - served.get(o.visit.vid, 0) * batches_left for o in pool]
+    best = max(priority)
+    top = [i for i, p in enumerate(priority) if p == best]
+    return top[rng.randrange(len(top))]

@@ -18,8 +18,16 @@ about once while each open unit holds few decoded frames (which is what lets man
   fit the frame budget, see :func:`choose_shape`; GOPs of 2 only): one residue per unit, so half the frames
   are alive; a frame that is not its GOP's keyframe then costs the keyframe's decode too (1.5 decodes per
   frame).
-- ``sequential`` (anything else: long GOPs, contiguous windows): one unit of all anchors in ascending order,
-  frames decoded GOP by GOP and dropped behind the window.
+- ``residues`` also serves windows over long GOPs (more than ``RUN_FRAMES`` frames between keyframes): one
+  residue per unit, served in ascending order while the decoder steps forward (:func:`streamed`), so a unit
+  holds its window's positions only and decodes the episode once.
+- ``sequential`` (anything else: contiguous windows): one unit of all anchors in ascending order, frames
+  dropped behind the window.
+
+A frame of a long GOP is *streamed*: decoded alone when first asked for, by a decoder that steps forward from
+where it stopped (frames nobody takes are decoded and dropped, never kept for their GOP), and alive from its
+own first use. A frame of a short GOP is decoded with its GOP's needed frames and alive from their first use.
+Units holding streamed frames are served in ascending order only.
 
 Frames are episode frame indices; ``gop_starts`` are the episode frames at which decoding can start (keyframes,
 possibly negative for lead-in frames before the episode's first frame), sorted.
@@ -53,6 +61,21 @@ class Unit:
     drops: Mapping[str, tuple[tuple[int, ...], ...]]  # camera -> per anchor: frames to drop after it
     needs: Mapping[str, tuple[int, ...]]  # camera -> every frame the unit's anchors show, sorted
     peak_frames: Mapping[str, int]  # camera -> decoded frames alive at most while serving the unit
+
+
+def streamed(frame: int, gop_starts: Sequence[int], length: int) -> bool:
+    """Whether ``frame`` is decoded alone by stepping the decoder forward (its GOP spans more than
+    ``RUN_FRAMES`` frames of the episode) rather than with its GOP's other needed frames (the pool, :mod:`frames`,
+    and the plan's peaks agree on this rule)."""
+    lo, hi = gop_span(frame, gop_starts, length)
+    return hi - lo > RUN_FRAMES
+
+
+def long_gops(gop_starts: Sequence[int], length: int) -> bool:
+    """Whether any GOP of the episode spans more than ``RUN_FRAMES`` of its frames."""
+    inside = [max(0, k) for k in gop_starts if k < length] or [0]
+    bounds = [*inside, length]
+    return any(b - a > RUN_FRAMES for a, b in zip(bounds, bounds[1:], strict=False))
 
 
 def gop_index(frame: int, gop_starts: Sequence[int]) -> int:
@@ -103,6 +126,8 @@ def choose_shape(
     s = stride(deltas)
     if s == 0:
         return "gop"
+    if any(long_gops(starts, length) for starts in gops.values()):
+        return "residues" if s > 1 else "sequential"
     gop_lengths = {cam: regular_gop(starts, length) for cam, starts in gops.items()}
     shapes = {(g, gops[cam][0] % (g or 1)) for cam, g in gop_lengths.items()}
     if len(shapes) == 1:
@@ -134,10 +159,10 @@ def anchor_groups(
         return merged
     if shape == "sequential":
         return [list(range(length))]
-    if shape == "residues":
+    if shape == "residues":  # ``run`` consecutive residues per unit (1 unless a long GOP's unit has room)
         groups = {}
         for a in range(length):
-            groups.setdefault(a % stride(deltas), []).append(a)
+            groups.setdefault(a % stride(deltas) // max(1, run), []).append(a)
         return [groups[k] for k in sorted(groups)]
     s, g = stride(deltas), regular_gop(gop_starts, length)
     assert g is not None  # choose_shape checked it
@@ -172,7 +197,7 @@ def make_unit(
         alive = [0] * (len(anchors) + 1)
         for f, i in last.items():
             per_anchor[i].append(f)
-            alive[gop_first[gop_of(f, gop_starts)]] += 1
+            alive[first[f] if streamed(f, gop_starts, length) else gop_first[gop_of(f, gop_starts)]] += 1
             alive[i + 1] -= 1
         drops[cam] = tuple(tuple(sorted(fs)) for fs in per_anchor)
         running = peak[cam] = 0
@@ -209,11 +234,22 @@ def plan_units(
     run = RUN_FRAMES
     if frame_bytes is not None and unit_bytes is not None:  # half its share: the target stays well in budget
         run = max(1, min(RUN_FRAMES, unit_bytes // max(1, 2 * sum(frame_bytes[c] for c in deltas))))
+    long = any(long_gops(s, length) for s in starts.values())
+    if shape == "residues":
+        # a unit over long GOPs decodes the episode once by stepping forward: serve as many residues together as
+        # its share of the budget holds (fewer passes over the episode); over GOPs of 2, one residue per unit
+        run = 1
+        if long and frame_bytes is not None and unit_bytes is not None:
+            window = sum((len(set(deltas[c])) + 2) * frame_bytes[c] for c in deltas)
+            run = max(1, min(stride(deltas), unit_bytes // max(1, window)))
     groups = anchor_groups(shape, length, deltas, starts[next(iter(deltas))], run)
     if anchors is not None:
         lo, hi = anchors
         groups = [kept for g in groups if (kept := [a for a in g if lo <= a < hi])]
-    if shape == "gop":  # each anchor shows only itself: its own frame is its last use (the general case, fast)
+    if long:
+        descending = None  # a streamed frame is decoded by stepping forward: serve every unit in frame order
+    if shape == "gop" and all(len(g) <= RUN_FRAMES for g in groups):
+        # each anchor shows only itself and every run is decoded whole: the general case, fast
         return shape, [
             Unit(
                 tuple(g),

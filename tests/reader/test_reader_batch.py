@@ -40,7 +40,7 @@ def test_batches_equal_collated_samples(wds_root_padded: Path, window: str, retu
 
 def test_batches_through_dataloader_workers_cover_every_frame_once(wds_root: Path) -> None:
     ds = LeRobotWdsDataset(wds_root, preset="single", shuffle=True, seed=3, return_uint8=True, batch_size=5)
-    plain = LeRobotWdsDataset(wds_root, preset="single", shuffle=True, seed=3, return_uint8=True)
+    plain = LeRobotWdsDataset(wds_root, preset="single", shuffle=True, seed=3, return_uint8=True, mix_batch=5)
     got = list(DataLoader(ds, batch_size=None, num_workers=2))
     want = list(DataLoader(plain, batch_size=5, num_workers=2))
 
@@ -111,7 +111,7 @@ def test_dataloader_constructor_is_the_batched_path(wds_root: Path, caplog: pyte
     got = list(loader)
     dataset_module._HINTED.clear()
     with caplog.at_level(logging.INFO, logger="lerobot_wds.reader.dataset"):
-        plain = LeRobotWdsDataset(wds_root, preset="single", seed=3, return_uint8=True)
+        plain = LeRobotWdsDataset(wds_root, preset="single", seed=3, return_uint8=True, mix_batch=5)
         want = list(DataLoader(plain, batch_size=5, num_workers=0))
     assert sum("lerobot_wds.dataloader(" in r.getMessage() for r in caplog.records) == 1  # said once
     assert len(got) == len(want)

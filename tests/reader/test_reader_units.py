@@ -13,6 +13,7 @@ from lerobot_wds.core.lru import LruCache
 from lerobot_wds.reader.parsing.tar_episodes import cycle_passes, shuffle_buffer
 from lerobot_wds.reader.planning.splitting import epoch_sequence, plan_epoch
 from lerobot_wds.reader.planning.topology import Topology, detect_rank_world
+from lerobot_wds.reader.scheduling.admission import PoolBounds
 from lerobot_wds.reader.scheduling.pool import schedule
 from lerobot_wds.reader.scheduling.units import plan_units
 from lerobot_wds.reader.scheduling.windows import (
@@ -215,13 +216,38 @@ def test_units_gop_classes_sequential() -> None:
     assert all(len({a % 30 for a in u.anchors}) == 2 and {a % 2 for a in u.anchors} == {0, 1} for u in units)
     # ascending anchors keep only the window span alive: 9 positions x 2 residues + the clamped edges
     assert max(u.peak_frames["a"] for u in units) <= 9 * 2 + 2 and max(u.peak_frames["b"] for u in units) == 2
-    # a GOP longer than the stride, an irregular GOP or a contiguous window: one sequential unit
-    _check_units(450, {"a": sarm, "b": sarm}, {c: list(range(0, 450, 60)) for c in "ab"}, "sequential")
-    _check_units(100, {"a": (-30, 0), "b": (0,)}, {c: [0, 2, 5, 9, 30, 31] for c in "ab"}, "sequential")
+    # a GOP longer than RUN_FRAMES: one residue per unit, served ascending while the decoder steps forward,
+    # so a unit holds its window's 9 positions (+ the clamped edges) whatever the GOP
+    units = _check_units(450, {"a": sarm, "b": sarm}, {c: list(range(0, 450, 60)) for c in "ab"}, "residues")
+    assert len(units) == 30 and all(len({a % 30 for a in u.anchors}) == 1 for u in units)
+    assert max(u.peak_frames["a"] for u in units) <= 9 + 2
+    # irregular GOPs, one of them long (9 -> 30): residues too; irregular short GOPs or a contiguous window:
+    # one sequential unit
+    _check_units(100, {"a": (-30, 0), "b": (0,)}, {c: [0, 2, 5, 9, 30, 31] for c in "ab"}, "residues")
+    _check_units(100, {"a": (-30, 0), "b": (0,)}, {c: [0, 2, 5, *range(9, 100, 6)] for c in "ab"}, "sequential")
     units = _check_units(
         100, {"a": tuple(range(10)), "b": (0,)}, {c: list(range(0, 100, 2)) for c in "ab"}, "sequential"
     )
     assert units[0].peak_frames["a"] <= 12  # the 10-frame window (+ one GOP), not the episode
+
+
+@pytest.mark.parametrize("lead_in", [0, 37])
+def test_units_over_long_gops_hold_a_window_not_a_gop(lead_in: int) -> None:
+    """GOP 250 (x264 -g 250), episodes starting mid-GOP: single holds one frame per camera, sarm its window."""
+    gops = {c: list(range(-lead_in, 600, 250)) for c in "ab"}
+    shape, units = plan_units(600, {"a": (0,), "b": (0,)}, gops, descending=[True])
+    assert shape == "gop" and all(u.peak_frames == {"a": 1, "b": 1} for u in units)
+    assert all(list(u.anchors) == sorted(u.anchors) for u in units)  # never descending: the decoder steps forward
+    assert sorted(a for u in units for a in u.anchors) == list(range(600))
+    sarm = (-120, -90, -60, -30, 0, 30, 60, 90, 120, -30, -60, -90, -120)
+    units = _check_units(600, {"a": sarm, "b": sarm}, gops, "residues")
+    assert all(list(u.anchors) == sorted(u.anchors) for u in units)
+    assert max(u.peak_frames["a"] for u in units) <= 9 + 2
+    # a unit whose share of the budget holds two residues' windows serves two: half the passes over the episode
+    sizes = {"a": 10, "b": 10}
+    _, two = plan_units(600, {"a": sarm, "b": sarm}, gops, frame_bytes=sizes, unit_bytes=2 * 11 * 20)
+    assert len(two) == 15 and all(len({a % 30 for a in u.anchors}) == 2 for u in two)
+    assert max(u.peak_frames["a"] for u in two) <= 2 * (9 + 2)
 
 
 def test_units_descending_and_lead_in_gops() -> None:
@@ -232,19 +258,23 @@ def test_units_descending_and_lead_in_gops() -> None:
         assert all(a + 1 in u.anchors for a in u.anchors if a % 2 == 1 and a + 1 < 90)
 
 
+def _bounds(active: int, open_bytes: int, frame_budget: int, target: int = 1) -> PoolBounds:
+    return PoolBounds(
+        active=active, target=target, frame_budget=frame_budget, open_bytes=open_bytes, memory=10**12
+    )
+
+
 def test_schedule_yields_every_anchor_once_within_bounds() -> None:
     eps = [_fake_episode(i, n) for i, n in enumerate([50, 0, 33, 71, 1, 20])]
     deltas = {"a": (-10, 0, 10), "b": (0,)}
     for rng in (None, random.Random(3)):
-        out = list(
-            schedule(eps, frames=_Gops(2), deltas=deltas, rng=rng, active=3, open_bytes=10**9, frame_budget=10**9)
-        )
+        out = list(schedule(eps, frames=_Gops(2), deltas=deltas, rng=rng, bounds=_bounds(3, 10**9, 10**9)))
         assert Counter((a.episode.index, a.frame) for a in out) == Counter(
             (e.index, k) for e in eps for k in range(e.length)
         )
         last = {a.visit.vid: i for i, a in enumerate(out)}
         assert [i for i, a in enumerate(out) if a.last] == sorted(last.values())  # last flag = final anchor
-    seq = list(schedule(eps, frames=_Gops(2), deltas=deltas, rng=None, active=3, open_bytes=1, frame_budget=1))
+    seq = list(schedule(eps, frames=_Gops(2), deltas=deltas, rng=None, bounds=_bounds(3, 1, 1)))
     assert [(a.episode.index, a.frame) for a in seq] == [(e.index, k) for e in eps for k in range(e.length)]
 
 
@@ -257,14 +287,14 @@ def test_schedule_mixes_all_open_episodes_and_respects_budgets() -> None:
             frames=_Gops(2),
             deltas=deltas,
             rng=random.Random(0),
-            active=64,
-            open_bytes=10**9,
-            frame_budget=10**9,
+            bounds=_bounds(64, 10**9, 10**9, target=24),
+            batch=16,
         )
     )
     batches = [out[i : i + 16] for i in range(0, 16 * 60, 16)]
     distinct = [len({a.episode.index for a in b}) for b in batches]
-    assert sum(distinct) / len(distinct) > 10  # i.i.d. over 20 equal episodes gives 11.1
+    # every batch from distinct open episodes while there are 16 (i.i.d. over 20 equal episodes gives 11.1)
+    assert distinct[:-4] == [16] * (len(distinct) - 4) and min(distinct) >= 10
     # the open-bytes bound: 2 videos x 100 bytes per episode, 400 bytes -> at most 2 open at once
     out = list(
         schedule(
@@ -272,9 +302,7 @@ def test_schedule_mixes_all_open_episodes_and_respects_budgets() -> None:
             frames=_Gops(2),
             deltas=deltas,
             rng=random.Random(0),
-            active=64,
-            open_bytes=400,
-            frame_budget=10**9,
+            bounds=_bounds(64, 400, 10**9),
         )
     )
     spans = {}
@@ -282,11 +310,7 @@ def test_schedule_mixes_all_open_episodes_and_respects_budgets() -> None:
         spans.setdefault(a.visit.vid, [i, i])[1] = i
     assert max(sum(lo <= i <= hi for lo, hi in spans.values()) for i in range(len(out))) == 2  # open at once
     # the frame budget: a unit's planned peak is 2 frames x 2 cameras x 24 bytes = 96 bytes per episode
-    out = list(
-        schedule(
-            eps, frames=_Gops(2), deltas=deltas, rng=random.Random(0), active=64, open_bytes=10**9, frame_budget=96
-        )
-    )
+    out = list(schedule(eps, frames=_Gops(2), deltas=deltas, rng=random.Random(0), bounds=_bounds(64, 10**9, 96)))
     assert all(len({a.episode.index for a in out[i : i + 60]}) == 1 for i in range(0, len(out), 60))
 
 

@@ -114,7 +114,7 @@ def test_cli_writes_records_and_report(wds_root: Path, tmp_path: Path, capsys: p
         "--num-workers",
         "0,1",
         "--batch-size",
-        "2",
+        "2,3",
         "--num-batches",
         "2",
         "--warmup",
@@ -124,20 +124,20 @@ def test_cli_writes_records_and_report(wds_root: Path, tmp_path: Path, capsys: p
     ]
     assert cli_main(argv) == 0
     records = load_records(out)
-    assert sorted((r["mode"], r["num_workers"]) for r in records) == [
-        ("sarm", 0),
-        ("sarm", 1),
-        ("single", 0),
-        ("single", 1),
+    assert sorted((r["mode"], r["num_workers"], r["batch_size"]) for r in records) == [
+        (mode, w, b) for mode in ("sarm", "single") for w in (0, 1) for b in (2, 3)
     ]
     for r in records:
-        assert r["samples"] == 4 and r["frames"] == 4 * CAMERAS * MODES[r["mode"]].window_length()
+        n = 2 * r["batch_size"]
+        assert r["samples"] == n and r["frames"] == n * CAMERAS * MODES[r["mode"]].window_length()
+        batches = r["mixing"]
+        assert 1 <= batches["min_distinct_episodes_per_batch"] <= batches["distinct_episodes_per_batch"]
     csv_lines = (out / CSV_NAME).read_text().splitlines()
-    assert len(csv_lines) == 1 + 4 and "frames_per_s_node" in csv_lines[0]
+    assert len(csv_lines) == 1 + 8 and "frames_per_s_node" in csv_lines[0]
     capsys.readouterr()
     assert cli_main(["bench-report", str(out)]) == 0
     text = capsys.readouterr().out
-    assert text.count("lerobot-wds") == 4 and "No baseline records" in text
+    assert text.count("lerobot-wds") == 8 and "No baseline records" in text
 
 
 def test_report_ratios_pair_matching_scenarios(wds_root: Path, tmp_path: Path) -> None:

@@ -37,7 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=["single"],
         help="window mode(s); each is a separate run",
     )
-    p.add_argument("--batch-size", type=int)
+    p.add_argument(
+        "--batch-size", type=_int_list, help="samples per batch (default 16); comma list runs each, e.g. 16,64,256"
+    )
     p.add_argument("--num-workers", type=_int_list, help="DataLoader workers; comma list runs each, e.g. 0,1,2")
     p.add_argument("--num-batches", type=int, help="batches measured after warm-up")
     p.add_argument("--warmup", type=int, help="batches consumed before measuring")
@@ -94,7 +96,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _common(args: argparse.Namespace) -> dict[str, Any]:
     names = (
-        "batch_size",
         "num_batches",
         "warmup",
         "return_uint8",
@@ -127,31 +128,30 @@ def build_configs(args: argparse.Namespace) -> list[BenchConfig]:
             else "local"
         )
     workers = args.num_workers or [BenchConfig.__dataclass_fields__["num_workers"].default]
+    batch_sizes = args.batch_size or [BenchConfig.__dataclass_fields__["batch_size"].default]
     configs = []
-    for mode in args.mode:
-        for w in workers:
-            common = _common(args) | {"mode": mode, "num_workers": w, "meta_root": args.lerobot_root}
-            for batching in [] if args.baseline_only else args.batching or [None]:
-                ours = {
-                    "loader": "lerobot-wds",
-                    "source_label": label,
-                    "emulate_latency_ms": args.emulate_latency_ms,
-                    "emulate_bandwidth_mb_s": args.emulate_bandwidth_mb_s,
-                }
-                if batching is not None:
-                    ours["batching"] = batching
-                configs.append(BenchConfig(args.source, **ours, **common))
-            # the peers read local roots only, so their runs are always local
-            if "lerobot" in args.baseline:
-                configs.append(BenchConfig(args.lerobot_root, loader="lerobot", source_label="local", **common))
-            if "lancedb" in args.baseline:
-                configs.append(
-                    BenchConfig(args.lance_root, loader="lerobot-lancedb", source_label="local", **common)
-                )
-            if "streaming" in args.baseline:
-                configs.append(
-                    BenchConfig(args.lerobot_root, loader="lerobot-streaming", source_label="local", **common)
-                )
+    for mode, w, b in ((m, w, b) for m in args.mode for b in batch_sizes for w in workers):
+        common = _common(args) | {"mode": mode, "num_workers": w, "batch_size": b}
+        common["meta_root"] = args.lerobot_root
+        for batching in [] if args.baseline_only else args.batching or [None]:
+            ours = {
+                "loader": "lerobot-wds",
+                "source_label": label,
+                "emulate_latency_ms": args.emulate_latency_ms,
+                "emulate_bandwidth_mb_s": args.emulate_bandwidth_mb_s,
+            }
+            if batching is not None:
+                ours["batching"] = batching
+            configs.append(BenchConfig(args.source, **ours, **common))
+        # the peers read local roots only, so their runs are always local
+        if "lerobot" in args.baseline:
+            configs.append(BenchConfig(args.lerobot_root, loader="lerobot", source_label="local", **common))
+        if "lancedb" in args.baseline:
+            configs.append(BenchConfig(args.lance_root, loader="lerobot-lancedb", source_label="local", **common))
+        if "streaming" in args.baseline:
+            configs.append(
+                BenchConfig(args.lerobot_root, loader="lerobot-streaming", source_label="local", **common)
+            )
     return configs
 
 
@@ -170,7 +170,8 @@ def summary_line(record: dict[str, Any]) -> str:
         f"samples/s={record['samples_per_s']:.1f} "
         f"first={record['first_batch_latency_s']:.2f}s p50={record['p50_sample_latency_ms']:.2f}ms "
         f"rss={record['peak_rss_mb']:.0f}MB dec_hit={cache.get('hit_rate', float('nan')):.2f} "
-        f"eps/batch={mix.get('distinct_episodes_per_batch', float('nan')):.1f}"
+        f"eps/batch={mix.get('distinct_episodes_per_batch', float('nan')):.1f} "
+        f"min={mix.get('min_distinct_episodes_per_batch', float('nan')):.0f}"
     )
 
 

@@ -1,7 +1,8 @@
 """Batch mixing metrics: how close a loader's batches come to i.i.d. sampling over episodes.
 
 Computed from the ``episode_index`` of every delivered sample, batch by batch, for any loader (ours, the
-baseline, peers): distinct episodes per batch (i.i.d. sampling of 16 from 40 similar episodes gives ~13.2),
+baseline, peers): distinct episodes per batch, mean and minimum (i.i.d. sampling of 16 from 40 similar episodes
+gives ~13.2 on average),
 the rate of same-episode pairs inside a batch (i.i.d.: about 1 / episodes) and the lag-1 autocorrelation of
 the episode index along the sample stream (0 when order carries no information; near 1 for sequential reads).
 
@@ -78,6 +79,7 @@ def mixing(batches: Sequence[Sequence[int]], tasks: Mapping[int, str] | None = N
     stream = [float(e) for b in batches for e in b]
     out = {
         "distinct_episodes_per_batch": round(distinct_per_batch(batches), 3),
+        "min_distinct_episodes_per_batch": min((len(set(b)) for b in batches), default=0),
         "same_episode_pair_rate": round(same_episode_pair_rate(batches), 4),
         "lag1_episode_autocorr": round(lag1_autocorr(stream), 4),
         "episode_index_std": round(episode_spread(batches), 3),
@@ -110,6 +112,7 @@ def iid_reference(
     batches = draws.tolist()
     out = mixing(batches, tasks)
     out.pop("lag1_episode_autocorr")  # 0 by construction
+    out.pop("min_distinct_episodes_per_batch")  # the tail of 4000 random batches, not a property of i.i.d.
     share = weights / weights.sum()
     # exact expectation of the distinct count, next to the simulated value as a check of the simulation
     out["distinct_episodes_per_batch_exact"] = round(float(np.sum(1 - (1 - share) ** batch_size)), 3)

@@ -67,6 +67,7 @@ def build_ours(config: BenchConfig, source: str) -> LoaderBundle:
         seed=config.seed,
         return_uint8=config.return_uint8,
         batch_size=config.batch_size if batched else None,
+        mix_batch=None if batched else config.batch_size,  # the DataLoader's batch, told to the per-sample path
         **options,
     )
     loader = DataLoader(

@@ -20,6 +20,7 @@ METRICS: dict[str, tuple[str, str, bool]] = {
     "peak_rss_mb": ("rss_MB", "{:.0f}", False),
     "bytes_read_mb": ("read_MB", "{:.1f}", False),
     "distinct_episodes_per_batch": ("eps/batch", "{:.1f}", True),
+    "min_distinct_episodes_per_batch": ("min_eps", "{:.0f}", True),
     "same_episode_pair_rate": ("same_pair", "{:.3f}", False),
     "lag1_episode_autocorr": ("lag1", "{:.2f}", False),
     "same_task_pair_rate": ("same_task", "{:.3f}", False),
@@ -42,7 +43,12 @@ SCENARIO = (
     "world_size",
 )
 PAIR = ("mode", "batch_size", "num_workers", "return_uint8", "world_size")
-MIXING = ("distinct_episodes_per_batch", "same_episode_pair_rate", "lag1_episode_autocorr")
+MIXING = (
+    "distinct_episodes_per_batch",
+    "min_distinct_episodes_per_batch",
+    "same_episode_pair_rate",
+    "lag1_episode_autocorr",
+)
 DIVERSITY = ("same_task_pair_rate", "episode_index_std")
 
 

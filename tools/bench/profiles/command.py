@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--rounds", type=int, default=1, help="interleaved rounds (medians over them are reported)")
     p.add_argument("--num-batches", type=int)
     p.add_argument("--warmup", type=int)
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--batch-size", help="samples per batch (default 16); comma list runs each, e.g. 16,64,256")
     p.add_argument("--num-workers", type=int)
     p.add_argument("--guard-timeout-s", type=float)
     p.add_argument("--guard-max-rss-gb", type=float)

@@ -17,9 +17,9 @@ ROW_ORDER = {
     ("lerobot-streaming", "dataloader"): "StreamingLeRobotDataset",
 }
 HEAD = (
-    "| mode | loader | status | frames/s | x LeRobotDataset | x lancedb | x streaming | % of ceiling "
-    "| distinct eps / batch (iid) | same-task pairs (iid) | episode-index std (iid) | largest worker RSS GB "
-    "| first batch s |"
+    "| mode | batch | loader | status | frames/s | x LeRobotDataset | x lancedb | x streaming | % of ceiling "
+    "| distinct eps / batch (iid) | fewest distinct in a batch | same-task pairs (iid) | episode-index std (iid) "
+    "| largest worker RSS GB | first batch s |"
 )
 
 
@@ -38,18 +38,20 @@ def _vs_iid(metrics: Mapping[str, float], key: str, fmt: str) -> str:
 def markdown_table(records: Sequence[Mapping[str, Any]]) -> str:
     """One row per (mode, loader); the ceiling's frames/s in the heading line of the table."""
     scenarios = merge_scenarios(records)
-    by_key = {(s["mode"], s["loader"], s["batching"]): s for s in scenarios}
+    by_key = {(s["mode"], s["batch_size"], s["loader"], s["batching"]): s for s in scenarios}
     ceiling = next((s for s in scenarios if s["loader"] == "decode-ceiling"), None)
     ceiling_fps = ceiling["metrics"]["frames_per_s_node"] if ceiling else math.nan
-    lines = [f"Decode-only ceiling: {_num(ceiling_fps, '{:,.0f}')} frames/s.", "", HEAD, "|---" * 13 + "|"]
-    modes = sorted({s["mode"] for s in scenarios if s["loader"] != "decode-ceiling"})
-    for mode in modes:
+    lines = [f"Decode-only ceiling: {_num(ceiling_fps, '{:,.0f}')} frames/s.", "", HEAD, "|---" * 15 + "|"]
+    runs = sorted({(s["mode"], s["batch_size"]) for s in scenarios if s["loader"] != "decode-ceiling"})
+    for mode, batch in runs:
         peers = {
-            name: by_key.get((mode, name, "dataloader"), {}).get("metrics", {}).get("frames_per_s_node", math.nan)
+            name: by_key.get((mode, batch, name, "dataloader"), {})
+            .get("metrics", {})
+            .get("frames_per_s_node", math.nan)
             for name in ("lerobot", "lerobot-lancedb", "lerobot-streaming")
         }
         for (loader, batching), label in ROW_ORDER.items():
-            s = by_key.get((mode, loader, batching))
+            s = by_key.get((mode, batch, loader, batching))
             if s is None:
                 continue
             m = s["metrics"]
@@ -57,7 +59,8 @@ def markdown_table(records: Sequence[Mapping[str, Any]]) -> str:
             ours = loader == "lerobot-wds"
             cells = [
                 mode,
-                label,
+                str(batch),
+                label.replace("batch_size=16", f"batch_size={batch}"),
                 "/".join(s["status"]),
                 _num(fps, "{:,.0f}"),
                 _ratio(fps, peers["lerobot"]) if ours else "",
@@ -65,6 +68,7 @@ def markdown_table(records: Sequence[Mapping[str, Any]]) -> str:
                 _ratio(fps, peers["lerobot-streaming"]) if ours else "",
                 _num(100 * fps / ceiling_fps, "{:.0f}%") if mode == "single" else "",
                 _vs_iid(m, "distinct_episodes_per_batch", "{:.1f}"),
+                _num(m["min_distinct_episodes_per_batch"], "{:.0f}"),
                 _vs_iid(m, "same_task_pair_rate", "{:.3f}"),
                 _vs_iid(m, "episode_index_std", "{:.1f}"),
                 _num(m["peak_worker_rss_mb"] / 1024, "{:.2f}"),
