@@ -29,6 +29,7 @@ def parse_config() -> Any:
     """
     from lerobot.configs import parser
     from lerobot.configs.train import TrainPipelineConfig
+    from lerobot.scripts import lerobot_train  # noqa: F401 - its imports register the policy and env types
 
     def take(cfg: Any) -> Any:
         return cfg
