@@ -59,6 +59,7 @@ def run_demo(cfg: DemoConfig) -> int:
     from lerobot_wds.convert.config import ConvertConfig
     from lerobot_wds.convert.pipeline import convert
     from lerobot_wds.testing.synth import CAMS_3, LeRobotSpec, make_dataset, read_identity
+    from lerobot_wds.tools.errors import DemoError
     from lerobot_wds.tools.verify.run import VerifyConfig, verify
 
     if cfg.workdir.exists():
@@ -96,7 +97,7 @@ def run_demo(cfg: DemoConfig) -> int:
         seen.update(zip(batch["episode_index"].tolist(), batch["frame_index"].tolist(), strict=True))
     elapsed = time.perf_counter() - t
     if first is None:
-        raise RuntimeError(f"{dest}: the loader yielded no batch")
+        raise DemoError(f"{dest}: the loader yielded no batch")
     cam = fx.camera_keys[0]
     print("one batch:")
     for key, value in first.items():
