@@ -12,9 +12,8 @@ mini-MP4 again but decodes nothing.
 
 Frames are held as the decoder writes them, ``[H, W, 3]``, and turned into lerobot's ``[3, H, W]`` while
 being written into the batch, by OpenCV's SIMD de-interleave (``cv2.split`` into the three planes of the
-output): numpy's strided transpose copy took 0.22 ms per 480x640 frame, 19% of a single-mode worker next to
-a 1.15 ms decode; ``cv2.split`` takes 0.02 ms. Copies stay single-threaded (numpy, OpenCV on one plane
-set), while torch's intra-op thread pool turns each small copy into a cross-thread handoff that costs
+output), a fraction of numpy's strided transpose copy (figures in ``docs/design.md``). Copies stay
+single-threaded (numpy, OpenCV on one plane set), while torch's intra-op thread pool turns each small copy into a cross-thread handoff that costs
 milliseconds on a busy machine.
 """
 
