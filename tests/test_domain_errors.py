@@ -1,4 +1,5 @@
-"""The package (its tests aside) raises its own errors: no bare ``RuntimeError`` / ``Exception``, each error a LeRobotWdsError."""
+"""The package (its tests aside) raises its own errors: no bare ``RuntimeError`` / ``Exception``; each a
+LeRobotWdsError."""
 
 from __future__ import annotations
 

@@ -13,8 +13,8 @@ mini-MP4 again but decodes nothing.
 Frames are held as the decoder writes them, ``[H, W, 3]``, and turned into lerobot's ``[3, H, W]`` while
 being written into the batch, by OpenCV's SIMD de-interleave (``cv2.split`` into the three planes of the
 output), a fraction of numpy's strided transpose copy (figures in ``docs/design.md``). Copies stay
-single-threaded (numpy, OpenCV on one plane set), while torch's intra-op thread pool turns each small copy into a cross-thread handoff that costs
-milliseconds on a busy machine.
+single-threaded (numpy, OpenCV on one plane set), while torch's intra-op thread pool turns each small copy
+into a cross-thread handoff that costs milliseconds on a busy machine.
 """
 
 from __future__ import annotations
