@@ -57,6 +57,7 @@ def run_demo(cfg: DemoConfig) -> int:
 
     from lerobot_wds import LeRobotWdsDataset
     from lerobot_wds.convert.config import ConvertConfig
+    from lerobot_wds.convert.peak_rss import PeakRss
     from lerobot_wds.convert.pipeline import convert
     from lerobot_wds.testing.synth import CAMS_3, LeRobotSpec, make_dataset, read_identity
     from lerobot_wds.tools.errors import DemoError
@@ -75,7 +76,8 @@ def run_demo(cfg: DemoConfig) -> int:
 
     _step(f"2/4 convert -> {dest}")
     summary = convert(
-        ConvertConfig(source=str(src), dest=str(dest), target_shard_bytes=cfg.shard_bytes, progress=False)
+        ConvertConfig(source=str(src), dest=str(dest), target_shard_bytes=cfg.shard_bytes, progress=False),
+        rss=PeakRss(reset=True),  # the demo owns its process: the conversion's own peak, not the dataset writer's
     )
     print(summary.line())
     for p in sorted((dest / "shards").iterdir()):
