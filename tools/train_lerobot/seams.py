@@ -59,7 +59,10 @@ def make_accelerator(cfg: Any, rank_loader: RankLoaderFor) -> Any:
             return super().prepare_data_loader(data_loader, device_placement=device_placement, **kwargs)
 
     active = cfg.trainable_config
-    precision = {"bfloat16": "bf16", "float16": "fp16", "float32": "no"}.get(getattr(active, "dtype", None))
+    dtype = getattr(active, "dtype", None)
+    precision = (
+        {"bfloat16": "bf16", "float16": "fp16", "float32": "no"}.get(dtype) if isinstance(dtype, str) else None
+    )
     if not hasattr(active, "dtype") and getattr(active, "use_amp", False):
         autocast = torch.get_autocast_dtype(torch.device(active.device).type)
         precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}[autocast]

@@ -44,7 +44,9 @@ def main() -> None:
     synth = _load(args.synth)
     # the generator labels episode ep with TASKS[ep % len(TASKS)]: one entry per episode makes that the block's
     tasks = list(synth.TASKS)
-    synth.TASKS = [tasks[blocked_task_index(ep, args.episodes, len(tasks))] for ep in range(args.episodes)]
+    synth.__dict__["TASKS"] = [
+        tasks[blocked_task_index(ep, args.episodes, len(tasks))] for ep in range(args.episodes)
+    ]
     sys.argv = [str(args.synth), "--episodes", str(args.episodes), *rest]
     synth.main()
 
