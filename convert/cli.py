@@ -146,8 +146,8 @@ def run_convert(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from lerobot_wds.convert.peak_rss import PeakRss
     from lerobot_wds.convert.pipeline import convert
+    from lerobot_wds.core.peak_rss import PeakRss
     from lerobot_wds.core.redact import redact_url
 
     summary = convert(config_from_args(args), rss=PeakRss(reset=True))  # the command owns its process

@@ -32,13 +32,13 @@ from lerobot_wds.convert.manifest_io import (
     part_path,
     read_record,
 )
-from lerobot_wds.convert.peak_rss import PeakRss
 from lerobot_wds.convert.plan import ShardPlan, order_episodes, plan_shards, select_episodes, select_part
 from lerobot_wds.convert.sink import LocalSink, Sink, open_sink
 from lerobot_wds.convert.source import LeRobotSource, describe
 from lerobot_wds.convert.staging import StagingArea, Uploader
 from lerobot_wds.convert.tarwriter import ShardWriter
 from lerobot_wds.core.format import MANIFEST_NAME, EpisodeExtent, Manifest, ShardInfo, shard_path
+from lerobot_wds.core.peak_rss import PeakRss
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class ConvertSummary:
     skipped: int
     seconds: float
     peak_staging_bytes: int
-    peak_rss_bytes: int  # the process's peak RSS during this conversion (see peak_rss.PeakRss)
+    peak_rss_bytes: int  # the process's peak RSS during this conversion (see core.peak_rss.PeakRss)
     upload_retries: int
     manifest_written: bool
     start_rss_bytes: int = 0  # the process's RSS when the conversion started (imports, what ran before)

@@ -57,8 +57,8 @@ def run_demo(cfg: DemoConfig) -> int:
 
     from lerobot_wds import LeRobotWdsDataset
     from lerobot_wds.convert.config import ConvertConfig
-    from lerobot_wds.convert.peak_rss import PeakRss
     from lerobot_wds.convert.pipeline import convert
+    from lerobot_wds.core.peak_rss import PeakRss
     from lerobot_wds.testing.synth import CAMS_3, LeRobotSpec, make_dataset, read_identity
     from lerobot_wds.tools.errors import DemoError
     from lerobot_wds.tools.verify.run import VerifyConfig, verify

@@ -198,7 +198,7 @@ def test_summary_reports_the_conversions_own_peak_rss(small_lerobot_dataset, tmp
     converter's: the summary's peak is measured from the conversion's start."""
     import resource
 
-    from lerobot_wds.convert.peak_rss import PeakRss
+    from lerobot_wds.core.peak_rss import PeakRss
 
     if not PeakRss(reset=True).since_start:
         pytest.skip("this kernel does not let a process reset its RSS high-water mark (/proc/self/clear_refs)")
@@ -214,7 +214,7 @@ def test_summary_reports_the_conversions_own_peak_rss(small_lerobot_dataset, tmp
 
 
 def test_convert_as_a_library_leaves_the_callers_peak_rss_alone(small_lerobot_dataset, tmp_path):
-    from lerobot_wds.convert.peak_rss import PeakRss, _status_kib
+    from lerobot_wds.core.peak_rss import PeakRss, _status_kib
 
     if not PeakRss(reset=True).since_start:
         pytest.skip("this kernel does not let a process reset its RSS high-water mark (/proc/self/clear_refs)")

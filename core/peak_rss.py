@@ -1,4 +1,4 @@
-"""The converter's peak memory: the process's peak RSS, measured from a start its owner chose or over its life.
+"""A process's peak RSS (the converter's summary): measured from a start its owner chose, or over its life.
 
 ``getrusage``'s ``ru_maxrss`` is the peak over the whole process, so a conversion run inside a process that did
 something big before (the demo writes its dataset and imports torch first) would report that peak as its own.
