@@ -147,9 +147,10 @@ def run_convert(args: argparse.Namespace) -> int:
 
 def _convert(args: argparse.Namespace) -> int:
     from lerobot_wds.convert.pipeline import convert
+    from lerobot_wds.core.peak_rss import PeakRss
     from lerobot_wds.core.redact import redact_url
 
-    summary = convert(config_from_args(args))
+    summary = convert(config_from_args(args), rss=PeakRss(reset=True))  # the command owns its process
     print(summary.line(), file=sys.stderr)
     if args.stats_json:
         with open(args.stats_json, "w") as fh:

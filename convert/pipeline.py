@@ -35,9 +35,10 @@ from lerobot_wds.convert.manifest_io import (
 from lerobot_wds.convert.plan import ShardPlan, order_episodes, plan_shards, select_episodes, select_part
 from lerobot_wds.convert.sink import LocalSink, Sink, open_sink
 from lerobot_wds.convert.source import LeRobotSource, describe
-from lerobot_wds.convert.staging import PeakRss, StagingArea, Uploader
+from lerobot_wds.convert.staging import StagingArea, Uploader
 from lerobot_wds.convert.tarwriter import ShardWriter
 from lerobot_wds.core.format import MANIFEST_NAME, EpisodeExtent, Manifest, ShardInfo, shard_path
+from lerobot_wds.core.peak_rss import PeakRss
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class ConvertSummary:
     skipped: int
     seconds: float
     peak_staging_bytes: int
-    peak_rss_bytes: int  # the process's peak RSS during this conversion (see staging.PeakRss)
+    peak_rss_bytes: int  # the process's peak RSS during this conversion (see core.peak_rss.PeakRss)
     upload_retries: int
     manifest_written: bool
     start_rss_bytes: int = 0  # the process's RSS when the conversion started (imports, what ran before)
@@ -73,10 +74,14 @@ class ConvertSummary:
         return asdict(self)
 
 
-def convert(cfg: ConvertConfig) -> ConvertSummary:
-    """Converts the shards of ``cfg``'s part; a single-part run also finalizes (writes ``manifest.json``)."""
+def convert(cfg: ConvertConfig, *, rss: PeakRss | None = None) -> ConvertSummary:
+    """Converts the shards of ``cfg``'s part; a single-part run also finalizes (writes ``manifest.json``).
+
+    ``rss`` measures the summary's peak RSS; by default the process's, leaving its high-water mark alone (the
+    caller's). The process's owner passes ``PeakRss(reset=True)`` to measure from the conversion's start.
+    """
     t0 = time.perf_counter()
-    rss = PeakRss()
+    rss = rss if rss is not None else PeakRss()
     source = LeRobotSource(
         cfg.source,
         cfg.source_options,

@@ -29,6 +29,7 @@ from typing import Any, get_args
 import torch
 
 from lerobot_wds.core.errors import OnError
+from lerobot_wds.core.redact import redact_url
 from lerobot_wds.reader.assembling.batch_slots import SlotRing
 from lerobot_wds.reader.assembling.sample import SampleSpec
 from lerobot_wds.reader.assembling.worker_memory import tune_worker_malloc
@@ -71,9 +72,22 @@ def hint_batching() -> None:
         log.info(
             "LeRobotWdsDataset yields single samples, so DataLoader's collate copies every image once more; "
             "lerobot_wds.dataloader(root, batch_size=...) (or LeRobotWdsDataset(..., batch_size=...) with "
-            "DataLoader(batch_size=None)) builds batches in place (see the README's benchmarks); per sample, "
-            "give the DataLoader's batch size as LeRobotWdsDataset(..., mix_batch=N) (default 16) so every "
-            "batch mixes N distinct episodes"
+            "DataLoader(batch_size=None)) builds batches in place, without that copy; per sample, give the "
+            "DataLoader's batch size as LeRobotWdsDataset(..., mix_batch=N) (default 16) so every batch mixes N "
+            "distinct episodes"
+        )
+
+
+def warn_source_order(root: str) -> None:
+    """Says once per process and root that its episodes lie in shards in recording order (``--order source``)."""
+    key = f"order:{redact_url(root)}"
+    if key not in _HINTED:
+        _HINTED.append(key)
+        log.warning(
+            "%s was converted with --order source: its shards hold episodes in recording order, so a worker reads "
+            "runs of consecutive episodes (often one recording session) and its batches mix only those; convert "
+            "with --order shuffle (the default) for batches drawn across the dataset",
+            redact_url(root),
         )
 
 
@@ -166,6 +180,8 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         self.decode_config = decode or DecodeConfig()
         opened = open_root(self.source, self.stream_config)
         self.manifest = opened.manifest
+        if self.manifest.options.get("order") == "source":
+            warn_source_order(self.source)
         self.tasks = opened.tasks
         self.fps = self.manifest.fps
         self.camera_keys = tuple(self.manifest.camera_keys)
@@ -419,8 +435,8 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         return state
 
     def __repr__(self) -> str:
-        m = self.manifest
+        m, source = self.manifest, redact_url(self.source)
         return (
-            f"LeRobotWdsDataset(source={self.source!r}, shards={len(m.shards)}, episodes={m.total_episodes}, "
+            f"LeRobotWdsDataset(source={source!r}, shards={len(m.shards)}, episodes={m.total_episodes}, "
             f"frames={m.total_frames}, cameras={list(self.camera_keys)}, shuffle={self.shuffle})"
         )

@@ -2,8 +2,8 @@
 
 ``DataLoader(LeRobotWdsDataset(root), batch_size=16, num_workers=2)`` works, but DataLoader's collate then
 copies every image once more into fresh shared memory; a dataset built with ``batch_size=`` writes decoded
-frames straight into reused shared-memory batch slots (see :mod:`batch_slots`), which measured 1.5-1.8x the
-frames/s. :func:`dataloader` sets that up; the per-sample path logs the hint once per process.
+frames straight into reused shared-memory batch slots (see :mod:`batch_slots`; figures in the README's
+benchmark tables). :func:`dataloader` sets that up; the per-sample path logs the hint once per process.
 """
 
 from __future__ import annotations

@@ -58,7 +58,9 @@ def run_demo(cfg: DemoConfig) -> int:
     from lerobot_wds import LeRobotWdsDataset
     from lerobot_wds.convert.config import ConvertConfig
     from lerobot_wds.convert.pipeline import convert
+    from lerobot_wds.core.peak_rss import PeakRss
     from lerobot_wds.testing.synth import CAMS_3, LeRobotSpec, make_dataset, read_identity
+    from lerobot_wds.tools.errors import DemoError
     from lerobot_wds.tools.verify.run import VerifyConfig, verify
 
     if cfg.workdir.exists():
@@ -74,7 +76,8 @@ def run_demo(cfg: DemoConfig) -> int:
 
     _step(f"2/4 convert -> {dest}")
     summary = convert(
-        ConvertConfig(source=str(src), dest=str(dest), target_shard_bytes=cfg.shard_bytes, progress=False)
+        ConvertConfig(source=str(src), dest=str(dest), target_shard_bytes=cfg.shard_bytes, progress=False),
+        rss=PeakRss(reset=True),  # the demo owns its process: the conversion's own peak, not the dataset writer's
     )
     print(summary.line())
     for p in sorted((dest / "shards").iterdir()):
@@ -98,7 +101,7 @@ def run_demo(cfg: DemoConfig) -> int:
         seen.update(zip(batch["episode_index"].tolist(), batch["frame_index"].tolist(), strict=True))
     elapsed = time.perf_counter() - t
     if first is None:
-        raise RuntimeError(f"{dest}: the loader yielded no batch")
+        raise DemoError(f"{dest}: the loader yielded no batch")
     cam = fx.camera_keys[0]
     print("one batch:")
     for key, value in first.items():

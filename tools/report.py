@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from lerobot_wds.core.redact import redact_text, redact_url
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -33,6 +35,9 @@ class Finding:
     camera: str | None = None
     member: str | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", redact_text(self.message))  # reports get pasted: no credentials
+
     def where(self) -> str:
         """Returns the location as ``shard S, episode E, camera C, member M`` (known parts only)."""
         parts = []
@@ -52,7 +57,11 @@ class Finding:
 
 @dataclass
 class Report:
-    """Everything ``verify`` found, plus counters of what it looked at."""
+    """Everything ``verify`` found, plus counters of what it looked at.
+
+    ``root`` and ``source`` are kept without credentials (:func:`redact_url`): a report is printed, written as
+    JSON and pasted into bug reports, whoever builds it.
+    """
 
     root: str
     findings: list[Finding] = field(default_factory=list)
@@ -62,6 +71,10 @@ class Report:
     bytes: int = 0
     decoded_frames: int = 0
     source: str | None = None
+
+    def __post_init__(self) -> None:
+        self.root = redact_url(self.root)
+        self.source = None if self.source is None else redact_url(self.source)
 
     @property
     def ok(self) -> bool:

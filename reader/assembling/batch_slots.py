@@ -21,10 +21,10 @@ in the training loop's hands) put 1.7 GB of shared memory in every worker's RSS,
 images of a batch larger than ``DecodeConfig.mapped_batch_bytes`` (64 MiB) are therefore written with
 ``pwrite`` into the slot's shared-memory file (:meth:`Slot.write`), frame by frame from a reused buffer: the
 kernel copies into the file's resident pages, no page faults, and the worker maps only the header and the
-small columns. The main process maps the slot as before. Measured on a 575 MB slot: 80-110 ms per batch
-through the file against 18 ms through a resident mapping; unmapping after each send and faulting back in
-costs 220 ms. Smaller batches (single frames: 44 MB at 480x640 x 3 cameras, batch 16) are written through
-the mapping, which saves that copy (6% of a single-mode worker) for a few slots of RSS. Where the sharing
+small columns. The main process maps the slot as before. Writing through the file is slower than through a
+resident mapping, but faster than unmapping after each send and faulting back in (figures in
+``docs/design.md``). Smaller batches (single frames: 44 MB at 480x640 x 3 cameras, batch 16) are written
+through the mapping, which saves that copy for a few slots of RSS. Where the sharing
 strategy gives no file descriptor (``file_system``), images are written through the mapping.
 
 In the main process batches are plain ``dict`` of ordinary CPU tensors (``torch.from_numpy`` over the

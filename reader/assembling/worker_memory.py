@@ -4,7 +4,7 @@ torchcodec returns every decoded block in a new tensor (64 frames of 240x320 RGB
 an allocation that size with ``mmap`` or trims it off the heap top when it is freed, so each block is paged
 in again and zeroed by the kernel: about half a million page faults per 12,000 frames. Raising glibc's
 ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` in the worker lets the next block reuse the memory of the last
-one (measured with ``lerobot-wds bench``, ``single``, 2 workers: 2,551 -> 2,756 frames/s, median of 3 pairs).
+one (its effect on frames/s: ``docs/design.md``).
 
 The cost is that a worker's resident memory stays at its high-water mark, which the frame budget
 (``DecodeConfig.frame_cache_bytes``) bounds anyway. Applied only inside DataLoader worker processes (the

@@ -12,19 +12,18 @@ mini-MP4 again but decodes nothing.
 
 Frames are held as the decoder writes them, ``[H, W, 3]``, and turned into lerobot's ``[3, H, W]`` while
 being written into the batch, by OpenCV's SIMD de-interleave (``cv2.split`` into the three planes of the
-output): numpy's strided transpose copy took 0.22 ms per 480x640 frame, 19% of a single-mode worker next to
-a 1.15 ms decode; ``cv2.split`` takes 0.02 ms. Copies stay single-threaded (numpy, OpenCV on one plane
-set), while torch's intra-op thread pool turns each small copy into a cross-thread handoff that costs
-milliseconds on a busy machine.
+output), a fraction of numpy's strided transpose copy (figures in ``docs/design.md``). Copies stay
+single-threaded (numpy, OpenCV on one plane set), while torch's intra-op thread pool turns each small copy
+into a cross-thread handoff that costs milliseconds on a busy machine.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-import cv2
 import numpy as np
 from torchcodec.decoders import VideoDecoder
 
@@ -42,10 +41,26 @@ from lerobot_wds.reader.parsing.episode import Episode
 from lerobot_wds.reader.scheduling.units import RUN_FRAMES, decoded_whole, gop_span
 
 
-def to_planes(hwc: np.ndarray, chw: np.ndarray) -> None:
-    """Writes an ``[H, W, 3]`` uint8 frame into the ``[3, H, W]`` uint8 array ``chw`` (its planes contiguous)."""
+def _cv2_split() -> Callable[..., Any] | None:
+    """OpenCV's ``cv2.split`` when some OpenCV build is installed (the ``opencv`` extra), else None."""
+    try:
+        import cv2
+    except ImportError:
+        return None
+    return cv2.split
+
+
+CV2_SPLIT = _cv2_split()
+
+
+def to_planes(hwc: np.ndarray, chw: np.ndarray, split: Callable[..., Any] | None = CV2_SPLIT) -> None:
+    """Writes an ``[H, W, 3]`` uint8 frame into the ``[3, H, W]`` uint8 array ``chw`` (its planes contiguous).
+
+    ``split`` is ``cv2.split`` when OpenCV is installed; without it numpy's transpose copy writes the same bytes.
+    """
     planes = [chw[0], chw[1], chw[2]]
-    written = cv2.split(hwc, planes) if hwc.flags.c_contiguous and chw.flags.c_contiguous else ()
+    contiguous = hwc.flags.c_contiguous and chw.flags.c_contiguous
+    written = split(hwc, planes) if split is not None and contiguous else ()
     if len(written) != 3 or any(w is not p for w, p in zip(written, planes, strict=False)):
         # OpenCV allocates new planes instead of writing into ours when they do not fit; never the case for
         # the batch rows this module writes, but then numpy's transpose copy gives the same values

@@ -198,15 +198,29 @@ def test_summary_reports_the_conversions_own_peak_rss(small_lerobot_dataset, tmp
     converter's: the summary's peak is measured from the conversion's start."""
     import resource
 
-    from lerobot_wds.convert.staging import PeakRss
+    from lerobot_wds.core.peak_rss import PeakRss
 
-    if not PeakRss().since_start:
+    if not PeakRss(reset=True).since_start:
         pytest.skip("this kernel does not let a process reset its RSS high-water mark (/proc/self/clear_refs)")
     before = bytearray(b"\x01") * (300 * 1024 * 1024)  # every page written: the process peak grows ~300 MB
     del before  # a large block goes back to the kernel at once
     lifetime_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    summary = run(small_lerobot_dataset.root, tmp_path / "out")
+    src, dest = small_lerobot_dataset.root, tmp_path / "out"
+    summary = convert(ConvertConfig(source=str(src), dest=str(dest), progress=False), rss=PeakRss(reset=True))
     assert summary.start_rss_bytes <= summary.peak_rss_bytes < lifetime_peak - 200 * 1024 * 1024
     assert f"peak RSS {summary.peak_rss_bytes / 1e6:.0f} MB ({summary.start_rss_bytes / 1e6:.0f} MB before" in (
         summary.line()
     )
+
+
+def test_convert_as_a_library_leaves_the_callers_peak_rss_alone(small_lerobot_dataset, tmp_path):
+    from lerobot_wds.core.peak_rss import PeakRss, _status_kib
+
+    if not PeakRss(reset=True).since_start:
+        pytest.skip("this kernel does not let a process reset its RSS high-water mark (/proc/self/clear_refs)")
+    before = bytearray(b"\x01") * (300 * 1024 * 1024)  # the caller's peak: ~300 MB above what follows
+    del before
+    callers_peak = _status_kib("VmHWM")
+    summary = run(small_lerobot_dataset.root, tmp_path / "out")
+    assert _status_kib("VmHWM") >= callers_peak  # not reset to the RSS at the conversion's start
+    assert summary.peak_rss_bytes >= callers_peak * 1024 > summary.start_rss_bytes + 200 * 1024 * 1024

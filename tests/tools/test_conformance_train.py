@@ -338,3 +338,65 @@ def test_resume_after_kill_continues_with_the_same_samples(converted: tuple[Path
         json.loads((out / "checkpoints" / "last" / "training_state" / "training_step.json").read_text())["step"]
         == 24
     )
+
+
+def test_failure_during_training_exits_1_with_its_traceback(converted: tuple[Path, Path], tmp_path: Path) -> None:
+    _, dest = converted
+    blocker = (
+        tmp_path / "a_file"
+    )  # the checkpoint at step 3 goes under it: NotADirectoryError, as a full disk would
+    blocker.write_text("")
+    log = tmp_path / "samples.jsonl"
+    proc = _train(
+        [
+            str(dest),
+            *SMALL_ACT,
+            "--steps=8",
+            "--batch_size=4",
+            "--num_workers=0",
+            "--save_freq=3",
+            "--log_freq=1",
+            f"--output_dir={blocker / 'out'}",
+            f"--wds.sample_log={log}",
+            "--dataset.video_backend=pyav",
+            "--dataset.revision=v3.0",
+        ]
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert sorted(s for _, s in _log(log)) == [0, 1, 2]  # it trained three steps, then failed at the checkpoint
+    assert "Traceback (most recent call last)" in proc.stderr and "NotADirectoryError" in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"lerobot-wds train-lerobot: training on {dest} failed: NotADirectoryError: "), last
+    text = proc.stdout + proc.stderr
+    said = "train-lerobot does not apply --dataset.video_backend=pyav, --dataset.revision=v3.0"
+    assert text.count(said) == 1, text[-3000:]
+
+
+def test_flags_that_do_not_parse_exit_2(converted: tuple[Path, Path], tmp_path: Path) -> None:
+    _, dest = converted
+    proc = _train([str(dest), *SMALL_ACT, "--steps=not-a-number", f"--output_dir={tmp_path / 'out'}"])
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "lerobot-wds train-lerobot: error: lerobot-train's flags do not parse (lerobot's message is above)"
+    )
+
+
+def test_a_root_url_with_credentials_reaches_no_output(converted: tuple[Path, Path], tmp_path: Path) -> None:
+    from lerobot_wds.testing.http_server import LoopbackHTTPServer
+
+    _, dest = converted
+    out = tmp_path / "out"
+    secrets = ("PWSECRET", "SIGSECRET", "reader:")
+    with LoopbackHTTPServer(dest.parent) as server:
+        root = server.url.replace("http://", "http://reader:PWSECRET@") + f"/{dest.name}"
+        args = [*SMALL_ACT, "--steps=2", "--batch_size=4", "--num_workers=0", "--save_freq=2", "--log_freq=1"]
+        proc = _train([root, *args, f"--output_dir={out}"])
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        signed = _train([f"{root}?sv=2022-11-02&sig=SIGSECRET", *args, f"--output_dir={tmp_path / 'signed'}"])
+    assert signed.returncode == 2, signed.stderr[-3000:]
+    for said in (proc.stdout + proc.stderr, signed.stdout + signed.stderr):
+        assert [s for s in secrets if s in said] == [], said[-3000:]
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert len(files) > 5 and [str(p) for p in files if any(s.encode() in p.read_bytes() for s in secrets)] == []
+    config = json.loads((out / "checkpoints" / "last" / "pretrained_model" / "train_config.json").read_text())
+    assert config["dataset"]["repo_id"] == f"lerobot_wds/{dest.name}"

@@ -5,6 +5,7 @@ The training itself runs against lerobot 0.6.1 in test_conformance_train.py (CI'
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import subprocess
 import sys
@@ -13,13 +14,14 @@ from pathlib import Path
 import pytest
 import torch
 
+import lerobot_wds
 from lerobot_wds import LeRobotWdsDataset
 from lerobot_wds.testing.shards import RootSpec
 from lerobot_wds.tools.train_lerobot.cli import split_args
 from lerobot_wds.tools.train_lerobot.loader import (
+    BatchSampleLog,
     LoaderOptions,
     RankLoader,
-    SampleLog,
     batches_per_epoch,
     resume_position,
 )
@@ -58,11 +60,11 @@ def test_batches_per_epoch_and_resume_position(wds_root: Path) -> None:
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_rank_loader_epochs_and_exact_resume(wds_root: Path, tmp_path: Path, workers: int) -> None:
-    def loader(start: int = 0, log: SampleLog | None = None) -> RankLoader:
+    def loader(start: int = 0, log: BatchSampleLog | None = None) -> RankLoader:
         ds = LeRobotWdsDataset(str(wds_root), batch_size=4, seed=9)
         return RankLoader(ds, LoaderOptions(num_workers=workers), start_step=start, sample_log=log)
 
-    ref = loader(log=SampleLog(tmp_path / "ref-{rank}.jsonl", 0))
+    ref = loader(log=BatchSampleLog(tmp_path / "ref-{rank}.jsonl", 0))
     full = take(ref, 46)  # 2 epochs of 20 and 6 steps of the third
     epoch0 = [p for b in full[:20] for p in b]
     assert sorted(epoch0) == sorted({(e, k) for e, n in enumerate(SPEC.lengths) for k in range(n)})
@@ -101,3 +103,68 @@ def test_without_lerobot_one_line_and_exit_2(wds_root: Path) -> None:
         'lerobot-wds train-lerobot: lerobot is not installed; install it with: pip install "lerobot-wds[lerobot]" '
         "(lerobot 0.6.x with its training extra, Python >= 3.12)"
     ]
+
+
+PACKAGE = Path(lerobot_wds.__file__).parent
+FOREIGN = ("lerobot", "accelerate")  # packages whose modules and classes the package must never change
+
+
+def foreign_assignments(source: str) -> list[str]:
+    """``name.attr = ...`` / ``setattr(name, ...)`` / ``del name.attr`` on a name imported from lerobot or
+    accelerate (a module or a class of theirs), as ``line: text``."""
+    tree = ast.parse(source)
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names if a.name.split(".")[0] in FOREIGN}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in FOREIGN:
+            names |= {a.asname or a.name for a in node.names}
+
+    def root(expr: ast.expr) -> str | None:
+        while isinstance(expr, (ast.Attribute, ast.Subscript)):
+            expr = expr.value
+        return expr.id if isinstance(expr, ast.Name) else None
+
+    found = []
+    for node in ast.walk(tree):
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+            targets = [node.target]
+        elif isinstance(node, ast.Delete):
+            targets = node.targets
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("setattr", "delattr")
+            and node.args
+        ):
+            targets = [ast.Attribute(value=node.args[0], attr="?")]
+        flat = [t for target in targets for t in (target.elts if isinstance(target, ast.Tuple) else [target])]
+        if any(isinstance(t, ast.Attribute) and root(t) in names for t in flat):
+            found.append(f"{node.lineno}: {ast.unparse(node)[:100]}")
+    return found
+
+
+def test_foreign_assignment_check_finds_patching() -> None:
+    patched = (
+        "import accelerate\nfrom lerobot.scripts import lerobot_train as lt\n"
+        "lt.make_train_eval_datasets = f\naccelerate.Accelerator, x = A, 1\nsetattr(accelerate, 'x', 1)\n"
+        "mine.attr = 1\n"
+    )
+    assert foreign_assignments(patched) == [
+        "3: lt.make_train_eval_datasets = f",
+        "4: accelerate.Accelerator, x = (A, 1)",
+        "5: setattr(accelerate, 'x', 1)",
+    ]
+
+
+def test_no_module_assigns_to_lerobot_or_accelerate() -> None:
+    found = {
+        str(path.relative_to(PACKAGE)): hits
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if not any(part.startswith(".") for part in path.relative_to(PACKAGE).parts)
+        and (hits := foreign_assignments(path.read_text()))
+    }
+    assert found == {}

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lerobot_wds.tools.bench.summary import merge_scenarios
+from lerobot_wds.tools.errors import BenchError
 
 
 def plot_workers(records: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:
@@ -22,7 +23,7 @@ def plot_workers(records: Sequence[Mapping[str, Any]], path: str | os.PathLike[s
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as e:
-        raise RuntimeError(f"plotting needs matplotlib (pip install 'lerobot-wds[plot]'): {e}") from e
+        raise BenchError(f"plotting needs matplotlib (pip install 'lerobot-wds[plot]'): {e}") from e
     lines: dict[tuple[str, str, str, int], list[tuple[int, float]]] = {}
     for s in merge_scenarios(records):
         key = (s["loader"], s["mode"], s["source_label"], s["batch_size"])

@@ -9,10 +9,18 @@ from __future__ import annotations
 import csv
 import json
 import os
+import time
 from collections.abc import Iterable, Mapping
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from lerobot_wds.core.redact import redact_url
+
+if TYPE_CHECKING:
+    from lerobot_wds.tools.bench.scenarios import BenchConfig
+
+RECORD_VERSION = 1
 RECORD_GLOB = "bench-*.json"
 CSV_NAME = "records.csv"
 
@@ -25,6 +33,25 @@ def record_name(record: Mapping[str, Any]) -> str:
         f"bench-{record['loader']}-{record['mode']}-{label}-w{record['num_workers']}-b{record['batch_size']}"
         f"-r{record['rank']}-{stamp}.json"
     )
+
+
+def record_header(config: BenchConfig) -> dict[str, Any]:
+    """The keys every record of a run of ``config`` starts with, measured or not (roots without credentials).
+
+    Records are shared (pasted, committed): ``source`` and ``meta_root`` pass through :func:`redact_url`.
+    """
+    roots = {"source": redact_url(config.source), "meta_root": config.meta_root and redact_url(config.meta_root)}
+    return {
+        "record_version": RECORD_VERSION,
+        "created_unix": time.time(),
+        "config": asdict(config) | roots,
+        "loader": config.loader,
+        "mode": config.mode,
+        "source_label": config.source_label,
+        "batch_size": config.batch_size,
+        "num_workers": config.num_workers,
+        "return_uint8": config.return_uint8,
+    }
 
 
 def flatten(record: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -49,7 +76,7 @@ def load_records(directory: str | os.PathLike[str]) -> list[dict[str, Any]]:
             record = json.loads(path.read_text())
         except ValueError as e:
             raise ValueError(f"{path}: not a JSON benchmark record: {e}") from e
-        if not isinstance(record, dict) or record.get("record_version") != 1:
+        if not isinstance(record, dict) or record.get("record_version") != RECORD_VERSION:
             raise ValueError(f"{path}: not a benchmark record of version 1")
         records.append(record)
     return sorted(records, key=lambda r: r["created_unix"])

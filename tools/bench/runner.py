@@ -30,7 +30,6 @@ import os
 import platform
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +37,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from lerobot_wds.core.redact import redact_url
 from lerobot_wds.testing.http_server import LoopbackHTTPServer, ServeConfig
 from lerobot_wds.tools.bench.loaders import STATS_KEY, LoaderBundle
 from lerobot_wds.tools.bench.mixing import iid_reference, mixing, relative_to_iid
 from lerobot_wds.tools.bench.monitor import ProcessMonitor
 from lerobot_wds.tools.bench.profiles.episodes import read_episode_table
+from lerobot_wds.tools.bench.records import record_header
 from lerobot_wds.tools.bench.scenarios import BenchConfig
 from lerobot_wds.tools.errors import BenchError
 
@@ -262,15 +261,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         http = server.stats() if server is not None else None
     window = config.window.window_length()
     return {
-        "record_version": 1,
-        "created_unix": time.time(),
-        "config": asdict(config) | {"source": redact_url(config.source)},  # records are shared: no credentials
-        "loader": config.loader,
-        "mode": config.mode,
-        "source_label": config.source_label,
-        "batch_size": config.batch_size,
-        "num_workers": config.num_workers,
-        "return_uint8": config.return_uint8,
+        **record_header(config),
         "batching": config.batching if config.loader == "lerobot-wds" else "dataloader",
         "status": "ok",
         "cameras": len(bundle.camera_keys),

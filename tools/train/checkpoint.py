@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from lerobot_wds.tools.errors import CheckpointError
+
 _COMPLETE = re.compile(r"^step-(\d{8})$")
 
 
@@ -68,7 +70,7 @@ def publish(root: Path, step: int, world_size: int, keep: int) -> Path:
     tmp, final = root / f".tmp-step-{step:08d}", step_dir(root, step)
     missing = [f"rank-{r}.pt" for r in range(world_size) if not (tmp / f"rank-{r}.pt").exists()]
     if missing or not (tmp / "train.pt").exists():
-        raise RuntimeError(f"checkpoint {tmp}: parts missing {missing or ['train.pt']}")
+        raise CheckpointError(f"checkpoint {tmp}: parts missing {missing or ['train.pt']}")
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)

@@ -31,6 +31,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from lerobot_wds.core.errors import LeRobotWdsError
+from lerobot_wds.core.redact import redact_url
 from lerobot_wds.reader.dataset import LeRobotWdsDataset
 from lerobot_wds.reader.planning.resume import check_topology
 from lerobot_wds.tools.train import checkpoint as ckpt
@@ -204,7 +205,7 @@ def save(
             "step": step,
             "epoch": epoch,
             "in_epoch": in_epoch,
-            "config": asdict(cfg),
+            "config": asdict(cfg) | {"root": redact_url(cfg.root)},  # checkpoints get shared: no credentials
             "model": model.state_dict() if model is not None else None,
             "optimizer": opt.state_dict() if opt is not None else None,
             "scheduler": sched.state_dict() if sched is not None else None,

@@ -6,11 +6,12 @@
     lerobot-wds train-lerobot ROOT --resume=true \
         --config_path=OUT/checkpoints/last/pretrained_model/train_config.json
 
-Every flag after ROOT is lerobot-train's (see :mod:`pipeline` for the two seams replaced), except
+Every flag after ROOT is lerobot-train's (see :mod:`pipeline` for what reaches lerobot's ``train``), except
 ``--wds.sample_log=PATH``: append each batch's ``[episode_index, frame_index]`` pairs, per step, to PATH
 (``{rank}`` in PATH is replaced by the rank). lerobot is an optional extra (``pip install
 "lerobot-wds[lerobot]"``, lerobot 0.6.x on Python >= 3.12); without it the command says so and exits 2.
-Exit codes: 0 trained, 2 could not run (one line on stderr).
+Exit codes: 0 trained; 1 training started and failed (the traceback, then one line on stderr); 2 could not
+start (one line on stderr).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import argparse
 import importlib.metadata
 import logging
 import sys
+import traceback
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -68,13 +70,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"lerobot-wds train-lerobot: {problem}", file=sys.stderr)
         return 2
     from lerobot_wds.core.errors import LeRobotWdsError
-    from lerobot_wds.tools.train_lerobot.pipeline import TrainLerobotError, run_train
+    from lerobot_wds.tools.train_lerobot.errors import TrainingFailed
+    from lerobot_wds.tools.train_lerobot.pipeline import run_train
 
     try:
         flags, sample_log = split_args(list(args.lerobot_args))
         run_train(args.root, flags, sample_log=sample_log)
-    except (LeRobotWdsError, TrainLerobotError, ValueError, OSError) as e:
-        log.debug("train-lerobot failed", exc_info=True)
+    except TrainingFailed as e:  # it had started: what broke, with its traceback, then one line
+        cause = e.__cause__ if e.__cause__ is not None else e
+        traceback.print_exception(type(cause), cause, cause.__traceback__, file=sys.stderr)
+        print(f"lerobot-wds train-lerobot: {e}", file=sys.stderr)
+        return 1
+    except (LeRobotWdsError, ValueError, OSError) as e:
+        log.debug("train-lerobot could not start", exc_info=True)
         print(f"lerobot-wds train-lerobot: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -69,7 +69,7 @@ def resume_position(step: int, per_epoch: int) -> tuple[int, int]:
     return divmod(step, per_epoch)
 
 
-class SampleLog:
+class BatchSampleLog:
     """Appends ``{"rank", "step", "epoch", "samples": [[episode_index, frame_index], ...]}`` per batch (JSONL)."""
 
     def __init__(self, path: str | Path, rank: int) -> None:
@@ -102,7 +102,7 @@ class RankLoader:
         *,
         device: torch.device | None = None,
         start_step: int = 0,
-        sample_log: SampleLog | None = None,
+        sample_log: BatchSampleLog | None = None,
     ) -> None:
         self.dataset = dataset
         self.options = options

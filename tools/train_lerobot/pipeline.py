@@ -1,50 +1,65 @@
 """lerobot's own ``lerobot-train`` (``lerobot.scripts.lerobot_train.train``) fed by a converted root.
 
-lerobot's ``train`` builds everything itself: Accelerator, policy (``make_policy`` with the dataset's meta),
-processors with the dataset's stats, optimizer and scheduler presets, logging, checkpoints and ``--resume``.
-Two of its seams are replaced for the duration of the call, nothing else:
+lerobot 0.6's ``train(cfg, accelerator)`` builds everything itself: policy (``make_policy`` with the dataset's
+meta), processors with the dataset's stats, optimizer and scheduler presets, logging, checkpoints and
+``--resume``. Two things reach it from here; neither lerobot's nor accelerate's modules or classes are changed:
 
-- ``make_train_eval_datasets`` (looked up in lerobot_train's namespace): returns a :class:`LeRobotWdsDataset`
-  of ROOT built as lerobot's ``make_dataset`` builds its dataset (the policy's delta timestamps,
-  ``--dataset.image_transforms``, ``--dataset.episodes``, ``return_uint8=True``, ``--tolerance_s``,
-  ``--dataset.use_imagenet_stats``), with ``batch_size=--batch_size`` and ``seed=--seed``.
-- ``accelerate.Accelerator`` (imported inside ``train``): a subclass whose ``prepare_data_loader`` turns the
-  DataLoader lerobot built over that dataset into a :class:`RankLoader` (same workers, pinning, prefetch),
-  which is no DataLoader, so accelerate neither dispatches from rank 0 nor makes every rank read everything:
-  each rank reads its own episodes. Every other DataLoader goes through accelerate as before.
+- the accelerator, through ``train``'s own ``accelerator`` argument: a :class:`Accelerator` subclass
+  (:mod:`seams`), built with the options lerobot gives its own, whose ``prepare_data_loader`` turns the DataLoader
+  lerobot built over our dataset into a :class:`RankLoader` (same workers, pinning, prefetch). That is no
+  DataLoader, so accelerate neither dispatches from rank 0 nor makes every rank read everything.
+- the dataset: 0.6's ``train`` takes no dataset argument and calls ``make_train_eval_datasets(cfg)`` by name,
+  so the call runs a private copy of ``train``'s function whose global namespace maps that one name to
+  :meth:`_Run.make_datasets` (a :class:`LeRobotWdsDataset` of ROOT built as lerobot's ``make_dataset`` builds
+  its dataset: the policy's delta timestamps, ``--dataset.image_transforms``, ``--dataset.episodes``,
+  ``return_uint8=True``, ``--tolerance_s``, ``--dataset.use_imagenet_stats``, ``batch_size=--batch_size``,
+  ``seed=--seed``). lerobot's module keeps its own function.
 
 ``--dataset.streaming=true`` is set so lerobot builds a plain DataLoader without its map-style sampler; a
 resumed run starts the loader at the checkpoint's step (its epoch and offset), so batches continue exactly.
+Flags that only lerobot's own dataset reads (:data:`IGNORED_FLAGS`, a policy's ``drop_n_last_frames``) are
+named once at start. A failure after the dataset was built is a :class:`TrainingFailed`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from lerobot_wds.core.redact import redact_url
 from lerobot_wds.reader.dataset import LeRobotWdsDataset
-from lerobot_wds.tools.train_lerobot.loader import LoaderOptions, RankLoader, SampleLog
+from lerobot_wds.tools.train_lerobot.errors import TrainingFailed, TrainLerobotError
+from lerobot_wds.tools.train_lerobot.loader import BatchSampleLog, LoaderOptions, RankLoader
+from lerobot_wds.tools.train_lerobot.seams import make_accelerator, parse_config, train_function
 
 log = logging.getLogger(__name__)
 
+# lerobot-train flags read only by lerobot's own dataset and sampler: train-lerobot decodes with lerobot-wds
+IGNORED_FLAGS = ("--dataset.video_backend", "--dataset.revision")
 
-class TrainLerobotError(RuntimeError):
-    """train-lerobot cannot run as asked (an unsupported option, or lerobot's train did not use our loader)."""
+
+def ignored_options(args: list[str], drop_n_last_frames: int) -> list[str]:
+    """The options in ``args`` (and the policy's ``drop_n_last_frames``) that train-lerobot does not apply."""
+    out = [a for a in args if a.split("=", 1)[0] in IGNORED_FLAGS]
+    if drop_n_last_frames:
+        out.append(f"drop_n_last_frames={drop_n_last_frames} (every frame is sampled)")
+    return out
 
 
 class _Run:
-    """The state one ``train`` call shares between the two seams: ROOT, options, the dataset built."""
+    """The state one ``train`` call shares with its seams: ROOT, options, the dataset built."""
 
-    def __init__(self, root: str, sample_log: str | None) -> None:
+    def __init__(self, root: str, sample_log: str | None, ignored: list[str]) -> None:
         self.root = root
         self.sample_log = sample_log
+        self.ignored = ignored
         self.dataset: LeRobotWdsDataset | None = None
         self.start_step = 0
         self.loaders: list[RankLoader] = []
+        self.is_main_process = True
 
     def make_datasets(self, cfg: Any) -> tuple[LeRobotWdsDataset, None]:
         """lerobot's ``make_train_eval_datasets(cfg)`` for ROOT (no held-out split)."""
@@ -57,6 +72,8 @@ class _Run:
                 f"--dataset.eval_split={cfg.dataset.eval_split}: train-lerobot has no held-out split; convert the "
                 "eval episodes separately, or pass --dataset.episodes for the training ones"
             )
+        if self.ignored and self.is_main_process:
+            log.warning("lerobot-wds: train-lerobot does not apply %s", ", ".join(self.ignored))
         meta = LeRobotWdsDataset(self.root).meta
         transforms = cfg.dataset.image_transforms
         dataset = LeRobotWdsDataset(
@@ -91,7 +108,7 @@ class _Run:
         dataset = self.dataset
         if getattr(data_loader, "dataset", None) is not dataset or dataset is None:
             return None
-        sample_log = SampleLog(self.sample_log, accelerator.process_index) if self.sample_log else None
+        sample_log = BatchSampleLog(self.sample_log, accelerator.process_index) if self.sample_log else None
         loader = RankLoader(
             dataset,
             LoaderOptions.of(data_loader),
@@ -105,7 +122,7 @@ class _Run:
                 "lerobot-wds: each of %d ranks reads its own episodes of %s: %d batches of %d per epoch per rank, "
                 "%d workers, starting at step %d (epoch %d)",
                 accelerator.num_processes,
-                self.root,
+                redact_url(self.root),
                 loader.per_epoch,
                 dataset.batch_size,
                 loader.options.num_workers,
@@ -114,33 +131,11 @@ class _Run:
             )
         return loader
 
-    def accelerator_class(self, base: Any) -> type:
-        """A subclass of accelerate's ``Accelerator`` that hands our dataset's DataLoader to a RankLoader."""
-        run = self
 
-        class WdsAccelerator(base):
-            def prepare_data_loader(self, data_loader: Any, device_placement: Any = None, **kwargs: Any) -> Any:
-                ours = run.rank_loader(data_loader, self, device_placement)
-                if ours is not None:
-                    return ours
-                return super().prepare_data_loader(data_loader, device_placement=device_placement, **kwargs)
-
-        return WdsAccelerator
-
-
-@contextlib.contextmanager
-def seams(run: _Run) -> Iterator[None]:
-    """Installs the two replacements (module docstring) and restores lerobot's and accelerate's own on exit."""
-    import accelerate
-    from lerobot.scripts import lerobot_train
-
-    saved = (lerobot_train.make_train_eval_datasets, accelerate.Accelerator)
-    lerobot_train.make_train_eval_datasets = run.make_datasets
-    accelerate.Accelerator = run.accelerator_class(saved[1])
-    try:
-        yield
-    finally:
-        lerobot_train.make_train_eval_datasets, accelerate.Accelerator = saved
+def repo_name(root: str) -> str:
+    """The last path segment of ROOT, without credentials or query: the ``lerobot_wds/<name>`` repo id's name."""
+    path = urlsplit(redact_url(root)).path if "://" in root else root
+    return path.rstrip("/").rsplit("/", 1)[-1] or "root"
 
 
 def lerobot_argv(root: str, args: list[str]) -> list[str]:
@@ -149,8 +144,7 @@ def lerobot_argv(root: str, args: list[str]) -> list[str]:
     if not any(a.startswith("--dataset.repo_id") for a in out) and not any(
         a.startswith("--config_path") for a in out
     ):
-        name = root.rstrip("/").rsplit("/", 1)[-1] or "root"
-        out.append(f"--dataset.repo_id=lerobot_wds/{name}")
+        out.append(f"--dataset.repo_id=lerobot_wds/{repo_name(root)}")
     out.append("--dataset.streaming=true")
     return out
 
@@ -159,19 +153,28 @@ def run_train(root: str, args: list[str], sample_log: str | None = None) -> None
     """Runs lerobot's ``train`` with ``args`` (lerobot-train's flags) on ROOT through our loader.
 
     Raises:
-        TrainLerobotError: lerobot's train finished without ever asking for our dataset's loader (a lerobot
-            version whose loop differs from 0.6's), or an option train-lerobot cannot honour.
+        TrainLerobotError: lerobot-train's flags do not parse, an option train-lerobot cannot honour, or
+            lerobot's train finished without asking for our dataset's loader (a loop that differs from 0.6's).
+        TrainingFailed: anything raised once the dataset was built (a shape error, a full disk at checkpoint).
     """
-    from lerobot.scripts import lerobot_train
     from lerobot.utils.import_utils import register_third_party_plugins
 
-    run = _Run(root, sample_log)
     argv = sys.argv
-    sys.argv = [argv[0], *lerobot_argv(root, args)]
+    sys.argv = [argv[0], *lerobot_argv(root, args)]  # lerobot's config reads its flags from the command line
     try:
         register_third_party_plugins()
-        with seams(run):
-            lerobot_train.train()
+        cfg = parse_config()
+        cfg.validate()
+        run = _Run(root, sample_log, ignored_options(args, getattr(cfg.trainable_config, "drop_n_last_frames", 0)))
+        accelerator = make_accelerator(cfg, run.rank_loader)
+        run.is_main_process = accelerator.is_main_process
+        train = train_function(run.make_datasets)
+        try:
+            train(cfg, accelerator=accelerator)
+        except Exception as e:
+            if run.dataset is None:
+                raise
+            raise TrainingFailed(f"training on {redact_url(root)} failed: {type(e).__name__}: {e}") from e
     finally:
         sys.argv = argv
     if run.dataset is not None and not run.loaders:

@@ -24,6 +24,7 @@ from typing import Any
 
 import psutil
 
+from lerobot_wds.tools.bench.records import record_header
 from lerobot_wds.tools.bench.scenarios import BenchConfig
 
 POLL_S = 0.25
@@ -57,15 +58,7 @@ def failure_record(
 ) -> dict[str, Any]:
     """A record of a run that produced no measurement: the scenario, the status and why."""
     return {
-        "record_version": 1,
-        "created_unix": time.time(),
-        "config": asdict(config),
-        "loader": config.loader,
-        "mode": config.mode,
-        "source_label": config.source_label,
-        "batch_size": config.batch_size,
-        "num_workers": config.num_workers,
-        "return_uint8": config.return_uint8,
+        **record_header(config),
         "status": status,
         "reason": reason,
         "wallclock_s": elapsed_s,

@@ -3,8 +3,8 @@
 ``make_lerobot_synth.py`` (the shared generator) assigns its six tasks round-robin (``TASKS[ep % 6]``), so
 neighbouring episodes always differ in task and a reader that serves runs of neighbours looks *more* diverse
 than random sampling. Real LeRobot datasets are recorded task by task, session by session. This wrapper runs
-the shared generator unchanged (same frames, same writer, same flags) and only relabels each episode's task
-in blocks: episode ``ep`` of ``n`` gets ``TASKS[ep * len(TASKS) // n]``.
+the shared generator (same frames, same writer, same flags) with its task list replaced by one entry per episode,
+so that episode ``ep`` of ``n`` gets ``TASKS[ep * len(TASKS) // n]``.
 
 Run it with lerobot's Python (it imports lerobot), e.g.::
 
@@ -36,22 +36,17 @@ def _load(path: Path) -> ModuleType:
 
 
 def main() -> None:
-    """Parses ``--synth`` and ``--episodes``, patches the task label, and runs the shared generator."""
+    """Parses ``--synth`` and ``--episodes``, relabels the generator's tasks in blocks, and runs it."""
     ap = argparse.ArgumentParser(add_help=False)
     ap.add_argument("--synth", type=Path, required=True, help="path of make_lerobot_synth.py")
     ap.add_argument("--episodes", type=int, default=40)
     args, rest = ap.parse_known_args()
     synth = _load(args.synth)
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
-
-    add_frame = LeRobotDataset.add_frame
-
-    def blocked_add_frame(self: LeRobotDataset, frame: dict) -> None:
-        episode = self.meta.total_episodes  # episodes saved so far = the one being recorded
-        frame["task"] = synth.TASKS[blocked_task_index(episode, args.episodes, len(synth.TASKS))]
-        add_frame(self, frame)
-
-    LeRobotDataset.add_frame = blocked_add_frame
+    # the generator labels episode ep with TASKS[ep % len(TASKS)]: one entry per episode makes that the block's
+    tasks = list(synth.TASKS)
+    synth.__dict__["TASKS"] = [
+        tasks[blocked_task_index(ep, args.episodes, len(tasks))] for ep in range(args.episodes)
+    ]
     sys.argv = [str(args.synth), "--episodes", str(args.episodes), *rest]
     synth.main()
 
