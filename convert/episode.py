@@ -44,8 +44,13 @@ def rows_to_parquet(table: pa.Table) -> bytes:
     return buf.getvalue()
 
 
-def build_episode(source: LeRobotSource, episode_index: int) -> EpisodeSample:
+def build_episode(
+    source: LeRobotSource, episode_index: int, rows: pa.Table | SourceError | None = None
+) -> EpisodeSample:
     """Reads and remuxes one episode into its sample members.
+
+    ``rows``: the episode's rows (or the error reading them) when they were read together with other episodes
+    of their data file (:meth:`LeRobotSource.rows_in_file`); None reads them here.
 
     Raises:
         EpisodeError: the episode is unknown, its rows are missing or wrong, or a camera's video cannot be cut
@@ -56,7 +61,10 @@ def build_episode(source: LeRobotSource, episode_index: int) -> EpisodeSample:
     except KeyError:
         raise EpisodeError(episode_index, f"not in {source.url}/meta/episodes") from None
     try:
-        rows = source.episode_rows(rec)
+        if isinstance(rows, SourceError):
+            raise rows
+        if rows is None:
+            rows = source.episode_rows(rec)
         cameras = {cam: _cut_camera(source, rec, cam) for cam in source.camera_keys}
     except BAD_INPUT_ERRORS as e:
         raise EpisodeError(episode_index, str(e)) from e

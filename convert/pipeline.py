@@ -17,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import pyarrow as pa
 from tqdm import tqdm
 
 from lerobot_wds.convert.config import ConvertConfig
@@ -32,9 +33,10 @@ from lerobot_wds.convert.manifest_io import (
     part_path,
     read_record,
 )
+from lerobot_wds.convert.memory import release_free_memory
 from lerobot_wds.convert.plan import ShardPlan, order_episodes, plan_shards, select_episodes, select_part
 from lerobot_wds.convert.sink import LocalSink, Sink, open_sink
-from lerobot_wds.convert.source import LeRobotSource, describe
+from lerobot_wds.convert.source import EpisodeRecord, LeRobotSource, SourceError, describe
 from lerobot_wds.convert.staging import PeakRss, StagingArea, Uploader
 from lerobot_wds.convert.tarwriter import ShardWriter
 from lerobot_wds.core.format import MANIFEST_NAME, EpisodeExtent, Manifest, ShardInfo, shard_path
@@ -81,6 +83,7 @@ def convert(cfg: ConvertConfig) -> ConvertSummary:
         cfg.source,
         cfg.source_options,
         cache_size=cfg.index_cache_size,
+        footer_cache_size=FOOTER_CACHE,
         attempts=cfg.upload_attempts,
         backoff_s=cfg.retry_backoff_s,
     )
@@ -243,17 +246,59 @@ def _bars(cfg: ConvertConfig, todo: list[ShardPlan], remote: bool) -> dict[str, 
     return bars
 
 
+# Parsed parquet footers kept: a shard's reads visit each data file's episodes together (see _shard_rows).
+FOOTER_CACHE = 4
+# Episodes of one data file read together (one open handle, one footer lookup) by one build-pool task.
+ROWS_PER_READ = 64
+
+
+def _shard_rows(
+    pool: ThreadPoolExecutor, source: LeRobotSource, episodes: tuple[int, ...]
+) -> dict[int, Future[dict[int, pa.Table | SourceError]]]:
+    """Submits the reads of a shard's rows, grouped by data file in runs of ``ROWS_PER_READ`` episodes.
+
+    Submitted before the shard's episode builds, so the pool (first in, first out) starts every read before
+    any build that waits on it. Each row group is read once however the shard's episodes spread over files.
+    """
+    by_file: dict[str, list[EpisodeRecord]] = {}
+    for ep in episodes:
+        rec = source.episodes.get(ep)
+        if rec is not None:
+            by_file.setdefault(rec.data_path, []).append(rec)
+    out: dict[int, Future[dict[int, pa.Table | SourceError]]] = {}
+    for rel, recs in by_file.items():
+        for i in range(0, len(recs), ROWS_PER_READ):
+            run = recs[i : i + ROWS_PER_READ]
+            fut = pool.submit(source.rows_in_file, rel, run)
+            out.update((r.episode_index, fut) for r in run)
+    return out
+
+
+def _build(
+    source: LeRobotSource, ep: int, rows: Future[dict[int, pa.Table | SourceError]] | None
+) -> EpisodeSample:
+    """Builds one episode from its prefetched rows (taken out of the shared result, so they are freed)."""
+    if rows is None:
+        return build_episode(source, ep)
+    try:
+        mine: pa.Table | SourceError = rows.result().pop(ep)
+    except SourceError as e:  # the data file itself is bad: this episode's input error, like a single read
+        mine = e
+    return build_episode(source, ep, mine)
+
+
 def _built(
     pool: ThreadPoolExecutor, source: LeRobotSource, todo: list[ShardPlan], lookahead: int
 ) -> Generator[tuple[ShardPlan, int, Future[EpisodeSample]], None, None]:
     """Yields every episode of ``todo`` in order with its build future, keeping ``lookahead`` in flight."""
-    jobs = ((s, ep) for s in todo for ep in s.episodes)
     window: deque[tuple[ShardPlan, int, Future[EpisodeSample]]] = deque()
     try:
-        for shard, ep in jobs:
-            window.append((shard, ep, pool.submit(build_episode, source, ep)))
-            if len(window) >= lookahead:
-                yield window.popleft()
+        for shard in todo:
+            rows = _shard_rows(pool, source, shard.episodes)
+            for ep in shard.episodes:
+                window.append((shard, ep, pool.submit(_build, source, ep, rows.get(ep))))
+                if len(window) >= lookahead:
+                    yield window.popleft()
         while window:
             yield window.popleft()
     finally:
@@ -345,4 +390,5 @@ def _write_all(
         )
         uploader.submit(local, ShardRecord(shard=info, skipped=skipped, plan_key=keys[shard.index]), shard.index)
         written += info.bytes
+        release_free_memory()
     return written

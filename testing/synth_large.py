@@ -273,14 +273,16 @@ def _stats(spec: LargeSourceSpec, templates: list[_Template], lengths: list[int]
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m lerobot_wds.testing.synth_large ROOT --episodes N [--per-file M] [--cameras C] [--frames A B]``."""
+    """Command line: ``python -m lerobot_wds.testing.synth_large ROOT --episodes N [--per-file M] ...``."""
     import argparse
 
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("root", type=Path)
     p.add_argument("--episodes", type=int, required=True)
     p.add_argument("--per-file", type=int, default=1000, help="episodes per data parquet file (and camera MP4)")
-    p.add_argument("--video-per-file", type=int, default=None, help="episodes per camera MP4 (default: --per-file)")
+    p.add_argument(
+        "--video-per-file", type=int, default=None, help="episodes per camera MP4 (default: --per-file)"
+    )
     p.add_argument("--cameras", type=int, default=2, choices=(1, 2))
     p.add_argument("--frames", type=int, nargs=2, default=(20, 40), metavar=("MIN", "MAX"))
     a = p.parse_args(argv)

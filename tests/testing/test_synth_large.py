@@ -15,7 +15,9 @@ from lerobot_wds.convert.source import LeRobotSource
 from lerobot_wds.testing.synth_identity import read_identity_full
 from lerobot_wds.testing.synth_large import LargeSourceSpec, make_large_source
 
-SPEC = LargeSourceSpec(episodes=23, min_frames=3, max_frames=7, episodes_per_data_file=10, episodes_per_video_file=8)
+SPEC = LargeSourceSpec(
+    episodes=23, min_frames=3, max_frames=7, episodes_per_data_file=10, episodes_per_video_file=8
+)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +54,9 @@ def test_episode_table_spans(large):
     r9 = rows[9]  # the last episode of data file 0 (10 per file), the second of video file 1 (8 per file)
     assert (r9["data/file_index"], r9["videos/observation.images.front/file_index"]) == (0, 1)
     assert r9["videos/observation.images.front/from_timestamp"] == pytest.approx(SPEC.length(8) / 10)
-    assert r9["videos/observation.images.front/to_timestamp"] == pytest.approx((SPEC.length(8) + SPEC.length(9)) / 10)
+    assert r9["videos/observation.images.front/to_timestamp"] == pytest.approx(
+        (SPEC.length(8) + SPEC.length(9)) / 10
+    )
     assert r9["dataset_from_index"] == sum(SPEC.length(e) for e in range(9))
 
 
