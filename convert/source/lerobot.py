@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lerobot_wds.convert.errors import SourceError, SourceInputError
+from lerobot_wds.convert.metrics import StageTimes
 from lerobot_wds.convert.mp4 import ReadFn, TrackIndex, file_reader, parse_track_index
 from lerobot_wds.convert.source.rows import RowGroupIndex, RowRequest, read_episodes
 from lerobot_wds.core.errors import FormatError
@@ -69,8 +70,10 @@ class LeRobotSource:
         footer_cache_size: int | None = None,
         attempts: int = 5,
         backoff_s: float = 0.5,
+        times: StageTimes | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        self.times = times or StageTimes()
         self.attempts, self.backoff_s = attempts, backoff_s
         self._policy = RetryPolicy(attempts=attempts, backoff_s=backoff_s)
         # http(s) / s3: a stalled server raises a read timeout (retried) instead of hanging; options may set theirs
@@ -260,7 +263,8 @@ class LeRobotSource:
                 lambda: self.fs.open(self.full(rel), "rb"), md, index, requests, f"{self.url}/{rel}"
             )
 
-        return self._retry(read, f"read {self.url}/{rel} rows of {len(requests)} episodes")
+        with self.times.timed("rows"):
+            return self._retry(read, f"read {self.url}/{rel} rows of {len(requests)} episodes")
 
     @staticmethod
     def _unwrap(rows: pa.Table | SourceError) -> pa.Table:
@@ -271,11 +275,18 @@ class LeRobotSource:
     # -- videos -----------------------------------------------------------------------------------------
 
     def _open_track(self, rel: str) -> tuple[TrackIndex, ReadFn]:
-        try:
-            read, size = file_reader(self.fs, self.full(rel), attempts=self.attempts, backoff_s=self.backoff_s)
-        except FileNotFoundError as e:
-            raise SourceError(f"{self.url}/{rel}: video file missing from the source") from e
-        return parse_track_index(read, size, name=f"{self.url}/{rel}"), read
+        with self.times.timed("mp4_index"):
+            try:
+                read, size = file_reader(self.fs, self.full(rel), attempts=self.attempts, backoff_s=self.backoff_s)
+            except FileNotFoundError as e:
+                raise SourceError(f"{self.url}/{rel}: video file missing from the source") from e
+            index = parse_track_index(read, size, name=f"{self.url}/{rel}")
+
+        def timed_read(offset: int, length: int) -> bytes:
+            with self.times.timed("video_reads"):
+                return read(offset, length)
+
+        return index, timed_read
 
     def track(self, rel: str) -> tuple[TrackIndex, ReadFn]:
         """Returns the parsed index of a source MP4 and a reader over it (parsed once while cached)."""
