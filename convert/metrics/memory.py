@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+from collections.abc import Callable
 
 import pyarrow as pa
 
 
-def _libc_trim() -> ctypes._CFuncPtr | None:
+def _libc_trim() -> Callable[[int], int] | None:
     name = ctypes.util.find_library("c")
     if name is None:
         return None
     try:
-        return ctypes.CDLL(name).malloc_trim  # glibc only; musl and macOS have none
+        trim: Callable[[int], int] = ctypes.CDLL(name).malloc_trim  # glibc only; musl and macOS have none
+        return trim
     except (OSError, AttributeError):
         return None
 
