@@ -159,6 +159,7 @@ def test_temp_files_of_killed_runs_are_removed_by_the_run_that_finishes(small_le
         "shards/.shard-000003.tar.partial-4242",
         "_convert/.part-00000-of-00001.json.partial-4242",
     ):
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)  # a finished run left no _convert/
         (out / rel).write_bytes(b"half")
     assert "resumed 4 shards" in run(convert_args(src, out, tmp_path / "stage")).stderr
     assert all_bytes(out) == expected
