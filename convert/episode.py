@@ -1,4 +1,8 @@
-"""Building one episode's tar sample: ``<key>.json``, ``<key>.parquet`` and one ``<key>.<camera>.mp4`` each.
+"""Building episodes' tar samples: ``<key>.json``, ``<key>.parquet`` and one ``<key>.<camera>.mp4`` each.
+
+:func:`built_episodes` builds a part's episodes on a thread pool in shard order. A shard's rows are read before
+its episodes are built, grouped by data file (one open handle and one footer lookup per run of
+``ROWS_PER_READ`` episodes), so each row group is read once however the shuffled plan spreads a file's episodes.
 
 The rows are re-serialised with their schema unchanged; every camera's mini-MP4 is cut by the remux core
 (samples copied, never re-encoded). Any bad input surfaces as :class:`EpisodeError` naming the episode and,
@@ -8,6 +12,9 @@ where it applies, the camera and source file, so ``--on-error skip`` can record 
 from __future__ import annotations
 
 import io
+from collections import deque
+from collections.abc import Generator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -15,6 +22,7 @@ import pyarrow.parquet as pq
 
 from lerobot_wds.convert.errors import EpisodeError
 from lerobot_wds.convert.mp4 import Mp4Error, cut_episode
+from lerobot_wds.convert.plan import ShardPlan
 from lerobot_wds.convert.source import EpisodeRecord, LeRobotSource, SourceError
 from lerobot_wds.core.errors import FormatError
 from lerobot_wds.core.format import CameraMeta, EpisodeMeta, episode_key, member_names
@@ -44,8 +52,13 @@ def rows_to_parquet(table: pa.Table) -> bytes:
     return buf.getvalue()
 
 
-def build_episode(source: LeRobotSource, episode_index: int) -> EpisodeSample:
+def build_episode(
+    source: LeRobotSource, episode_index: int, rows: pa.Table | SourceError | None = None
+) -> EpisodeSample:
     """Reads and remuxes one episode into its sample members.
+
+    ``rows``: the episode's rows (or the error reading them) when they were read together with other episodes
+    of their data file (:meth:`LeRobotSource.rows_in_file`); None reads them here.
 
     Raises:
         EpisodeError: the episode is unknown, its rows are missing or wrong, or a camera's video cannot be cut
@@ -56,7 +69,10 @@ def build_episode(source: LeRobotSource, episode_index: int) -> EpisodeSample:
     except KeyError:
         raise EpisodeError(episode_index, f"not in {source.url}/meta/episodes") from None
     try:
-        rows = source.episode_rows(rec)
+        if isinstance(rows, SourceError):
+            raise rows
+        if rows is None:
+            rows = source.episode_rows(rec)
         cameras = {cam: _cut_camera(source, rec, cam) for cam in source.camera_keys}
     except BAD_INPUT_ERRORS as e:
         raise EpisodeError(episode_index, str(e)) from e
@@ -71,7 +87,8 @@ def build_episode(source: LeRobotSource, episode_index: int) -> EpisodeSample:
         dataset_to_index=rec.dataset_to_index,
         cameras={cam: meta for cam, (meta, _) in cameras.items()},
     )
-    blobs = [meta.to_json_bytes(), rows_to_parquet(rows)] + [data for _, data in cameras.values()]
+    with source.times.timed("rows_out"):
+        blobs = [meta.to_json_bytes(), rows_to_parquet(rows)] + [data for _, data in cameras.values()]
     names = member_names(episode_index, source.camera_keys)
     return EpisodeSample(
         episode_index, episode_key(episode_index), tuple(zip(names, blobs, strict=True)), rec.length
@@ -81,15 +98,16 @@ def build_episode(source: LeRobotSource, episode_index: int) -> EpisodeSample:
 def _cut_camera(source: LeRobotSource, rec: EpisodeRecord, cam: str) -> tuple[CameraMeta, bytes]:
     ref = rec.videos[cam]
     index, read = source.track(ref.path)
-    clip = cut_episode(
-        index,
-        read,
-        from_timestamp=ref.from_timestamp,
-        to_timestamp=ref.to_timestamp,
-        fps=source.fps,
-        expected_frames=rec.length,
-        where=f"{source.url}/{ref.path} (episode {rec.episode_index}, camera {cam})",
-    )
+    with source.times.timed("remux", excluding="video_reads"):
+        clip = cut_episode(
+            index,
+            read,
+            from_timestamp=ref.from_timestamp,
+            to_timestamp=ref.to_timestamp,
+            fps=source.fps,
+            expected_frames=rec.length,
+            where=f"{source.url}/{ref.path} (episode {rec.episode_index}, camera {cam})",
+        )
     meta = CameraMeta(
         codec=clip.codec,
         width=clip.width,
@@ -114,3 +132,63 @@ def _task_index(source: LeRobotSource, rec: EpisodeRecord) -> int:
         raise EpisodeError(
             rec.episode_index, f"task {rec.tasks[0]!r} is not in {source.url}/meta/tasks.parquet"
         ) from None
+
+
+# Parsed parquet footers kept: a shard's reads visit each data file's episodes together (see _shard_rows).
+FOOTER_CACHE = 4
+# Episodes of one data file read together (one open handle, one footer lookup) by one build-pool task.
+ROWS_PER_READ = 64
+
+
+def _shard_rows(
+    pool: ThreadPoolExecutor, source: LeRobotSource, episodes: tuple[int, ...]
+) -> dict[int, Future[dict[int, pa.Table | SourceError]]]:
+    """Submits the reads of a shard's rows, grouped by data file in runs of ``ROWS_PER_READ`` episodes.
+
+    Submitted before the shard's episode builds, so the pool (first in, first out) starts every read before
+    any build that waits on it. Each row group is read once however the shard's episodes spread over files.
+    """
+    by_file: dict[str, list[EpisodeRecord]] = {}
+    for ep in episodes:
+        rec = source.episodes.get(ep)
+        if rec is not None:
+            by_file.setdefault(rec.data_path, []).append(rec)
+    out: dict[int, Future[dict[int, pa.Table | SourceError]]] = {}
+    for rel, recs in by_file.items():
+        for i in range(0, len(recs), ROWS_PER_READ):
+            run = recs[i : i + ROWS_PER_READ]
+            fut = pool.submit(source.rows_in_file, rel, run)
+            out.update((r.episode_index, fut) for r in run)
+    return out
+
+
+def _build(
+    source: LeRobotSource, ep: int, rows: Future[dict[int, pa.Table | SourceError]] | None
+) -> EpisodeSample:
+    """Builds one episode from its prefetched rows (taken out of the shared result, so they are freed)."""
+    if rows is None:
+        return build_episode(source, ep)
+    try:
+        mine: pa.Table | SourceError = rows.result().pop(ep)
+    except SourceError as e:  # the data file itself is bad: this episode's input error, like a single read
+        mine = e
+    return build_episode(source, ep, mine)
+
+
+def built_episodes(
+    pool: ThreadPoolExecutor, source: LeRobotSource, todo: list[ShardPlan], lookahead: int
+) -> Generator[tuple[ShardPlan, int, Future[EpisodeSample]], None, None]:
+    """Yields every episode of ``todo`` in order with its build future, keeping ``lookahead`` in flight."""
+    window: deque[tuple[ShardPlan, int, Future[EpisodeSample]]] = deque()
+    try:
+        for shard in todo:
+            rows = _shard_rows(pool, source, shard.episodes)
+            for ep in shard.episodes:
+                window.append((shard, ep, pool.submit(_build, source, ep, rows.get(ep))))
+                if len(window) >= lookahead:
+                    yield window.popleft()
+        while window:
+            yield window.popleft()
+    finally:
+        for _, _, fut in window:
+            fut.cancel()

@@ -6,6 +6,9 @@ Bookkeeping lives under ``<root>/_convert/`` (readers ignore it):
   whose record matches the current plan (``plan_key``) and whose size at the destination matches.
 - ``_convert/part-00000-of-00004.json`` — written when a part has all its shards.
 
+A single-part run removes ``_convert/`` once its manifest is written; a re-run then takes the manifest's shards
+(same source and options, so the same plan) as complete.
+
 ``finalize`` needs every part of one split, checks they agree and that each shard is present with the
 recorded size, removes the temp files of killed runs, then writes ``manifest.json``. A single run is part 0
 of 1 followed by ``finalize``, so an array job plus ``finalize`` produces exactly the bytes of a single run.

@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections import deque
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tqdm import tqdm
 
 from lerobot_wds.convert.config import ConvertConfig
-from lerobot_wds.convert.episode import EpisodeSample, build_episode
+from lerobot_wds.convert.episode import FOOTER_CACHE, EpisodeSample, built_episodes
 from lerobot_wds.convert.errors import ConvertError, EpisodeError
 from lerobot_wds.convert.estimate import estimate_episodes
 from lerobot_wds.convert.interrupt import Interrupted, signals_deferred
 from lerobot_wds.convert.manifest_io import (
+    WORK_DIR,
     PartManifest,
     ShardRecord,
     finalize,
@@ -32,6 +32,7 @@ from lerobot_wds.convert.manifest_io import (
     part_path,
     read_record,
 )
+from lerobot_wds.convert.metrics import StageTimes, release_free_memory
 from lerobot_wds.convert.plan import ShardPlan, order_episodes, plan_shards, select_episodes, select_part
 from lerobot_wds.convert.sink import LocalSink, Sink, open_sink
 from lerobot_wds.convert.source import LeRobotSource, describe
@@ -57,6 +58,7 @@ class ConvertSummary:
     upload_retries: int
     manifest_written: bool
     start_rss_bytes: int = 0  # the process's RSS when the conversion started (imports, what ran before)
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # thread-seconds per stage (convert.timing)
 
     def line(self) -> str:
         mb = self.bytes_written / 1e6
@@ -68,10 +70,16 @@ class ConvertSummary:
             f"{self.upload_retries} upload retries; peak staging {self.peak_staging_bytes / 1e6:.1f} MB, "
             f"peak RSS {self.peak_rss_bytes / 1e6:.0f} MB ({self.start_rss_bytes / 1e6:.0f} MB before converting)"
             + ("; manifest.json written" if self.manifest_written else "")
+            + _stages_line(self.stage_seconds)
         )
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+def _stages_line(seconds: dict[str, float]) -> str:
+    spent = [f"{k.replace('_', ' ')} {v:.1f} s" for k, v in seconds.items() if v > 0]
+    return f"; thread-seconds: {', '.join(spent)}" if spent else ""
 
 
 def convert(cfg: ConvertConfig, *, rss: PeakRss | None = None) -> ConvertSummary:
@@ -82,16 +90,19 @@ def convert(cfg: ConvertConfig, *, rss: PeakRss | None = None) -> ConvertSummary
     """
     t0 = time.perf_counter()
     rss = rss if rss is not None else PeakRss()
+    times = StageTimes()
     source = LeRobotSource(
         cfg.source,
         cfg.source_options,
         cache_size=cfg.index_cache_size,
+        footer_cache_size=FOOTER_CACHE,
         attempts=cfg.upload_attempts,
         backoff_s=cfg.retry_backoff_s,
+        times=times,
     )
     sink = open_sink(cfg.dest, cfg.dest_options, attempts=cfg.upload_attempts, backoff_s=cfg.retry_backoff_s)
     source_desc = describe(source)
-    _check_existing_manifest(sink, source_desc, cfg)
+    finished = _check_existing_manifest(sink, source_desc, cfg)
     _copy_meta(source, sink)
 
     episodes = order_episodes(select_episodes(list(source.episodes), cfg.episodes), cfg.order, cfg.seed)
@@ -100,7 +111,7 @@ def convert(cfg: ConvertConfig, *, rss: PeakRss | None = None) -> ConvertSummary
     plan = {"source": source_desc, "options": cfg.output_options()}
     keys = {s.index: fingerprint({**plan, "shard": s.index, "episodes": list(s.episodes)}) for s in mine}
 
-    done, todo = _resume(sink, mine, keys, cfg)
+    done, todo = _resume(sink, mine, keys, cfg, finished)
     records: list[ShardRecord] = list(done.values())
     try:
         written, peak_staging = _stage_and_upload(source, sink, todo, keys, cfg, records)
@@ -121,6 +132,7 @@ def convert(cfg: ConvertConfig, *, rss: PeakRss | None = None) -> ConvertSummary
         sink.put_bytes(part.to_json_bytes(), part_path(cfg.part_index, cfg.part_count))
         if cfg.part_count == 1:
             finalize(sink, part_count=1)
+            sink.remove_tree(WORK_DIR)  # a finished run's bookkeeping is all in manifest.json
     except Interrupted as e:  # SIGTERM/SIGINT under the CLI: say how far this part got
         raise Interrupted(e.signum, shards_done=len(records), shards_planned=len(mine)) from None
     return ConvertSummary(
@@ -136,13 +148,15 @@ def convert(cfg: ConvertConfig, *, rss: PeakRss | None = None) -> ConvertSummary
         start_rss_bytes=rss.start_bytes,
         upload_retries=getattr(sink, "retries", 0),
         manifest_written=cfg.part_count == 1,
+        stage_seconds=times.as_dict(),
     )
 
 
-def _check_existing_manifest(sink: Sink, source_desc: dict, cfg: ConvertConfig) -> None:
+def _check_existing_manifest(sink: Sink, source_desc: dict, cfg: ConvertConfig) -> Manifest | None:
+    """Returns the manifest of a finished conversion of the same source and options, if DEST holds one."""
     data = sink.read_bytes(MANIFEST_NAME)
     if data is None:
-        return
+        return None
     old = Manifest.from_json_bytes(data, where=f"{sink.url}/{MANIFEST_NAME}")
     differences = identity_differences(old.source, source_desc) + identity_differences(
         old.options, cfg.output_options(), prefix="--"
@@ -152,6 +166,7 @@ def _check_existing_manifest(sink: Sink, source_desc: dict, cfg: ConvertConfig) 
             f"{sink.url} already holds a different conversion ({'; '.join(differences)}): rerun with what it "
             "was made from to resume it, or convert into another destination"
         )
+    return old
 
 
 def identity_differences(there: dict[str, Any], here: dict[str, Any], prefix: str = "") -> list[str]:
@@ -173,12 +188,17 @@ def _copy_meta(source: LeRobotSource, sink: Sink) -> None:
 
 
 def _resume(
-    sink: Sink, mine: list[ShardPlan], keys: dict[int, str], cfg: ConvertConfig
+    sink: Sink, mine: list[ShardPlan], keys: dict[int, str], cfg: ConvertConfig, finished: Manifest | None
 ) -> tuple[dict[int, ShardRecord], list[ShardPlan]]:
-    """Splits this part's shards into complete ones (record matches plan and destination) and the rest."""
+    """Splits this part's shards into complete ones (record matches plan and destination) and the rest.
+
+    A finished single-part run keeps no records: its manifest (same source and options, so the same plan)
+    stands in for them.
+    """
+    from_manifest = _records_from_manifest(finished, mine, keys) if finished is not None else {}
 
     def complete(s: ShardPlan) -> ShardRecord | None:
-        rec = read_record(sink, s.index)
+        rec = read_record(sink, s.index) or from_manifest.get(s.index)
         if rec is None or rec.plan_key != keys[s.index]:
             return None
         if not rec.shard.episodes:
@@ -193,6 +213,21 @@ def _resume(
         found = list(pool.map(complete, mine))
     done = {s.index: r for s, r in zip(mine, found, strict=True) if r is not None}
     return done, [s for s in mine if s.index not in done]
+
+
+def _records_from_manifest(
+    manifest: Manifest, mine: list[ShardPlan], keys: dict[int, str]
+) -> dict[int, ShardRecord]:
+    """The completion records a finished manifest implies for the planned shards whose episodes it accounts for."""
+    listed = {s.path: s for s in manifest.shards}
+    out = {}
+    for plan in mine:
+        path = shard_path(plan.index)
+        skipped = [s for s in manifest.skipped if s.get("shard") == path]
+        info = listed.get(path) or ShardInfo(path=path, bytes=0, sha256="", episodes=[], frames=0, extents=[])
+        if sorted(info.episodes + [int(s["episode_index"]) for s in skipped]) == sorted(plan.episodes):
+            out[plan.index] = ShardRecord(shard=info, skipped=skipped, plan_key=keys[plan.index])
+    return out
 
 
 def _stage_and_upload(
@@ -217,7 +252,7 @@ def _stage_and_upload(
         if "uploads" in bars:
             bars["uploads"].update(1)
 
-    uploader = Uploader(sink, staging, on_done=done)
+    uploader = Uploader(sink, staging, on_done=done, times=source.times)
     try:
         written = _write_shards(source, todo, keys, cfg, staging, uploader, bars)
         uploader.close()
@@ -248,24 +283,6 @@ def _bars(cfg: ConvertConfig, todo: list[ShardPlan], remote: bool) -> dict[str, 
     return bars
 
 
-def _built(
-    pool: ThreadPoolExecutor, source: LeRobotSource, todo: list[ShardPlan], lookahead: int
-) -> Generator[tuple[ShardPlan, int, Future[EpisodeSample]], None, None]:
-    """Yields every episode of ``todo`` in order with its build future, keeping ``lookahead`` in flight."""
-    jobs = ((s, ep) for s in todo for ep in s.episodes)
-    window: deque[tuple[ShardPlan, int, Future[EpisodeSample]]] = deque()
-    try:
-        for shard, ep in jobs:
-            window.append((shard, ep, pool.submit(build_episode, source, ep)))
-            if len(window) >= lookahead:
-                yield window.popleft()
-        while window:
-            yield window.popleft()
-    finally:
-        for _, _, fut in window:
-            fut.cancel()
-
-
 def _write_shards(
     source: LeRobotSource,
     todo: list[ShardPlan],
@@ -277,7 +294,7 @@ def _write_shards(
 ) -> int:
     """Writes each shard of ``todo`` to staging and queues its upload; returns the bytes written."""
     pool = ThreadPoolExecutor(cfg.workers, thread_name_prefix="lerobot-wds-episode")
-    built = _built(pool, source, todo, cfg.lookahead)
+    built = built_episodes(pool, source, todo, cfg.lookahead)
     join = True
     try:
         return _write_all(source, todo, keys, cfg, staging, uploader, bars, built)
@@ -317,11 +334,12 @@ def _write_all(
         skipped: list[dict[str, object]] = []
         shard_start = bars["bytes"].n  # the bar's bytes before this shard
         with staging.open(local, what=name, expect_bytes=shard.est_bytes) as f:
-            writer = ShardWriter(f, name=name)
+            writer = ShardWriter(f, name=name, times=source.times)
             for _ in shard.episodes:
                 _, ep, fut = next(built)
                 try:
-                    sample = fut.result()
+                    with source.times.timed("build_wait"):
+                        sample = fut.result()
                 except EpisodeError as e:
                     if cfg.on_error == "raise":
                         raise
@@ -350,4 +368,5 @@ def _write_all(
         )
         uploader.submit(local, ShardRecord(shard=info, skipped=skipped, plan_key=keys[shard.index]), shard.index)
         written += info.bytes
+        release_free_memory()
     return written

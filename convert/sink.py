@@ -8,6 +8,7 @@ permanent ones (missing bucket, denied, bad path) fail at once naming the URL an
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -41,6 +42,7 @@ class Sink(Protocol):
     def glob(self, rel_pattern: str) -> list[str]: ...
     def remove_partials(self, rel: str) -> None: ...
     def sweep_partials(self) -> None: ...
+    def remove_tree(self, rel: str) -> None: ...
 
 
 class LocalSink:
@@ -124,6 +126,10 @@ class LocalSink:
             if p.is_file():
                 p.unlink(missing_ok=True)
 
+    def remove_tree(self, rel: str) -> None:
+        """Deletes the folder ``rel`` and everything under it (nothing if it is not there)."""
+        shutil.rmtree(self._path(rel), ignore_errors=True)
+
 
 class FsspecSink:
     """Any fsspec filesystem whose uploads become visible atomically on completion (object stores)."""
@@ -196,6 +202,15 @@ class FsspecSink:
 
     def sweep_partials(self) -> None:
         """Nothing to do: object stores keep no partial object under any name."""
+
+    def remove_tree(self, rel: str) -> None:
+        """Deletes every object under the prefix ``rel`` (nothing if there is none)."""
+
+        def rm() -> None:
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm(self._full(rel), recursive=True)
+
+        self._retry(rm, f"remove {self.url}/{rel}")
 
 
 def open_sink(

@@ -24,6 +24,7 @@ from typing import Any, BinaryIO
 
 from lerobot_wds.convert.errors import StagingError
 from lerobot_wds.convert.manifest_io import ShardRecord, record_path
+from lerobot_wds.convert.metrics import StageTimes
 from lerobot_wds.convert.sink import Sink
 from lerobot_wds.convert.staging_sweep import staging_prefix, sweep_stale, write_owner
 
@@ -163,8 +164,15 @@ def _reason(exc: OSError) -> str:
 class Uploader:
     """Uploads staged shards on one background thread, then writes their completion records."""
 
-    def __init__(self, sink: Sink, staging: StagingArea, on_done: Callable[[ShardRecord], None]) -> None:
+    def __init__(
+        self,
+        sink: Sink,
+        staging: StagingArea,
+        on_done: Callable[[ShardRecord], None],
+        times: StageTimes | None = None,
+    ) -> None:
         self._sink = sink
+        self._times = times or StageTimes()
         self._staging = staging
         self._on_done = on_done
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="lerobot-wds-upload")
@@ -177,13 +185,14 @@ class Uploader:
 
     def _upload(self, local: Path, record: ShardRecord, shard_index: int) -> None:
         try:
-            if record.shard.episodes:
-                self._sink.remove_partials(record.shard.path)
-                self._sink.put_file(str(local), record.shard.path)
-            else:
-                local.unlink()  # every episode was skipped: no tar, only the record
-            self._staging.account(local.name, 0)
-            self._sink.put_bytes(record.to_json_bytes(), record_path(shard_index))
+            with self._times.timed("upload"):
+                if record.shard.episodes:
+                    self._sink.remove_partials(record.shard.path)
+                    self._sink.put_file(str(local), record.shard.path)
+                else:
+                    local.unlink()  # every episode was skipped: no tar, only the record
+                self._staging.account(local.name, 0)
+                self._sink.put_bytes(record.to_json_bytes(), record_path(shard_index))
             self._on_done(record)
         finally:
             if local.exists():

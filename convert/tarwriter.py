@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from lerobot_wds.convert.errors import TarWriteError
+from lerobot_wds.convert.metrics import StageTimes
 
 
 class Writable(Protocol):
@@ -25,8 +26,9 @@ class Writable(Protocol):
 class _HashingWriter(io.RawIOBase):
     """A write-only file object that hashes and counts what it passes to the underlying file."""
 
-    def __init__(self, raw: Writable) -> None:
+    def __init__(self, raw: Writable, times: StageTimes) -> None:
         self._raw = raw
+        self._times = times
         self.sha256 = hashlib.sha256()
         self.bytes = 0
 
@@ -35,7 +37,8 @@ class _HashingWriter(io.RawIOBase):
 
     def write(self, b: bytes) -> int:  # type: ignore[override]
         self._raw.write(b)
-        self.sha256.update(b)
+        with self._times.timed("hashing"):
+            self.sha256.update(b)
         self.bytes += len(b)
         return len(b)
 
@@ -67,11 +70,12 @@ class ShardWriter:
             size, sha = w.close()
     """
 
-    def __init__(self, fileobj: Writable, *, name: str) -> None:
+    def __init__(self, fileobj: Writable, *, name: str, times: StageTimes | None = None) -> None:
         self.name = name
+        self._times = times or StageTimes()
         # headers and padding are written by hand (as tarfile would): strictly sequential, and an aborted
         # shard leaves no tarfile object behind that tries to finish the archive when collected
-        self._out = _HashingWriter(fileobj)
+        self._out = _HashingWriter(fileobj, self._times)
         self._keys: set[str] = set()
         self.samples = 0
         self.extents: list[tuple[int, int, str]] = []  # per sample: (offset, length, sha256 of those bytes)
@@ -92,6 +96,10 @@ class ShardWriter:
             if member in seen:
                 raise TarWriteError(f"{self.name}: member {member!r} appears twice in sample {key!r}")
             seen.add(member)
+        with self._times.timed("tar", excluding="hashing"):
+            self._write_sample(key, members)
+
+    def _write_sample(self, key: str, members: Sequence[tuple[str, bytes]]) -> None:
         self._keys.add(key)
         start, digest = self._out.bytes, hashlib.sha256()
         for member, data in members:
@@ -101,7 +109,8 @@ class ShardWriter:
                 _padding(len(data), tarfile.BLOCKSIZE),
             ):
                 self._out.write(chunk)
-                digest.update(chunk)
+                with self._times.timed("hashing"):
+                    digest.update(chunk)
         self.extents.append((start, self._out.bytes - start, digest.hexdigest()))
         self.samples += 1
 

@@ -71,8 +71,13 @@ def one_line(stderr: str) -> str:
 
 def assert_nothing_partial_visible(files: dict[str, bytes], expected: dict[str, bytes]) -> None:
     """Every file under a final name has the clean run's bytes; manifest.json only with all output present."""
-    # temp files are named ".<name>.partial-<pid>": never a final name
-    final = {rel: data for rel, data in files.items() if not Path(rel).name.startswith(".")}
+    # temp files are named ".<name>.partial-<pid>": never a final name; _convert/ is the run's bookkeeping,
+    # which a finished run removes (the clean run has none)
+    final = {
+        rel: data
+        for rel, data in files.items()
+        if not Path(rel).name.startswith(".") and not rel.startswith("_convert/")
+    }
     for rel, data in final.items():
         assert rel in expected, f"{rel}: not a file of the clean run"
         assert data == expected[rel], f"{rel}: {len(data)} bytes differ from the clean run's {len(expected[rel])}"

@@ -16,11 +16,12 @@ from typing import Any, TypeVar
 
 import fsspec
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lerobot_wds.convert.errors import SourceError, SourceInputError
+from lerobot_wds.convert.metrics import StageTimes
 from lerobot_wds.convert.mp4 import ReadFn, TrackIndex, file_reader, parse_track_index
+from lerobot_wds.convert.source.rows import RowGroupIndex, RowRequest, read_episodes
 from lerobot_wds.core.errors import FormatError
 from lerobot_wds.core.format import MANIFEST_NAME, SHARDS_DIR
 from lerobot_wds.core.lru import LoadingLRU
@@ -66,10 +67,13 @@ class LeRobotSource:
         options: dict[str, Any] | None = None,
         *,
         cache_size: int = 64,
+        footer_cache_size: int | None = None,
         attempts: int = 5,
         backoff_s: float = 0.5,
+        times: StageTimes | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        self.times = times or StageTimes()
         self.attempts, self.backoff_s = attempts, backoff_s
         self._policy = RetryPolicy(attempts=attempts, backoff_s=backoff_s)
         # http(s) / s3: a stalled server raises a read timeout (retried) instead of hanging; options may set theirs
@@ -100,8 +104,15 @@ class LeRobotSource:
         self.meta_files = self._list_meta()
         self.tasks = self._load_tasks()
         self.episodes = self._load_episodes()
-        self._footers: LoadingLRU[str, pq.FileMetaData] = LoadingLRU(cache_size, self._read_footer)
+        # a parsed footer holds about 7 KB per row group (lerobot writes one per episode): a small cache suits
+        # readers that visit a file's episodes together (the converter), a larger one readers that do not
+        self._footers: LoadingLRU[str, pq.FileMetaData] = LoadingLRU(
+            footer_cache_size or cache_size, self._read_footer
+        )
         self._tracks: LoadingLRU[str, tuple[TrackIndex, ReadFn]] = LoadingLRU(cache_size, self._open_track)
+        # compact (16 bytes a row group), so every data file's index is kept once built
+        n_data = len({r.data_path for r in self.episodes.values()})
+        self._row_index: LoadingLRU[str, RowGroupIndex] = LoadingLRU(max(1, n_data), self._read_row_index)
 
     def _exists(self, rel: str) -> bool:
         """Whether ``rel`` (``""``: the root) exists; a probe that cannot tell says no."""
@@ -228,45 +239,54 @@ class LeRobotSource:
         except FileNotFoundError as e:
             raise SourceError(f"{self.url}/{rel}: data file missing from the source") from e
 
+    def _read_row_index(self, rel: str) -> RowGroupIndex:
+        return RowGroupIndex.from_footer(self._footers.get(rel), f"{self.url}/{rel}")
+
     def episode_rows(self, rec: EpisodeRecord) -> pa.Table:
         """Returns exactly the episode's rows (schema unchanged); SourceError if they are missing or wrong."""
-        md = self._footers.get(rec.data_path)
-        names = [md.schema.column(i).name for i in range(md.num_columns)]
-        if "episode_index" not in names or "index" not in names:
-            raise SourceError(f"{self.url}/{rec.data_path}: no 'episode_index'/'index' column (found {names})")
-        col = names.index("episode_index")
-        groups = []
-        for g in range(md.num_row_groups):
-            st = md.row_group(g).column(col).statistics
-            if st is None or not st.has_min_max or st.min <= rec.episode_index <= st.max:
-                groups.append(g)
+        return self._unwrap(self.rows_in_file(rec.data_path, [rec])[rec.episode_index])
 
-        def read() -> pa.Table:
-            with self.fs.open(self.full(rec.data_path), "rb") as f:
-                return pq.ParquetFile(f, metadata=md).read_row_groups(groups)
+    def rows_in_file(self, rel: str, recs: Iterable[EpisodeRecord]) -> dict[int, pa.Table | SourceError]:
+        """Reads the rows of every episode of ``recs`` (all in data file ``rel``) through one open handle.
 
-        table = self._retry(read, f"read {self.url}/{rec.data_path} row groups {groups}")
-        table = table.filter(pc.equal(table.column("episode_index"), rec.episode_index))
-        where = f"{self.url}/{rec.data_path}, episode {rec.episode_index}"
-        if table.num_rows != rec.length:
-            raise SourceError(f"{where}: {table.num_rows} rows, meta/episodes says length {rec.length}")
-        index = table.column("index").to_pylist()
-        expected = list(range(rec.dataset_from_index, rec.dataset_to_index))
-        if index != expected:
-            raise SourceError(
-                f"{where}: row 'index' runs {index[:1]}..{index[-1:]}, expected "
-                f"{rec.dataset_from_index}..{rec.dataset_to_index - 1} in order"
+        The file's footer and row-group index are looked up once for all of them; an episode whose rows are
+        missing or wrong maps to its SourceError, and a file that cannot be read at all raises it.
+        """
+        md = self._footers.get(rel)
+        index = self._row_index.get(rel)
+        requests = [
+            RowRequest(r.episode_index, r.length, range(r.dataset_from_index, r.dataset_to_index)) for r in recs
+        ]
+
+        def read() -> dict[int, pa.Table | SourceError]:
+            return read_episodes(
+                lambda: self.fs.open(self.full(rel), "rb"), md, index, requests, f"{self.url}/{rel}"
             )
-        return table
+
+        with self.times.timed("rows"):
+            return self._retry(read, f"read {self.url}/{rel} rows of {len(requests)} episodes")
+
+    @staticmethod
+    def _unwrap(rows: pa.Table | SourceError) -> pa.Table:
+        if isinstance(rows, SourceError):
+            raise rows
+        return rows
 
     # -- videos -----------------------------------------------------------------------------------------
 
     def _open_track(self, rel: str) -> tuple[TrackIndex, ReadFn]:
-        try:
-            read, size = file_reader(self.fs, self.full(rel), attempts=self.attempts, backoff_s=self.backoff_s)
-        except FileNotFoundError as e:
-            raise SourceError(f"{self.url}/{rel}: video file missing from the source") from e
-        return parse_track_index(read, size, name=f"{self.url}/{rel}"), read
+        with self.times.timed("mp4_index"):
+            try:
+                read, size = file_reader(self.fs, self.full(rel), attempts=self.attempts, backoff_s=self.backoff_s)
+            except FileNotFoundError as e:
+                raise SourceError(f"{self.url}/{rel}: video file missing from the source") from e
+            index = parse_track_index(read, size, name=f"{self.url}/{rel}")
+
+        def timed_read(offset: int, length: int) -> bytes:
+            with self.times.timed("video_reads"):
+                return read(offset, length)
+
+        return index, timed_read
 
     def track(self, rel: str) -> tuple[TrackIndex, ReadFn]:
         """Returns the parsed index of a source MP4 and a reader over it (parsed once while cached)."""

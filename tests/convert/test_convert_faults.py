@@ -149,16 +149,17 @@ def test_kill9_at_random_points_then_rerun_is_identical(slow_source, tmp_path, k
 
 def test_temp_files_of_killed_runs_are_removed_by_the_run_that_finishes(small_lerobot_dataset, tmp_path):
     """kill -9 between a temp file's write and its rename leaves the temp file (meta/ and records: the re-run
-    writes them under its own temp name); finalize, which runs when no writer is left, removes them."""
+    writes them under its own temp name); finalize, which runs when no writer is left, removes them (and a
+    finished single-part run removes its _convert/ bookkeeping)."""
     src, out = str(small_lerobot_dataset.root), tmp_path / "out"
     expected = reference(src, out)
-    (out / "manifest.json").unlink()  # as if killed just before the end
     for rel in (
         "meta/.info.json.partial-4242",
         "_convert/shards/.shard-000002.json.partial-4242",
         "shards/.shard-000003.tar.partial-4242",
         "_convert/.part-00000-of-00001.json.partial-4242",
     ):
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)  # a finished run left no _convert/
         (out / rel).write_bytes(b"half")
     assert "resumed 4 shards" in run(convert_args(src, out, tmp_path / "stage")).stderr
     assert all_bytes(out) == expected

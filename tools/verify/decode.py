@@ -4,6 +4,10 @@ For K deterministically chosen episode frames ``k`` (always the first and the la
 at presentation position ``lead_in + k`` (torchcodec exact mode; the returned pts is checked too) and the
 source file at ``from_timestamp + (k + 0.5) / fps`` — mid-frame, so rounding of the episode's start time
 cannot pick a neighbour. Both go through the same torchcodec build, so equal frames are bit-identical.
+
+A source file is opened in approximate mode: frames are found by time through the container's own index
+(FFmpeg seeks to the keyframe before and decodes forward), so opening it reads its moov only, never the whole
+file as exact mode's scan does (a source MP4 holds thousands of episodes; a remote one would be downloaded).
 """
 
 from __future__ import annotations
@@ -36,11 +40,10 @@ def pick_frames(length: int, k: int) -> list[int]:
 class DecodeParityCheck:
     """A sample hook decoding K frames per camera from the mini-MP4 and from the source and comparing them.
 
-    Source decoders are kept in a small LRU (a source file holds many episodes, and exact-mode decoders scan
-    the file once when opened).
+    Source decoders are kept in an LRU (a source file holds many episodes; reopening one reads its moov again).
     """
 
-    def __init__(self, source: LeRobotSource, frames_per_episode: int, *, max_source_decoders: int = 4) -> None:
+    def __init__(self, source: LeRobotSource, frames_per_episode: int, *, max_source_decoders: int = 32) -> None:
         if frames_per_episode < 1:
             raise ValueError(f"frames_per_episode must be >= 1, got {frames_per_episode}")
         self.source = source
@@ -105,10 +108,10 @@ class DecodeParityCheck:
         protocols = protocols if isinstance(protocols, tuple) else (protocols,)
         handle: Any = None
         if "file" in protocols or "local" in protocols:
-            decoder = VideoDecoder(path, seek_mode="exact")
+            decoder = VideoDecoder(path, seek_mode="approximate")
         else:
             handle = self.source.fs.open(path, "rb")  # torchcodec reads file-like objects on demand
-            decoder = VideoDecoder(handle, seek_mode="exact")
+            decoder = VideoDecoder(handle, seek_mode="approximate")
         self._decoders.put((None, rel), (decoder, handle))
         return decoder
 
