@@ -56,12 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
+    from lerobot_wds.core.error_line import error_line
     from lerobot_wds.core.errors import LeRobotWdsError
 
     try:
         return int(args.func(args) or 0)
     except LeRobotWdsError as e:  # a subcommand that did not map it itself: one line, "could not run"
-        print(f"lerobot-wds {args.command}: error: {e}", file=sys.stderr)
+        print(f"lerobot-wds {args.command}: error: {error_line(e)}", file=sys.stderr)
         return 2
 
 

@@ -152,7 +152,7 @@ def schedule(
                     pending = open_visit(ep, vid, frames, deltas, rng, unit_bytes)
                 except FormatError as e:
                     frames.release(Visit(ep, vid))
-                    (errors or ErrorCounter()).handle(e, "episode")
+                    (errors or ErrorCounter()).handle(e, "episode", ep.index)
                     continue
             need = used_frames + held + pending.frame_bytes
             fits_frames = need <= budget or (auto and len(pool) < target)

@@ -192,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         configs = build_configs(args)
     except ValueError as e:
-        print(f"lerobot-wds bench: {e}", file=sys.stderr)
+        print(f"lerobot-wds bench: error: {e}", file=sys.stderr)
         return 2
     for root in sorted({c.source for c in configs if c.loader == "lerobot-wds"}):
         check_root(root)  # a wrong root is one line before any run starts (LeRobotWdsError: exit 2)

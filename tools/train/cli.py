@@ -30,6 +30,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
+from lerobot_wds.core.error_line import error_line
 from lerobot_wds.core.errors import LeRobotWdsError
 from lerobot_wds.reader.dataset import LeRobotWdsDataset
 from lerobot_wds.reader.planning.resume import check_topology
@@ -233,12 +234,12 @@ def cli_run(args: argparse.Namespace) -> int:
     try:
         cfg = config_from_args(args)
     except ValueError as e:
-        print(f"lerobot-wds train: {e}", file=sys.stderr)
+        print(f"lerobot-wds train: error: {e}", file=sys.stderr)
         return 2
     try:
         return run(cfg)
     except LeRobotWdsError as e:
-        print(f"lerobot-wds train: error: {e}", file=sys.stderr)
+        print(f"lerobot-wds train: error: {error_line(e)}", file=sys.stderr)
         return 2
 
 
