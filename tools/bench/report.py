@@ -128,8 +128,8 @@ def run(args: argparse.Namespace) -> int:
     """Prints the report (and writes the plot when asked)."""
     records = load_records(args.directory)
     if not records:
-        print(f"bench-report: no bench-*.json records in {args.directory}", file=sys.stderr)
-        return 1
+        print(f"lerobot-wds bench-report: error: no bench-*.json records in {args.directory}", file=sys.stderr)
+        return 2
     print(render(records))
     if args.plot:
         from lerobot_wds.tools.bench.plot import plot_workers

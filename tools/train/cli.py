@@ -31,7 +31,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from lerobot_wds.core.error_line import error_line
-from lerobot_wds.core.errors import LeRobotWdsError
+from lerobot_wds.core.errors import InputError, LeRobotWdsError
 from lerobot_wds.reader.dataset import LeRobotWdsDataset
 from lerobot_wds.reader.planning.resume import check_topology
 from lerobot_wds.tools.train import checkpoint as ckpt
@@ -54,6 +54,8 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError("--device cuda: no CUDA device is available here; use --device cpu or auto")
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
         return torch.device("cuda", local)
