@@ -113,11 +113,16 @@ def without_refill(anchors: Iterable[Anchor], plan: SlotPlan, errors: ErrorCount
     planned: dict[int, int] = {}
     for seg in plan.segments:
         planned[seg.ref.episode] = planned.get(seg.ref.episode, 0) + seg.hi - seg.lo
-    delivered = 0
+    handed: dict[int, int] = {}  # anchors handed on per episode (a bad episode's do not count)
+    total = 0
     for anchor in anchors:
-        if errors.bad and delivered >= plan.quota - sum(planned.get(e, 0) for e in errors.bad):
-            return
-        delivered += not errors.is_bad(anchor.episode.index)
+        if errors.bad:
+            lost = sum(planned.get(e, 0) for e in errors.bad)
+            if total - sum(handed.get(e, 0) for e in errors.bad) >= plan.quota - lost:
+                return
+        episode = anchor.episode.index
+        handed[episode] = handed.get(episode, 0) + 1
+        total += 1
         yield anchor
 
 
