@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import MISSING, fields
 from collections.abc import Callable
 from typing import Any
 
@@ -91,6 +92,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false", default=S, help="no progress bars")
     p.add_argument("--stats-json", default=None, help="write the run summary (incl. peak RSS/staging) here")
     p.set_defaults(func=run_convert)
+    show_defaults(p)
 
     f = subparsers.add_parser(
         "finalize",
@@ -102,6 +104,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument("--parts", type=int, default=None, help="which split to finalize when several are present")
     f.add_argument("--dest-options", type=json_object, default=None, help="fsspec storage options (JSON)")
     f.set_defaults(func=run_finalize)
+
+
+def show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Appends ConvertConfig's default to the help of every option that sets one of its fields (the CLI keeps
+    no defaults of its own, so ``--help`` shows the config's)."""
+    values = {}
+    for f in fields(ConvertConfig):
+        if f.default is not MISSING:
+            values[f.name] = f.default
+        elif f.default_factory is not MISSING:
+            values[f.name] = f.default_factory()
+    values["part"] = "0/1"
+    for action in parser._actions:
+        if action.dest not in values or not action.help or "default" in action.help:
+            continue
+        value = values[action.dest]
+        if action.dest == "target_shard_bytes":
+            value = f"{value / 2**20:g}MiB"
+        elif action.dest == "progress":
+            continue  # a switch that turns the default off
+        elif action.dest == "workers":
+            value = "the CPU count, at most 8"
+        elif action.dest == "staging_dir":
+            value = "the system temp dir"
+        elif value is None or value == {}:
+            value = "none"
+        action.help += f" (default: {value})"
 
 
 def config_from_args(args: argparse.Namespace) -> ConvertConfig:
@@ -146,11 +175,15 @@ def _message(e: BaseException) -> str:
 
 def _exit_code(e: BaseException) -> int:
     """2 when the command could not run (bad options, unknown episodes, no such or unreachable source, a DEST
-    it must not write into or holding another conversion), 1 for problems found in the data."""
-    from lerobot_wds.convert.errors import ConfigError, ConvertError, PlanError, SinkError
+    it must not write into or holding another conversion); 1 for problems found in the data and for writes
+    that failed once the run had started (a full staging or destination disk, DEST gone past the retries:
+    rerun to resume)."""
+    from lerobot_wds.convert.errors import ConfigError, ConvertError, PlanError, SinkError, StagingError
     from lerobot_wds.core.errors import InputError, RetryError
 
-    could_not_run = (InputError, ConfigError, PlanError, ConvertError, SinkError, RetryError)
+    if isinstance(e, (SinkError, StagingError)):
+        return 1
+    could_not_run = (InputError, ConfigError, PlanError, ConvertError, RetryError)
     return 2 if isinstance(e, could_not_run) else 1
 
 

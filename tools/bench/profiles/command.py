@@ -38,7 +38,12 @@ def bench_argv(args: argparse.Namespace) -> list[str]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds the ``bench-profile`` subcommand."""
-    p = subparsers.add_parser("bench-profile", help="run one profile's whole comparison and write its report")
+    p = subparsers.add_parser(
+        "bench-profile",
+        help="run one profile's whole comparison and write its report",
+        description="Run one dataset profile's whole comparison (lerobot-wds against LeRobotDataset, lerobot-lancedb and "
+        "the decode-only ceiling, interleaved rounds) and write its records and report.",
+    )
     p.add_argument("name", help="profile label in records and reports, e.g. p480")
     p.add_argument("--wds", required=True, help="our conversion of the dataset (local)")
     p.add_argument("--src", required=True, help="the dataset's LeRobot v3 root (local)")
