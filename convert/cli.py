@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import MISSING, fields
 from collections.abc import Callable
+from dataclasses import MISSING, fields
 from typing import Any
 
 from lerobot_wds.convert.cli_args import json_object
-from lerobot_wds.core.error_line import error_line
 from lerobot_wds.convert.config import ConvertConfig, parse_episodes, parse_part, parse_size
+from lerobot_wds.core.error_line import error_line
 
 
 def _arg(parse: Callable[[str], Any]) -> Callable[[str], Any]:

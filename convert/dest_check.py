@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-
 from lerobot_wds.convert.errors import DestInputError
 from lerobot_wds.convert.manifest_io import WORK_DIR
 from lerobot_wds.core.format import MANIFEST_NAME, META_DIR, SHARDS_DIR

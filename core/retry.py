@@ -223,11 +223,14 @@ def with_retries(
 
 
 def read_with_retries(fn: Callable[[], T], *, what: str, policy: RetryPolicy) -> T:
-    """``with_retries`` for reads: a missing file still raises FileNotFoundError for the caller to name."""
+    """``with_retries`` for reads: a missing file still raises FileNotFoundError for the caller to name (also
+    one whose folder is a file: ``NotADirectoryError`` becomes FileNotFoundError)."""
     try:
         return with_retries(fn, what=what, policy=policy)
     except RetryError as e:
         cause = e.__cause__
+        if isinstance(cause, NotADirectoryError):
+            raise FileNotFoundError(errno.ENOENT, str(cause), cause.filename) from None
         if isinstance(cause, FileNotFoundError) and not policy.is_transient(cause) and not is_denied(cause):
             raise cause from None  # really missing (not a wrapped 403 / 503)
         raise

@@ -185,7 +185,9 @@ class ReaderBoard:
             for r in range(min(workers, MAX_READERS))
             if ints[r, 0] and ints[r, 1] == epoch and ints[r, 2] == workers
         ]
-        messages = tuple(bytes(rows[r, _TEXT_AT : _TEXT_AT + int(ints[r, 3])]).decode("utf-8") for r in keep if ints[r, 3])
+        messages = tuple(
+            bytes(rows[r, _TEXT_AT : _TEXT_AT + int(ints[r, 3])]).decode("utf-8") for r in keep if ints[r, 3]
+        )
         sums = ints[keep, _HEADER:].sum(axis=0)
         sums[_INDEX["skipped_episodes"]] = _distinct_skips(rows, ints, keep)
         b, d = _HEADER + _INDEX["mixing.batches"], _HEADER + _INDEX["mixing.distinct"]

@@ -42,7 +42,7 @@ def check_bool(name: str, value: Any) -> bool:
 
 def check_real(name: str, value: Any, minimum: float) -> float:
     """``value`` as a float >= ``minimum`` (ints accepted, bools and strings not)."""
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not value >= minimum:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not float(value) >= minimum:
         raise OptionError(f"{name}={value!r} ({type(value).__name__}); expected a number >= {minimum}")
     return float(value)
 
@@ -95,8 +95,9 @@ def check_episodes(value: Any, shards: Sequence[ShardInfo]) -> list[int] | None:
     if unknown:
         lo, hi = (min(known), max(known)) if known else (0, -1)
         gaps = "" if len(known) == hi - lo + 1 else f" ({hi - lo + 1 - len(known)} indices in that range absent)"
+        more = f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""
         raise UnknownEpisodeError(
-            f"episodes: episode {unknown[0]}{' and ' + str(len(unknown) - 1) + ' more' if len(unknown) > 1 else ''}"
-            f" is not in this root; it holds {len(known)} episodes, indices {lo}..{hi}{gaps}"
+            f"episodes: episode {unknown[0]}{more} is not in this root; it holds {len(known)} episodes, "
+            f"indices {lo}..{hi}{gaps}"
         )
     return [int(e) for e in items]

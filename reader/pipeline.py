@@ -144,7 +144,9 @@ def reader_stream(
     ``reads`` counts the read retries and timeouts, ``on_mix`` receives the mixing delivered
     (``LeRobotWdsDataset.stats()``).
     """
-    anchors = cycle_passes(lambda p: anchor_pass(plan, opts, frames, errors, p, reads), where, lambda: bool(errors.bad))
+    anchors = cycle_passes(
+        lambda p: anchor_pass(plan, opts, frames, errors, p, reads), where, lambda: bool(errors.bad)
+    )
     anchors = without_refill(anchors, plan, errors)
     assembler = Assembler(opts.spec, frames, errors, batch_size=opts.batch_size, ring=ring, on_mix=on_mix)
     return assembler.run(

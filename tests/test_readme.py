@@ -128,7 +128,9 @@ def test_readme_snippet_runs_as_written(index: int, readme_root: Path, tmp_path:
 
 
 @pytest.mark.parametrize("index", range(len(SNIPPETS)))
-def test_a_one_line_alternative_returns_what_the_snippet_returns(index: int, readme_root: Path, tmp_path: Path) -> None:
+def test_a_one_line_alternative_returns_what_the_snippet_returns(
+    index: int, readme_root: Path, tmp_path: Path
+) -> None:
     """``# the same in one line: loader = ...`` gives the first batch of the snippet's own ``loader``: same
     keys, dtypes, shapes and values."""
     alternatives = [a for a in commented_alternatives(SNIPPETS[index]) if a.startswith("loader = ")]

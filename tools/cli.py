@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(argv)
     args, extra = parser.parse_known_args(argv)
     if extra:  # said by the subcommand's parser, with its usage, not the top-level one
-        command = getattr(args, "command", None)
+        command = str(getattr(args, "command", None))
         subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         (subparsers.choices.get(command) or parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if getattr(args, "func", None) is None:

@@ -54,7 +54,9 @@ def test_set_epoch_and_samples_per_rank_check_their_arguments(root: str) -> None
     ds = LeRobotWdsDataset(root)
     with pytest.raises(OptionError, match=r"^set_epoch\(epoch\)='a' \(str\); expected an integer >= 0$"):
         ds.set_epoch("a")  # type: ignore[arg-type]
-    with pytest.raises(OptionError, match=r"^samples_per_rank\(num_workers\)=-1 \(int\); expected an integer >= 0$"):
+    with pytest.raises(
+        OptionError, match=r"^samples_per_rank\(num_workers\)=-1 \(int\); expected an integer >= 0$"
+    ):
         ds.samples_per_rank(-1)
     with pytest.raises(OptionError, match=r"^samples_per_rank\(world_size\)=0 \(int\)"):
         ds.samples_per_rank(0, world_size=0)

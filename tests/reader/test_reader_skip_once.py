@@ -61,7 +61,10 @@ def missing(good: Path, dst: Path) -> Path:
 
 def undecodable(good: Path, dst: Path) -> Path:
     """Garbled video samples whose digests the manifest records: only the decoder finds the fault."""
-    damage = lambda name, data: garble_samples(data) if name.startswith(f"episode_{BAD:06d}.") and name.endswith(".mp4") else data  # noqa: E731
+
+    def damage(name: str, data: bytes) -> bytes:
+        return garble_samples(data) if name.startswith(f"episode_{BAD:06d}.") and name.endswith(".mp4") else data
+
     make_root(dst, SPEC, damage=damage)
     return dst
 

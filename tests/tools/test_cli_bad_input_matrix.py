@@ -154,9 +154,45 @@ def test_train_on_cuda_without_a_gpu_is_one_line(roots) -> None:
 
 def test_a_closed_stdout_pipe_ends_quietly(roots) -> None:
     for _ in range(4):
-        proc = subprocess.Popen([*CLI, "inspect", str(roots["good"])], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [*CLI, "inspect", str(roots["good"])], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         assert proc.stdout is not None and proc.stderr is not None
         proc.stdout.read(1)
         proc.stdout.close()  # what `| head -c 1` does
         err = proc.stderr.read().decode()
         assert proc.wait(timeout=120) in (0, 141) and err == "", err
+
+
+@pytest.mark.parametrize("part", ["shards", "manifest.json", "meta"])
+def test_a_part_of_a_converted_root_names_the_root(roots, part: str) -> None:
+    from lerobot_wds import LeRobotWdsDataset
+    from lerobot_wds.reader.errors import NotConvertedRootError
+
+    good = roots["good"]
+    expected = f"{good / part} is part of the converted root {good}: give the root itself, {good}"
+    with pytest.raises(NotConvertedRootError) as info:
+        LeRobotWdsDataset(str(good / part))
+    assert str(info.value) == expected
+    check(run("inspect", str(good / part)), 2, expected)
+    check(run("verify", str(good / part)), 2, expected)
+
+
+def test_help_is_complete() -> None:
+    import argparse
+
+    from lerobot_wds.tools.cli import SUBCOMMANDS, build_parser
+
+    for name in sorted(SUBCOMMANDS):
+        parser = build_parser([name])
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+        assert sub.description, f"{name}: no description"
+        undescribed = [a.option_strings or [a.dest] for a in sub._actions if not a.help]
+        assert not undescribed, f"{name}: options without help {undescribed}"
+    text = run("convert", "--help").stdout
+    assert "(default: 64MiB)" in " ".join(text.split()) and "(default: the CPU count, at most 8)" in " ".join(
+        text.split()
+    )
+    proc = run("inspect", "somewhere", "--no-progress")
+    assert proc.returncode == 2 and proc.stderr.startswith("usage: lerobot-wds inspect ")
+    assert "error: unrecognized arguments: --no-progress" in proc.stderr

@@ -116,8 +116,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "bench-report",
         help="print tables and ratios of benchmark records",
-        description="Read the bench-*.json records in DIRECTORY (written by bench --out) and print tables of frames/s, "
-        "first-batch latency and memory, and each scenario's ratio to every peer loader measured with it.",
+        description="Read the bench-*.json records in DIRECTORY (written by bench --out) and print tables of "
+        "frames/s, first-batch latency and memory, and each scenario's ratio to every peer loader measured "
+        "with it.",
     )
     _add_args(p)
     p.set_defaults(func=run)
