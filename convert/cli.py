@@ -208,7 +208,7 @@ def run_convert(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from lerobot_wds.convert.dest_check import check_dest
+    from lerobot_wds.convert.cli_args import check_dest
     from lerobot_wds.convert.pipeline import convert
     from lerobot_wds.core.redact import redact_url
 
