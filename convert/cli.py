@@ -10,10 +10,12 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import MISSING, fields
 from typing import Any
 
 from lerobot_wds.convert.cli_args import json_object
 from lerobot_wds.convert.config import ConvertConfig, parse_episodes, parse_part, parse_size
+from lerobot_wds.core.error_line import error_line
 
 
 def _arg(parse: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -90,6 +92,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false", default=S, help="no progress bars")
     p.add_argument("--stats-json", default=None, help="write the run summary (incl. peak RSS/staging) here")
     p.set_defaults(func=run_convert)
+    show_defaults(p)
 
     f = subparsers.add_parser(
         "finalize",
@@ -101,6 +104,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument("--parts", type=int, default=None, help="which split to finalize when several are present")
     f.add_argument("--dest-options", type=json_object, default=None, help="fsspec storage options (JSON)")
     f.set_defaults(func=run_finalize)
+
+
+def show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Appends ConvertConfig's default to the help of every option that sets one of its fields (the CLI keeps
+    no defaults of its own, so ``--help`` shows the config's)."""
+    values = {}
+    for f in fields(ConvertConfig):
+        if f.default is not MISSING:
+            values[f.name] = f.default
+        elif f.default_factory is not MISSING:
+            values[f.name] = f.default_factory()
+    values["part"] = "0/1"
+    for action in parser._actions:
+        if action.dest not in values or not action.help or "default" in action.help:
+            continue
+        value = values[action.dest]
+        if action.dest == "target_shard_bytes":
+            value = f"{value / 2**20:g}MiB"
+        elif action.dest == "progress":
+            continue  # a switch that turns the default off
+        elif action.dest == "workers":
+            value = "the CPU count, at most 8"
+        elif action.dest == "staging_dir":
+            value = "the system temp dir"
+        elif value is None or value == {}:
+            value = "none"
+        action.help += f" (default: {value})"
 
 
 def config_from_args(args: argparse.Namespace) -> ConvertConfig:
@@ -117,17 +147,49 @@ def _domain_errors() -> tuple[type[BaseException], ...]:
     return (LeRobotWdsError,)  # every domain error: bad input or options, unreachable source, failed upload
 
 
-def _exit_code(e: BaseException) -> int:
-    """2 when the command could not run (no such source, not a LeRobot dataset), else 1."""
-    from lerobot_wds.core.errors import InputError
+# ConvertConfig's field names, as the CLI flags a user typed
+FLAGS = {
+    "target_shard_bytes": "--shard-size",
+    "part_index": "--part",
+    "part_count": "--part",
+    "max_staged_shards": "--max-staged-shards",
+    "upload_attempts": "--upload-attempts",
+    "retry_backoff_s": "--retry-backoff",
+    "workers": "--workers",
+    "episodes": "--episodes",
+}
 
-    return 2 if isinstance(e, InputError) else 1
+
+def _message(e: BaseException) -> str:
+    """The error's line, an option named by its CLI flag (``--shard-size``, not ``target_shard_bytes``)."""
+    from lerobot_wds.convert.errors import ConfigError
+
+    text = error_line(e)
+    if isinstance(e, ConfigError):
+        for field, flag in FLAGS.items():
+            if text.startswith(f"{field} "):
+                return flag + text[len(field) :]
+            text = text.replace(f"(--{field.replace('_', '-')}:", f"({flag}:")
+    return text
+
+
+def _exit_code(e: BaseException) -> int:
+    """2 when the command could not run (bad options, unknown episodes, no such or unreachable source, a DEST
+    it must not write into or holding another conversion); 1 for problems found in the data and for writes
+    that failed once the run had started (a full staging or destination disk, DEST gone past the retries:
+    rerun to resume)."""
+    from lerobot_wds.convert.errors import ConfigError, ConvertError, PlanError, SinkError, StagingError
+    from lerobot_wds.core.errors import InputError, RetryError
+
+    if isinstance(e, (SinkError, StagingError)):
+        return 1
+    could_not_run = (InputError, ConfigError, PlanError, ConvertError, RetryError)
+    return 2 if isinstance(e, could_not_run) else 1
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    """Runs ``convert``; a domain error (bad input, bad options, failed upload) prints one line and exits 1.
-
-    A source that does not exist or is no LeRobot dataset (or a destination that is no folder) exits 2.
+    """Runs ``convert``; a domain error prints one line and exits 2 when the command could not run (bad
+    options, no such or unreachable source, a DEST it must not write into), 1 for problems in the data.
 
     A full staging disk is such an error. SIGTERM/SIGINT stop the run cleanly (staging removed, no manifest)
     and print one line; the exit code is 128 + the signal (143 for SIGTERM, 130 for SIGINT).
@@ -141,16 +203,19 @@ def run_convert(args: argparse.Namespace) -> int:
         print(f"lerobot-wds convert: {e}", file=sys.stderr)
         return e.exit_code
     except _domain_errors() as e:
-        print(f"lerobot-wds convert: error: {e}", file=sys.stderr)
+        print(f"lerobot-wds convert: error: {_message(e)}", file=sys.stderr)
         return _exit_code(e)
 
 
 def _convert(args: argparse.Namespace) -> int:
+    from lerobot_wds.convert.cli_args import check_dest
     from lerobot_wds.convert.pipeline import convert
     from lerobot_wds.core.peak_rss import PeakRss
     from lerobot_wds.core.redact import redact_url
 
-    summary = convert(config_from_args(args), rss=PeakRss(reset=True))  # the command owns its process
+    config = config_from_args(args)
+    check_dest(config.source, config.dest)
+    summary = convert(config, rss=PeakRss(reset=True))  # the command owns its process
     print(summary.line(), file=sys.stderr)
     if args.stats_json:
         with open(args.stats_json, "w") as fh:
@@ -171,7 +236,7 @@ def run_finalize(args: argparse.Namespace) -> int:
     try:
         manifest = finalize(open_sink(args.dest, args.dest_options), part_count=args.parts)
     except _domain_errors() as e:
-        print(f"lerobot-wds finalize: error: {e}", file=sys.stderr)
+        print(f"lerobot-wds finalize: error: {_message(e)}", file=sys.stderr)
         return _exit_code(e)
     print(
         f"manifest.json written: {len(manifest.shards)} shards, {manifest.total_episodes} episodes, "

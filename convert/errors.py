@@ -57,3 +57,7 @@ class SourceInputError(SourceError, InputError):
 
 class FinalizeInputError(FinalizeError, InputError):
     """The root given to finalize holds no conversion at all (a wrong or missing folder): could not run."""
+
+
+class DestInputError(ConvertError, InputError):
+    """DEST is the source, inside or around it, a file, or an unrelated non-empty folder: could not run."""

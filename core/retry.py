@@ -1,9 +1,12 @@
 """The one retry policy of reader, converter and ``verify``: which errors are transient, how often to retry.
 
 Transient (retried with capped exponential backoff and full jitter): connection resets and refusals, timeouts
-(a stalled server), bodies cut mid-transfer, 5xx, throttling (408/429), and a read shorter than planned.
-Permanent (fail at once, naming what was read): missing (404 / ``FileNotFoundError``), denied (403 /
-``PermissionError``), other 4xx, and any error that is not I/O (a bug is not retried).
+(a stalled server), bodies cut mid-transfer, 5xx, throttling (408/429, S3's SlowDown), and a read shorter than
+planned from a remote store. Permanent (fail at once, naming the cause): missing (404 / ``FileNotFoundError``),
+denied (403 / ``PermissionError``), other 4xx, missing or invalid credentials (botocore's
+``NoCredentialsError`` and its kin), an ``OSError`` whose errno says the machine itself failed (a full disk
+``ENOSPC``, ``EIO``, a read-only file system...; only network errnos such as ``ECONNRESET`` or s3fs's 503
+``EBUSY`` are transient), and any error that is not I/O (a bug is not retried).
 
 What differs between callers is an explicit option of :class:`RetryPolicy`:
 
@@ -12,8 +15,8 @@ What differs between callers is an explicit option of :class:`RetryPolicy`:
   permissions settle late (fresh IAM grants, rotating presigned URLs) can opt in.
 - ``retry_short_reads`` (default True): a read that came back shorter than planned (:class:`ShortReadError`,
   raised by the reader when a body's length differs from the manifest's) is retried: on an object store it
-  is usually a cut transfer. A file truncated at rest fails the same way on every attempt and is named after
-  the last one.
+  is usually a cut transfer. Callers reading a local file turn it off (:func:`is_local`): a file truncated
+  at rest fails the same way on every attempt.
 
 How fsspec's backends report failures (checked against fsspec/s3fs/aiohttp sources): the HTTP filesystem
 raises ``FileNotFoundError`` for a 404 and for *any* failed metadata request (its ``__cause__`` is the real
@@ -32,7 +35,9 @@ default (a fork does not copy it, so DataLoader workers never share a sequence);
 
 from __future__ import annotations
 
+import errno
 import random
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +49,29 @@ T = TypeVar("T")
 
 _PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
 _THROTTLED = (408, 429)  # 4xx answers that mean "later", not "never"
+# errnos of the network and of a busy store (s3fs reports a 503 as EBUSY): any other errno is the machine's own
+# failure (ENOSPC, EIO, EROFS, EMFILE...) and does not heal by waiting
+_TRANSIENT_ERRNOS = frozenset(
+    {
+        errno.ECONNRESET,
+        errno.ECONNREFUSED,
+        errno.ECONNABORTED,
+        errno.ETIMEDOUT,
+        errno.EPIPE,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+        errno.ENETDOWN,
+        errno.ENETRESET,
+        errno.EHOSTDOWN,
+        errno.EAGAIN,
+        errno.EBUSY,
+        errno.EINTR,
+        socket.EAI_AGAIN,  # "temporary failure in name resolution"
+    }
+)
+# botocore errors (by name, botocore is no hard dependency) that no retry can fix: credentials and configuration
+_CONFIG_ERRORS = ("Credential", "Token", "ProfileNotFound", "NoRegion", "ConfigNotFound", "ParamValidation")
+_LOCAL_PROTOCOLS = ("file", "local")
 _JITTER = random.SystemRandom()  # OS entropy: unlike a seeded Random, never the same in two processes
 
 
@@ -79,16 +107,28 @@ def is_denied(exc: BaseException) -> bool:
     return isinstance(exc, PermissionError) or status_of(exc) == 403
 
 
+def is_local(url: str) -> bool:
+    """Whether ``url`` names a local file (a plain path or ``file://``): its errors do not heal by waiting."""
+    scheme, sep, _ = url.partition("://")
+    return not sep or scheme in _LOCAL_PROTOCOLS
+
+
 def is_transient(exc: BaseException) -> bool:
-    """The default classification: network, timeouts, cut bodies, 5xx, 408/429 yes; missing, denied, 4xx no."""
+    """The default classification: network, timeouts, cut bodies, 5xx, 408/429 yes; missing, denied, 4xx,
+    credentials, a full disk or an I/O error of the machine no."""
     exc = _unwrap(exc)
     if isinstance(exc, _PERMANENT):
+        return False
+    name = type(exc).__name__
+    if type(exc).__module__.startswith("botocore") and any(word in name for word in _CONFIG_ERRORS):
         return False
     status = status_of(exc)
     if status is not None and 400 <= status < 500 and status not in _THROTTLED:
         return False
-    if isinstance(exc, (OSError, TimeoutError, ConnectionError)):
+    if isinstance(exc, (TimeoutError, ConnectionError)):
         return True
+    if isinstance(exc, OSError):
+        return exc.errno is None or exc.errno in _TRANSIENT_ERRNOS
     # aiohttp / botocore errors don't subclass OSError; match by module so neither is a hard dependency
     module = type(exc).__module__
     return module.startswith(("aiohttp", "botocore", "aiobotocore", "urllib3", "requests"))
@@ -183,11 +223,14 @@ def with_retries(
 
 
 def read_with_retries(fn: Callable[[], T], *, what: str, policy: RetryPolicy) -> T:
-    """``with_retries`` for reads: a missing file still raises FileNotFoundError for the caller to name."""
+    """``with_retries`` for reads: a missing file still raises FileNotFoundError for the caller to name (also
+    one whose folder is a file: ``NotADirectoryError`` becomes FileNotFoundError)."""
     try:
         return with_retries(fn, what=what, policy=policy)
     except RetryError as e:
         cause = e.__cause__
+        if isinstance(cause, NotADirectoryError):
+            raise FileNotFoundError(errno.ENOENT, str(cause), cause.filename) from None
         if isinstance(cause, FileNotFoundError) and not policy.is_transient(cause) and not is_denied(cause):
             raise cause from None  # really missing (not a wrapped 403 / 503)
         raise

@@ -17,9 +17,10 @@ it goes (at most every ``PUBLISH_EVERY_S`` and when its iteration ends). :meth:`
 counter over the rows of the newest iteration (the rows sharing the newest row's epoch and
 worker count, so rows of an earlier DataLoader with more workers are left out). Read once the epoch is done
 (the DataLoader has handed out its last batch, which every worker sends only after its iterator finished) the
-counts are final; read mid-epoch, they are what happened so far. Counts are per reader: an episode whose
-anchors two readers share (see :mod:`splitting`) counts once for each reader that skipped it; gauges
-(``size``, ``cost``, ``capacity``, ``peak_cost``) are summed over the readers too. Rows hold
+counts are final; read mid-epoch, they are what happened so far. Counts are summed over readers, except
+``skipped_episodes``: an episode whose anchors two readers share (see :mod:`splitting`) counts once (a row
+records its reader's first ``SKIPPED_IDS`` skipped episodes); gauges (``size``, ``cost``, ``capacity``,
+``peak_cost``) are summed over the readers too. Rows hold
 ``MAX_READERS`` readers; a worker beyond that still skips, retries and logs, uncounted here.
 """
 
@@ -76,7 +77,10 @@ _INDEX = {name: i for i, name in enumerate(COUNTERS)}
 # int64 header: start_ns, epoch, num_workers, length of the message; then the counters
 _HEADER = 4
 _FIELDS = _HEADER + len(COUNTERS)
-TEXT_BYTES = ROW_BYTES - 8 * _FIELDS  # bytes of the last reason (UTF-8, cut at a character boundary)
+# the first SKIPPED_IDS episodes a reader skipped, so that one whose anchors two readers share counts once
+SKIPPED_IDS = 16
+_TEXT_AT = 8 * (_FIELDS + SKIPPED_IDS)
+TEXT_BYTES = ROW_BYTES - _TEXT_AT  # bytes of the last reason (UTF-8, cut at a character boundary)
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,8 @@ class ReaderRow:
 
     def __init__(self, row: np.ndarray) -> None:
         self._ints = row[: 8 * _FIELDS].view(np.int64)
-        self._text = row[8 * _FIELDS :]
+        self._ids = row[8 * _FIELDS : _TEXT_AT].view(np.int64)
+        self._text = row[_TEXT_AT:]
         self._stamp = -1
 
     def reset(self, epoch: int, num_workers: int) -> None:
@@ -138,6 +143,8 @@ class ReaderRow:
         text = counter.messages[-1].encode("utf-8")[:TEXT_BYTES].decode("utf-8", "ignore").encode("utf-8")
         self._text[: len(text)] = np.frombuffer(text, np.uint8)
         self._ints[3] = len(text)
+        ids = sorted(counter.bad)[:SKIPPED_IDS]
+        self._ids[: len(ids)] = ids
         self.set({"skipped_shards": counter.skipped_shards, "skipped_episodes": counter.skipped_episodes})
 
     def record_mixing(self, tally: MixingTally) -> None:
@@ -185,9 +192,10 @@ class ReaderBoard:
             if ints[r, 0] and ints[r, 1] == epoch and ints[r, 2] == workers
         ]
         messages = tuple(
-            bytes(rows[r, 8 * _FIELDS : 8 * _FIELDS + int(ints[r, 3])]).decode("utf-8") for r in keep if ints[r, 3]
+            bytes(rows[r, _TEXT_AT : _TEXT_AT + int(ints[r, 3])]).decode("utf-8") for r in keep if ints[r, 3]
         )
         sums = ints[keep, _HEADER:].sum(axis=0)
+        sums[_INDEX["skipped_episodes"]] = _distinct_skips(rows, ints, keep)
         counts = {name: int(sums[i]) for name, i in _INDEX.items()}
         for name in _PER_READER:
             counts[name] = int(ints[keep, _HEADER + _INDEX[name]].max()) if keep else 0
@@ -217,6 +225,19 @@ def rss_peak_bytes() -> int:
     except OSError:
         pass
     return 0
+
+
+def _distinct_skips(rows: np.ndarray, ints: np.ndarray, keep: list[int]) -> int:
+    """Episodes skipped by the ``keep`` readers, one shared by several counted once (those beyond a row's
+    ``SKIPPED_IDS`` recorded ones counted per reader)."""
+    column = _HEADER + _INDEX["skipped_episodes"]
+    ids: set[int] = set()
+    beyond = 0
+    for r in keep:
+        n = int(ints[r, column])
+        ids.update(rows[r, 8 * _FIELDS : _TEXT_AT].view(np.int64)[: min(n, SKIPPED_IDS)].tolist())
+        beyond += max(0, n - SKIPPED_IDS)
+    return len(ids) + beyond
 
 
 def nested(counts: Mapping[str, int]) -> dict[str, Any]:

@@ -40,6 +40,14 @@ from lerobot_wds.reader.errors import OptionError
 from lerobot_wds.reader.fetching.fetch import ReadCounters, StreamConfig
 from lerobot_wds.reader.meta import load_meta, local_meta_root
 from lerobot_wds.reader.on_error import ErrorCounter
+from lerobot_wds.reader.options import (
+    check_bool,
+    check_delta_timestamps,
+    check_episodes,
+    check_int,
+    check_optional_int,
+    check_real,
+)
 from lerobot_wds.reader.pipeline import ReaderOptions, reader_stream
 from lerobot_wds.reader.planning.epoch import SharedEpoch
 from lerobot_wds.reader.planning.resume import check_topology, loader_consumed, make_state, merge_state
@@ -153,6 +161,23 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         meta_cache_dir: str | None = None,
     ) -> None:
         super().__init__()
+        delta_timestamps = check_delta_timestamps(delta_timestamps)
+        seed = check_int("seed", seed, 0)
+        batch_size = check_optional_int("batch_size", batch_size, 1)
+        active_episodes = check_optional_int("active_episodes", active_episodes, 1)
+        mix_batch = check_optional_int("mix_batch", mix_batch, 1)
+        if mix_batch is not None and batch_size is not None:
+            raise OptionError(
+                f"mix_batch={mix_batch} is the DataLoader's batch size on the per-sample path; with batch_size="
+                f"{batch_size} the dataset builds the batches and mixes them: give one of the two"
+            )
+        episode_buffer = check_int("episode_buffer", episode_buffer, 0)
+        shuffle, return_uint8 = check_bool("shuffle", shuffle), check_bool("return_uint8", return_uint8)
+        tolerance_s = check_real("tolerance_s", tolerance_s, 0.0)
+        rank = check_optional_int("rank", rank, 0)
+        world_size = check_optional_int("world_size", world_size, 1)
+        if uneven not in get_args(Uneven):
+            raise OptionError(f"uneven={uneven!r}; expected one of {list(get_args(Uneven))}")
         if delta_timestamps is not None and preset is not None:
             raise OptionError("give delta_timestamps or preset, not both")
         if preset is not None and preset not in get_args(Preset):
@@ -160,17 +185,6 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         if (rank is None) != (world_size is None):
             raise OptionError(
                 f"give both rank and world_size or neither (got rank={rank}, world_size={world_size})"
-            )
-        if (active_episodes is not None and active_episodes < 1) or episode_buffer < 0:
-            raise OptionError(
-                f"active_episodes must be >= 1 and episode_buffer >= 0, got {active_episodes}, {episode_buffer}"
-            )
-        if batch_size is not None and batch_size < 1:
-            raise OptionError(f"batch_size must be >= 1 or None, got {batch_size}")
-        if mix_batch is not None and (batch_size is not None or mix_batch < 1):
-            raise OptionError(
-                f"mix_batch is the DataLoader's batch size on the per-sample path (batch_size=None): >= 1, got "
-                f"mix_batch={mix_batch} with batch_size={batch_size}"
             )
         if image_transforms is not None and not callable(image_transforms):
             raise TypeError(f"image_transforms must be callable or None, got {type(image_transforms).__name__}")
@@ -196,6 +210,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         self.episodes = list(episodes) if episodes is not None else None
         self._keep: frozenset[int] | None = None
         self.num_frames, self.num_episodes = self.manifest.total_frames, self.manifest.total_episodes
+        episodes = check_episodes(episodes, self.manifest.shards)
         if episodes is not None:
             self._keep, self.num_frames = episode_selection(self.manifest.shards, episodes)
             self.num_episodes = len(self._keep)
@@ -254,7 +269,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
     # --- epochs and topology -------------------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
         """Sets the epoch that seeds the next iteration's shuffles (seen by persistent workers too)."""
-        self._epoch.set(epoch)
+        self._epoch.set(check_int("set_epoch(epoch)", epoch, 0))
 
     @property
     def epoch(self) -> int:
@@ -280,6 +295,8 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
 
     def samples_per_rank(self, num_workers: int = 0, world_size: int | None = None) -> int:
         """How many samples each rank yields per epoch with a DataLoader of ``num_workers`` workers."""
+        num_workers = check_int("samples_per_rank(num_workers)", num_workers, 0)
+        world_size = check_optional_int("samples_per_rank(world_size)", world_size, 1)
         world = world_size if world_size is not None else self.topology().world_size
         topo = Topology(rank=0, world_size=world, worker=0, num_workers=max(1, num_workers))
         return self.plan(topo).quota * topo.num_workers

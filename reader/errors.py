@@ -35,3 +35,7 @@ class NotConvertedRootError(InputError, FormatError):
 
 class UnfinishedConversionError(NotConvertedRootError):
     """The root holds a conversion that has not written its manifest yet (running, killed, or parts not merged)."""
+
+
+class UnknownEpisodeError(OptionError):
+    """``episodes=`` names an episode the root does not hold; the message gives the valid range."""

@@ -9,6 +9,7 @@
                    -> anchors from a pool of open episodes scheduling.pool.schedule (scheduling.units;
                                                            how many open: scheduling.mixing)
     ... passes repeated until the quota (pad)              parsing.tar_episodes.cycle_passes
+                   -> skipped episodes not refilled        without_refill
                    -> resume skip, samples / batches       assembling.assemble.Assembler
                                                            (frames from decoding.frames.FramePool)
 
@@ -17,7 +18,7 @@ Every random choice derives from (seed, epoch, reader slot, pass); nothing here 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,7 +80,7 @@ def anchor_pass(
     reads = plan_reads(
         plan.segments, opts.shards, opts.root, max_bytes=cfg.max_read_bytes, split_first=cfg.split_first_read
     )
-    samples = tar_samples(fetched_reads(reads, cfg, reads_counted), errors)
+    samples = tar_samples(fetched_reads(reads, cfg, reads_counted, skip=errors.policy == "skip"), errors)
     ranges = {s.ref.episode: (s.lo, s.hi) for s in plan.segments}
     eps = episodes(samples, list(opts.spec.camera_keys), errors, opts.fps)
     eps = with_anchor_ranges(eps, ranges)
@@ -111,6 +112,28 @@ def pool_bounds(opts: ReaderOptions) -> PoolBounds:
     )
 
 
+def without_refill(anchors: Iterable[Anchor], plan: SlotPlan, errors: ErrorCounter) -> Iterator[Anchor]:
+    """Ends the stream at the quota less the planned anchors of the episodes skipped this epoch.
+
+    A skipped episode's frames are not replaced by repeats of other episodes: the reader repeats only the
+    padding its ``uneven`` rule planned, so an epoch with skips is that much shorter.
+    """
+    planned: dict[int, int] = {}
+    for seg in plan.segments:
+        planned[seg.ref.episode] = planned.get(seg.ref.episode, 0) + seg.hi - seg.lo
+    handed: dict[int, int] = {}  # anchors handed on per episode (a bad episode's do not count)
+    total = 0
+    for anchor in anchors:
+        if errors.bad:
+            lost = sum(planned.get(e, 0) for e in errors.bad)
+            if total - sum(handed.get(e, 0) for e in errors.bad) >= plan.quota - lost:
+                return
+        episode = anchor.episode.index
+        handed[episode] = handed.get(episode, 0) + 1
+        total += 1
+        yield anchor
+
+
 def reader_stream(
     plan: SlotPlan,
     opts: ReaderOptions,
@@ -129,7 +152,10 @@ def reader_stream(
     ``reads`` counts the read retries and timeouts, ``on_mix`` receives the mixing delivered
     (``LeRobotWdsDataset.stats()``).
     """
-    anchors = cycle_passes(lambda p: anchor_pass(plan, opts, frames, errors, p, reads), where)
+    anchors = cycle_passes(
+        lambda p: anchor_pass(plan, opts, frames, errors, p, reads), where, lambda: bool(errors.bad)
+    )
+    anchors = without_refill(anchors, plan, errors)
     assembler = Assembler(
         opts.spec, frames, errors, batch_size=opts.batch_size, mix_batch=opts.mix_batch, ring=ring, on_mix=on_mix
     )

@@ -42,14 +42,23 @@ def missing_manifest_error(fs: AbstractFileSystem, path: str, name: str) -> Inpu
     path, shown = path.rstrip("/"), redact_url(name.rstrip("/") or name)
 
     def exists(rel: str) -> bool:
-        try:
-            return bool(fs.exists(f"{path}/{rel}" if rel else path))
-        except Exception:  # noqa: BLE001 - a probe that cannot tell says "no"; the message stays general
-            return False
+        return _exists(fs, f"{path}/{rel}" if rel else path)
 
     protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
     if "file" in protocols and not exists(""):  # remote stores cannot always tell a missing folder apart
         return RootNotFoundError(f"{shown}: no such folder; give the root a conversion wrote (its DEST)")
+    parent, _, base = path.rpartition("/")
+    shown_parent = shown.rstrip("/").rpartition("/")[0] or "."
+    if (
+        parent
+        and base in (MANIFEST_NAME, SHARDS_DIR, META_DIR, WORK_DIR)
+        and _exists(fs, f"{parent}/{MANIFEST_NAME}")
+    ):
+        return NotConvertedRootError(
+            f"{shown} is part of the converted root {shown_parent}: give the root itself, {shown_parent}"
+        )
+    if _isfile(fs, path):
+        return NotConvertedRootError(f"{shown} is a file; give the folder a conversion wrote (its DEST)")
     if exists(SHARDS_DIR) or exists(WORK_DIR):
         return UnfinishedConversionError(
             f"{shown}: no {MANIFEST_NAME}, so its conversion has not finished: rerun the same "
@@ -62,3 +71,17 @@ def missing_manifest_error(fs: AbstractFileSystem, path: str, name: str) -> Inpu
         f"{shown} is not a converted root (no {MANIFEST_NAME}): run 'lerobot-wds convert SRC {shown}' to "
         "convert a LeRobot v3 dataset into it"
     )
+
+
+def _exists(fs: AbstractFileSystem, path: str) -> bool:
+    try:
+        return bool(fs.exists(path))
+    except Exception:  # noqa: BLE001 - a probe that cannot tell says "no"; the message stays general
+        return False
+
+
+def _isfile(fs: AbstractFileSystem, path: str) -> bool:
+    try:
+        return bool(fs.isfile(path))
+    except Exception:  # noqa: BLE001 - as _exists
+        return False

@@ -125,3 +125,33 @@ def test_readme_snippet_runs_as_written(index: int, readme_root: Path, tmp_path:
     script.write_text(code)
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, f"README python snippet {index} failed:\n{code}\n{proc.stderr[-3000:]}"
+
+
+@pytest.mark.parametrize("index", range(len(SNIPPETS)))
+def test_a_one_line_alternative_returns_what_the_snippet_returns(
+    index: int, readme_root: Path, tmp_path: Path
+) -> None:
+    """``# the same in one line: loader = ...`` gives the first batch of the snippet's own ``loader``: same
+    keys, dtypes, shapes and values."""
+    alternatives = [a for a in commented_alternatives(SNIPPETS[index]) if a.startswith("loader = ")]
+    if not alternatives:
+        pytest.skip("no one-line loader alternative in this snippet")
+    code, _ = with_root(SNIPPETS[index], str(readme_root))
+    head = code[: code.index("\nfor ")] if "\nfor " in code else code
+    alternative, _ = with_root(alternatives[0], str(readme_root))
+    script = tmp_path / "alternative.py"
+    script.write_text(
+        head
+        + "\nimport torch\nfirst = next(iter(loader))\n"
+        + alternative
+        + "\nother = next(iter(loader))\n"
+        + "assert sorted(first) == sorted(other), (sorted(first), sorted(other))\n"
+        + "for key, value in first.items():\n"
+        + "    if isinstance(value, torch.Tensor):\n"
+        + "        assert value.dtype == other[key].dtype, (key, value.dtype, other[key].dtype)\n"
+        + "        assert torch.equal(value, other[key]), key\n"
+        + "    else:\n"
+        + "        assert value == other[key], key\n"
+    )
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, f"README python snippet {index}'s one-liner differs:\n{proc.stderr[-3000:]}"

@@ -52,16 +52,21 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``lerobot-wds`` console script."""
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said by the subcommand's parser, with its usage, not the top-level one
+        command = str(getattr(args, "command", None))
+        subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        (subparsers.choices.get(command) or parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
+    from lerobot_wds.core.error_line import error_line
     from lerobot_wds.core.errors import LeRobotWdsError
 
     try:
         return int(args.func(args) or 0)
     except LeRobotWdsError as e:  # a subcommand that did not map it itself: one line, "could not run"
-        print(f"lerobot-wds {args.command}: error: {e}", file=sys.stderr)
+        print(f"lerobot-wds {args.command}: error: {error_line(e)}", file=sys.stderr)
         return 2
 
 

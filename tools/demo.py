@@ -125,6 +125,11 @@ def run_demo(cfg: DemoConfig) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds the ``demo`` subcommand."""
-    p = subparsers.add_parser("demo", help="generate, convert, verify and stream a small example dataset")
+    p = subparsers.add_parser(
+        "demo",
+        help="generate, convert, verify and stream a small example dataset",
+        description="Generate a small synthetic LeRobot v3 dataset, convert it, verify the conversion and stream "
+        "it with LeRobotWdsDataset; prints DEMO OK when every step held (exit 0).",
+    )
     p.add_argument("--workdir", type=Path, default=Path("demo_out"), help="output directory (replaced)")
     p.set_defaults(func=lambda args: run_demo(DemoConfig(workdir=args.workdir)))

@@ -166,20 +166,21 @@ def run(args: argparse.Namespace) -> int:
     root, name = root.rstrip("/"), args.dest.rstrip("/")
     try:
         url = f"{root}/{MANIFEST_NAME}"
-        manifest_read = False
+        manifest_read = manifest_parsed = False
         data = read_with_retries(lambda: fs.cat_file(url), what=f"{name}/{MANIFEST_NAME}", policy=_POLICY)
         manifest_read = True
         manifest = Manifest.from_json_bytes(data, where=f"{name}/{MANIFEST_NAME}")
+        manifest_parsed = True
         first = first_episode_meta(fs, root, manifest, name=name)
     except FileNotFoundError as e:
         if not manifest_read:
             print(f"lerobot-wds inspect: error: {missing_manifest_error(fs, root, args.dest)}", file=sys.stderr)
             return 2
-        print(f"lerobot-wds inspect: {redact_url(name)}: missing {e.filename or e}", file=sys.stderr)
+        print(f"lerobot-wds inspect: error: {redact_url(name)}: missing {e.filename or e}", file=sys.stderr)
         return 1
-    except FormatError as e:
-        print(f"lerobot-wds inspect: {redact_url(name)}: {e}", file=sys.stderr)
-        return 1
+    except FormatError as e:  # no readable manifest: an invalid root (2); a bad shard behind it: the data (1)
+        print(f"lerobot-wds inspect: error: {redact_url(name)}: {e}", file=sys.stderr)
+        return 1 if manifest_parsed else 2
     summary = summarize(manifest, first)
     print(json.dumps(summary, indent=1) if args.json else render(redact_url(args.dest), summary))
     return 0

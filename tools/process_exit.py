@@ -16,6 +16,8 @@ import os
 import sys
 from collections.abc import Callable
 
+BROKEN_PIPE_EXIT = 141  # 128 + SIGPIPE, what a shell tool killed by a closed pipe exits with
+
 
 def exit_with(code: int) -> None:
     """Runs atexit handlers, flushes stdout/stderr and ends the process with ``code``, skipping teardown."""
@@ -31,7 +33,8 @@ def exit_with(code: int) -> None:
 
 
 def run_main(main: Callable[[], int | None]) -> None:
-    """Calls ``main()`` and exits with its return value (``SystemExit`` codes, e.g. argparse's 2, kept).
+    """Calls ``main()`` and exits with its return value (``SystemExit`` codes, e.g. argparse's 2, kept; a
+    closed stdout pipe ends quietly with 141, as SIGPIPE ends ``yes | head``).
 
     Before ``main()`` it quiets asyncio's reports of transient I/O errors nobody retrieved (:mod:`async_logs`)
     and makes stdout and stderr drop credentials from every URL written to them (:mod:`redacted_output`).
@@ -49,4 +52,16 @@ def run_main(main: Callable[[], int | None]) -> None:
             print(e.code, file=sys.stderr)
     except KeyboardInterrupt:
         code = 130
+    except BrokenPipeError:  # the reader of stdout went away (``| head``): end quietly, as SIGPIPE would
+        _drop_stdout()
+        code = BROKEN_PIPE_EXIT
     exit_with(code)
+
+
+def _drop_stdout() -> None:
+    """Points stdout at /dev/null so flushing what is left of it at exit raises nothing more."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

@@ -102,6 +102,11 @@ class Assembler:
                 yield out.pop(0)  # not held here while the next batch is built: its slot can be reused
             if yielded >= quota:
                 return
+        if pending:  # the stream ended short of the quota (episodes skipped under on_error="skip")
+            out, n = self.build(pending)
+            self._finish(pending)
+            progress(yielded + n)
+            yield from out
 
     def build(self, items: list[Anchor]) -> tuple[list[dict[str, Any]], int]:
         """Builds the samples (or the one batch) of ``items``; returns them and how many samples they hold.
@@ -122,7 +127,7 @@ class Assembler:
                 good.append(build_sample(anchor, self.spec, self.source))
                 self._finish_one(anchor)
             except FormatError as e:
-                self.errors.handle(e, "episode")
+                self.errors.handle(e, "episode", anchor.episode.index)
                 self.bad.add(anchor.episode.index)
         if self.batch_size is None or not good:
             return good, len(good)

@@ -25,7 +25,7 @@ import fsspec
 
 from lerobot_wds.core.errors import ShardReadError, ShortReadError
 from lerobot_wds.core.redact import redact_text, redact_url
-from lerobot_wds.core.retry import RetryPolicy, describe, is_denied, is_timeout, with_retries
+from lerobot_wds.core.retry import RetryPolicy, describe, is_denied, is_local, is_timeout, with_retries
 from lerobot_wds.core.timeouts import DEFAULT_READ_TIMEOUT_S, with_read_timeout
 from lerobot_wds.reader.errors import OptionError
 from lerobot_wds.reader.planning.reads import Read, integrity_failures
@@ -74,13 +74,14 @@ class StreamConfig:
         if self.read_timeout_s is not None and not self.read_timeout_s > 0:
             raise OptionError(f"StreamConfig.read_timeout_s must be > 0 or None, got {self.read_timeout_s}")
 
-    def retry_policy(self) -> RetryPolicy:
-        """The reader's :class:`RetryPolicy`: short reads transient, denials as ``retry_denied`` says."""
+    def retry_policy(self, url: str | None = None) -> RetryPolicy:
+        """The reader's :class:`RetryPolicy` for ``url``: short reads transient unless the file is local (a
+        file truncated at rest reads short every time), denials as ``retry_denied`` says."""
         return RetryPolicy(
             attempts=self.retries + 1,
             backoff_s=self.backoff_s,
             retry_denied=self.retry_denied,
-            retry_short_reads=True,
+            retry_short_reads=url is None or not is_local(url),
         )
 
     def fs_options(self, url: str) -> dict[str, Any]:
@@ -138,7 +139,7 @@ def fetch_read(read: Read, config: StreamConfig, counters: ReadCounters | None =
         ShardReadError: naming the shard: missing ("not found; the manifest lists it"), a permanent error
             (403 / denied, other 4xx) at once, or the last error after all attempts.
     """
-    policy = config.retry_policy()
+    policy = config.retry_policy(read.url)
     counters = counters if counters is not None else ReadCounters()
 
     def retried(attempt: int, e: BaseException) -> None:
@@ -170,13 +171,27 @@ def fetch_read(read: Read, config: StreamConfig, counters: ReadCounters | None =
     return Fetched(read, data, failures)
 
 
+def fetch_or_fail(read: Read, config: StreamConfig, counters: ReadCounters | None, skip: bool) -> Fetched:
+    """:func:`fetch_read`; with ``skip``, a read that cannot be fetched comes back as failed for each of its
+    episodes (no bytes), so ``on_error="skip"`` skips them one by one like any corrupt episode."""
+    try:
+        return fetch_read(read, config, counters)
+    except ShardReadError as e:
+        if not skip:
+            raise
+        return Fetched(read, b"", {ext.episode: f"episode {ext.episode}: {e}" for ext in read.extents})
+
+
 def fetched_reads(
-    reads: Iterable[Read], config: StreamConfig, counters: ReadCounters | None = None
+    reads: Iterable[Read], config: StreamConfig, counters: ReadCounters | None = None, *, skip: bool = False
 ) -> Iterator[Fetched]:
-    """Yields fetched reads in order, keeping up to ``config.readahead`` next ones fetching in the background."""
+    """Yields fetched reads in order, keeping up to ``config.readahead`` next ones fetching in the background.
+
+    ``skip``: a read that fails is yielded as failed (:func:`fetch_or_fail`) instead of raising.
+    """
     if config.readahead == 0:
         for read in reads:
-            yield fetch_read(read, config, counters)
+            yield fetch_or_fail(read, config, counters, skip)
         return
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lerobot-wds-readahead")
     pending: deque[Future[Fetched]] = deque()
@@ -187,7 +202,7 @@ def fetched_reads(
                 upcoming = next(it, None)
                 if upcoming is None:
                     break
-                pending.append(pool.submit(fetch_read, upcoming, config, counters))
+                pending.append(pool.submit(fetch_or_fail, upcoming, config, counters, skip))
             if not pending:
                 return
             yield pending.popleft().result()

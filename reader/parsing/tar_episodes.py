@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from lerobot_wds.core.errors import FormatError
-from lerobot_wds.core.format import episode_key
+from lerobot_wds.core.format import episode_index_from_key, episode_key
 from lerobot_wds.reader.errors import IntegrityError, ShardFormatError
 from lerobot_wds.reader.fetching.fetch import Fetched
 from lerobot_wds.reader.on_error import ErrorCounter
@@ -74,6 +74,8 @@ def tar_samples(reads: Iterable[Fetched], errors: ErrorCounter) -> Iterator[dict
     for fetched in reads:
         read, url = fetched.read, fetched.read.url
         for episode, piece in episode_slices(read, fetched.data).items():
+            if errors.is_bad(episode):
+                continue  # skipped earlier in this epoch: counted and logged once
             try:
                 if episode in fetched.failures:
                     raise IntegrityError(fetched.failures[episode])
@@ -82,7 +84,7 @@ def tar_samples(reads: Iterable[Fetched], errors: ErrorCounter) -> Iterator[dict
                 # both (bytes after a good sample would otherwise fail the slice after it was handed on).
                 parsed = list(_checked(url, piece, [episode_key(episode)]))
             except ShardFormatError as e:
-                errors.handle(e, "episode")
+                errors.handle(e, "episode", episode)
                 continue
             yield from parsed
 
@@ -95,7 +97,7 @@ def episodes(
         try:
             yield parse_episode(sample, camera_keys, fps)
         except FormatError as e:
-            errors.handle(e, "episode")
+            errors.handle(e, "episode", episode_index_from_key(sample["__key__"]))  # checked by tar_samples
 
 
 def with_anchor_ranges(eps: Iterable[Episode], ranges: Mapping[int, tuple[int, int]]) -> Iterator[Episode]:
@@ -124,9 +126,12 @@ def shuffle_buffer(items: Iterable[T], size: int, rng: random.Random | None) -> 
     yield from buf
 
 
-def cycle_passes(make_pass: Callable[[int], Iterable[T]], where: str) -> Iterator[T]:
+def cycle_passes(
+    make_pass: Callable[[int], Iterable[T]], where: str, skipped: Callable[[], bool] | None = None
+) -> Iterator[T]:
     """Chains ``make_pass(0)``, ``make_pass(1)``, ... forever (the consumer stops it); a pass that yields nothing
-    raises, since repeating it could never produce the quota."""
+    raises, since repeating it could never produce the quota, unless ``skipped()`` says its episodes were
+    skipped under ``on_error="skip"`` (then the stream ends)."""
     p = 0
     while True:
         produced = False
@@ -134,5 +139,7 @@ def cycle_passes(make_pass: Callable[[int], Iterable[T]], where: str) -> Iterato
             produced = True
             yield item
         if not produced:
+            if skipped is not None and skipped():
+                return
             raise ShardFormatError(f"{where}: a full pass over this reader's shards produced no frames")
         p += 1

@@ -147,7 +147,7 @@ def schedule(
                     pending = open_visit(ep, vid, frames, deltas, rng, unit_bytes)
                 except FormatError as e:
                     frames.release(Visit(ep, vid))
-                    (errors or ErrorCounter()).handle(e, "episode")
+                    (errors or ErrorCounter()).handle(e, "episode", ep.index)
                     continue
             bound = memory.blocked_by(pending.cost, len(pool))
             if bound is not None:

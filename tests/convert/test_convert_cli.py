@@ -75,7 +75,7 @@ def test_cli_options_build_the_same_config_as_the_api(small_lerobot_dataset, tmp
 
 def test_cli_errors_are_clear(small_lerobot_dataset, tmp_path):
     proc = cli("convert", str(small_lerobot_dataset.root), str(tmp_path / "o"), "--part", "auto", check=False)
-    assert proc.returncode == 1 and "--part auto needs the SLURM array variables" in proc.stderr
+    assert proc.returncode == 2 and "--part auto needs the SLURM array variables" in proc.stderr
     proc = cli(
         "convert", str(small_lerobot_dataset.root), str(tmp_path / "o"), "--shard-size", "12 parsecs", check=False
     )

@@ -110,7 +110,9 @@ def test_tar_members_and_layout_errors():
 
 def test_retry_classification_and_backoff():
     assert (
-        is_transient(ConnectionResetError()) and is_transient(TimeoutError()) and is_transient(OSError(5, "EIO"))
+        is_transient(ConnectionResetError())
+        and is_transient(TimeoutError())
+        and not is_transient(OSError(5, "EIO"))
     )
     assert not is_transient(FileNotFoundError()) and not is_transient(PermissionError())
     calls = []

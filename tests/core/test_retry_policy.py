@@ -4,6 +4,7 @@ options (denied, short reads), timeouts, and the read-timeout storage options (c
 from __future__ import annotations
 
 import asyncio
+import errno
 import random
 
 import aiohttp
@@ -13,7 +14,7 @@ from fsspec.exceptions import FSTimeoutError
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from lerobot_wds.core.errors import LeRobotWdsError, RetryError, ShortReadError
+from lerobot_wds.core.errors import LeRobotWdsError, RetryError, ShardReadError, ShortReadError
 from lerobot_wds.core.retry import (
     RetryPolicy,
     is_denied,
@@ -48,7 +49,9 @@ TRANSIENT = [
     ConnectionResetError(),
     ConnectionRefusedError(),
     TimeoutError(),
-    OSError(5, "EIO"),
+    OSError(errno.ECONNRESET, "reset"),
+    OSError(errno.EBUSY, "503 from s3fs"),
+    OSError("no errno (aiohttp's client errors)"),
     http_error(503),
     http_error(500),
     http_error(429),
@@ -70,6 +73,13 @@ PERMANENT = [
     boto_error(404, "NoSuchKey"),
     wrapped(http_error(403)),
     ValueError("a bug"),
+    botocore.exceptions.NoCredentialsError(),
+    botocore.exceptions.PartialCredentialsError(provider="env", cred_var="AWS_SECRET_ACCESS_KEY"),
+    botocore.exceptions.NoRegionError(),
+    OSError(errno.ENOSPC, "No space left on device"),
+    OSError(errno.EIO, "Input/output error"),
+    OSError(errno.EROFS, "Read-only file system"),
+    OSError(errno.EMFILE, "Too many open files"),
 ]
 
 
@@ -187,3 +197,65 @@ def test_read_timeout_options() -> None:
     assert StreamConfig(retries=2, retry_denied=True).retry_policy() == RetryPolicy(3, 0.5, True, True)
     with pytest.raises(ValueError, match="read_timeout_s"):
         StreamConfig(read_timeout_s=0)
+
+
+def _attempts(exc: BaseException) -> tuple[int, str]:
+    """Calls that raise ``exc`` every time under a 4-attempt policy: (attempts made, the error's message)."""
+    calls = []
+
+    def failing() -> None:
+        calls.append(1)
+        raise exc
+
+    with pytest.raises(RetryError) as info:
+        with_retries(failing, what="read x", policy=RetryPolicy(attempts=4, backoff_s=0))
+    return len(calls), str(info.value)
+
+
+def test_credentials_and_a_full_disk_fail_at_once_naming_the_cause() -> None:
+    assert _attempts(botocore.exceptions.NoCredentialsError()) == (
+        1,
+        "read x: permanent error (NoCredentialsError: Unable to locate credentials)",
+    )
+    assert _attempts(OSError(errno.ENOSPC, "No space left on device")) == (
+        1,
+        "read x: permanent error (OSError: [Errno 28] No space left on device)",
+    )
+    assert _attempts(OSError(errno.EIO, "Input/output error"))[0] == 1
+    assert _attempts(boto_error(503, "SlowDown"))[0] == 4  # throttling is retried
+
+
+def test_a_503_from_the_loopback_server_is_retried(http_dir_server, tmp_path) -> None:
+    from lerobot_wds.reader.fetching.fetch import ReadCounters, fetch_read
+    from lerobot_wds.reader.planning.reads import Read
+    from lerobot_wds.testing.shards import RootSpec, make_root
+
+    manifest = make_root(tmp_path, RootSpec(lengths=(3,), episodes_per_shard=1, cameras=("observation.images.c",)))
+    shard = manifest.shards[0]
+    server = http_dir_server(tmp_path)
+    server.inject_fault(f"/{shard.path}", fail_requests=2, status=503)
+    read = Read(f"{server.url}/{shard.path}", shard, None, None, tuple(shard.episodes), tuple(shard.extents))
+    counters = ReadCounters()
+    fetched = fetch_read(read, StreamConfig(retries=3, backoff_s=0), counters)
+    assert len(fetched.data) == shard.bytes and not fetched.failures
+    assert counters.retries == 2 and len(server.stats().for_path(f"/{shard.path}")) == 3
+
+
+def test_a_local_short_read_is_not_retried(tmp_path) -> None:
+    from lerobot_wds.reader.fetching.fetch import ReadCounters, fetch_read
+    from lerobot_wds.reader.planning.reads import Read
+    from lerobot_wds.testing.shards import RootSpec, make_root
+
+    manifest = make_root(tmp_path, RootSpec(lengths=(3,), episodes_per_shard=1, cameras=("observation.images.c",)))
+    shard = manifest.shards[0]
+    path = tmp_path / shard.path
+    path.write_bytes(path.read_bytes()[:1000])
+    read = Read(str(path), shard, None, None, tuple(shard.episodes), tuple(shard.extents))
+    counters = ReadCounters()
+    with pytest.raises(ShardReadError, match=r"permanent error \(ShortReadError: .*got 1000 bytes"):
+        fetch_read(read, StreamConfig(retries=3, backoff_s=0), counters)
+    assert counters.retries == 0
+    remote = StreamConfig().retry_policy("s3://bucket/root/shards/shard-000000.tar")
+    assert remote.is_transient(ShortReadError("cut")) and not StreamConfig().retry_policy(str(path)).is_transient(
+        ShortReadError("short at rest")
+    )

@@ -21,6 +21,7 @@ from lerobot_wds import LeRobotWdsDataset
 from lerobot_wds.convert.config import ConvertConfig
 from lerobot_wds.convert.pipeline import convert
 from lerobot_wds.core.errors import FormatError
+from lerobot_wds.reader.errors import UnknownEpisodeError
 from lerobot_wds.reader.fetching.fetch import StreamConfig
 from lerobot_wds.reader.meta import DatasetMeta
 from lerobot_wds.testing.synth_identity import read_identity_full
@@ -94,7 +95,10 @@ def test_episodes_split_across_ranks_and_workers(root: str) -> None:
 
 
 def test_episodes_unknown_is_rejected(root: str) -> None:
-    with pytest.raises(ValueError, match=r"episodes=\[4, 42\] are not in the manifest \(it holds 4 episodes\)"):
+    with pytest.raises(
+        UnknownEpisodeError,
+        match=r"^episodes: episode 4 and 1 more is not in this root; it holds 4 episodes, indices 0\.\.3$",
+    ):
         LeRobotWdsDataset(root, episodes=[1, 4, 42])
 
 

@@ -103,7 +103,7 @@ def test_python_mistakes_are_domain_errors(converted: Path) -> None:
         LeRobotWdsDataset(str(converted), preset="sarmm")  # type: ignore[arg-type]
     with pytest.raises(LeRobotWdsError, match=r"delta_timestamps keys \['observation.images.side'\] are not"):
         LeRobotWdsDataset(str(converted), delta_timestamps={"observation.images.side": [-1.0, 0.0]})
-    with pytest.raises(LeRobotWdsError, match="batch_size must be >= 1"):
+    with pytest.raises(LeRobotWdsError, match=r"batch_size=0 \(int\); expected an integer >= 1 or None"):
         LeRobotWdsDataset(str(converted), batch_size=0)
 
 

@@ -346,14 +346,20 @@ def test_more_503s_than_retries_fail_naming_the_shard(converted, http_dir_server
     assert main(["verify", dest.url, "--retries", "5", "--retry-backoff", "0", "--no-progress"]) == 0
 
 
-def test_manifest_failing_more_often_than_retried_is_a_finding(converted, http_dir_server):
+def test_manifest_failing_more_often_than_retried_could_not_run(converted, http_dir_server, capsys):
+    """An unreachable manifest is no finding about the data: verify could not run (exit 2), as inspect."""
+    from lerobot_wds.core.errors import InputError
+
     dest = http_dir_server(converted)
     dest.inject_fault("/manifest.json", fail_requests=2)
-    got = findings(dest.url, retries=1, retry_backoff_s=0.0)
-    assert [f.check for f in got] == ["manifest"]
-    assert got[0].message.startswith(f"{dest.url}/manifest.json: still failing after 2 attempts (")
-    assert "503" in got[0].message
+    with pytest.raises(InputError, match=rf"^{dest.url}/manifest\.json: still failing after 2 attempts \(.*503"):
+        findings(dest.url, retries=1, retry_backoff_s=0.0)
     assert _shard_statuses(dest, "manifest.json") == [503, 503]
+    dest.inject_fault("/manifest.json", fail_requests=2)
+    assert main(["verify", dest.url, "--retries", "1", "--retry-backoff", "0"]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"lerobot-wds verify: error: {dest.url}/manifest.json: still failing"
+    )
 
 
 def test_404_is_not_retried(converted, http_dir_server):

@@ -38,13 +38,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="window mode(s); each is a separate run",
     )
     p.add_argument(
-        "--batch-size", type=_int_list, help="samples per batch (default 16); comma list runs each, e.g. 16,64,256"
+        "--batch-size",
+        type=_int_list,
+        help="samples per batch, every loader; comma list runs each, e.g. 16,64,256 (default 16)",
     )
-    p.add_argument("--num-workers", type=_int_list, help="DataLoader workers; comma list runs each, e.g. 0,1,2")
-    p.add_argument("--num-batches", type=int, help="batches measured after warm-up")
-    p.add_argument("--warmup", type=int, help="batches consumed before measuring")
-    p.add_argument("--return-uint8", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--seed", type=int)
+    p.add_argument(
+        "--num-workers", type=_int_list, help="DataLoader workers; comma list runs each, e.g. 0,1,2 (default 2)"
+    )
+    p.add_argument("--num-batches", type=int, help="batches measured after warm-up (default 50)")
+    p.add_argument("--warmup", type=int, help="batches consumed before measuring (default 5)")
+    p.add_argument(
+        "--return-uint8",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="images as uint8 [0,255] instead of float32 [0,1] (default: uint8)",
+    )
+    p.add_argument("--seed", type=int, help="shuffling seed of every loader (default 0)")
     p.add_argument(
         "--batching",
         nargs="+",
@@ -53,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "DataLoader(ds, batch_size=16) idiom); several run each",
     )
     p.add_argument("--active-episodes", type=int, help="ours: the pool's open-episode limit (mixing vs memory)")
-    p.add_argument("--device")
+    p.add_argument("--device", help="where the dummy consumer moves batches: cpu or cuda (default cpu)")
     p.add_argument("--source-label", help="label in records and reports (default: local or http-<lat>ms-<bw>MBs)")
     p.add_argument("--out", required=True, help="directory receiving the JSON records and records.csv")
     p.add_argument(
@@ -193,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         configs = build_configs(args)
     except ValueError as e:
-        print(f"lerobot-wds bench: {e}", file=sys.stderr)
+        print(f"lerobot-wds bench: error: {e}", file=sys.stderr)
         return 2
     for root in sorted({c.source for c in configs if c.loader == "lerobot-wds"}):
         check_root(root)  # a wrong root is one line before any run starts (LeRobotWdsError: exit 2)

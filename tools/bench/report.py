@@ -113,7 +113,13 @@ def render(records: Sequence[Mapping[str, Any]]) -> str:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds the ``bench-report`` subcommand."""
-    p = subparsers.add_parser("bench-report", help="print tables and ratios of benchmark records")
+    p = subparsers.add_parser(
+        "bench-report",
+        help="print tables and ratios of benchmark records",
+        description="Read the bench-*.json records in DIRECTORY (written by bench --out) and print tables of "
+        "frames/s, first-batch latency and memory, and each scenario's ratio to every peer loader measured "
+        "with it.",
+    )
     _add_args(p)
     p.set_defaults(func=run)
 
@@ -128,8 +134,8 @@ def run(args: argparse.Namespace) -> int:
     """Prints the report (and writes the plot when asked)."""
     records = load_records(args.directory)
     if not records:
-        print(f"bench-report: no bench-*.json records in {args.directory}", file=sys.stderr)
-        return 1
+        print(f"lerobot-wds bench-report: error: no bench-*.json records in {args.directory}", file=sys.stderr)
+        return 2
     print(render(records))
     if args.plot:
         from lerobot_wds.tools.bench.plot import plot_workers

@@ -30,7 +30,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from lerobot_wds.core.errors import LeRobotWdsError
+from lerobot_wds.core.error_line import error_line
+from lerobot_wds.core.errors import InputError, LeRobotWdsError
 from lerobot_wds.core.redact import redact_url
 from lerobot_wds.reader.dataset import LeRobotWdsDataset
 from lerobot_wds.reader.planning.resume import check_topology
@@ -54,6 +55,8 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError("--device cuda: no CUDA device is available here; use --device cpu or auto")
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
         return torch.device("cuda", local)
@@ -234,12 +237,12 @@ def cli_run(args: argparse.Namespace) -> int:
     try:
         cfg = config_from_args(args)
     except ValueError as e:
-        print(f"lerobot-wds train: {e}", file=sys.stderr)
+        print(f"lerobot-wds train: error: {e}", file=sys.stderr)
         return 2
     try:
         return run(cfg)
     except LeRobotWdsError as e:
-        print(f"lerobot-wds train: error: {e}", file=sys.stderr)
+        print(f"lerobot-wds train: error: {error_line(e)}", file=sys.stderr)
         return 2
 
 

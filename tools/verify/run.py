@@ -19,7 +19,7 @@ import fsspec
 from tqdm import tqdm
 
 from lerobot_wds.convert.source import LeRobotSource
-from lerobot_wds.core.errors import FormatError, RetryError
+from lerobot_wds.core.errors import FormatError, InputError, RetryError
 from lerobot_wds.core.format import MANIFEST_NAME, SHARDS_DIR, Manifest
 from lerobot_wds.core.retry import RetryPolicy, read_with_retries
 from lerobot_wds.core.timeouts import DEFAULT_READ_TIMEOUT_S, with_read_timeout
@@ -95,12 +95,8 @@ def verify(cfg: VerifyConfig) -> Report:
             raise error from None  # not a conversion at all: nothing to verify, could not run
         report.add([Finding("manifest", str(error))])  # a conversion without its manifest: a problem found
         return report
-    except RetryError as e:
-        report.add([Finding("manifest", str(e))])
-        return report
-    except FormatError as e:
-        report.add([Finding("manifest", str(e))])
-        return report
+    except (RetryError, FormatError) as e:  # unreachable or no manifest at all: could not run, as in inspect
+        raise InputError(str(e)) from e
     hooks: list[SampleHook] = []
     decode = None
     if cfg.source:

@@ -38,19 +38,27 @@ def bench_argv(args: argparse.Namespace) -> list[str]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds the ``bench-profile`` subcommand."""
-    p = subparsers.add_parser("bench-profile", help="run one profile's whole comparison and write its report")
+    p = subparsers.add_parser(
+        "bench-profile",
+        help="run one profile's whole comparison and write its report",
+        description="Run one dataset profile's whole comparison (lerobot-wds against LeRobotDataset, "
+        "lerobot-lancedb and the decode-only ceiling, interleaved rounds) and write its records and report.",
+    )
     p.add_argument("name", help="profile label in records and reports, e.g. p480")
     p.add_argument("--wds", required=True, help="our conversion of the dataset (local)")
     p.add_argument("--src", required=True, help="the dataset's LeRobot v3 root (local)")
     p.add_argument("--lance", help="its lerobot-lance-convert output (omit to skip lerobot-lancedb)")
     p.add_argument("--out", required=True, help="directory receiving the records and report.txt")
     p.add_argument("--rounds", type=int, default=1, help="interleaved rounds (medians over them are reported)")
-    p.add_argument("--num-batches", type=int)
-    p.add_argument("--warmup", type=int)
-    p.add_argument("--batch-size", help="samples per batch (default 16); comma list runs each, e.g. 16,64,256")
-    p.add_argument("--num-workers", type=int)
-    p.add_argument("--guard-timeout-s", type=float)
-    p.add_argument("--guard-max-rss-gb", type=float)
+    # passed on to every bench run; left out, the bench's own defaults apply
+    p.add_argument("--num-batches", type=int, help="batches measured after warm-up, per run (bench default 50)")
+    p.add_argument("--warmup", type=int, help="batches consumed before measuring (bench default 5)")
+    p.add_argument(
+        "--batch-size", help="samples per batch, every loader; comma list runs each, e.g. 16,64,256 (default 16)"
+    )
+    p.add_argument("--num-workers", type=int, help="DataLoader workers, every loader (bench default 2)")
+    p.add_argument("--guard-timeout-s", type=float, help="streaming baseline: wall-clock bound (bench's)")
+    p.add_argument("--guard-max-rss-gb", type=float, help="streaming baseline: bound on its summed RSS (bench's)")
     p.set_defaults(func=run)
 
 
