@@ -1,8 +1,9 @@
 """Building one episode's tar sample: ``<key>.json``, ``<key>.parquet`` and one ``<key>.<camera>.mp4`` each.
 
 The rows are re-serialised with their schema unchanged; every camera's mini-MP4 is cut by the remux core
-(samples copied, never re-encoded). Any bad input surfaces as :class:`EpisodeError` naming the episode and,
-where it applies, the camera and source file, so ``--on-error skip`` can record the reason.
+(samples copied; encoded again only when ``convert --reencode`` asks, see :mod:`convert.reencode`). Any
+bad input surfaces as :class:`EpisodeError` naming the episode and, where it applies, the camera and source
+file, so ``--on-error skip`` can record the reason.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pyarrow.parquet as pq
 
 from lerobot_wds.convert.errors import EpisodeError
 from lerobot_wds.convert.mp4 import Mp4Error, cut_episode
+from lerobot_wds.convert.reencode import EncodeSettings, reencode_clip
 from lerobot_wds.convert.source import EpisodeRecord, LeRobotSource, SourceError
 from lerobot_wds.core.errors import FormatError
 from lerobot_wds.core.format import CameraMeta, EpisodeMeta, episode_key, member_names
@@ -44,8 +46,10 @@ def rows_to_parquet(table: pa.Table) -> bytes:
     return buf.getvalue()
 
 
-def build_episode(source: LeRobotSource, episode_index: int) -> EpisodeSample:
-    """Reads and remuxes one episode into its sample members.
+def build_episode(
+    source: LeRobotSource, episode_index: int, reencode: EncodeSettings | None = None
+) -> EpisodeSample:
+    """Reads and remuxes one episode into its sample members (``reencode``: encode its frames again).
 
     Raises:
         EpisodeError: the episode is unknown, its rows are missing or wrong, or a camera's video cannot be cut
@@ -57,7 +61,7 @@ def build_episode(source: LeRobotSource, episode_index: int) -> EpisodeSample:
         raise EpisodeError(episode_index, f"not in {source.url}/meta/episodes") from None
     try:
         rows = source.episode_rows(rec)
-        cameras = {cam: _cut_camera(source, rec, cam) for cam in source.camera_keys}
+        cameras = {cam: _cut_camera(source, rec, cam, reencode) for cam in source.camera_keys}
     except BAD_INPUT_ERRORS as e:
         raise EpisodeError(episode_index, str(e)) from e
     task_index = _task_index(source, rec)
@@ -78,9 +82,12 @@ def build_episode(source: LeRobotSource, episode_index: int) -> EpisodeSample:
     )
 
 
-def _cut_camera(source: LeRobotSource, rec: EpisodeRecord, cam: str) -> tuple[CameraMeta, bytes]:
+def _cut_camera(
+    source: LeRobotSource, rec: EpisodeRecord, cam: str, reencode: EncodeSettings | None
+) -> tuple[CameraMeta, bytes]:
     ref = rec.videos[cam]
     index, read = source.track(ref.path)
+    where = f"{source.url}/{ref.path} (episode {rec.episode_index}, camera {cam})"
     clip = cut_episode(
         index,
         read,
@@ -88,8 +95,10 @@ def _cut_camera(source: LeRobotSource, rec: EpisodeRecord, cam: str) -> tuple[Ca
         to_timestamp=ref.to_timestamp,
         fps=source.fps,
         expected_frames=rec.length,
-        where=f"{source.url}/{ref.path} (episode {rec.episode_index}, camera {cam})",
+        where=where,
     )
+    if reencode is not None:
+        clip = reencode_clip(clip, length=rec.length, fps=source.fps, settings=reencode, where=where)
     meta = CameraMeta(
         codec=clip.codec,
         width=clip.width,

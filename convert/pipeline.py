@@ -244,14 +244,15 @@ def _bars(cfg: ConvertConfig, todo: list[ShardPlan], remote: bool) -> dict[str, 
 
 
 def _built(
-    pool: ThreadPoolExecutor, source: LeRobotSource, todo: list[ShardPlan], lookahead: int
+    pool: ThreadPoolExecutor, source: LeRobotSource, todo: list[ShardPlan], cfg: ConvertConfig
 ) -> Generator[tuple[ShardPlan, int, Future[EpisodeSample]], None, None]:
-    """Yields every episode of ``todo`` in order with its build future, keeping ``lookahead`` in flight."""
+    """Yields every episode of ``todo`` in order with its build future, keeping ``cfg.lookahead`` in flight."""
     jobs = ((s, ep) for s in todo for ep in s.episodes)
     window: deque[tuple[ShardPlan, int, Future[EpisodeSample]]] = deque()
+    lookahead, reencode = cfg.lookahead, cfg.encode_settings()
     try:
         for shard, ep in jobs:
-            window.append((shard, ep, pool.submit(build_episode, source, ep)))
+            window.append((shard, ep, pool.submit(build_episode, source, ep, reencode)))
             if len(window) >= lookahead:
                 yield window.popleft()
         while window:
@@ -272,7 +273,7 @@ def _write_shards(
 ) -> int:
     """Writes each shard of ``todo`` to staging and queues its upload; returns the bytes written."""
     pool = ThreadPoolExecutor(cfg.workers, thread_name_prefix="lerobot-wds-episode")
-    built = _built(pool, source, todo, cfg.lookahead)
+    built = _built(pool, source, todo, cfg)
     join = True
     try:
         return _write_all(source, todo, keys, cfg, staging, uploader, bars, built)
