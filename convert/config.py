@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from lerobot_wds.convert.errors import ConfigError
-from lerobot_wds.convert.reencode import DEFAULT_GOP, EncodeSettings, ReencodeCodec, require_encoder
+from lerobot_wds.convert.mp4.reencode import DEFAULT_GOP, EncodeSettings, ReencodeCodec, require_encoder
 from lerobot_wds.core.errors import OnError
 
 EpisodeOrder = Literal["source", "shuffle"]
@@ -61,7 +61,7 @@ class ConvertConfig:
         source_options: fsspec storage options for the source filesystem.
         dest_options: fsspec storage options for the destination filesystem.
         reencode: ``None`` (the default) copies encoded samples; ``av1`` or ``h264`` decodes each episode's
-            camera stream and encodes its frames again with a short GOP (see :mod:`convert.reencode`).
+            camera stream and encodes its frames again with a short GOP (see :mod:`convert.mp4.reencode`).
         reencode_gop: Frames between keyframes of the re-encode (default 2, lerobot's own).
     """
 

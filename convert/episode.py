@@ -1,7 +1,7 @@
 """Building one episode's tar sample: ``<key>.json``, ``<key>.parquet`` and one ``<key>.<camera>.mp4`` each.
 
 The rows are re-serialised with their schema unchanged; every camera's mini-MP4 is cut by the remux core
-(samples copied; encoded again only when ``convert --reencode`` asks, see :mod:`convert.reencode`). Any
+(samples copied; encoded again only when ``convert --reencode`` asks, see :mod:`convert.mp4.reencode`). Any
 bad input surfaces as :class:`EpisodeError` naming the episode and, where it applies, the camera and source
 file, so ``--on-error skip`` can record the reason.
 """
@@ -15,8 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lerobot_wds.convert.errors import EpisodeError
-from lerobot_wds.convert.mp4 import Mp4Error, cut_episode
-from lerobot_wds.convert.reencode import EncodeSettings, reencode_clip
+from lerobot_wds.convert.mp4 import EncodeSettings, Mp4Error, cut_episode, reencode_clip
 from lerobot_wds.convert.source import EpisodeRecord, LeRobotSource, SourceError
 from lerobot_wds.core.errors import FormatError
 from lerobot_wds.core.format import CameraMeta, EpisodeMeta, episode_key, member_names

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from lerobot_wds.convert.errors import ConfigError, Mp4Error
-from lerobot_wds.convert.mp4 import Clip, bytes_reader, cut_episode, parse_track_index
+from lerobot_wds.convert.mp4.cut import Clip, cut_episode
+from lerobot_wds.convert.mp4.index import parse_track_index
+from lerobot_wds.convert.mp4.io import bytes_reader
 
 ReencodeCodec = Literal["av1", "h264"]
 # lerobot 0.6.1's encoding (lerobot.datasets.video_utils): libsvtav1, GOP 2, crf 30, preset 12, yuv420p.
