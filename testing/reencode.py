@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -179,12 +180,18 @@ def _update_info(info: dict, camera: str, settings: ReencodeSettings, probed: St
     ft["info"] = video
 
 
-def reencode_root(src: Path, dst: Path, settings: ReencodeSettings, *, log: bool = False) -> dict[str, int]:
+def reencode_root(
+    src: Path, dst: Path, settings: ReencodeSettings, *, jobs: int = 1, log: bool = False
+) -> dict[str, int]:
     """Writes a copy of the LeRobot root ``src`` at ``dst`` (must not exist) with every video re-encoded.
+
+    ``jobs`` files are encoded at a time.
 
     Returns counts: ``files`` re-encoded, ``frames`` in them, ``keyframes`` in them.
     """
     src, dst = Path(src), Path(dst)
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
     if dst.exists():
         raise ReencodeError(f"{dst}: destination exists")
     info = json.loads((src / INFO_PATH).read_text())
@@ -192,27 +199,29 @@ def reencode_root(src: Path, dst: Path, settings: ReencodeSettings, *, log: bool
     tmp = dst.with_name(f".{dst.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(src, tmp, ignore=lambda d, names: [n for n in names if n.endswith(".mp4")])
-    counts = {"files": 0, "frames": 0, "keyframes": 0}
+    jobs_by_camera = {}
     for camera in cameras:
         files = sorted((src / "videos" / camera).rglob("*.mp4"))
         if not files:
             raise ReencodeError(f"{src}: camera {camera} has no video files under videos/{camera}")
-        for path in files:
-            t0 = time.monotonic()
-            probed = reencode_file(path, tmp / path.relative_to(src), settings)
-            counts = {
-                "files": counts["files"] + 1,
-                "frames": counts["frames"] + len(probed.pts),
-                "keyframes": counts["keyframes"] + probed.keyframes,
-            }
-            if log:
-                rel = path.relative_to(src)
-                print(
-                    f"{rel}: {len(probed.pts)} frames, {probed.keyframes} keyframes, "
-                    f"{time.monotonic() - t0:.1f} s",
-                    flush=True,
-                )
-        _update_info(info, camera, settings, probed)
+        jobs_by_camera[camera] = files
+
+    def one(path: Path) -> StreamProbe:
+        t0 = time.monotonic()
+        probed = reencode_file(path, tmp / path.relative_to(src), settings)
+        if log:
+            rel = path.relative_to(src)
+            print(f"{rel}: {len(probed.pts)} frames, {probed.keyframes} keyframes, {time.monotonic() - t0:.1f} s",
+                  flush=True)  # fmt: skip
+        return probed
+
+    with ThreadPoolExecutor(jobs) as pool:  # each job is an ffmpeg process
+        results = {cam: list(pool.map(one, files)) for cam, files in jobs_by_camera.items()}
+    for camera, probes in results.items():
+        _update_info(info, camera, settings, probes[-1])
+    probes = [p for ps in results.values() for p in ps]
+    counts = {"files": len(probes), "frames": sum(len(p.pts) for p in probes),
+              "keyframes": sum(p.keyframes for p in probes)}  # fmt: skip
     (tmp / INFO_PATH).write_text(json.dumps(info, indent=4, ensure_ascii=False))
     tmp.rename(dst)
     return counts
@@ -229,12 +238,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--crf", type=int, default=18, help="constant rate factor (lower: closer to the source)")
     ap.add_argument("--preset", default="medium", help="encoder preset")
     ap.add_argument("--no-scenecut", action="store_true", help="keyframes exactly every --gop frames")
+    ap.add_argument("--jobs", type=int, default=1, help="files encoded at a time")
     args = ap.parse_args(argv)
     try:
         settings = ReencodeSettings(
             args.codec, args.gop, args.bframes, args.crf, args.preset, not args.no_scenecut
         )
-        counts = reencode_root(args.src, args.dst, settings, log=True)
+        counts = reencode_root(args.src, args.dst, settings, jobs=args.jobs, log=True)
     except (ReencodeError, ValueError, OSError) as exc:
         print(f"reencode: {exc}", file=sys.stderr)
         return 2

@@ -33,7 +33,7 @@ def reencoded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     base = tmp_path_factory.mktemp("reencode")
     make_dataset(SPEC, base / "src")
     settings = ReencodeSettings("libx264", gop=GOP, bframes=2, crf=18, preset="veryfast", scenecut=False)
-    counts = reencode_root(base / "src", base / "dst", settings)
+    counts = reencode_root(base / "src", base / "dst", settings, jobs=2)
     assert counts == {"files": 3, "frames": 51 + 51, "keyframes": 7 + 4 + 3}  # 51 frames; 28 + 23 frames
     return base / "src", base / "dst"
 
