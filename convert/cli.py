@@ -89,6 +89,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--source-options", type=json_object, default=S, help="fsspec storage options (JSON)")
     p.add_argument("--dest-options", type=json_object, default=S, help="fsspec storage options (JSON)")
+    p.add_argument(
+        "--reencode",
+        choices=["av1", "h264"],
+        default=S,
+        help="encode each episode's frames again with a short GOP (av1: lerobot's libsvtav1 settings; h264 for "
+        "GPUs without an AV1 decoder) instead of copying them; frames then differ from the source by the encode",
+    )
+    p.add_argument("--reencode-gop", type=int, default=S, help="frames between keyframes of --reencode (2)")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=S, help="no progress bars")
     p.add_argument("--stats-json", default=None, help="write the run summary (incl. peak RSS/staging) here")
     p.set_defaults(func=run_convert)

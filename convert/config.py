@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from lerobot_wds.convert.errors import ConfigError
+from lerobot_wds.convert.mp4.reencode import DEFAULT_GOP, EncodeSettings, ReencodeCodec, require_encoder
 from lerobot_wds.core.errors import OnError
 
 EpisodeOrder = Literal["source", "shuffle"]
@@ -59,6 +60,9 @@ class ConvertConfig:
         progress: Show tqdm progress bars.
         source_options: fsspec storage options for the source filesystem.
         dest_options: fsspec storage options for the destination filesystem.
+        reencode: ``None`` (the default) copies encoded samples; ``av1`` or ``h264`` decodes each episode's
+            camera stream and encodes its frames again with a short GOP (see :mod:`convert.mp4.reencode`).
+        reencode_gop: Frames between keyframes of the re-encode (default 2, lerobot's own).
     """
 
     source: str
@@ -81,6 +85,8 @@ class ConvertConfig:
     progress: bool = True
     source_options: dict[str, Any] = field(default_factory=dict)
     dest_options: dict[str, Any] = field(default_factory=dict)
+    reencode: ReencodeCodec | None = None
+    reencode_gop: int | None = None
 
     def __post_init__(self) -> None:
         if not self.source:
@@ -117,6 +123,17 @@ class ConvertConfig:
             raise ConfigError(f"lookahead_episodes must be >= 0, got {self.lookahead_episodes}")
         if self.index_cache_size < 1:
             raise ConfigError(f"index_cache_size must be >= 1, got {self.index_cache_size}")
+        if self.reencode_gop is not None and self.reencode is None:
+            raise ConfigError(f"reencode_gop={self.reencode_gop} needs reencode (av1 or h264)")
+        settings = self.encode_settings()  # validates reencode / reencode_gop
+        if settings is not None:
+            require_encoder(settings.encoder)
+
+    def encode_settings(self) -> EncodeSettings | None:
+        """Returns how episodes are encoded again, or None when encoded samples are copied."""
+        if self.reencode is None:
+            return None
+        return EncodeSettings(self.reencode, DEFAULT_GOP if self.reencode_gop is None else self.reencode_gop)
 
     @property
     def lookahead(self) -> int:
@@ -124,14 +141,21 @@ class ConvertConfig:
         return self.lookahead_episodes or 2 * self.workers
 
     def output_options(self) -> dict[str, Any]:
-        """Returns the options that determine the output bytes; they are recorded in the manifest."""
-        return {
+        """Returns the options that determine the output bytes; they are recorded in the manifest.
+
+        ``reencode`` (the encoder settings) is listed only when set, so copying conversions keep their options.
+        """
+        options: dict[str, Any] = {
             "target_shard_bytes": self.target_shard_bytes,
             "episodes": None if self.episodes is None else list(self.episodes),
             "order": self.order,
             "seed": self.seed,
             "on_error": self.on_error,
         }
+        settings = self.encode_settings()
+        if settings is not None:
+            options["reencode"] = settings.options()
+        return options
 
 
 def parse_part(text: str, environ: dict[str, str] | os._Environ[str] | None = None) -> tuple[int, int]:

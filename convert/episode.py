@@ -5,8 +5,9 @@ its episodes are built, grouped by data file (one open handle and one footer loo
 ``ROWS_PER_READ`` episodes), so each row group is read once however the shuffled plan spreads a file's episodes.
 
 The rows are re-serialised with their schema unchanged; every camera's mini-MP4 is cut by the remux core
-(samples copied, never re-encoded). Any bad input surfaces as :class:`EpisodeError` naming the episode and,
-where it applies, the camera and source file, so ``--on-error skip`` can record the reason.
+(samples copied; encoded again only when ``convert --reencode`` asks, see :mod:`convert.mp4.reencode`). Any
+bad input surfaces as :class:`EpisodeError` naming the episode and, where it applies, the camera and source
+file, so ``--on-error skip`` can record the reason.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lerobot_wds.convert.errors import EpisodeError
-from lerobot_wds.convert.mp4 import Mp4Error, cut_episode
+from lerobot_wds.convert.mp4 import EncodeSettings, Mp4Error, cut_episode, reencode_clip
 from lerobot_wds.convert.plan import ShardPlan
 from lerobot_wds.convert.source import EpisodeRecord, LeRobotSource, SourceError
 from lerobot_wds.core.errors import FormatError
@@ -53,9 +54,12 @@ def rows_to_parquet(table: pa.Table) -> bytes:
 
 
 def build_episode(
-    source: LeRobotSource, episode_index: int, rows: pa.Table | SourceError | None = None
+    source: LeRobotSource,
+    episode_index: int,
+    rows: pa.Table | SourceError | None = None,
+    reencode: EncodeSettings | None = None,
 ) -> EpisodeSample:
-    """Reads and remuxes one episode into its sample members.
+    """Reads and remuxes one episode into its sample members (``reencode``: encode its frames again).
 
     ``rows``: the episode's rows (or the error reading them) when they were read together with other episodes
     of their data file (:meth:`LeRobotSource.rows_in_file`); None reads them here.
@@ -73,7 +77,7 @@ def build_episode(
             raise rows
         if rows is None:
             rows = source.episode_rows(rec)
-        cameras = {cam: _cut_camera(source, rec, cam) for cam in source.camera_keys}
+        cameras = {cam: _cut_camera(source, rec, cam, reencode) for cam in source.camera_keys}
     except BAD_INPUT_ERRORS as e:
         raise EpisodeError(episode_index, str(e)) from e
     task_index = _task_index(source, rec)
@@ -95,9 +99,12 @@ def build_episode(
     )
 
 
-def _cut_camera(source: LeRobotSource, rec: EpisodeRecord, cam: str) -> tuple[CameraMeta, bytes]:
+def _cut_camera(
+    source: LeRobotSource, rec: EpisodeRecord, cam: str, reencode: EncodeSettings | None
+) -> tuple[CameraMeta, bytes]:
     ref = rec.videos[cam]
     index, read = source.track(ref.path)
+    where = f"{source.url}/{ref.path} (episode {rec.episode_index}, camera {cam})"
     with source.times.timed("remux", excluding="video_reads"):
         clip = cut_episode(
             index,
@@ -106,8 +113,10 @@ def _cut_camera(source: LeRobotSource, rec: EpisodeRecord, cam: str) -> tuple[Ca
             to_timestamp=ref.to_timestamp,
             fps=source.fps,
             expected_frames=rec.length,
-            where=f"{source.url}/{ref.path} (episode {rec.episode_index}, camera {cam})",
+            where=where,
         )
+    if reencode is not None:
+        clip = reencode_clip(clip, length=rec.length, fps=source.fps, settings=reencode, where=where)
     meta = CameraMeta(
         codec=clip.codec,
         width=clip.width,
@@ -163,28 +172,36 @@ def _shard_rows(
 
 
 def _build(
-    source: LeRobotSource, ep: int, rows: Future[dict[int, pa.Table | SourceError]] | None
+    source: LeRobotSource,
+    ep: int,
+    rows: Future[dict[int, pa.Table | SourceError]] | None,
+    reencode: EncodeSettings | None = None,
 ) -> EpisodeSample:
     """Builds one episode from its prefetched rows (taken out of the shared result, so they are freed)."""
     if rows is None:
-        return build_episode(source, ep)
+        return build_episode(source, ep, reencode=reencode)
     try:
         mine: pa.Table | SourceError = rows.result().pop(ep)
     except SourceError as e:  # the data file itself is bad: this episode's input error, like a single read
         mine = e
-    return build_episode(source, ep, mine)
+    return build_episode(source, ep, mine, reencode)
 
 
 def built_episodes(
-    pool: ThreadPoolExecutor, source: LeRobotSource, todo: list[ShardPlan], lookahead: int
+    pool: ThreadPoolExecutor,
+    source: LeRobotSource,
+    todo: list[ShardPlan],
+    lookahead: int,
+    reencode: EncodeSettings | None = None,
 ) -> Generator[tuple[ShardPlan, int, Future[EpisodeSample]], None, None]:
-    """Yields every episode of ``todo`` in order with its build future, keeping ``lookahead`` in flight."""
+    """Yields every episode of ``todo`` in order with its build future, keeping ``lookahead`` in flight
+    (``reencode``: each episode's frames encoded again, ``convert --reencode``)."""
     window: deque[tuple[ShardPlan, int, Future[EpisodeSample]]] = deque()
     try:
         for shard in todo:
             rows = _shard_rows(pool, source, shard.episodes)
             for ep in shard.episodes:
-                window.append((shard, ep, pool.submit(_build, source, ep, rows.get(ep))))
+                window.append((shard, ep, pool.submit(_build, source, ep, rows.get(ep), reencode)))
                 if len(window) >= lookahead:
                     yield window.popleft()
         while window:

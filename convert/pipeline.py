@@ -294,7 +294,7 @@ def _write_shards(
 ) -> int:
     """Writes each shard of ``todo`` to staging and queues its upload; returns the bytes written."""
     pool = ThreadPoolExecutor(cfg.workers, thread_name_prefix="lerobot-wds-episode")
-    built = built_episodes(pool, source, todo, cfg.lookahead)
+    built = built_episodes(pool, source, todo, cfg.lookahead, cfg.encode_settings())
     join = True
     try:
         return _write_all(source, todo, keys, cfg, staging, uploader, bars, built)

@@ -3,6 +3,8 @@
 Not part of the reader or converter: nothing in ``lerobot_wds.reader`` or ``lerobot_wds.convert`` imports it.
 
 - :mod:`lerobot_wds.testing.synth`: synthetic LeRobot v3 datasets with identity-coded frames (needs PyAV).
+- :mod:`lerobot_wds.testing.reencode`: a LeRobot root copied with every video re-encoded (long-GOP H.264
+  benchmark variants: ``python -m lerobot_wds.testing.reencode SRC DST --gop 250 --bframes 2``).
 - :mod:`lerobot_wds.testing.shards`: converted roots written directly (shard factory) for reader tests.
 - :mod:`lerobot_wds.testing.http_server`: a loopback HTTP file server (ranges, listings, injected faults:
   503 bursts, bodies cut, reset or stalled mid-transfer, restarts on the same port).

@@ -71,6 +71,7 @@ class Report:
     bytes: int = 0
     decoded_frames: int = 0
     source: str | None = None
+    psnr_db: tuple[float, float] | None = None  # (smallest, mean) against the source, for a re-encoded root
 
     def __post_init__(self) -> None:
         self.root = redact_url(self.root)
@@ -91,6 +92,8 @@ class Report:
         extra = (
             f", {self.decoded_frames} frames decoded and compared with the source" if self.decoded_frames else ""
         )
+        if self.psnr_db is not None:
+            extra += f" (re-encoded: PSNR min {self.psnr_db[0]:.2f} dB, mean {self.psnr_db[1]:.2f} dB)"
         against = f" against {self.source}" if self.source else ""
         return f"verify {self.root}{against}: {status} ({checked}{extra})"
 
@@ -107,6 +110,7 @@ class Report:
             "frames": self.frames,
             "bytes": self.bytes,
             "decoded_frames": self.decoded_frames,
+            "psnr_db": None if self.psnr_db is None else {"min": self.psnr_db[0], "mean": self.psnr_db[1]},
             "findings": [{**asdict(f), "where": f.where()} for f in self.findings],
         }
 

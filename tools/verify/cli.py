@@ -39,6 +39,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="decode K frames per episode and camera (first and last included) and compare them "
         "bit for bit with the source (needs --source)",
     )
+    p.add_argument(
+        "--min-psnr",
+        dest="min_psnr_db",
+        type=float,
+        default=S,
+        metavar="DB",
+        help="with --decode on a root converted with --reencode: least PSNR of each frame against the source "
+        "(default 40)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--source-options", type=json_object, default=S, help="fsspec storage options (JSON)")
     p.add_argument("--dest-options", type=json_object, default=S, help="fsspec storage options (JSON)")

@@ -1,5 +1,7 @@
 """``verify --decode K``: frames decoded from each mini-MP4 compared bit for bit with the source's frames.
 
+A conversion made with ``--reencode`` is compared by PSNR instead (:mod:`lerobot_wds.tools.verify.psnr`).
+
 For K deterministically chosen episode frames ``k`` (always the first and the last), the mini-MP4 is decoded
 at presentation position ``lead_in + k`` (torchcodec exact mode; the returned pts is checked too) and the
 source file at ``from_timestamp + (k + 0.5) / fps`` — mid-frame, so rounding of the episode's start time
@@ -24,6 +26,7 @@ from lerobot_wds.convert.source import LeRobotSource
 from lerobot_wds.core.format import EpisodeMeta, episode_key, video_suffix
 from lerobot_wds.core.lru import LruCache
 from lerobot_wds.tools.report import Finding
+from lerobot_wds.tools.verify.psnr import PsnrTally, psnr_db
 
 _DECODE_ERRORS = (RuntimeError, ValueError, IndexError)
 
@@ -43,7 +46,15 @@ class DecodeParityCheck:
     Source decoders are kept in an LRU (a source file holds many episodes; reopening one reads its moov again).
     """
 
-    def __init__(self, source: LeRobotSource, frames_per_episode: int, *, max_source_decoders: int = 32) -> None:
+    def __init__(
+        self,
+        source: LeRobotSource,
+        frames_per_episode: int,
+        *,
+        max_source_decoders: int = 32,
+        min_psnr_db: float | None = None,
+    ) -> None:
+        """``min_psnr_db``: compare by PSNR (re-encoded conversions), a finding below it; None: bit for bit."""
         if frames_per_episode < 1:
             raise ValueError(f"frames_per_episode must be >= 1, got {frames_per_episode}")
         self.source = source
@@ -52,6 +63,8 @@ class DecodeParityCheck:
         # source decoders with their open file handles, keyed (None, rel); an evicted one's handle is closed
         self._decoders: LruCache[tuple[VideoDecoder, Any]] = LruCache(max_source_decoders, on_evict=_close_handle)
         self.decoded_frames = 0
+        self.min_psnr_db = min_psnr_db
+        self.psnr = PsnrTally()
 
     def __call__(self, shard: str, meta: EpisodeMeta, rows: pa.Table, members: dict[str, bytes]) -> list[Finding]:
         out: list[Finding] = []
@@ -90,6 +103,14 @@ class DecodeParityCheck:
                         f"episode frame {k}: shape {tuple(mini.data[i].shape)}, source frame at "
                         f"{times[i]:.4f} s has {tuple(src.data[i].shape)}"
                     )
+                elif self.min_psnr_db is not None:
+                    db = psnr_db(mini.data[i], src.data[i])
+                    self.psnr.add(db)
+                    if db < self.min_psnr_db:
+                        finding(
+                            f"episode frame {k} (re-encoded) is {db:.2f} dB PSNR from the source {cm.source_file} "
+                            f"at {times[i]:.4f} s, expected at least {self.min_psnr_db:g} dB"
+                        )
                 elif not torch.equal(mini.data[i], src.data[i]):
                     diff = (mini.data[i].int() - src.data[i].int()).abs()
                     finding(

@@ -4,11 +4,13 @@ Each shard is streamed once (sha256 and size computed on the way, one sample in 
 on a transient read error) by :mod:`lerobot_wds.tools.verify.shard`, and every sample is checked by
 :mod:`lerobot_wds.tools.verify.episode`. Across shards: every episode exactly once and in
 the shard the manifest lists it under, per-shard frame counts, no unlisted shard files. ``--source`` adds
-exact row and provenance comparison, ``--decode K`` bit-exact decode parity of K frames per episode and camera.
+exact row and provenance comparison, ``--decode K`` bit-exact decode parity of K frames per episode and camera
+(PSNR against the source, at least ``min_psnr_db``, for a conversion made with ``--reencode``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -27,6 +29,7 @@ from lerobot_wds.reader.errors import UnfinishedConversionError
 from lerobot_wds.reader.wrong_root import missing_manifest_error
 from lerobot_wds.tools.report import Finding, Report
 from lerobot_wds.tools.verify.episode import SampleHook
+from lerobot_wds.tools.verify.psnr import DEFAULT_MIN_PSNR_DB
 from lerobot_wds.tools.verify.shard import check_shard
 from lerobot_wds.tools.verify.source import SourceRowsCheck
 
@@ -47,6 +50,8 @@ class VerifyConfig:
         source_options: fsspec storage options of ``source``.
         retries: Restarts of a shard's check after a transient read error (5xx, reset or cut connection).
         retry_backoff_s: First restart delay; it doubles on every further restart.
+        min_psnr_db: Least PSNR against the source of each decoded frame of a re-encoded conversion (its
+            manifest options name ``reencode``); any other conversion must decode bit for bit.
     """
 
     dest: str
@@ -57,6 +62,7 @@ class VerifyConfig:
     source_options: dict[str, Any] = field(default_factory=dict)
     retries: int = 5  # as the converter's 6 attempts per read
     retry_backoff_s: float = 0.5
+    min_psnr_db: float = DEFAULT_MIN_PSNR_DB
 
     def __post_init__(self) -> None:
         if not self.dest:
@@ -106,7 +112,10 @@ def verify(cfg: VerifyConfig) -> Report:
         if cfg.decode_frames:
             from lerobot_wds.tools.verify.decode import DecodeParityCheck  # torch + torchcodec: only when asked
 
-            decode = DecodeParityCheck(source, cfg.decode_frames)
+            reencoded = manifest.options.get("reencode") is not None
+            decode = DecodeParityCheck(
+                source, cfg.decode_frames, min_psnr_db=cfg.min_psnr_db if reencoded else None
+            )
             hooks.append(decode)
     report.add(check_manifest(manifest))
     try:
@@ -140,6 +149,8 @@ def verify(cfg: VerifyConfig) -> Report:
     finally:
         if decode is not None:
             report.decoded_frames = decode.decoded_frames
+            if decode.min_psnr_db is not None and decode.psnr.frames:
+                report.psnr_db = (decode.psnr.min_db, decode.psnr.mean_db)
             decode.close()
     report.add(check_placement(manifest, found, opened))
     return report
@@ -150,9 +161,11 @@ def _rollback(decode: DecodeParityCheck | None) -> Callable[[], None] | None:
     if decode is None:
         return None
     before = decode.decoded_frames
+    psnr = dataclasses.replace(decode.psnr)
 
     def rollback() -> None:
         decode.decoded_frames = before
+        decode.psnr = dataclasses.replace(psnr)
 
     return rollback
 
