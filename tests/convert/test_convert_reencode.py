@@ -203,5 +203,6 @@ def test_bad_options_are_refused_before_anything_is_read(
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ConfigError, match=r"^--reencode needs the ffmpeg binary on PATH; none was found$"):
         ConvertConfig(source="s", dest="d", reencode="h264")
-    assert main(["convert", "s", "d", "--reencode", "h264"]) == 2  # could not run: a missing tool, like any bad option
+    # could not run: a missing tool, like any bad option
+    assert main(["convert", "s", "d", "--reencode", "h264"]) == 2
     assert capsys.readouterr().err.endswith("--reencode needs the ffmpeg binary on PATH; none was found\n")
