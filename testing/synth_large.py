@@ -38,7 +38,7 @@ from lerobot_wds.testing.synth_layout import (
     write_tasks,
 )
 from lerobot_wds.testing.synth_spec import DEFAULT_TASKS, CameraSpec, expected_state
-from lerobot_wds.testing.synth_video import default_settings, encode_frames, video_stream_info
+from lerobot_wds.testing.synth_video import FixtureVideoError, default_settings, encode_frames, video_stream_info
 
 # The benchmark shape: 2 cameras of 96x128 (height x width).
 LARGE_CAMS = (CameraSpec("observation.images.front", 128, 96), CameraSpec("observation.images.wrist", 128, 96))
@@ -111,9 +111,11 @@ def _template(spec: LargeSourceSpec, cam_index: int, cam: CameraSpec, tmp: Path)
     read, size = bytes_reader(data)
     idx = parse_track_index(read, size, name=str(path))
     if idx.sample_count != spec.max_frames or np.any(idx.durations != idx.durations[0]):
-        raise RuntimeError(f"{path}: expected {spec.max_frames} samples of equal duration from ffmpeg")
+        raise FixtureVideoError(f"{path}: expected {spec.max_frames} samples of equal duration from ffmpeg")
     if idx.durations[0] * spec.fps != idx.timescale or not idx.keyframes[0]:
-        raise RuntimeError(f"{path}: sample duration {idx.durations[0]}/{idx.timescale} s is not 1/{spec.fps} s")
+        raise FixtureVideoError(
+            f"{path}: sample duration {idx.durations[0]}/{idx.timescale} s is not 1/{spec.fps} s"
+        )
     table = SampleTable(
         idx.stsd, idx.timescale, idx.width, idx.height, idx.durations, idx.cts, idx.keyframes, idx.sizes
     )

@@ -38,7 +38,8 @@ BAD_OPTIONS: list[tuple[dict[str, Any], str]] = [
     ({"delta_timestamps": [0.1]}, r"^delta_timestamps=\[0\.1\] \(list\); expected a dict of feature key"),
     ({"seed": "x"}, r"^seed='x' \(str\); expected an integer >= 0$"),
     ({"shuffle": "yes"}, r"^shuffle='yes' \(str\); expected True or False$"),
-    ({"active_episodes": 0}, r"^active_episodes=0 \(int\); expected an integer >= 1$"),
+    ({"active_episodes": 0}, r"^active_episodes=0 \(int\); expected an integer >= 1 or None$"),
+    ({"mix_batch": 0}, r"^mix_batch=0 \(int\); expected an integer >= 1 or None$"),
     ({"tolerance_s": "0.1"}, r"^tolerance_s='0\.1' \(str\); expected a number >= 0\.0$"),
     ({"uneven": "drop"}, r"^uneven='drop'; expected one of \['pad', 'trim'\]$"),
 ]
