@@ -20,6 +20,7 @@ import torch
 
 from lerobot_wds import LeRobotWdsDataset
 from lerobot_wds.convert import ConvertConfig, convert
+from lerobot_wds.core.errors import LeRobotWdsError
 from lerobot_wds.tools.bench.peers.guard import run_guarded
 from lerobot_wds.tools.bench.records import record_header
 from lerobot_wds.tools.bench.scenarios import BenchConfig
@@ -89,11 +90,12 @@ def test_verify_as_a_library_reports_no_secret(wds_root: Path, http_dir_server) 
     root = with_user(http_dir_server(wds_root).url)
     report = verify(VerifyConfig(dest=root, progress=False))
     assert report.ok and report.episodes > 0
-    missing = verify(VerifyConfig(dest=signed(root), progress=False, retries=0))
-    assert not missing.ok
+    with pytest.raises(LeRobotWdsError) as unreadable:  # could not run: its manifest cannot be read
+        verify(VerifyConfig(dest=signed(root), progress=False, retries=0))
+    assert leaks(str(unreadable.value)) == [] and "not JSON" in str(unreadable.value)
     built = Report(root=signed(root), source=with_user("http://h/src?token=SIGSECRET"))
     built.add([Finding("read", f"{signed(root)}/shards/x.tar: 404")])
-    for r in (report, missing, built):
+    for r in (report, built):
         assert leaks(r.to_text() + r.to_json() + repr(r)) == [], r.to_text()
     assert built.summary().startswith(f"verify {http_dir_server(wds_root).url.split('://')[0]}://")
 
