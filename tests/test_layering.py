@@ -6,8 +6,9 @@ Layers, lowest first: ``core`` (the format contract, JSON typing, errors, the re
 layers below it, lazily imported modules included, so a user who installs the reader never pulls the
 converter and the converter never the reader or the CLI.
 
-Inside ``reader``, the pipeline's stages are sub-packages (planning, fetching, parsing, scheduling, decoding,
-assembling) under the modules that compose them (``dataset``, ``loader``, ``pipeline``).
+Inside ``reader``, the pipeline's stages are sub-packages under the modules that compose them (``dataset``,
+``loader``, ``pipeline``); a stage imports only those before it in planning, fetching, parsing, decoding,
+scheduling, assembling.
 """
 
 from __future__ import annotations
@@ -88,6 +89,28 @@ def test_imports_follow_the_layers(module: str) -> None:
     )
     allowed = sorted(str(a) for a in ALLOWED[layer])
     assert not bad, f"{module} ({layer}) imports {bad}; {layer} may import only {allowed}"
+
+
+# The reader's stages, in the order they may import each other: a stage imports only the stages before it (the
+# scheduler asks the frame pool, which owns GOP geometry and decoded memory; assembling builds from both).
+READER_STAGES = ("planning", "fetching", "parsing", "decoding", "scheduling", "assembling")
+
+
+def _stage(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[2] if len(parts) > 3 and parts[1] == "reader" and parts[2] in READER_STAGES else None
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _stage(m)))
+def test_reader_stages_import_only_earlier_stages(module: str) -> None:
+    stage = _stage(module)
+    assert stage is not None
+    earlier = set(READER_STAGES[: READER_STAGES.index(stage)])
+    imported = {_stage(m) for m in _imports(MODULES[module], top_level_only=False)} - {None, stage}
+    assert imported <= earlier, (
+        f"{module} ({stage}) imports the stages {sorted(imported - earlier)}; a stage imports only those "
+        f"before it in {READER_STAGES}"
+    )
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:

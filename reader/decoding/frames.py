@@ -37,8 +37,8 @@ from lerobot_wds.reader.decoding.decode import (
     gop_starts,
     open_decoder,
 )
+from lerobot_wds.reader.decoding.gops import RUN_FRAMES, decoded_whole, gop_span
 from lerobot_wds.reader.parsing.episode import Episode
-from lerobot_wds.reader.scheduling.units import RUN_FRAMES, decoded_whole, gop_span
 
 
 def _cv2_split() -> Callable[..., Any] | None:
@@ -155,7 +155,7 @@ class FramePool:
         if got is not None:
             return got
         run = self._run(visit, camera, frame, needs)
-        if run is None:  # a long GOP: the decoder steps forward to this frame alone (units.streamed)
+        if run is None:  # a long GOP: the decoder steps forward to this frame alone (gops.streamed)
             one = decode_frame(self._decoder(visit, camera), visit.episode, camera, frame)
             self.decode_calls += 1
             self.decoded_frames += 1
@@ -177,8 +177,8 @@ class FramePool:
     def _run(
         self, visit: Visit, camera: str, frame: int, needs: Sequence[int]
     ) -> tuple[int, Sequence[int], int] | None:
-        """What to decode for ``frame``: the unit's whole short run (:func:`units.decoded_whole`), None for a frame
-        of a long GOP (:func:`units.streamed`: decoded alone), else (first, needed frames of its GOP, stop)."""
+        """What to decode for ``frame``: the unit's whole short run (:func:`gops.decoded_whole`), None for a frame
+        of a long GOP (:func:`gops.streamed`: decoded alone), else (first, needed frames of its GOP, stop)."""
         if decoded_whole(needs) and needs[0] <= frame <= needs[-1]:
             return needs[0], needs, needs[-1] + 1
         lo, hi = gop_span(frame, self.gops(visit, camera), visit.episode.length)

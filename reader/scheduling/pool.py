@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from lerobot_wds.core.errors import FormatError
 from lerobot_wds.reader.decoding.decode import DEFAULT_FRAME_BYTES
 from lerobot_wds.reader.decoding.frames import FramePool, Visit
+from lerobot_wds.reader.decoding.gops import long_gops
 from lerobot_wds.reader.on_error import ErrorCounter
 from lerobot_wds.reader.parsing.episode import Episode
 from lerobot_wds.reader.scheduling.admission import Admission, Cost, PoolBounds, decoder_nbytes
 from lerobot_wds.reader.scheduling.mixing import warn_pool_bound
-from lerobot_wds.reader.scheduling.units import Shape, Unit, long_gops, plan_units
+from lerobot_wds.reader.scheduling.units import Shape, Unit, plan_units
 
 RAMP_ANCHORS = 4
 
