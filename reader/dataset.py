@@ -36,6 +36,7 @@ from lerobot_wds.reader.assembling.worker_memory import tune_worker_malloc
 from lerobot_wds.reader.board import DecodePublisher, ReaderBoard, nested
 from lerobot_wds.reader.decoding.decode import DecodeConfig
 from lerobot_wds.reader.decoding.frames import FramePool
+from lerobot_wds.reader.epoch_progress import EpochProgress
 from lerobot_wds.reader.errors import OptionError
 from lerobot_wds.reader.fetching.fetch import ReadCounters, StreamConfig
 from lerobot_wds.reader.meta import load_meta, local_meta_root
@@ -50,7 +51,7 @@ from lerobot_wds.reader.options import (
 )
 from lerobot_wds.reader.pipeline import ReaderOptions, reader_stream
 from lerobot_wds.reader.planning.epoch import SharedEpoch
-from lerobot_wds.reader.planning.resume import check_topology, loader_consumed, make_state, merge_state
+from lerobot_wds.reader.planning.resume import EpochPlanner
 from lerobot_wds.reader.planning.splitting import SlotPlan, Uneven, episode_selection, plan_epoch
 from lerobot_wds.reader.planning.topology import Topology, detect_rank_world, detect_topology
 from lerobot_wds.reader.root import open_root
@@ -243,8 +244,8 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
             self._rank_world = detect_rank_world()  # captured now: spawned workers cannot see the process group
         self._epoch = SharedEpoch(0)
         self._board = ReaderBoard()  # skips and read retries, written by every reader, read by stats()
-        self._consumed: dict[int, int] = {}
-        self._resume: dict[str, Any] | None = None
+        planner = EpochPlanner(tuple(self.manifest.shards), seed, shuffle, uneven, self._keep)
+        self._progress = EpochProgress(planner, seed)  # resume states and the delivery journal
         self._last_publisher: DecodePublisher | None = None
 
     @property
@@ -305,26 +306,13 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         topo = self.topology()
         epoch = self.epoch
-        plan = self.plan(topo, epoch)
+        in_worker = torch.utils.data.get_worker_info() is not None
         board_row = self._board.row(topo.worker)
+        start = self._progress.start(epoch, topo, in_worker)
+        topo, plan, skip = start.topology, start.plan, start.skip
         if board_row is not None:
             board_row.reset(epoch, topo.num_workers)
             board_row.set({"mixing.target": self._mix_target(plan)})
-        skip = 0
-        if self._resume is not None and self._resume["epoch"] == epoch:
-            check_topology(self._resume, topo.world_size, topo.num_workers)
-            # a plain DataLoader restarts its round-robin at worker 0: worker w plays the reader the next
-            # batch of the interrupted run would have come from, so batches continue in the same order
-            rotation = int(self._resume.get("rotation") or 0)
-            topo = replace(topo, worker=(topo.worker + rotation) % topo.num_workers)
-            plan = self.plan(topo, epoch)
-            skip = int(self._resume["consumed"].get(str(topo.worker), 0))
-            if torch.utils.data.get_worker_info() is None:
-                self._resume = None  # applied in this process; workers get their own copy per iteration
-        if skip > plan.quota:
-            raise OptionError(
-                f"resume state says worker {topo.worker} consumed {skip} samples, quota is {plan.quota}"
-            )
         if self.batch_size is None and topo.worker == 0:
             hint_batching()
         if topo.slot == 0 and topo.slots > len(self.manifest.shards):
@@ -334,7 +322,6 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         errors = ErrorCounter(self.on_error, on_skip=board_row.record if board_row is not None else None)
         frames = FramePool(self.decode_config)
         reads = ReadCounters(on_change=board_row.record_reads if board_row is not None else None)
-        in_worker = torch.utils.data.get_worker_info() is not None
         if in_worker and self.decode_config.tune_worker_malloc:
             tune_worker_malloc()
         slots = self.decode_config.batch_slots
@@ -343,13 +330,12 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
             if slots and self.batch_size and in_worker
             else None
         )
-        self._consumed = {topo.worker: skip}
         if skip >= plan.quota:
             return
         opts = replace(self._options, epoch=epoch, slot=topo.slot)
 
         def progress(n: int) -> None:
-            self._consumed[topo.worker] = n
+            self._progress.progress(topo.worker, n)
 
         publisher = DecodePublisher(board_row, frames, ring)  # decode counters reach the main process's stats()
         self._last_publisher = publisher
@@ -363,6 +349,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
                 skip=skip,
                 where=f"{self.source} rank {topo.rank} worker {topo.worker} epoch {epoch}",
                 progress=progress,
+                on_deliver=start.on_deliver,
                 reads=reads,
                 on_mix=board_row.record_mixing if board_row is not None else None,
             ):
@@ -375,7 +362,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
 
     def _mix_target(self, plan: SlotPlan) -> int:
         """Distinct episodes every batch of this reader holds: 80% of i.i.d. over its episodes (:mod:`mixing`)."""
-        return mix_target([seg.hi - seg.lo for seg in plan.segments], self.mix_batch)
+        return mix_target([seg.frames for seg in plan.segments], self.mix_batch)
 
     @staticmethod
     def _plan_episodes(plan: SlotPlan) -> int:
@@ -384,23 +371,35 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
 
     # --- resume ------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Progress of this process's iteration: epoch and samples consumed per worker id."""
-        topo = self.topology()
-        return make_state(self.seed, self.epoch, self._consumed, topo.world_size, topo.num_workers)
+        """Progress of this process's iteration (``num_workers=0``, or inside a worker as torchdata's
+        StatefulDataLoader asks): epoch, samples consumed and visits delivered per reader (see :mod:`resume`)."""
+        return self._progress.state(self.epoch, self.topology())
 
     def loader_state_dict(self, batches_seen: int, batch_size: int, num_workers: int) -> dict[str, Any]:
-        """State after a plain DataLoader handed out ``batches_seen`` batches of this epoch."""
-        workers = max(1, num_workers)
-        quota = self.plan(Topology(self.topology().rank, self.topology().world_size, 0, workers)).quota
-        consumed = loader_consumed(batches_seen, batch_size, workers, quota)
-        state = make_state(self.seed, self.epoch, consumed, self.topology().world_size, workers)
-        state["rotation"] = batches_seen % workers  # the worker the next batch comes from
-        return state
+        """This rank's state after a plain DataLoader handed out ``batches_seen`` batches of this epoch.
+
+        ``batches_seen`` counts from the start of the epoch, or, after an elastic resume
+        (:meth:`resumes_elastically`), from the start of the resumed run's part of it.
+        """
+        topo = self.topology()
+        topo = Topology(topo.rank, topo.world_size, 0, max(1, num_workers))
+        return self._progress.loader_state(self.epoch, topo, batches_seen, batch_size)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Makes the next iteration of ``state["epoch"]`` continue after the consumed samples."""
-        self._resume = merge_state(self._resume, state, self.seed)
-        self.set_epoch(self._resume["epoch"])
+        """Makes the next iteration of ``state["epoch"]`` continue after what was consumed.
+
+        Load the state of this rank (and, from a StatefulDataLoader, of each worker): on the same ranks x
+        workers the epoch goes on exactly as the uninterrupted run. To continue on another topology, load every
+        rank's state of the checkpoint (one call each): the samples not delivered yet are re-planned over the
+        new readers, each exactly once.
+        """
+        self.set_epoch(self._progress.load(state))
+
+    def resumes_elastically(self, num_workers: int) -> bool:
+        """Whether the loaded state continues this epoch re-planned on this topology (another ranks x
+        workers than it was saved with); a training loop then counts its batches of the epoch from 0."""
+        topo = self.topology()
+        return self._progress.elastic(self.epoch, Topology(topo.rank, topo.world_size, 0, max(1, num_workers)))
 
     # --- diagnostics -------------------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

@@ -81,7 +81,9 @@ def anchor_pass(
         plan.segments, opts.shards, opts.root, max_bytes=cfg.max_read_bytes, split_first=cfg.split_first_read
     )
     samples = tar_samples(fetched_reads(reads, cfg, reads_counted, skip=errors.policy == "skip"), errors)
-    ranges = {s.ref.episode: (s.lo, s.hi) for s in plan.segments}
+    ranges: dict[int, list[tuple[int, int, tuple[int, int] | None]]] = {}
+    for s in plan.segments:
+        ranges.setdefault(s.ref.episode, []).append((s.lo, s.hi, s.order))
     eps = episodes(samples, list(opts.spec.camera_keys), errors, opts.fps)
     eps = with_anchor_ranges(eps, ranges)
     rng = None
@@ -97,6 +99,7 @@ def anchor_pass(
         batch=opts.mix_batch,
         errors=errors,
         lookahead=opts.batch_size or 1,
+        visit_rng=lambda ep: epoch_rng(opts.seed, opts.epoch, 4, ep.index, ep.anchor_range[0]),
     )
 
 
@@ -120,7 +123,7 @@ def without_refill(anchors: Iterable[Anchor], plan: SlotPlan, errors: ErrorCount
     """
     planned: dict[int, int] = {}
     for seg in plan.segments:
-        planned[seg.ref.episode] = planned.get(seg.ref.episode, 0) + seg.hi - seg.lo
+        planned[seg.ref.episode] = planned.get(seg.ref.episode, 0) + seg.frames
     handed: dict[int, int] = {}  # anchors handed on per episode (a bad episode's do not count)
     total = 0
     for anchor in anchors:
@@ -144,12 +147,14 @@ def reader_stream(
     skip: int,
     where: str,
     progress: Any,
+    on_deliver: Callable[[Anchor], None] | None = None,
     reads: ReadCounters | None = None,
     on_mix: Callable[[MixingTally], None] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yields this reader's ``plan.quota`` samples (or batches) of the epoch, the first ``skip`` consumed.
 
-    ``reads`` counts the read retries and timeouts, ``on_mix`` receives the mixing delivered
+    ``on_deliver`` is called with every delivered sample's anchor, in order (the resume journal), ``reads``
+    counts the read retries and timeouts, ``on_mix`` receives the mixing delivered
     (``LeRobotWdsDataset.stats()``).
     """
     anchors = cycle_passes(
@@ -157,7 +162,14 @@ def reader_stream(
     )
     anchors = without_refill(anchors, plan, errors)
     assembler = Assembler(
-        opts.spec, frames, errors, batch_size=opts.batch_size, mix_batch=opts.mix_batch, ring=ring, on_mix=on_mix
+        opts.spec,
+        frames,
+        errors,
+        batch_size=opts.batch_size,
+        mix_batch=opts.mix_batch,
+        ring=ring,
+        on_mix=on_mix,
+        on_deliver=on_deliver,
     )
     return assembler.run(
         anchors, quota=plan.quota, skip=skip, pass_frames=plan.frames, where=where, progress=progress

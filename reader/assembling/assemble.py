@@ -34,6 +34,8 @@ class Assembler:
         mix_batch: the batch the mixing is counted over (``batch_size``, or the DataLoader's per sample).
         ring: reusable shared-memory batch slots (inside a DataLoader worker) or None.
         on_mix: called with the :class:`MixingTally` after each batch (the dataset's board row copies it).
+        on_deliver: called with the anchor of every sample delivered (or skipped as consumed), in order, before
+            the sample leaves (the resume journal).
     """
 
     def __init__(
@@ -46,11 +48,13 @@ class Assembler:
         mix_batch: int | None = None,
         ring: SlotRing | None = None,
         on_mix: Callable[[MixingTally], None] | None = None,
+        on_deliver: Callable[[Anchor], None] | None = None,
     ) -> None:
         self.spec, self.source, self.errors = spec, source, errors
         self.batch_size, self.ring = batch_size, ring
         self.mixing, self.on_mix = MixingTally(batch_size or mix_batch), on_mix
         self.bad: set[int] = set()  # episodes whose frames failed to decode under on_error="skip"
+        self.on_deliver = on_deliver or (lambda anchor: None)
 
     def run(
         self,
@@ -75,6 +79,7 @@ class Assembler:
         for anchor in stream:
             if skip > 0:
                 skip -= 1
+                self.on_deliver(anchor)
                 self._finish([anchor])
                 continue
             if anchor.episode.index in self.bad:
@@ -88,6 +93,9 @@ class Assembler:
                 continue
             out, n = self.build(pending)
             self._finish(pending)
+            for a in pending:
+                if a.episode.index not in self.bad:
+                    self.on_deliver(a)
             if n:
                 self.mixing.add(a.episode.index for a in pending if a.episode.index not in self.bad)
                 if self.on_mix is not None:
@@ -105,6 +113,9 @@ class Assembler:
         if pending:  # the stream ended short of the quota (episodes skipped under on_error="skip")
             out, n = self.build(pending)
             self._finish(pending)
+            for a in pending:
+                if a.episode.index not in self.bad:
+                    self.on_deliver(a)
             progress(yielded + n)
             yield from out
 

@@ -36,7 +36,8 @@ class Episode:
     """A parsed episode sample. ``columns`` holds per-row values: a tensor [L, ...] or a list of objects.
 
     ``anchors`` is the range of anchor frames this reader yields (the planner may split an episode's anchors
-    between two readers); None means all of them.
+    between two readers); None means all of them. ``order`` (``(first, last)``) keeps only the positions
+    ``[first, last)`` of the order those anchors are served in (an elastic resume's piece); None: all.
     """
 
     meta: EpisodeMeta
@@ -44,6 +45,7 @@ class Episode:
     videos: dict[str, bytes]
     where: str
     anchors: tuple[int, int] | None = None
+    order: tuple[int, int] | None = None
 
     @property
     def index(self) -> int:

@@ -11,7 +11,7 @@ import io
 import logging
 import random
 import tarfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -100,14 +100,14 @@ def episodes(
             errors.handle(e, "episode", episode_index_from_key(sample["__key__"]))  # checked by tar_samples
 
 
-def with_anchor_ranges(eps: Iterable[Episode], ranges: Mapping[int, tuple[int, int]]) -> Iterator[Episode]:
-    """Gives each episode the anchor range this reader was planned to yield (see :mod:`splitting`); an episode
-    without one is dropped."""
+def with_anchor_ranges(
+    eps: Iterable[Episode], ranges: Mapping[int, Sequence[tuple[int, int, tuple[int, int] | None]]]
+) -> Iterator[Episode]:
+    """Gives each episode the anchor range (and serving-order piece) this reader was planned to yield (see
+    :mod:`splitting`), once per planned visit of it; an episode without one is dropped."""
     for ep in eps:
-        if ep.index not in ranges:
-            continue
-        lo, hi = ranges[ep.index]
-        yield ep if (lo, hi) == (0, ep.length) else replace(ep, anchors=(lo, hi))
+        for lo, hi, order in ranges.get(ep.index, ()):
+            yield ep if (lo, hi, order) == (0, ep.length, None) else replace(ep, anchors=(lo, hi), order=order)
 
 
 def shuffle_buffer(items: Iterable[T], size: int, rng: random.Random | None) -> Iterator[T]:

@@ -51,6 +51,8 @@ def _runs(segments: Sequence[Segment]) -> list[list[Segment]]:
     runs: list[list[Segment]] = []
     for seg in segments:
         prev = runs[-1][-1] if runs else None
+        if prev is not None and prev.ref == seg.ref:
+            continue  # two visits of one episode (an elastic resume's pieces): its bytes are read once
         if prev is not None and prev.ref.shard == seg.ref.shard and seg.ref.position == prev.ref.position + 1:
             runs[-1].append(seg)
         else:

@@ -42,15 +42,26 @@ class EpisodeRef:
 
 @dataclass(frozen=True)
 class Segment:
-    """Anchors ``[lo, hi)`` of one episode, yielded by one reader."""
+    """Anchors ``[lo, hi)`` of one episode, yielded by one reader: a *visit*.
+
+    ``order`` (``(first, last)``) restricts it to the visit's anchors at positions ``[first, last)`` of the order
+    the scheduler serves the whole visit in (a pure function of the visit, see :mod:`pool`): what an elastic
+    resume re-plans (:mod:`elastic`). None: every anchor of the visit.
+    """
 
     ref: EpisodeRef
     lo: int
     hi: int
+    order: tuple[int, int] | None = None
 
     @property
     def frames(self) -> int:
-        return self.hi - self.lo
+        return self.hi - self.lo if self.order is None else self.order[1] - self.order[0]
+
+    @property
+    def visit(self) -> tuple[int, int]:
+        """The visit's key: (episode, first anchor). Unique in an epoch's plan."""
+        return (self.ref.episode, self.lo)
 
 
 @dataclass(frozen=True)

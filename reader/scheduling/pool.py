@@ -14,7 +14,7 @@ Without an rng (``shuffle=False``) every episode is served in order, frames in o
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from lerobot_wds.core.errors import FormatError
@@ -25,7 +25,7 @@ from lerobot_wds.reader.on_error import ErrorCounter
 from lerobot_wds.reader.parsing.episode import Episode
 from lerobot_wds.reader.scheduling.admission import Admission, Cost, PoolBounds, decoder_nbytes
 from lerobot_wds.reader.scheduling.mixing import warn_pool_bound
-from lerobot_wds.reader.scheduling.units import Shape, Unit, plan_units
+from lerobot_wds.reader.scheduling.units import Shape, Unit, cut_units, plan_units
 
 RAMP_ANCHORS = 4
 
@@ -68,7 +68,13 @@ def open_visit(
     unit_bytes: int | None = None,
 ) -> _Open:
     """Plans an episode's units (GOPs from its decoders) in the order they will be served; ``unit_bytes`` is
-    the frame memory a unit should stay within so the mixing target fits (see :func:`units.choose_shape`)."""
+    the frame memory a unit should stay within so the mixing target fits (see :func:`units.choose_shape`).
+
+    ``rng`` is the visit's own generator (None: frame order), so the order a visit serves its anchors in is a
+    function of the visit alone, whatever else the pool holds: the delivered anchors of a visit are always a
+    prefix of that order, which is what an elastic resume records (:mod:`elastic`). ``episode.order`` keeps a
+    piece of that order.
+    """
     visit = Visit(episode, vid)
     gops = {cam: frames.gops(visit, cam) for cam in deltas}
     flips = [rng.random() < 0.5 for _ in range(64)] if rng is not None else None
@@ -86,14 +92,15 @@ def open_visit(
     )
     if rng is not None:
         rng.shuffle(units)
+    if episode.order is not None:
+        units = cut_units(units, *episode.order, episode.length, deltas, gops)
     peak = max((sum(u.peak_frames[c] * frame_nbytes(episode, c) for c in deltas) for u in units), default=0)
     compressed = sum(len(v) for v in episode.videos.values())
     cams = episode.meta.cameras
     decoders = sum(
         decoder_nbytes(cams[c].width, cams[c].height, long_gops(gops[c], episode.length)) for c in deltas
     )
-    lo, hi = episode.anchor_range
-    return _Open(visit, units, 0, hi - lo, Cost(peak, compressed, decoders))
+    return _Open(visit, units, 0, sum(len(u.anchors) for u in units), Cost(peak, compressed, decoders))
 
 
 def schedule(
@@ -106,6 +113,7 @@ def schedule(
     batch: int = 1,
     errors: ErrorCounter | None = None,
     lookahead: int = 1,
+    visit_rng: Callable[[Episode], random.Random] | None = None,
 ) -> Iterator[Anchor]:
     """Yields every anchor of every episode once (see the module docstring).
 
@@ -116,6 +124,9 @@ def schedule(
     ``lookahead`` is how many yielded anchors may still wait to be built (a batch): a finished visit's frames
     stay reserved until that many further anchors were yielded, because they are decoded when its batch is
     built (each frame is dropped right after the sample that uses it last, see :mod:`assemble`).
+
+    ``visit_rng(episode)`` gives each visit its own generator for the order of its units (with ``rng``; without
+    it they come from ``rng``).
     """
     it = iter(eps)
     pool: list[_Open] = []
@@ -145,7 +156,8 @@ def schedule(
                     continue
                 vid += 1
                 try:
-                    pending = open_visit(ep, vid, frames, deltas, rng, unit_bytes)
+                    own = visit_rng(ep) if rng is not None and visit_rng is not None else rng
+                    pending = open_visit(ep, vid, frames, deltas, own, unit_bytes)
                 except FormatError as e:
                     frames.release(Visit(ep, vid))
                     (errors or ErrorCounter()).handle(e, "episode", ep.index)

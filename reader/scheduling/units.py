@@ -221,8 +221,37 @@ def plan_units(
     units = []
     for i, group in enumerate(groups):
         order = group[::-1] if descending is not None and descending[i % len(descending)] else group
-        unit = make_unit(order, length, deltas, starts)
-        # a short contiguous run is decoded at once (decoded_whole): all of it is alive from the first use
-        whole = {c: len(n) for c, n in unit.needs.items() if decoded_whole(n) and len(n) > unit.peak_frames[c]}
-        units.append(replace(unit, peak_frames={**unit.peak_frames, **whole}) if whole else unit)
+        units.append(_unit(order, length, deltas, starts))
     return shape, units
+
+
+def _unit(
+    anchors: Sequence[int], length: int, deltas: Mapping[str, Sequence[int]], starts: Mapping[str, Sequence[int]]
+) -> Unit:
+    unit = make_unit(anchors, length, deltas, starts)
+    # a short contiguous run is decoded at once (decoded_whole): all of it is alive from the first use
+    whole = {c: len(n) for c, n in unit.needs.items() if decoded_whole(n) and len(n) > unit.peak_frames[c]}
+    return replace(unit, peak_frames={**unit.peak_frames, **whole}) if whole else unit
+
+
+def cut_units(
+    units: Sequence[Unit],
+    first: int,
+    last: int,
+    length: int,
+    deltas: Mapping[str, Sequence[int]],
+    gops: Mapping[str, Sequence[int]],
+) -> list[Unit]:
+    """Keeps the anchors at positions ``[first, last)`` of the order ``units`` serve them in (units in order,
+    anchors in order inside each); a unit cut in two is re-planned for the anchors it keeps."""
+    starts = {cam: sorted(gops.get(cam) or [0]) for cam in deltas}
+    kept: list[Unit] = []
+    at = 0
+    for unit in units:
+        n = len(unit.anchors)
+        lo, hi = max(first, at) - at, min(last, at + n) - at
+        at += n
+        if lo >= hi:
+            continue
+        kept.append(unit if (lo, hi) == (0, n) else _unit(unit.anchors[lo:hi], length, deltas, starts))
+    return kept

@@ -33,7 +33,7 @@ def _episode(index: int, length: int, width: int, height: int) -> SimpleNamespac
     meta = SimpleNamespace(cameras={c: SimpleNamespace(width=width, height=height) for c in CAMS})
     videos = {c: b"x" * 100 for c in CAMS}
     return SimpleNamespace(
-        index=index, length=length, meta=meta, videos=videos, anchors=None, anchor_range=(0, length)
+        index=index, length=length, meta=meta, videos=videos, anchors=None, order=None, anchor_range=(0, length)
     )
 
 

@@ -166,6 +166,7 @@ def _fake_episode(index: int, length: int, cams=("a", "b")) -> SimpleNamespace:
         meta=meta,
         videos={c: b"x" * 100 for c in cams},
         anchors=None,
+        order=None,
         anchor_range=(0, length),
     )
 
@@ -355,18 +356,17 @@ def test_loader_consumed_follows_round_robin_and_caps_at_quota() -> None:
     assert loader_consumed(9, 4, 1, quota=30) == {0: 30}  # the last batch of the epoch was short
 
 
-def test_merge_state_accumulates_workers_of_one_epoch_and_rejects_foreign_states() -> None:
-    from lerobot_wds.reader.planning.resume import check_topology, make_state, merge_state
+def test_merge_state_accumulates_ranks_and_workers_of_one_epoch_and_rejects_foreign_states() -> None:
+    from lerobot_wds.reader.planning.resume import make_state, merge_state
 
-    a = merge_state(None, make_state(5, 2, {0: 8}, 2, 2), seed=5)
-    b = merge_state(a, make_state(5, 2, {1: 4}, 2, 2), seed=5)
-    assert b == {"epoch": 2, "consumed": {"0": 8, "1": 4}, "world_size": 2, "num_workers": 2, "rotation": 0}
+    a = merge_state(None, make_state(5, 2, {0: 8}, 2, 2, rank=0, delivered={0: b"x"}), seed=5)
+    b = merge_state(a, make_state(5, 2, {1: 4}, 2, 2, rank=1, delivered={1: b"y"}), seed=5)
+    assert (b.epoch, b.world_size, b.num_workers, b.base) == (2, 2, 2, None)
+    assert b.consumed == {(0, 0): 8, (1, 1): 4} and b.delivered == {(0, 0): b"x", (1, 1): b"y"}
     c = merge_state(b, make_state(5, 3, {1: 1}, 2, 2), seed=5)
-    assert c["epoch"] == 3 and c["consumed"] == {"1": 1}
-    check_topology(c, 2, 2)
-    with pytest.raises(ValueError, match="saved with 2 ranks x 2 workers, this run has 4 x 2"):
-        check_topology(c, 4, 2)
-    check_topology(make_state(5, 3, {0: 0, 1: 0}, 2, 2), 4, 2)  # nothing consumed yet: any topology
+    assert c.epoch == 3 and c.consumed == {(0, 1): 1}
+    with pytest.raises(ValueError, match="come from different plans"):
+        merge_state(c, make_state(5, 3, {1: 1}, 4, 2), seed=5)
     with pytest.raises(ValueError, match="seed 4"):
         merge_state(None, make_state(4, 0, {}), seed=5)
     with pytest.raises(ValueError, match="version"):

@@ -79,8 +79,10 @@ def publish(root: Path, step: int, world_size: int, keep: int) -> Path:
     return final
 
 
-def load(path: Path, rank: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Returns (train state, this rank's state) of a complete checkpoint."""
+def load(path: Path, rank: int) -> tuple[dict[str, Any], dict[str, Any] | None, list[dict[str, Any]]]:
+    """Returns (train state, this rank's state or None when the checkpoint had fewer ranks, every rank's
+    dataset state) of a complete checkpoint."""
     train = torch.load(path / "train.pt", map_location="cpu", weights_only=False)
-    mine = torch.load(path / f"rank-{rank}.pt", map_location="cpu", weights_only=False)
-    return train, mine
+    ranks = sorted(path.glob("rank-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+    parts = {int(p.stem.split("-")[1]): torch.load(p, map_location="cpu", weights_only=False) for p in ranks}
+    return train, parts.get(rank), [part["dataset"] for part in parts.values()]

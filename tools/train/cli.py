@@ -34,7 +34,6 @@ from lerobot_wds.core.error_line import error_line
 from lerobot_wds.core.errors import InputError, LeRobotWdsError
 from lerobot_wds.core.redact import redact_url
 from lerobot_wds.reader.dataset import LeRobotWdsDataset
-from lerobot_wds.reader.planning.resume import check_topology
 from lerobot_wds.tools.train import checkpoint as ckpt
 from lerobot_wds.tools.train.config import TrainConfig, add_arguments, config_from_args
 from lerobot_wds.tools.train.metrics import StepMetrics, cache_summary
@@ -112,19 +111,27 @@ def run(cfg: TrainConfig) -> int:
     samples = SampleLog(cfg.log_samples, rank)
     root = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
     step = epoch = in_epoch = 0
-    resumed: tuple[dict[str, Any], dict[str, Any]] | None = None
+    resumed: dict[str, Any] | None = None
     found = ckpt.complete_checkpoints(root) if cfg.resume and root is not None else []
+    torch.manual_seed(cfg.seed + rank)
     if found:
-        resumed = ckpt.load(found[-1], rank)
-        step, epoch, in_epoch = (resumed[0][k] for k in ("step", "epoch", "in_epoch"))
-        check_topology(resumed[1]["dataset"], world, max(1, cfg.num_workers))  # here, not in a worker: one line
-        ds.load_state_dict(resumed[1]["dataset"])
-        ckpt.set_rng_state(resumed[1]["rng"])
+        resumed, mine, states = ckpt.load(found[-1], rank)
+        step, epoch, in_epoch = (resumed[k] for k in ("step", "epoch", "in_epoch"))
+        for state in states:  # every rank's: on another topology the rest of the epoch is re-planned over all
+            ds.load_state_dict(state)
+        elastic = ds.resumes_elastically(cfg.num_workers)  # checked here, not in a worker: one line on error
+        if elastic:
+            in_epoch = 0  # the re-planned rest of the epoch is counted from its start
+        if mine is not None:
+            ckpt.set_rng_state(mine["rng"])
         samples.truncate_after(step)
         if rank == 0:
-            print(json.dumps({"resumed_from": str(found[-1]), "step": step, "epoch": epoch}), flush=True)
-    else:
-        torch.manual_seed(cfg.seed + rank)
+            for gone in range(world, len(states)):  # ranks the checkpoint had and this run has not
+                SampleLog(cfg.log_samples, gone).truncate_after(step)
+            print(
+                json.dumps({"resumed_from": str(found[-1]), "step": step, "epoch": epoch, "elastic": elastic}),
+                flush=True,
+            )
     model = opt = sched = ddp = None
     t_start = time.perf_counter()
 
@@ -154,9 +161,9 @@ def run(cfg: TrainConfig) -> int:
                     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
                     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / WARMUP_STEPS))
                     if resumed is not None:
-                        model.load_state_dict(resumed[0]["model"])
-                        opt.load_state_dict(resumed[0]["optimizer"])
-                        sched.load_state_dict(resumed[0]["scheduler"])
+                        model.load_state_dict(resumed["model"])
+                        opt.load_state_dict(resumed["optimizer"])
+                        sched.load_state_dict(resumed["scheduler"])
                     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
                 assert ddp is not None and opt is not None and sched is not None  # built on the first batch
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
