@@ -97,6 +97,7 @@ def run(cfg: TrainConfig) -> int:
         seed=cfg.seed,
         return_uint8=True,
         batch_size=cfg.batch_size,
+        uneven="trim" if cfg.uneven == "trim" else "pad",
         rank=rank,
         world_size=world,
     )

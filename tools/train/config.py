@@ -31,6 +31,7 @@ class TrainConfig:
         log_samples: per-rank JSON-lines file of each step's sample ``index`` values (``{rank}`` replaced).
         log_every: rank 0 prints a JSON metrics line every N steps.
         device: "cpu", "cuda" or "auto" (cuda when available).
+        uneven: "pad" or "trim": how every reader gets the same sample count (``LeRobotWdsDataset``'s option).
     """
 
     root: str
@@ -50,6 +51,7 @@ class TrainConfig:
     log_samples: str | None = None
     log_every: int = 10
     device: str = "auto"
+    uneven: str = "pad"
 
     def __post_init__(self) -> None:
         if self.preset is not None and self.delta_timestamps is not None:
@@ -66,6 +68,8 @@ class TrainConfig:
             raise ValueError("--checkpoint-every and --resume need --checkpoint-dir")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"--device {self.device!r}; expected auto, cpu or cuda")
+        if self.uneven not in ("pad", "trim"):
+            raise ValueError(f"--uneven {self.uneven!r}; expected pad or trim")
         if self.lr <= 0:
             raise ValueError(f"--lr must be > 0, got {self.lr}")
 
@@ -113,6 +117,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dummy", action="store_true", default=S, help="no model: pull batches, log throughput")
     p.add_argument("--log-samples", default=S, metavar="PATTERN", help="per-rank JSON lines ({rank} replaced)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=S, help="default auto: cuda when present")
+    p.add_argument(
+        "--uneven",
+        choices=["pad", "trim"],
+        default=S,
+        help="every reader yields the same count: repeat a few samples (pad, default) or drop a few (trim)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
