@@ -58,7 +58,7 @@ def test_remainder_is_planned_exactly_once_with_equal_quotas(world: int, workers
     want = _positions(visits) - Counter(
         (s.ref.episode, s.lo, p)
         for segs, ns in zip(old, delivered, strict=True)
-        for s, n in zip(segs, ns)
+        for s, n in zip(segs, ns, strict=True)
         for p in range(n)
     )
     assert _positions(left) == want and sum(want.values()) == 49
