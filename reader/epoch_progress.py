@@ -107,6 +107,7 @@ class EpochProgress:
         consumed = loader_consumed(batches_seen, batch_size, topo.num_workers, plans[0].quota)
         state = self._state(epoch, topo, cont, plans, consumed)
         state["rotation"] = batches_seen % topo.num_workers  # the worker the next batch comes from
+        state["batches"] = batches_seen
         return state
 
     def _plans(self, epoch: int, topo: Topology, cont: Continuation) -> list[SlotPlan]:
@@ -119,7 +120,8 @@ class EpochProgress:
         delivered = {}
         for reader, n in consumed.items():
             ids = self.journal.read(reader, epoch, key, n)
-            delivered[reader] = encode_counts(np.bincount(ids, minlength=len(plans[reader].segments)).tolist())
+            if ids is not None:  # None: not iterated here yet, a state that resumes on this topology only
+                delivered[reader] = encode_counts(np.bincount(ids, minlength=len(plans[reader].segments)).tolist())
         return make_state(
             self.seed,
             epoch,

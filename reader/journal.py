@@ -84,22 +84,22 @@ class Journal:
         self.path.mkdir(parents=True, exist_ok=True)
         return JournalWriter(self.path / f"{reader}.bin", epoch, key, capacity)
 
-    def read(self, reader: int, epoch: int, key: int, n: int) -> np.ndarray:
-        """The segment indices of reader ``reader``'s first ``n`` delivered samples of this iteration.
+    def read(self, reader: int, epoch: int, key: int, n: int) -> np.ndarray | None:
+        """The segment indices of reader ``reader``'s first ``n`` delivered samples of this iteration; None when
+        it has not journaled this iteration (a state computed before the iteration ran: it resumes exactly only).
 
         Raises:
-            ResumeError: the reader has not journaled this iteration, or fewer than ``n`` samples.
+            ResumeError: the reader journaled fewer than ``n`` samples of this iteration.
         """
         if n == 0:
             return np.zeros(0, dtype=np.int32)
-        path = self.path / f"{reader}.bin"
         try:
-            data = np.fromfile(path, dtype=np.uint8)
-        except OSError as e:
-            raise ResumeError(f"no delivery journal of reader {reader} in {self.path}: {e}") from e
+            data = np.fromfile(self.path / f"{reader}.bin", dtype=np.uint8)
+        except OSError:
+            return None
         head = data[: 8 * _HEADER].view(np.int64)
         if len(head) < _HEADER or (int(head[0]), int(head[1])) != (epoch, key):
-            raise ResumeError(f"the delivery journal of reader {reader} is not this iteration's (epoch {epoch})")
+            return None
         if int(head[3]) < n:
             raise ResumeError(f"reader {reader} journaled {int(head[3])} delivered samples, the state needs {n}")
         return data[8 * _HEADER :].view(np.int32)[: min(n, int(head[2]))].copy()

@@ -182,17 +182,22 @@ def continuation(
     old_world, old_workers = pending.world_size, pending.num_workers
     if old_world is None or old_workers is None:
         raise ResumeError(f"a resume state of epoch {epoch} names no topology; it cannot be re-planned")
-    if not pending.delivered and any(pending.consumed.values()):
+    if any(r is None for r, _ in pending.consumed):
         raise ResumeError(
             f"resume state of epoch {epoch} was saved by {old_world} ranks x {old_workers} workers without "
             "delivery records (version 1): resume it on that topology, or at the next epoch"
         )
     readers = [(r, w) for r in range(old_world) for w in range(old_workers)]
-    missing = [f"rank {r} reader {w}" for r, w in readers if (r, w) not in pending.delivered]
-    if missing and any(pending.consumed.values()):
+    where = f"resuming epoch {epoch} of {old_world} ranks x {old_workers} workers on {world} x {workers}"
+    missing = [f"rank {r} reader {w}" for r, w in readers if (r, w) not in pending.consumed]
+    if missing:
+        more = " ..." if len(missing) > 6 else ""
+        raise ResumeError(f"{where} needs every rank's state; missing {', '.join(missing[:6])}{more}")
+    unrecorded = [f"rank {r} reader {w}" for r, w in readers if (r, w) not in pending.delivered]
+    if unrecorded:
         raise ResumeError(
-            f"resuming epoch {epoch} of {old_world} ranks x {old_workers} workers on {world} x {workers} needs "
-            f"every rank's state; missing {', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}"
+            f"{where}: the states of {', '.join(unrecorded[:6])} hold no delivery record (saved by a process "
+            "that had not read this epoch); resume on the saved topology, or at the next epoch"
         )
     old = planner.plan(epoch, old_world, old_workers, pending.base)
     slots = [old[r][w].segments for r, w in readers]

@@ -18,13 +18,16 @@ import lerobot_wds
 from lerobot_wds import LeRobotWdsDataset
 from lerobot_wds.testing.shards import RootSpec
 from lerobot_wds.tools.train_lerobot.cli import split_args
+from lerobot_wds.tools.train_lerobot.errors import TrainLerobotError
 from lerobot_wds.tools.train_lerobot.loader import (
     BatchSampleLog,
     LoaderOptions,
     RankLoader,
+    StateSaving,
     batches_per_epoch,
     resume_position,
 )
+from lerobot_wds.tools.train_lerobot.sidecar import Shape
 
 SPEC = RootSpec()
 FRAMES = sum(SPEC.lengths)  # 78
@@ -72,6 +75,55 @@ def test_rank_loader_epochs_and_exact_resume(wds_root: Path, tmp_path: Path, wor
     assert (tmp_path / "ref-0.jsonl").read_text().count("\n") >= 46
     for start in (7, 20, 33):
         assert take(loader(start), 46 - start) == full[start:], f"resumed at step {start}"
+
+
+def _rank_loaders(root: Path, states: Path, shape: Shape, start: int, due: int) -> list[RankLoader]:
+    """One rank loader per rank of ``shape`` (the ranks of a job, run one after the other in this process)."""
+    out = []
+    for rank in range(shape.world_size):
+        ds = LeRobotWdsDataset(
+            str(root), batch_size=shape.batch_size, seed=4, rank=rank, world_size=shape.world_size
+        )
+        saving = StateSaving(states, rank, shape, lambda step: step == due)
+        out.append(RankLoader(ds, LoaderOptions(num_workers=shape.num_workers), start_step=start, states=saving))
+    return out
+
+
+@pytest.mark.parametrize("old, new", [((2, 2), (3, 1)), ((1, 0), (2, 2)), ((2, 1), (2, 1))])
+def test_rank_loader_resumes_from_saved_states_on_another_shape_exactly_once(
+    wds_root: Path, tmp_path: Path, old: tuple[int, int], new: tuple[int, int]
+) -> None:
+    states = tmp_path / "lerobot_wds_state"
+    before = []
+    for rl in _rank_loaders(wds_root, states, Shape(*old, 3), 0, due=4):
+        before += [p for batch in take(rl, 5) for p in batch]  # the states of step 4 are saved; step 5 is lost
+    assert sorted(p.name for p in (states / "step-000000004").iterdir()) == [f"rank-{r}.pt" for r in range(old[0])]
+    lost = len(before) - old[0] * 4 * 3
+    before = before[:0] + [p for i, p in enumerate(before) if i % 15 < 12]  # what the checkpoint of step 4 saw
+    assert lost == old[0] * 3 and len(before) == len(set(before))
+    after, per_rank = [], set()
+    for rl in _rank_loaders(wds_root, states, Shape(*new, 3), 4, due=-1):
+        assert rl.resumed is not None and ("re-planned" in rl.resumed) == (old != new)
+        got = [p for batch in iter(rl) for p in batch_pairs(batch)]
+        per_rank.add(len(got))
+        after += got
+    every = {(e, k) for e, n in enumerate(SPEC.lengths) for k in range(n)}
+    assert len(per_rank) == 1 and set(before) | set(after) == every and not set(before) & set(after)
+    slots = new[0] * max(1, new[1])
+    assert len(after) - len(set(after)) < slots  # repeats: only the padding of the re-planned rest
+
+
+def batch_pairs(batch: dict) -> list[tuple[int, int]]:
+    return list(zip(batch["episode_index"].tolist(), batch["frame_index"].tolist(), strict=True))
+
+
+def test_rank_loader_refuses_another_batch_size_naming_both(wds_root: Path, tmp_path: Path) -> None:
+    states = tmp_path / "s"
+    take(_rank_loaders(wds_root, states, Shape(1, 0, 3), 0, due=2)[0], 2)
+    with pytest.raises(
+        TrainLerobotError, match="written with batch size 3, this run has 4: resume with --batch_size=3"
+    ):
+        _rank_loaders(wds_root, states, Shape(1, 0, 4), 2, due=-1)
 
 
 def test_rank_loader_moves_batches_to_the_device(wds_root: Path) -> None:

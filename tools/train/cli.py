@@ -118,6 +118,12 @@ def run(cfg: TrainConfig) -> int:
     if found:
         resumed, mine, states = ckpt.load(found[-1], rank)
         step, epoch, in_epoch = (resumed[k] for k in ("step", "epoch", "in_epoch"))
+        saved_batch = (resumed.get("config") or {}).get("batch_size", cfg.batch_size)
+        if saved_batch != cfg.batch_size:
+            raise InputError(
+                f"{found[-1]} was written with --batch-size {saved_batch}, this run has {cfg.batch_size}: resume "
+                f"with --batch-size {saved_batch} (ranks and --num-workers may change)"
+            )
         for state in states:  # every rank's: on another topology the rest of the epoch is re-planned over all
             ds.load_state_dict(state)
         elastic = ds.resumes_elastically(cfg.num_workers)  # checked here, not in a worker: one line on error

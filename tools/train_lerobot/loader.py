@@ -5,15 +5,17 @@ batch per step. :class:`RankLoader` is not a ``torch.utils.data.DataLoader``, so
 returns it untouched (accelerate's ``_prepare_one`` wraps only DataLoader instances): no rank-0 dispatch, no
 every-rank-reads-all. Each iteration sets the dataset's epoch, optionally starts mid-epoch (resume), and
 yields ``DataLoader(dataset, batch_size=None)``'s batches (built in place by the dataset) moved to the
-device. A resumed run continues at the exact sample the uninterrupted run would have taken at that step,
-because every rank yields the same number of batches per epoch (:func:`batches_per_epoch`).
+device. A resumed run continues from every rank's dataset state saved beside lerobot's checkpoint
+(:mod:`sidecar`): exactly as the uninterrupted run on the same shape, every remaining sample exactly once on
+another. Without saved states it starts at the step's position (every rank yields the same number of batches
+per epoch, :func:`batches_per_epoch`), exact on the same shape only.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from lerobot_wds.reader.dataset import LeRobotWdsDataset
+from lerobot_wds.tools.train_lerobot import sidecar
+from lerobot_wds.tools.train_lerobot.errors import TrainLerobotError
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,16 @@ def resume_position(step: int, per_epoch: int) -> tuple[int, int]:
     return divmod(step, per_epoch)
 
 
+@dataclass(frozen=True)
+class StateSaving:
+    """Where and when this rank saves its dataset state beside lerobot's checkpoints (:mod:`sidecar`)."""
+
+    root: Path
+    rank: int
+    shape: sidecar.Shape
+    due: Callable[[int], bool]  # whether lerobot saves a checkpoint after this (1-based) step
+
+
 class BatchSampleLog:
     """Appends ``{"rank", "step", "epoch", "samples": [[episode_index, frame_index], ...]}`` per batch (JSONL)."""
 
@@ -103,14 +117,20 @@ class RankLoader:
         device: torch.device | None = None,
         start_step: int = 0,
         sample_log: BatchSampleLog | None = None,
+        states: StateSaving | None = None,
     ) -> None:
         self.dataset = dataset
         self.options = options
         self.device = device
         self.per_epoch = batches_per_epoch(dataset, options.num_workers)
         self.epoch, self._skip = resume_position(start_step, self.per_epoch)
+        self.in_epoch = self._skip  # batches of the epoch (of its re-planned rest, after an elastic resume)
         self.step = start_step
         self.sample_log = sample_log
+        self.states = states
+        self.resumed: str | None = None  # how a resumed run goes on, in words
+        if start_step and states is not None:
+            self._resume_from_states(states, start_step)
         extra: dict[str, Any] = {}
         if options.num_workers > 0:
             extra = {
@@ -125,21 +145,53 @@ class RankLoader:
     def __len__(self) -> int:
         return self.per_epoch
 
+    def _resume_from_states(self, states: StateSaving, step: int) -> None:
+        """Continues from every rank's dataset state saved for ``step``, exactly or re-planned (:mod:`sidecar`).
+
+        Raises:
+            TrainLerobotError: the checkpoint was written with another batch size, or ranks' states are missing.
+        """
+        found = sidecar.load(states.root, step)
+        if found is None:
+            return  # no states beside this checkpoint: the step's position on this shape
+        saved, parts = found
+        changed = sidecar.differences(saved, states.shape)
+        if saved.batch_size != states.shape.batch_size:
+            raise TrainLerobotError(
+                f"the checkpoint of step {step} was written with batch size {saved.batch_size}, this run has "
+                f"{states.shape.batch_size}: resume with --batch_size={saved.batch_size}"
+            )
+        for part in parts:
+            self.dataset.load_state_dict(part)
+        self.epoch, self._skip = self.dataset.epoch, 0
+        elastic = self.dataset.resumes_elastically(self.options.num_workers)
+        mine = parts[states.rank] if not elastic else {}
+        self.in_epoch = int(mine.get("batches", 0))
+        self.resumed = (
+            f"the rest of epoch {self.epoch} re-planned over the new readers ({', '.join(changed)}): every sample "
+            "exactly once"
+            if elastic
+            else f"epoch {self.epoch} continues exactly as the uninterrupted run"
+        )
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
         epoch = self.epoch
         self.dataset.set_epoch(epoch)
+        batch_size = self.dataset.batch_size or 1
         if self._skip:
-            state = self.dataset.loader_state_dict(
-                self._skip, self.dataset.batch_size or 1, self.options.num_workers
-            )
+            state = self.dataset.loader_state_dict(self._skip, batch_size, self.options.num_workers)
             self.dataset.load_state_dict(state)
             self._skip = 0
         for batch in self.loader:
+            self.in_epoch += 1
+            if self.states is not None and self.states.due(self.step + 1):  # lerobot saves after this step
+                state = self.dataset.loader_state_dict(self.in_epoch, batch_size, self.options.num_workers)
+                sidecar.write(self.states.root, self.step + 1, self.states.rank, self.states.shape, state)
             if self.sample_log is not None:
                 self.sample_log.write(self.step, epoch, batch)
             self.step += 1
             yield self._to_device(batch)
-        self.epoch = epoch + 1
+        self.epoch, self.in_epoch = epoch + 1, 0
 
     def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
         if self.device is None:

@@ -15,8 +15,9 @@ meta), processors with the dataset's stats, optimizer and scheduler presets, log
   ``return_uint8=True``, ``--tolerance_s``, ``--dataset.use_imagenet_stats``, ``batch_size=--batch_size``,
   ``seed=--seed``). lerobot's module keeps its own function.
 
-``--dataset.streaming=true`` is set so lerobot builds a plain DataLoader without its map-style sampler; a
-resumed run starts the loader at the checkpoint's step (its epoch and offset), so batches continue exactly.
+``--dataset.streaming=true`` is set so lerobot builds a plain DataLoader without its map-style sampler. Beside
+each checkpoint lerobot saves, every rank saves its dataset state (:mod:`sidecar`); a resumed run continues
+from them, exactly on the same shape, re-planned (every remaining sample once) with other ranks or workers.
 Flags that only lerobot's own dataset reads (:data:`IGNORED_FLAGS`, a policy's ``drop_n_last_frames``) are
 named once at start. A failure after the dataset was built is a :class:`TrainingFailed`.
 """
@@ -32,8 +33,9 @@ from urllib.parse import urlsplit
 from lerobot_wds.core.redact import redact_url
 from lerobot_wds.reader.dataset import LeRobotWdsDataset
 from lerobot_wds.tools.train_lerobot.errors import TrainingFailed, TrainLerobotError
-from lerobot_wds.tools.train_lerobot.loader import BatchSampleLog, LoaderOptions, RankLoader
+from lerobot_wds.tools.train_lerobot.loader import BatchSampleLog, LoaderOptions, RankLoader, StateSaving
 from lerobot_wds.tools.train_lerobot.seams import make_accelerator, parse_config, train_function
+from lerobot_wds.tools.train_lerobot.sidecar import Shape
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,7 @@ class _Run:
         self.ignored = ignored
         self.dataset: LeRobotWdsDataset | None = None
         self.start_step = 0
+        self.cfg: Any = None
         self.loaders: list[RankLoader] = []
         self.is_main_process = True
 
@@ -100,7 +103,7 @@ class _Run:
             from lerobot.utils.constants import TRAINING_STATE_DIR
 
             self.start_step = load_training_step(Path(cfg.checkpoint_path) / TRAINING_STATE_DIR)
-        self.dataset = dataset
+        self.dataset, self.cfg = dataset, cfg
         return dataset, None
 
     def rank_loader(self, data_loader: Any, accelerator: Any, device_placement: Any) -> RankLoader | None:
@@ -109,14 +112,18 @@ class _Run:
         if getattr(data_loader, "dataset", None) is not dataset or dataset is None:
             return None
         sample_log = BatchSampleLog(self.sample_log, accelerator.process_index) if self.sample_log else None
+        options = LoaderOptions.of(data_loader)
         loader = RankLoader(
             dataset,
-            LoaderOptions.of(data_loader),
+            options,
             device=accelerator.device if device_placement is not False else None,
             start_step=self.start_step,
             sample_log=sample_log,
+            states=self.state_saving(accelerator, options),
         )
         self.loaders.append(loader)
+        if accelerator.is_main_process and loader.resumed:
+            log.info("lerobot-wds: resuming at step %d: %s", self.start_step, loader.resumed)
         if accelerator.is_main_process:
             log.info(
                 "lerobot-wds: each of %d ranks reads its own episodes of %s: %d batches of %d per epoch per rank, "
@@ -130,6 +137,19 @@ class _Run:
                 loader.epoch,
             )
         return loader
+
+    def state_saving(self, accelerator: Any, options: LoaderOptions) -> StateSaving:
+        """Dataset states beside every checkpoint lerobot saves (``OUTPUT/lerobot_wds_state``, :mod:`sidecar`)."""
+        from lerobot.common.train_utils import should_save_checkpoint
+
+        cfg = self.cfg
+        shape = Shape(accelerator.num_processes, options.num_workers, cfg.batch_size)
+        return StateSaving(
+            Path(cfg.output_dir) / "lerobot_wds_state",
+            accelerator.process_index,
+            shape,
+            lambda step: bool(cfg.save_checkpoint) and should_save_checkpoint(step, cfg.save_freq, cfg.steps),
+        )
 
 
 def repo_name(root: str) -> str:
