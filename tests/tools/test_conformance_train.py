@@ -340,6 +340,55 @@ def test_resume_after_kill_continues_with_the_same_samples(converted: tuple[Path
     )
 
 
+def test_resume_with_other_workers_delivers_the_epoch_exactly_once(
+    converted: tuple[Path, Path], tmp_path: Path
+) -> None:
+    _, dest = converted
+    out, run_log = tmp_path / "run", tmp_path / "run.jsonl"
+    common = [str(dest), *SMALL_ACT, "--steps=40", "--batch_size=4", "--save_freq=6", "--log_freq=3", "--seed=5"]
+    cmd = [*CLI, *common, "--num_workers=2", f"--output_dir={out}", f"--wds.sample_log={run_log}"]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(), start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 300
+        last = out / "checkpoints" / "last"
+        while not (last.is_symlink() and os.readlink(last).endswith("000018")):  # lerobot links it when complete
+            assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint at step 18"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert sorted(p.name for p in (out / "lerobot_wds_state" / "step-000000018").iterdir()) == ["rank-0.pt"]
+    records = [json.loads(ln) for ln in run_log.read_text().splitlines()]
+    before = [tuple(p) for r in records if r["step"] < 18 and r["epoch"] == 1 for p in r["samples"]]
+    assert before and all(r["epoch"] == 0 for r in records if r["step"] < 16)  # 2 readers x 8 batches per epoch
+
+    config = out / "checkpoints" / "last" / "pretrained_model" / "train_config.json"
+    resumed_log = tmp_path / "resumed.jsonl"
+    resumed = _train(
+        [
+            str(dest),
+            "--resume=true",
+            f"--config_path={config}",
+            "--num_workers=1",
+            f"--wds.sample_log={resumed_log}",
+        ]
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (
+        "the rest of epoch 1 re-planned over the new readers (workers per rank 2 -> 1)"
+        in resumed.stderr + resumed.stdout
+    )
+    got = [json.loads(ln) for ln in resumed_log.read_text().splitlines()]
+    assert [r["step"] for r in got] == list(range(18, 40))
+    after = [tuple(p) for r in got if r["epoch"] == 1 for p in r["samples"]]
+    every = {(e, k) for e, n in enumerate(LENGTHS) for k in range(n)}
+    assert len(before) + len(after) == len(every) and set(before) | set(after) == every  # exactly once
+    epoch2 = [tuple(p) for r in got if r["epoch"] == 2 for p in r["samples"]]
+    assert len(epoch2) == len(set(epoch2)) and set(epoch2) <= every  # then the new shape's ordinary epoch
+
+
 def test_failure_during_training_exits_1_with_its_traceback(converted: tuple[Path, Path], tmp_path: Path) -> None:
     _, dest = converted
     blocker = (

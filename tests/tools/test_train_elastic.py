@@ -72,7 +72,6 @@ def _cmd(root: Path, tmp: Path, ranks: int, workers: int, preset: str, uneven: s
         ((2, 2), (3, 1), "single", "pad"),
         ((1, 1), (2, 3), "sarm", "trim"),
         ((4, 2), (2, 1), "sarm", "pad"),
-        ((2, 2), (3, 1), "single", "trim"),
     ],
 )
 def test_kill9_then_resume_on_another_shape_delivers_the_epoch_exactly_once(
