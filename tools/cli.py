@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, str] = {
     "bench": "lerobot_wds.tools.bench.cli",
     "bench-profile": "lerobot_wds.tools.bench.profiles.command",
     "bench-report": "lerobot_wds.tools.bench.report",
+    "bench-resume": "lerobot_wds.tools.bench.resume_cost",
     "convert": "lerobot_wds.convert.cli",
     "demo": "lerobot_wds.tools.demo",
     "finalize": "lerobot_wds.convert.cli",
