@@ -80,7 +80,10 @@ def first_batch_s(args: argparse.Namespace, states: list[dict[str, Any]], shape:
 
 
 def run(args: argparse.Namespace) -> int:
-    elastic, exact, sizes, costs = [], [], [], []
+    elastic: list[float] = []
+    exact: list[float] = []
+    costs: list[float] = []
+    sizes: list[int] = []
     for _ in range(args.rounds):
         states, size, cost = save_states(args)
         sizes, costs = size, costs + cost
