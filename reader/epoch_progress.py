@@ -50,6 +50,7 @@ class EpochProgress:
         self.journal = Journal()
         self.pending: Pending | None = None
         self.consumed: dict[int, int] = {}  # reader -> samples yielded, in this process's iteration
+        self._last_plans: tuple[tuple[Any, ...], list[SlotPlan]] | None = None
 
     def load(self, state: Mapping[str, Any]) -> int:
         """Merges a state (one rank's, or one worker's); returns its epoch."""
@@ -111,7 +112,14 @@ class EpochProgress:
         return state
 
     def _plans(self, epoch: int, topo: Topology, cont: Continuation) -> list[SlotPlan]:
-        return self.planner.plan(epoch, topo.world_size, topo.num_workers, cont.base)[topo.rank]
+        """This rank's readers' plans (the last one kept: a checkpoint every few steps plans once per epoch)."""
+        key = (epoch, topo.rank, topo.world_size, topo.num_workers, cont.base)
+        if self._last_plans is None or self._last_plans[0] != key:
+            self._last_plans = (
+                key,
+                self.planner.plan(epoch, topo.world_size, topo.num_workers, cont.base)[topo.rank],
+            )
+        return self._last_plans[1]
 
     def _state(
         self, epoch: int, topo: Topology, cont: Continuation, plans: list[SlotPlan], consumed: dict[int, int]

@@ -115,12 +115,17 @@ def cut(seq: Sequence[EpisodeRef], slots: int) -> list[list[Segment]]:
     bounds = [k * total // slots for k in range(slots + 1)]
     pieces: list[list[Segment]] = [[] for _ in range(slots)]
     start = 0
+    k = 0
     for ep in seq:
         end = start + ep.frames
-        for k in range(slots):
-            lo, hi = max(start, bounds[k]), min(end, bounds[k + 1])
+        while bounds[k + 1] <= start and k + 1 < slots:
+            k += 1
+        for j in range(k, slots):
+            if bounds[j] >= end:
+                break
+            lo, hi = max(start, bounds[j]), min(end, bounds[j + 1])
             if lo < hi:
-                pieces[k].append(Segment(ep, lo - start, hi - start))
+                pieces[j].append(Segment(ep, lo - start, hi - start))
         start = end
     return pieces
 

@@ -119,12 +119,15 @@ def test_a_v1_manifest_is_refused_with_a_request_to_reconvert(one_shard_root: Pa
         LeRobotWdsDataset(str(root))
 
 
-def test_resume_on_another_topology_is_an_explicit_error(one_shard_root: Path) -> None:
+def test_a_state_taken_without_reading_resumes_elsewhere_only_with_a_clear_error(one_shard_root: Path) -> None:
     ds = LeRobotWdsDataset(str(one_shard_root), seed=2)
-    state = ds.loader_state_dict(batches_seen=3, batch_size=4, num_workers=2)
+    state = ds.loader_state_dict(batches_seen=3, batch_size=4, num_workers=2)  # this process read nothing
     other = LeRobotWdsDataset(str(one_shard_root), seed=2)
     other.load_state_dict(state)
-    with pytest.raises(ValueError, match="saved with 1 ranks x 2 workers, this run has 1 x 1"):
+    with pytest.raises(
+        ValueError,
+        match="epoch 0 of 1 ranks x 2 workers on 1 x 1: the states of rank 0 reader 0, rank 0 reader 1 ",
+    ):
         next(iter(other))
 
 
