@@ -19,6 +19,7 @@ def test_bench_resume_prints_state_sizes_and_first_batch_times(wds_root: Path) -
     assert record["from"] == [2, 1] and record["to"] == [1, 0] and record["batches_before_checkpoint"] == 2
     assert len(record["state_bytes_per_rank"]) == 2 and all(b > 500 for b in record["state_bytes_per_rank"])
     assert record["first_batch_s_elastic_median"] > 0 and record["first_batch_s_exact_median"] > 0
+    assert record["state_bytes_after_elastic_resume"] > 500
 
 
 def test_bench_resume_bad_shape_exits_2(wds_root: Path) -> None:

@@ -6,7 +6,8 @@ dataset builds batches in place and a ``DataLoader(ds, batch_size=None, num_work
 step) and serialised as a checkpoint holds it (``torch.save``; bytes per rank). A resumed rank 0 of ``--to
 R',W'`` then loads every rank's state and iterates: seconds from ``load_state_dict`` to its first batch, elastic
 (another shape: the rest of the epoch re-planned) and, for comparison, exact (the saved shape: the rank's readers
-skip what they consumed). Each is run ``--rounds`` times, interleaved; the medians are printed as one JSON line.
+skip what they consumed), and the bytes of a resumed rank's next state (it carries the epoch's remaining
+work). Each is run ``--rounds`` times, interleaved; the medians are printed as one JSON line.
 """
 
 from __future__ import annotations
@@ -69,14 +70,22 @@ def save_states(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[in
     return states, sizes, costs
 
 
-def first_batch_s(args: argparse.Namespace, states: list[dict[str, Any]], shape: tuple[int, int]) -> float:
-    """Seconds from loading the states into a fresh rank 0 of ``shape`` to its first batch."""
+def first_batch_s(
+    args: argparse.Namespace, states: list[dict[str, Any]], shape: tuple[int, int]
+) -> tuple[float, int]:
+    """Seconds from loading the states into a fresh rank 0 of ``shape`` to its first batch, and the bytes of
+    that rank's state after it (after an elastic resume it carries the epoch's remaining work)."""
     ds = _dataset(args, 0, shape[0])
     t0 = time.perf_counter()
     for state in states:
         ds.load_state_dict(state)
-    next(iter(DataLoader(ds, batch_size=None, num_workers=shape[1])))
-    return time.perf_counter() - t0
+    it = iter(DataLoader(ds, batch_size=None, num_workers=shape[1]))
+    next(it)
+    took = time.perf_counter() - t0
+    buf = io.BytesIO()
+    torch.save(ds.loader_state_dict(1, args.batch_size, shape[1]), buf)
+    del it
+    return took, buf.tell()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,11 +93,13 @@ def run(args: argparse.Namespace) -> int:
     exact: list[float] = []
     costs: list[float] = []
     sizes: list[int] = []
+    resumed_bytes = 0
     for _ in range(args.rounds):
         states, size, cost = save_states(args)
         sizes, costs = size, costs + cost
-        elastic.append(first_batch_s(args, states, args.to_shape))
-        exact.append(first_batch_s(args, states, args.from_shape))
+        took, resumed_bytes = first_batch_s(args, states, args.to_shape)
+        elastic.append(took)
+        exact.append(first_batch_s(args, states, args.from_shape)[0])
     ds = _dataset(args, 0, 1)
     print(
         json.dumps(
@@ -100,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
                 "batches_before_checkpoint": args.batches,
                 "state_bytes_per_rank": sizes,
                 "state_s_median": round(statistics.median(costs), 4),
+                "state_bytes_after_elastic_resume": resumed_bytes,
                 "first_batch_s_elastic_median": round(statistics.median(elastic), 3),
                 "first_batch_s_exact_median": round(statistics.median(exact), 3),
                 "rounds": args.rounds,
