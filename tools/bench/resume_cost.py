@@ -6,7 +6,7 @@ dataset builds batches in place and a ``DataLoader(ds, batch_size=None, num_work
 step) and serialised as a checkpoint holds it (``torch.save``; bytes per rank). A resumed rank 0 of ``--to
 R',W'`` then loads every rank's state and iterates: seconds from ``load_state_dict`` to its first batch, elastic
 (another shape: the rest of the epoch re-planned) and, for comparison, exact (the saved shape: the rank's readers
-skip what they consumed), and the bytes of a resumed rank's next state (it carries the epoch's remaining
+skip what they consumed) next to a fresh start of the epoch on the new shape, and the bytes of a resumed rank's next state (it carries the epoch's remaining
 work). Each is run ``--rounds`` times, interleaved; the medians are printed as one JSON line.
 """
 
@@ -91,6 +91,7 @@ def first_batch_s(
 def run(args: argparse.Namespace) -> int:
     elastic: list[float] = []
     exact: list[float] = []
+    fresh: list[float] = []
     costs: list[float] = []
     sizes: list[int] = []
     resumed_bytes = 0
@@ -100,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         took, resumed_bytes = first_batch_s(args, states, args.to_shape)
         elastic.append(took)
         exact.append(first_batch_s(args, states, args.from_shape)[0])
+        fresh.append(first_batch_s(args, [], args.to_shape)[0])
     ds = _dataset(args, 0, 1)
     print(
         json.dumps(
@@ -114,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
                 "state_bytes_after_elastic_resume": resumed_bytes,
                 "first_batch_s_elastic_median": round(statistics.median(elastic), 3),
                 "first_batch_s_exact_median": round(statistics.median(exact), 3),
+                "first_batch_s_fresh_median": round(statistics.median(fresh), 3),
                 "rounds": args.rounds,
             }
         )
