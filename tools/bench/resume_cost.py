@@ -4,10 +4,11 @@ A job of ``--from R,W`` (ranks x DataLoader workers) is played rank after rank i
 dataset builds batches in place and a ``DataLoader(ds, batch_size=None, num_workers=W)`` hands out
 ``--batches`` of them; then its ``loader_state_dict`` is taken (timed: what a checkpoint adds to a training
 step) and serialised as a checkpoint holds it (``torch.save``; bytes per rank). A resumed rank 0 of ``--to
-R',W'`` then loads every rank's state and iterates: seconds from ``load_state_dict`` to its first batch, elastic
-(another shape: the rest of the epoch re-planned) and, for comparison, exact (the saved shape: the rank's readers
-skip what they consumed) next to a fresh start of the epoch on the new shape, and the bytes of a resumed rank's next state (it carries the epoch's remaining
-work). Each is run ``--rounds`` times, interleaved; the medians are printed as one JSON line.
+R',W'`` then loads every rank's state and iterates: seconds from ``load_state_dict`` to its first batch,
+elastic (another shape: the rest of the epoch re-planned), exact (the saved shape: the rank's readers skip
+what they consumed) and a fresh start of the epoch on the new shape for comparison; and the bytes of a
+resumed rank's next state (it carries the epoch's remaining work). Each is run ``--rounds`` times,
+interleaved; the medians are printed as one JSON line.
 """
 
 from __future__ import annotations
