@@ -39,10 +39,10 @@ import numpy as np
 
 if TYPE_CHECKING:
     from lerobot_wds.reader.assembling.batch_slots import SlotRing
+    from lerobot_wds.reader.assembling.mixing_tally import MixingTally
     from lerobot_wds.reader.decoding.frames import FramePool
     from lerobot_wds.reader.fetching.fetch import ReadCounters
     from lerobot_wds.reader.on_error import ErrorCounter
-    from lerobot_wds.reader.scheduling.mixing import MixingTally
 
 log = logging.getLogger(__name__)
 

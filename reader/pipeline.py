@@ -5,10 +5,10 @@
                    -> tar members -> samples               parsing.tar_episodes.tar_samples (webdataset's)
                    -> episodes (validated)                 parsing.tar_episodes.episodes
                    -> the reader's anchor ranges           parsing.tar_episodes.with_anchor_ranges
-                   -> episode shuffle buffer               parsing.tar_episodes.shuffle_buffer
+                   -> episode shuffle buffer               scheduling.passes.shuffle_buffer
                    -> anchors from a pool of open episodes scheduling.pool.schedule (scheduling.units;
                                                            how many open: scheduling.mixing)
-    ... passes repeated until the quota (pad)              parsing.tar_episodes.cycle_passes
+    ... passes repeated until the quota (pad)              scheduling.passes.cycle_passes
                    -> skipped episodes not refilled        without_refill
                    -> resume skip, samples / batches       assembling.assemble.Assembler
                                                            (frames from decoding.frames.FramePool)
@@ -25,22 +25,18 @@ from typing import Any
 from lerobot_wds.core.format import ShardInfo
 from lerobot_wds.reader.assembling.assemble import Assembler
 from lerobot_wds.reader.assembling.batch_slots import SlotRing
+from lerobot_wds.reader.assembling.mixing_tally import MixingTally
 from lerobot_wds.reader.assembling.sample import SampleSpec
 from lerobot_wds.reader.decoding.decode import DecodeConfig
 from lerobot_wds.reader.decoding.frames import FramePool
 from lerobot_wds.reader.fetching.fetch import ReadCounters, StreamConfig, fetched_reads
 from lerobot_wds.reader.on_error import ErrorCounter
-from lerobot_wds.reader.parsing.tar_episodes import (
-    cycle_passes,
-    episodes,
-    shuffle_buffer,
-    tar_samples,
-    with_anchor_ranges,
-)
+from lerobot_wds.reader.parsing.tar_episodes import episodes, tar_samples, with_anchor_ranges
 from lerobot_wds.reader.planning.reads import plan_reads
 from lerobot_wds.reader.planning.splitting import SlotPlan, epoch_rng
 from lerobot_wds.reader.scheduling.admission import PoolBounds
-from lerobot_wds.reader.scheduling.mixing import MixingTally, open_target
+from lerobot_wds.reader.scheduling.mixing import open_target
+from lerobot_wds.reader.scheduling.passes import cycle_passes, shuffle_buffer
 from lerobot_wds.reader.scheduling.pool import Anchor, schedule
 
 DEFAULT_ACTIVE = 64  # open visits the pool may hold beyond the mixing target while the default budgets allow

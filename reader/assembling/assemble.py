@@ -17,11 +17,11 @@ from torch.utils.data import default_collate
 from lerobot_wds.core.errors import FormatError
 from lerobot_wds.reader.assembling.batch import build_batch
 from lerobot_wds.reader.assembling.batch_slots import SlotRing
+from lerobot_wds.reader.assembling.mixing_tally import MixingTally
 from lerobot_wds.reader.assembling.sample import SampleSpec, build_sample
 from lerobot_wds.reader.decoding.frames import FramePool
 from lerobot_wds.reader.errors import FrameDecodeError
 from lerobot_wds.reader.on_error import ErrorCounter
-from lerobot_wds.reader.scheduling.mixing import MixingTally
 from lerobot_wds.reader.scheduling.pool import Anchor
 
 

@@ -28,7 +28,8 @@ from lerobot_wds.core.redact import redact_text, redact_url
 from lerobot_wds.core.retry import RetryPolicy, describe, is_denied, is_local, is_timeout, with_retries
 from lerobot_wds.core.timeouts import DEFAULT_READ_TIMEOUT_S, with_read_timeout
 from lerobot_wds.reader.errors import OptionError
-from lerobot_wds.reader.planning.reads import Read, integrity_failures
+from lerobot_wds.reader.fetching.integrity import integrity_failures
+from lerobot_wds.reader.planning.reads import Read
 
 log = logging.getLogger(__name__)
 

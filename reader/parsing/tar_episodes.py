@@ -1,19 +1,19 @@
 """Generator stages of the reader pipeline; each takes an iterator (plus keyword options) and returns one.
 
-shard bytes -> tar samples (webdataset's tar iterators) -> episodes -> episode shuffle buffer; the anchor
-pool is :mod:`pool`, the composition :mod:`pipeline`. Bad data raises a domain error
-naming the shard and member, or with ``on_error="skip"`` is skipped, counted in :class:`ErrorCounter` and logged.
+shard bytes -> tar samples (webdataset's tar iterators) -> episodes -> the reader's anchor ranges; the episode
+shuffle buffer and the passes are :mod:`passes`, the anchor pool :mod:`pool`, the composition :mod:`pipeline`.
+Bad data raises a domain error naming the shard and member, or with ``on_error="skip"`` is skipped, counted in
+:class:`ErrorCounter` and logged.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import random
 import tarfile
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any
 
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
@@ -26,7 +26,6 @@ from lerobot_wds.reader.parsing.episode import Episode, parse_episode
 from lerobot_wds.reader.planning.reads import episode_slices
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 def _parse_tar(url: str, data: bytes | memoryview) -> Iterator[dict[str, Any]]:
@@ -108,38 +107,3 @@ def with_anchor_ranges(
     for ep in eps:
         for lo, hi, order in ranges.get(ep.index, ()):
             yield ep if (lo, hi, order) == (0, ep.length, None) else replace(ep, anchors=(lo, hi), order=order)
-
-
-def shuffle_buffer(items: Iterable[T], size: int, rng: random.Random | None) -> Iterator[T]:
-    """Classic shuffle buffer: keeps ``size`` items and yields a random one per arrival; pass-through if no rng."""
-    if rng is None or size <= 1:
-        yield from items
-        return
-    buf: list[T] = []
-    for item in items:
-        buf.append(item)
-        if len(buf) >= size:
-            i = rng.randrange(len(buf))
-            buf[i], buf[-1] = buf[-1], buf[i]
-            yield buf.pop()
-    rng.shuffle(buf)
-    yield from buf
-
-
-def cycle_passes(
-    make_pass: Callable[[int], Iterable[T]], where: str, skipped: Callable[[], bool] | None = None
-) -> Iterator[T]:
-    """Chains ``make_pass(0)``, ``make_pass(1)``, ... forever (the consumer stops it); a pass that yields nothing
-    raises, since repeating it could never produce the quota, unless ``skipped()`` says its episodes were
-    skipped under ``on_error="skip"`` (then the stream ends)."""
-    p = 0
-    while True:
-        produced = False
-        for item in make_pass(p):
-            produced = True
-            yield item
-        if not produced:
-            if skipped is not None and skipped():
-                return
-            raise ShardFormatError(f"{where}: a full pass over this reader's shards produced no frames")
-        p += 1

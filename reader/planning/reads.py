@@ -1,4 +1,4 @@
-"""Pure read planning and integrity checks: a reader's segments -> the GETs it issues, bytes -> verified slices.
+"""Pure read planning: a reader's segments -> the GETs it issues, and the slices of each episode in their bytes.
 
 A run of consecutive segments from one shard becomes one read: the whole shard when the reader uses all of
 its episodes (one GET per shard), else the byte range from the run's first episode to its last (one ranged
@@ -10,7 +10,6 @@ arrived and the pool fills while larger reads follow (first-batch latency over a
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -94,20 +93,3 @@ def episode_slices(read: Read, data: bytes) -> dict[int, memoryview]:
     """The bytes of each episode of a read (its members: headers, data, padding), as views (no copies)."""
     view = memoryview(data)
     return {e.episode: view[e.offset - read.offset : e.offset - read.offset + e.length] for e in read.extents}
-
-
-def integrity_failures(read: Read, data: bytes) -> dict[int, str]:
-    """Checks read bytes against the manifest's digest of each episode.
-
-    Returns the failures as ``{episode: message}``; empty when every byte checks.
-    """
-    where = f"shard {read.url}"
-    bad: dict[int, str] = {}
-    for ext, piece in zip(read.extents, episode_slices(read, data).values(), strict=True):
-        got = hashlib.sha256(piece).hexdigest()
-        if got != ext.sha256:
-            bad[ext.episode] = (
-                f"{where}, episode {ext.episode} (bytes {ext.offset}..{ext.offset + ext.length}): "
-                f"sha256 {got}, manifest says {ext.sha256}"
-            )
-    return bad

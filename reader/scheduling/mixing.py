@@ -10,14 +10,15 @@ and never below the target while the memory ceiling allows.
 
 What can bound the pool below the target (the worker's memory ceiling, a frame budget or ``open_episode_bytes``
 the user set, ``active_episodes``, a reader's share of the episodes) is said once per process with its numbers
-(:func:`warn_once`). :class:`MixingTally` counts the mixing a reader delivered (``LeRobotWdsDataset.stats()``).
+(:func:`warn_once`).
+What a reader delivered is counted by :class:`~lerobot_wds.reader.assembling.mixing_tally.MixingTally`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -130,28 +131,3 @@ def warn_share_bounds_mix(episodes: int, readers: int, batch: int | None) -> Non
         expected_distinct(episodes, b),
         target_distinct(b),
     )
-
-
-class MixingTally:
-    """Distinct episodes per batch of the batches (or runs of ``batch`` samples) a reader delivered."""
-
-    def __init__(self, batch: int | None) -> None:
-        self.batch = batch or DEFAULT_BATCH
-        self.batches = self.distinct = 0
-        self.least = 0  # the fewest distinct episodes of any batch (0 before the first)
-        self._run: list[Hashable] = []
-
-    def add(self, episodes: Iterable[Hashable]) -> None:
-        """Counts delivered samples by episode; every ``batch`` of them closes one batch."""
-        for e in episodes:
-            self._run.append(e)
-            if len(self._run) == self.batch:
-                d = len(set(self._run))
-                self.least = d if self.batches == 0 else min(self.least, d)
-                self.batches += 1
-                self.distinct += d
-                self._run.clear()
-
-    @property
-    def mean(self) -> float:
-        return self.distinct / self.batches if self.batches else 0.0

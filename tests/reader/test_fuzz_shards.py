@@ -39,10 +39,11 @@ from lerobot_wds.core.format import MANIFEST_NAME, EpisodeMeta, Manifest
 from lerobot_wds.reader.dataset import LeRobotWdsDataset
 from lerobot_wds.reader.errors import IntegrityError, ShardFormatError
 from lerobot_wds.reader.fetching.fetch import Fetched
+from lerobot_wds.reader.fetching.integrity import integrity_failures
 from lerobot_wds.reader.on_error import ErrorCounter
 from lerobot_wds.reader.parsing.episode import parse_episode
 from lerobot_wds.reader.parsing.tar_episodes import episodes, tar_samples
-from lerobot_wds.reader.planning.reads import Read, integrity_failures
+from lerobot_wds.reader.planning.reads import Read
 from lerobot_wds.reader.planning.topology import Topology
 from lerobot_wds.tools.verify.shard import check_shard
 

@@ -12,11 +12,11 @@ from types import SimpleNamespace
 import pytest
 
 from lerobot_wds import LeRobotWdsDataset
+from lerobot_wds.reader.assembling.mixing_tally import MixingTally
 from lerobot_wds.reader.decoding.decode import DEFAULT_MEMORY_BYTES, DecodeConfig
 from lerobot_wds.reader.scheduling import mixing
 from lerobot_wds.reader.scheduling.admission import PoolBounds, decoder_nbytes
 from lerobot_wds.reader.scheduling.mixing import (
-    MixingTally,
     expected_distinct,
     iid_distinct,
     mix_target,

@@ -10,10 +10,10 @@ import pytest
 
 from lerobot_wds.core.format import EpisodeExtent, ShardInfo
 from lerobot_wds.core.lru import LruCache
-from lerobot_wds.reader.parsing.tar_episodes import cycle_passes, shuffle_buffer
 from lerobot_wds.reader.planning.splitting import epoch_sequence, plan_epoch
 from lerobot_wds.reader.planning.topology import Topology, detect_rank_world
 from lerobot_wds.reader.scheduling.admission import PoolBounds
+from lerobot_wds.reader.scheduling.passes import cycle_passes, shuffle_buffer
 from lerobot_wds.reader.scheduling.pool import schedule
 from lerobot_wds.reader.scheduling.units import plan_units
 from lerobot_wds.reader.scheduling.windows import (
