@@ -49,6 +49,11 @@ class PoolBounds:
     open_bytes: int | None
     memory: int
 
+    @property
+    def frame_bytes(self) -> int:
+        """The decoded-frame budget in force: the user's, else the default (which the target may exceed)."""
+        return DEFAULT_FRAME_BYTES if self.frame_budget is None else self.frame_budget
+
 
 @dataclass
 class Cost:
@@ -86,8 +91,7 @@ class Admission:
         if self.total + cost.total > b.memory:
             return "memory"
         below_target = open_now < b.target
-        budget = DEFAULT_FRAME_BYTES if b.frame_budget is None else b.frame_budget
-        if self.frames + self.held + cost.frames > budget and not (b.frame_budget is None and below_target):
+        if self.frames + self.held + cost.frames > b.frame_bytes and not (b.frame_budget is None and below_target):
             return "frames"
         cap = DEFAULT_OPEN_BYTES if b.open_bytes is None else b.open_bytes
         if self.compressed + cost.compressed > cap and not (b.open_bytes is None and below_target):

@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from lerobot_wds.core.errors import FormatError
-from lerobot_wds.reader.decoding.decode import DEFAULT_FRAME_BYTES
 from lerobot_wds.reader.decoding.frames import FramePool, Visit
 from lerobot_wds.reader.decoding.gops import long_gops
 from lerobot_wds.reader.on_error import ErrorCounter
@@ -139,8 +138,7 @@ def schedule(
     limit = bounds.active if rng is not None else 1
     first = min(limit, bounds.target)  # open before the first anchor: a full first batch
     # a unit's share of the frame budget (or of half the memory ceiling, when smaller): the target must fit it
-    budget = DEFAULT_FRAME_BYTES if bounds.frame_budget is None else bounds.frame_budget
-    unit_bytes = min(budget, bounds.memory // 2) // max(1, bounds.target)
+    unit_bytes = min(bounds.frame_bytes, bounds.memory // 2) // max(1, bounds.target)
     while True:
         memory.settle(yielded, lookahead)
         # beyond the target the pool grows by one visit every RAMP_ANCHORS anchors (their decoders and first
