@@ -52,7 +52,7 @@ class Assembler:
     ) -> None:
         self.spec, self.source, self.errors = spec, source, errors
         self.batch_size, self.ring = batch_size, ring
-        self.mixing, self.on_mix = MixingTally(batch_size or mix_batch), on_mix
+        self.mixing, self.on_mix = MixingTally(batch_size or mix_batch or 1), on_mix
         self.bad: set[int] = set()  # episodes whose frames failed to decode under on_error="skip"
         self.on_deliver = on_deliver or (lambda anchor: None)
 

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
 
-from lerobot_wds.reader.scheduling.mixing import DEFAULT_BATCH
-
 
 class MixingTally:
     """Distinct episodes per batch of the batches (or runs of ``batch`` samples) a reader delivered."""
 
-    def __init__(self, batch: int | None) -> None:
-        self.batch = batch or DEFAULT_BATCH
+    def __init__(self, batch: int) -> None:
+        self.batch = batch
         self.batches = self.distinct = 0
         self.least = 0  # the fewest distinct episodes of any batch (0 before the first)
         self._run: list[Hashable] = []

@@ -58,9 +58,9 @@ def mix_target(lengths: Sequence[int], batch: int) -> int:
     return max(1, min(batch, math.ceil(IID_SHARE * iid_distinct(lengths, batch) - 1e-9)))
 
 
-def open_target(batch: int | None) -> int:
+def open_target(batch: int) -> int:
     """Open visits the scheduler keeps (when the reader has that many episodes) for a batch of ``batch``."""
-    return max(1, math.ceil(OPEN_PER_SAMPLE * (batch or DEFAULT_BATCH)))
+    return max(1, math.ceil(OPEN_PER_SAMPLE * batch))
 
 
 def warn_once(kind: str, message: str, *args: object) -> None:
@@ -84,11 +84,9 @@ _BOUND_NAME = {
 }
 
 
-def warn_pool_bound(
-    bound: Bound, bounds: PoolBounds, fit: int, cost: Cost, memory: Admission, batch: int | None
-) -> None:
+def warn_pool_bound(bound: Bound, bounds: PoolBounds, fit: int, cost: Cost, memory: Admission, batch: int) -> None:
     """Says once that ``bound`` holds the pool at ``fit`` open episodes, below the target, with the numbers."""
-    b = batch or DEFAULT_BATCH
+    b = batch
     limit = {
         "memory": bounds.memory,
         "frames": bounds.frame_budget or 0,
@@ -116,9 +114,9 @@ def warn_pool_bound(
     )
 
 
-def warn_share_bounds_mix(episodes: int, readers: int, batch: int | None) -> None:
+def warn_share_bounds_mix(episodes: int, readers: int, batch: int) -> None:
     """Says that a reader's ``episodes`` (of ``readers`` readers) are too few for the mixing target."""
-    b = batch or DEFAULT_BATCH
+    b = batch
     if expected_distinct(episodes, b) >= target_distinct(b):
         return
     warn_once(
