@@ -28,6 +28,7 @@ from lerobot_wds.core.lru import LoadingLRU
 from lerobot_wds.core.retry import RetryPolicy, read_with_retries
 from lerobot_wds.core.tasks import read_tasks
 from lerobot_wds.core.timeouts import DEFAULT_READ_TIMEOUT_S, with_read_timeout
+from lerobot_wds.core.urls import join_url
 
 T = TypeVar("T")
 
@@ -144,7 +145,7 @@ class LeRobotSource:
     # -- files ------------------------------------------------------------------------------------------
 
     def full(self, rel: str) -> str:
-        return f"{self.root}/{rel}"
+        return join_url(self.root, rel)
 
     def _retry(self, fn: Callable[[], T], what: str) -> T:
         """Runs a source read, retrying transient errors; missing files still raise FileNotFoundError."""

@@ -25,6 +25,7 @@ from lerobot_wds.core.errors import FormatError, InputError, RetryError
 from lerobot_wds.core.format import MANIFEST_NAME, SHARDS_DIR, Manifest
 from lerobot_wds.core.retry import RetryPolicy, read_with_retries
 from lerobot_wds.core.timeouts import DEFAULT_READ_TIMEOUT_S, with_read_timeout
+from lerobot_wds.core.urls import join_url, listing_target
 from lerobot_wds.reader.errors import UnfinishedConversionError
 from lerobot_wds.reader.wrong_root import missing_manifest_error
 from lerobot_wds.tools.report import Finding, Report
@@ -89,11 +90,13 @@ def verify(cfg: VerifyConfig) -> Report:
     options = with_read_timeout(cfg.dest, cfg.dest_options, DEFAULT_READ_TIMEOUT_S)
     fs, root = fsspec.core.url_to_fs(cfg.dest, **options)
     root = root.rstrip("/")
+    listed, list_options = listing_target(root, options)  # a signed root lists with its query on every request
+    list_fs, list_root = fsspec.core.url_to_fs(listed, **list_options)
     report = Report(root=cfg.dest, source=cfg.source)
     retry = {"policy": RetryPolicy(attempts=cfg.retries + 1, backoff_s=cfg.retry_backoff_s)}
     try:
         where = f"{cfg.dest}/{MANIFEST_NAME}"
-        data = read_with_retries(lambda: fs.cat_file(f"{root}/{MANIFEST_NAME}"), what=where, **retry)
+        data = read_with_retries(lambda: fs.cat_file(join_url(root, MANIFEST_NAME)), what=where, **retry)
         manifest = Manifest.from_json_bytes(data, where=where)
     except FileNotFoundError:
         error = missing_manifest_error(fs, root, cfg.dest)
@@ -119,8 +122,9 @@ def verify(cfg: VerifyConfig) -> Report:
             hooks.append(decode)
     report.add(check_manifest(manifest))
     try:
-        present = read_with_retries(lambda: fs.glob(f"{root}/{SHARDS_DIR}/*.tar"), what=SHARDS_DIR, **retry)
-        report.add(check_unlisted_shards(fs, root, manifest, present))
+        pattern = join_url(list_root, f"{SHARDS_DIR}/*.tar")
+        present = read_with_retries(lambda: list_fs.glob(pattern), what=SHARDS_DIR, **retry)
+        report.add(check_unlisted_shards(list_fs, list_root, manifest, present))
     except (RetryError, FileNotFoundError) as e:
         report.add([Finding("unlisted-shard", f"cannot list {cfg.dest}/{SHARDS_DIR}/: {e}")])
     found: dict[int, list[str]] = {}
@@ -129,7 +133,7 @@ def verify(cfg: VerifyConfig) -> Report:
         for info in tqdm(manifest.shards, desc="verify", unit="shard", disable=not cfg.progress):
             result = check_shard(
                 fs,
-                f"{root}/{info.path}",
+                join_url(root, info.path),
                 info,
                 manifest,
                 tuple(hooks),
