@@ -313,7 +313,7 @@ def _write_shards(
         pool.shutdown(wait=join, cancel_futures=True)
 
 
-def _settle(bar: Progress, n: int, overestimate: int) -> None:
+def _settle(bar: Progress, n: float, overestimate: int) -> None:
     """Moves the bytes bar to ``n`` (the shards' real sizes so far) and takes the shard's misestimate off its
     total, so the bar ends at exactly 100%."""
     bar.total = (bar.total or 0) - overestimate
