@@ -93,3 +93,18 @@ def test_a_signed_root_without_its_signature_is_one_error_naming_no_secret(wds_r
         LeRobotWdsDataset(f"{server.url}/?sv=2022-11-02&sig=WRONG{SECRET}")
     assert SECRET not in str(e.value) and "403" in str(e.value), str(e.value)
     assert LeRobotWdsDataset(f"{server.url}/?{QUERY}").manifest.total_episodes == 8  # with it, it opens
+
+
+def test_a_signed_source_converts_to_the_same_shards(small_lerobot_dataset, http_dir_server, tmp_path: Path):
+    local, signed = tmp_path / "local", tmp_path / "signed"
+    convert(ConvertConfig(source=str(small_lerobot_dataset.root), dest=str(local), progress=False, workers=1))
+    server = http_dir_server(small_lerobot_dataset.root, require_query={"sig": SECRET})
+    convert(ConvertConfig(source=f"{server.url}/?{QUERY}", dest=str(signed), progress=False, workers=1))
+    assert [r for r in server.stats().log if r.status == 403] == []  # meta/ listed and files read, signed
+    shards = sorted(p.relative_to(local) for p in (local / "shards").iterdir())
+    assert shards and sorted(p.relative_to(signed) for p in (signed / "shards").iterdir()) == shards
+    for rel in shards:
+        assert (signed / rel).read_bytes() == (local / rel).read_bytes(), rel
+    written = [p for p in signed.rglob("*") if p.is_file()]
+    assert [p for p in written if SECRET.encode() in p.read_bytes()] == []
+    assert "sv=2022-11-02" in (signed / "manifest.json").read_text()  # the source named, its signature not
