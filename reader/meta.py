@@ -24,6 +24,7 @@ import numpy as np
 
 from lerobot_wds.core.errors import FormatError
 from lerobot_wds.core.format import META_DIR, Manifest
+from lerobot_wds.core.redact import redact_url
 from lerobot_wds.core.retry import read_with_retries
 from lerobot_wds.core.urls import join_url, listing_target
 
@@ -108,8 +109,9 @@ class DatasetMeta:
 
 
 def cache_key(root: str, manifest: Manifest) -> str:
-    """A cache directory name for ``root``: changes when the URL or any shard's digest does."""
-    h = hashlib.sha256(root.encode())
+    """A cache directory name for ``root``: changes when the URL (less any credential: a renewed signature
+    keeps the cache) or any shard's digest does."""
+    h = hashlib.sha256(redact_url(root).encode())
     for shard in manifest.shards:
         h.update(shard.sha256.encode())
     return h.hexdigest()[:32]

@@ -21,6 +21,7 @@ from lerobot_wds import LeRobotWdsDataset
 from lerobot_wds.convert import ConvertConfig, convert
 from lerobot_wds.core.errors import LeRobotWdsError
 from lerobot_wds.core.urls import join_url
+from lerobot_wds.reader.meta import cache_key
 from lerobot_wds.tools.verify.run import VerifyConfig, verify
 
 CLI = [sys.executable, "-m", "lerobot_wds.tools.cli"]
@@ -58,6 +59,8 @@ def test_a_signed_root_reads_verifies_and_inspects_like_the_local_root(
 
     ds = LeRobotWdsDataset(root, meta_cache_dir=tmp_path / "meta-cache")
     assert ds.meta.info["total_episodes"] == 4  # meta/ listed and fetched through the signature
+    renewed = root.replace(SECRET, "RENEWED")  # a new signature of the same root: the same meta cache
+    assert cache_key(renewed, ds.manifest) == cache_key(root, ds.manifest) != cache_key(server.url, ds.manifest)
     report = verify(VerifyConfig(dest=root, progress=False, retries=0))
     assert report.ok and (report.shards, report.episodes, report.frames) == (1, 4, 28), report.to_text()
     (dest / "shards" / "shard-000099.tar").write_bytes(b"\0" * 1024)  # listing the shards works too
