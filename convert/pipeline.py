@@ -64,8 +64,8 @@ class ConvertSummary:
         if not self.shards_written and self.shards_resumed:  # a rerun of a finished part
             return (
                 f"part {self.part}: already complete: {self.episodes_resumed} episodes in {self.shards_resumed} "
-                f"shards ({self.skipped} episodes skipped), nothing to do"
-                + ("; manifest.json written" if self.manifest_written else "")
+                f"shards (resumed {self.shards_resumed} shards, skipped {self.skipped} episodes), "
+                "nothing to convert" + ("; manifest.json written" if self.manifest_written else "")
             )
         mb = self.bytes_written / 1e6
         secs = max(self.seconds, 1e-9)

@@ -104,7 +104,8 @@ def test_convert_verify_and_bench_into_a_log_write_plain_progress_lines(
     assert re.search(r"^convert written: [\d.]+ [kM]B/[\d.]+ [kM]B \(100%\)", text, re.MULTILINE), text
 
     rerun = _run(["convert", str(small_lerobot_dataset.root), str(dest)], tmp_path / "rerun.log")
-    assert "part 0/1: already complete: 4 episodes in 1 shards (0 episodes skipped), nothing to do" in rerun
+    done = "part 0/1: already complete: 4 episodes in 1 shards (resumed 1 shards, skipped 0 episodes), nothing to"
+    assert f"{done} convert; manifest.json written" in rerun
     assert "0 episodes -> 0 shards" not in rerun and "convert:" not in rerun
 
     text = _run(["verify", str(dest)], tmp_path / "v.log")  # one shard: progress moves inside it
