@@ -128,15 +128,19 @@ class Progress:
     def update(self, n: float = 1) -> None:
         """Adds ``n`` to the work done (negative to take back work that is redone)."""
         with self._lock:
-            self._n += n
-            if self._bar is not None:
-                self._bar.update(n)
-            elif not self._closed and self._n != self._shown and self._clock() - self._last >= self._every_s:
-                self._write()
+            self._add(n)
 
     def update_to(self, n: float) -> None:
         """Sets the work done to ``n``."""
-        self.update(n - self._n)
+        with self._lock:
+            self._add(n - self._n)
+
+    def _add(self, n: float) -> None:
+        self._n += n
+        if self._bar is not None:
+            self._bar.update(n)
+        elif not self._closed and self._n != self._shown and self._clock() - self._last >= self._every_s:
+            self._write()
 
     def line(self) -> str:
         """The plain line for the work done so far."""
