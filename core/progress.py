@@ -21,6 +21,7 @@ from lerobot_wds.core.errors import InputError
 
 DEFAULT_EVERY_S = 10.0  # a plain line this often: readable in a log, and frequent enough to see a run move
 EVERY_S_ENV = "LEROBOT_WDS_PROGRESS_EVERY_S"
+NO_PROGRESS_HELP = f"no progress (by default a bar on a terminal, else a line every ${EVERY_S_ENV}, 10, seconds)"
 
 
 def every_s_from_env() -> float:
