@@ -16,6 +16,7 @@ from typing import Any
 from lerobot_wds.convert.cli_args import json_object
 from lerobot_wds.convert.config import ConvertConfig, parse_episodes, parse_part, parse_size
 from lerobot_wds.core.error_line import error_line
+from lerobot_wds.core.progress import NO_PROGRESS_HELP
 
 
 def _arg(parse: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -97,7 +98,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "GPUs without an AV1 decoder) instead of copying them; frames then differ from the source by the encode",
     )
     p.add_argument("--reencode-gop", type=int, default=S, help="frames between keyframes of --reencode (2)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", default=S, help="no progress bars")
+    p.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        default=S,
+        help=NO_PROGRESS_HELP,
+    )
     p.add_argument("--stats-json", default=None, help="write the run summary (incl. peak RSS/staging) here")
     p.set_defaults(func=run_convert)
     show_defaults(p)

@@ -57,7 +57,7 @@ class ConvertConfig:
             compares its size with its completion record, ``sha256`` also re-hashes it.
         lookahead_episodes: Episodes built ahead of the writer (bounds memory); ``0`` means ``2 * workers``.
         index_cache_size: Parsed MP4 indexes and parquet footers kept in memory (bounds memory).
-        progress: Show tqdm progress bars.
+        progress: Show progress (a bar on a terminal, else a plain line every few seconds).
         source_options: fsspec storage options for the source filesystem.
         dest_options: fsspec storage options for the destination filesystem.
         reencode: ``None`` (the default) copies encoded samples; ``av1`` or ``h264`` decodes each episode's

@@ -16,8 +16,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tqdm import tqdm
-
 from lerobot_wds.convert.config import ConvertConfig
 from lerobot_wds.convert.episode import FOOTER_CACHE, EpisodeSample, built_episodes
 from lerobot_wds.convert.errors import ConvertError, EpisodeError
@@ -40,6 +38,7 @@ from lerobot_wds.convert.staging import StagingArea, Uploader
 from lerobot_wds.convert.tarwriter import ShardWriter
 from lerobot_wds.core.format import MANIFEST_NAME, EpisodeExtent, Manifest, ShardInfo, shard_path
 from lerobot_wds.core.peak_rss import PeakRss
+from lerobot_wds.core.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -59,8 +58,15 @@ class ConvertSummary:
     manifest_written: bool
     start_rss_bytes: int = 0  # the process's RSS when the conversion started (imports, what ran before)
     stage_seconds: dict[str, float] = field(default_factory=dict)  # thread-seconds per stage (convert.timing)
+    episodes_resumed: int = 0  # episodes in the shards found complete at the destination
 
     def line(self) -> str:
+        if not self.shards_written and self.shards_resumed:  # a rerun of a finished part
+            return (
+                f"part {self.part}: already complete: {self.episodes_resumed} episodes in {self.shards_resumed} "
+                f"shards (resumed {self.shards_resumed} shards, skipped {self.skipped} episodes), "
+                "nothing to convert" + ("; manifest.json written" if self.manifest_written else "")
+            )
         mb = self.bytes_written / 1e6
         secs = max(self.seconds, 1e-9)
         return (
@@ -149,6 +155,7 @@ def convert(cfg: ConvertConfig, *, rss: PeakRss | None = None) -> ConvertSummary
         upload_retries=getattr(sink, "retries", 0),
         manifest_written=cfg.part_count == 1,
         stage_seconds=times.as_dict(),
+        episodes_resumed=sum(len(r.shard.episodes) for r in done.values()),
     )
 
 
@@ -268,18 +275,16 @@ def _stage_and_upload(
     return written, staging.peak_bytes
 
 
-def _bars(cfg: ConvertConfig, todo: list[ShardPlan], remote: bool) -> dict[str, tqdm]:
-    """The progress bars that apply: episodes, bytes written (planned from estimates, corrected to the bytes
-    of each shard as it closes, so the bar ends at 100%) and, for a remote destination only, uploads."""
-    off = not cfg.progress
+def _bars(cfg: ConvertConfig, todo: list[ShardPlan], remote: bool) -> dict[str, Progress]:
+    """The progress that applies: episodes, bytes written (planned from estimates, corrected to the bytes
+    of each shard as it closes, so it ends at 100%) and, for a remote destination only, uploads."""
+    on = cfg.progress
     bars = {
-        "episodes": tqdm(total=sum(len(s.episodes) for s in todo), desc="episodes", unit="ep", disable=off),
-        "bytes": tqdm(
-            total=sum(s.est_bytes for s in todo), desc="written", unit="B", unit_scale=True, disable=off
-        ),
+        "episodes": Progress(sum(len(s.episodes) for s in todo), "convert", "episodes", enabled=on),
+        "bytes": Progress(sum(s.est_bytes for s in todo), "convert written", "B", unit_scale=True, enabled=on),
     }
     if remote:  # a local destination is a rename, nothing to watch
-        bars["uploads"] = tqdm(total=len(todo), desc="uploads", unit="shard", disable=off)
+        bars["uploads"] = Progress(len(todo), "convert uploads", "shards", enabled=on)
     return bars
 
 
@@ -290,7 +295,7 @@ def _write_shards(
     cfg: ConvertConfig,
     staging: StagingArea,
     uploader: Uploader,
-    bars: dict[str, tqdm],
+    bars: dict[str, Progress],
 ) -> int:
     """Writes each shard of ``todo`` to staging and queues its upload; returns the bytes written."""
     pool = ThreadPoolExecutor(cfg.workers, thread_name_prefix="lerobot-wds-episode")
@@ -308,11 +313,11 @@ def _write_shards(
         pool.shutdown(wait=join, cancel_futures=True)
 
 
-def _settle(bar: tqdm, n: int, overestimate: int) -> None:
+def _settle(bar: Progress, n: float, overestimate: int) -> None:
     """Moves the bytes bar to ``n`` (the shards' real sizes so far) and takes the shard's misestimate off its
     total, so the bar ends at exactly 100%."""
-    bar.total -= overestimate
-    bar.update(n - bar.n)
+    bar.total = (bar.total or 0) - overestimate
+    bar.update_to(n)
 
 
 def _write_all(
@@ -322,7 +327,7 @@ def _write_all(
     cfg: ConvertConfig,
     staging: StagingArea,
     uploader: Uploader,
-    bars: dict[str, tqdm],
+    bars: dict[str, Progress],
     built: Iterator[tuple[ShardPlan, int, Future[EpisodeSample]]],
 ) -> int:
     written = 0
@@ -347,7 +352,7 @@ def _write_all(
                 else:
                     writer.add_sample(sample.key, sample.members)
                     episodes.append(ep)
-                    bars["bytes"].update(f.tell() - bars["bytes"].n + shard_start)
+                    bars["bytes"].update_to(f.tell() + shard_start)
                     staging.account(local.name, f.tell())
                 bars["episodes"].update(1)
             size, sha = writer.close()

@@ -20,6 +20,7 @@ import fsspec
 
 from lerobot_wds.convert.errors import SinkError
 from lerobot_wds.core.retry import RetryPolicy, with_retries
+from lerobot_wds.core.urls import join_url
 
 T = TypeVar("T")
 
@@ -143,7 +144,7 @@ class FsspecSink:
         self.retries = 0  # transient errors retried so far (reported in the summary)
 
     def _full(self, rel: str) -> str:
-        return f"{self.root}/{rel}"
+        return join_url(self.root, rel)
 
     def _retry(self, fn: Callable[[], T], what: str) -> T:
         def count(_attempt: int, _exc: BaseException) -> None:

@@ -73,6 +73,8 @@ def redact_url(url: str) -> str:
         kept = [(k, v) for k, v in pairs if not is_credential_param(k)]
         if len(kept) != len(pairs):
             query = urlencode(kept)
+    if netloc == parts.netloc and query == parts.query:
+        return url  # nothing to remove: as given (rebuilding would turn a bare "s3://" into "s3:")
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 

@@ -24,8 +24,9 @@ import numpy as np
 
 from lerobot_wds.core.errors import FormatError
 from lerobot_wds.core.format import META_DIR, Manifest
+from lerobot_wds.core.redact import redact_url
 from lerobot_wds.core.retry import read_with_retries
-from lerobot_wds.reader.planning.reads import join_url
+from lerobot_wds.core.urls import join_url, listing_target
 
 if TYPE_CHECKING:
     from lerobot_wds.reader.fetching.fetch import StreamConfig
@@ -108,8 +109,9 @@ class DatasetMeta:
 
 
 def cache_key(root: str, manifest: Manifest) -> str:
-    """A cache directory name for ``root``: changes when the URL or any shard's digest does."""
-    h = hashlib.sha256(root.encode())
+    """A cache directory name for ``root``: changes when the URL (less any credential: a renewed signature
+    keeps the cache) or any shard's digest does."""
+    h = hashlib.sha256(redact_url(root).encode())
     for shard in manifest.shards:
         h.update(shard.sha256.encode())
     return h.hexdigest()[:32]
@@ -122,7 +124,8 @@ def local_meta_root(root: str, manifest: Manifest, stream: StreamConfig, cache_d
         FormatError: the root has no ``meta/info.json`` (not a converted root, or its meta was not copied).
     """
     url = join_url(root, META_DIR)
-    fs, path = fsspec.core.url_to_fs(url, **stream.fs_options(url))
+    listed, options = listing_target(url, stream.fs_options(url))  # a signed root's query goes on every request
+    fs, path = fsspec.core.url_to_fs(listed, **options)
     if "file" in fs.protocol or "local" in fs.protocol:
         if not (Path(path) / "info.json").is_file():
             raise FormatError(f"{url}/info.json: not found; the converter copies the source's meta/ there")

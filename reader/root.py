@@ -11,7 +11,7 @@ from lerobot_wds.core.errors import FormatError
 from lerobot_wds.core.format import MANIFEST_NAME, META_DIR, Manifest
 from lerobot_wds.core.retry import read_with_retries
 from lerobot_wds.core.tasks import read_tasks
-from lerobot_wds.reader.planning.reads import join_url
+from lerobot_wds.core.urls import join_url, split_query
 from lerobot_wds.reader.wrong_root import missing_manifest_error
 
 if TYPE_CHECKING:
@@ -43,7 +43,8 @@ def _read_manifest(root: str, stream: StreamConfig) -> bytes:
     try:
         return read_with_retries(lambda: fs.cat_file(path), what=url, policy=stream.retry_policy())
     except FileNotFoundError:
-        raise missing_manifest_error(fs, path.rpartition("/")[0], root) from None
+        base, query = split_query(path)  # a signed root's query stays on every probe of what the root holds
+        raise missing_manifest_error(fs, base.rpartition("/")[0] + query, root) from None
 
 
 def open_root(root: str, stream: StreamConfig) -> OpenedRoot:

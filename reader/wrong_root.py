@@ -13,6 +13,7 @@ from fsspec import AbstractFileSystem
 from lerobot_wds.core.errors import InputError
 from lerobot_wds.core.format import MANIFEST_NAME, META_DIR, SHARDS_DIR
 from lerobot_wds.core.redact import redact_url
+from lerobot_wds.core.urls import join_url
 from lerobot_wds.reader.errors import (
     NotConvertedRootError,
     RootNotFoundError,
@@ -42,7 +43,7 @@ def missing_manifest_error(fs: AbstractFileSystem, path: str, name: str) -> Inpu
     path, shown = path.rstrip("/"), redact_url(name.rstrip("/") or name)
 
     def exists(rel: str) -> bool:
-        return _exists(fs, f"{path}/{rel}" if rel else path)
+        return _exists(fs, join_url(path, rel) if rel else path)
 
     protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
     if "file" in protocols and not exists(""):  # remote stores cannot always tell a missing folder apart

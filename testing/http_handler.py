@@ -139,8 +139,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
 
     def _respond(self, body: bool) -> None:
-        path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
+        parts = urllib.parse.urlsplit(self.path)
+        path = urllib.parse.unquote(parts.path)
         self._first_byte_delay()
+        wanted = self.config.require_query or {}
+        if wanted and any(urllib.parse.parse_qs(parts.query).get(k) != [v] for k, v in wanted.items()):
+            return self._send_simple(path, 403, f"{path}: signature missing or wrong\n")
         fault = self.state.take_fault(path)
         if fault is not None and fault.status is not None:
             return self._send_simple(path, fault.status, f"injected fault for {path}\n", fault=fault)

@@ -4,10 +4,10 @@ Used by tests (real HTTP on 127.0.0.1 instead of mocks) and by ``lerobot-wds ben
 remote behaviour on one machine. It supports GET and HEAD, single ``Range: bytes=`` requests (206 with
 ``Content-Range``; 416 when unsatisfiable), ``Accept-Ranges``/``Content-Length`` on every file response (what
 fsspec's ``HTTPFileSystem`` needs to open, seek and read), HTML directory listings (for ``fs.ls``),
-a first-byte latency, a per-response bandwidth cap, injected faults for retry tests (answer the next N
-requests to a path with 503 -- a burst --, or end the next N bodies after K bytes by a cut, a connection
-reset or a stall), a restart (``stop()`` then ``start()`` binds the same port again; open connections are
-dropped as a real restart would) and request/byte counters.
+a first-byte latency, a per-response bandwidth cap, a required query (a signed URL's signature), injected
+faults for retry tests (answer the next N requests to a path with 503 -- a burst --, or end the next N bodies
+after K bytes by a cut, a connection reset or a stall), a restart (``stop()`` then ``start()`` binds the same
+port again; open connections are dropped as a real restart would) and request/byte counters.
 
 Delays are also *accounted* (``Stats.latency_s`` / ``Stats.throttle_s`` hold the delays the server
 planned), so tests assert the server's own bookkeeping instead of timing anything.
@@ -60,6 +60,8 @@ class ServeConfig:
         host: interface to bind; loopback by default.
         port: TCP port; 0 picks a free one.
         quiet: do not log each request to stderr.
+        require_query: query parameters every request must carry, e.g. ``{"sig": "..."}`` (a signed URL's
+            signature); a request without them is answered 403, as a bucket answers an unsigned one.
     """
 
     latency_ms: float = 0.0
@@ -67,6 +69,7 @@ class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 0
     quiet: bool = True
+    require_query: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         if not self.latency_ms >= 0:

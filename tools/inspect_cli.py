@@ -22,6 +22,7 @@ from lerobot_wds.core.format import MANIFEST_NAME, EpisodeMeta, Manifest
 from lerobot_wds.core.redact import redact_url
 from lerobot_wds.core.retry import RetryPolicy, read_with_retries
 from lerobot_wds.core.timeouts import with_read_timeout
+from lerobot_wds.core.urls import join_url
 from lerobot_wds.reader.fetching.fetch import StreamConfig
 from lerobot_wds.reader.wrong_root import missing_manifest_error
 
@@ -60,7 +61,7 @@ def first_episode_meta(
     shard = manifest.shards[0]
     if shard.bytes <= 0:
         raise FormatError(f"{shard.path}: the manifest lists {shard.bytes} bytes, expected a non-empty tar")
-    url, what = f"{root}/{shard.path}", f"{name or root}/{shard.path}"
+    url, what = join_url(root, shard.path), f"{name or root}/{shard.path}"
     head, n = b"", min(_HEAD_BYTES, shard.bytes)
     while True:
         head += read_with_retries(partial(fs.cat_file, url, start=len(head), end=n), what=what, policy=policy)
@@ -165,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     fs, root = fsspec.core.url_to_fs(args.dest, **options)
     root, name = root.rstrip("/"), args.dest.rstrip("/")
     try:
-        url = f"{root}/{MANIFEST_NAME}"
+        url = join_url(root, MANIFEST_NAME)
         manifest_read = manifest_parsed = False
         data = read_with_retries(lambda: fs.cat_file(url), what=f"{name}/{MANIFEST_NAME}", policy=_POLICY)
         manifest_read = True

@@ -28,6 +28,7 @@ from lerobot_wds.core.lru import LoadingLRU
 from lerobot_wds.core.retry import RetryPolicy, read_with_retries
 from lerobot_wds.core.tasks import read_tasks
 from lerobot_wds.core.timeouts import DEFAULT_READ_TIMEOUT_S, with_read_timeout
+from lerobot_wds.core.urls import join_url, listing_target
 
 T = TypeVar("T")
 
@@ -78,7 +79,9 @@ class LeRobotSource:
         self._policy = RetryPolicy(attempts=attempts, backoff_s=backoff_s)
         # http(s) / s3: a stalled server raises a read timeout (retried) instead of hanging; options may set theirs
         options = with_read_timeout(url, options or {}, DEFAULT_READ_TIMEOUT_S)
-        self.fs, root = fsspec.core.url_to_fs(url, **options)
+        # a signed URL's query goes with every request (reads and the listing of meta/), paths are joined without
+        listed, options = listing_target(url, options)
+        self.fs, root = fsspec.core.url_to_fs(listed, **options)
         self.root = root.rstrip("/")
         try:
             self.info_bytes = self._retry(lambda: self.fs.cat_file(self.full(INFO)), f"read {self.url}/{INFO}")
@@ -144,7 +147,7 @@ class LeRobotSource:
     # -- files ------------------------------------------------------------------------------------------
 
     def full(self, rel: str) -> str:
-        return f"{self.root}/{rel}"
+        return join_url(self.root, rel)
 
     def _retry(self, fn: Callable[[], T], what: str) -> T:
         """Runs a source read, retrying transient errors; missing files still raise FileNotFoundError."""

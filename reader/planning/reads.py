@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from lerobot_wds.core.format import EpisodeExtent, ShardInfo
+from lerobot_wds.core.urls import join_url
 from lerobot_wds.reader.planning.splitting import Segment
 
 RAMP_READS = 4  # with split_first, reads 0..3 of a pass hold at most 1, 2, 4, 8 episodes
@@ -38,11 +39,6 @@ class Read:
     def offset(self) -> int:
         """The shard offset of the first byte read."""
         return self.start or 0
-
-
-def join_url(root: str, relative: str) -> str:
-    """Joins a root (local path or fsspec URL) and a manifest-relative path with a single slash."""
-    return f"{root.rstrip('/')}/{relative.lstrip('/')}"
 
 
 def _runs(segments: Sequence[Segment]) -> list[list[Segment]]:

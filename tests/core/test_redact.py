@@ -99,3 +99,19 @@ def test_errors_about_a_presigned_or_userinfo_url_print_no_secret(command: str, 
         assert proc.returncode in (1, 2) and "127.0.0.1:9" in said, said[-2000:]
         assert not [s for s in ("SIGSECRET", "TOKSECRET", "PWSECRET") if s in said], said[-2000:]
         assert "Traceback" not in said
+
+
+def test_text_without_credentials_is_unchanged_bare_schemes_included() -> None:
+    text = "converted root: local path or fsspec URL (s3://, hf://, http://...); see hf://datasets/a@main."
+    assert redact_text(text) == text
+    assert redact_url("s3://") == "s3://" and redact_url("https://h/p?sv=1&se=2") == "https://h/p?sv=1&se=2"
+
+
+def test_help_printed_by_the_console_keeps_url_schemes_whole() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "lerobot_wds.tools.cli", "train-lerobot", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0 and "(s3://, hf://," in proc.stdout, proc.stdout

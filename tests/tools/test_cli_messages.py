@@ -7,6 +7,7 @@ it, one line naming the thing and saying what to run, exit 2 (could not run), ne
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 from lerobot_wds import LeRobotWdsDataset, LeRobotWdsError
 from lerobot_wds.reader.errors import NotConvertedRootError, OptionError, RootNotFoundError
 from lerobot_wds.tools.bench.scenarios import BenchConfig
-from lerobot_wds.tools.cli import main
+from lerobot_wds.tools.cli import build_parser, main
 
 CLI = [sys.executable, "-m", "lerobot_wds.tools.cli"]
 ROOT_COMMANDS = {
@@ -128,11 +129,17 @@ def test_help_is_for_users(capsys) -> None:
         main(["--help"])
     top = capsys.readouterr().out
     assert "Convert LeRobot v3 video datasets" in top and "register" not in top and "``" not in top
-    for command in ("convert", "finalize", "inspect", "verify", "bench", "bench-report", "train", "demo"):
+    subparsers = next(a for a in build_parser([])._actions if isinstance(a, argparse._SubParsersAction))
+    assert {"convert", "train-lerobot", "bench-profile"} <= set(subparsers.choices)
+    for command in subparsers.choices:  # every subcommand
         with pytest.raises(SystemExit):
             main([command, "--help"])
         text = capsys.readouterr().out
-        assert "``" not in text and ":class:" not in text and ":mod:" not in text, command
+        assert "``" not in text and ":class:" not in text and ":mod:" not in text, (command, text)
+        assert "s3:," not in text and "hf:," not in text, (command, text)  # URL schemes in help stay whole
+    with pytest.raises(SystemExit):
+        main(["train-lerobot", "--help"])
+    assert "lerobot-train on a converted root" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     assert "samples per batch and rank" in capsys.readouterr().out
@@ -146,7 +153,7 @@ def test_bench_config_is_one_readable_line() -> None:
     )
 
 
-def test_progress_bars_end_at_100_percent_and_a_local_destination_has_no_upload_bar(
+def test_progress_ends_at_100_percent_and_a_local_destination_has_no_upload_progress(
     small_lerobot_dataset, tmp_path: Path
 ) -> None:
     proc = subprocess.run(
@@ -157,12 +164,13 @@ def test_progress_bars_end_at_100_percent_and_a_local_destination_has_no_upload_
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     finals = {}
-    for chunk in proc.stderr.replace("\r", "\n").splitlines():
-        name = chunk.split(":", 1)[0].strip()
-        if name in ("episodes", "written", "uploads"):
-            finals[name] = chunk
-    assert set(finals) == {"episodes", "written"}, proc.stderr[-2000:]
-    assert "100%" in finals["written"] and "100%" in finals["episodes"], finals
+    for line in proc.stderr.splitlines():
+        name = line.split(":", 1)[0].strip()
+        if name in ("convert", "convert written", "convert uploads"):
+            finals[name] = line
+    assert set(finals) == {"convert", "convert written"}, proc.stderr[-2000:]
+    assert finals["convert"].startswith("convert: 4/4 episodes (100%)"), finals
+    assert "(100%)" in finals["convert written"], finals
 
 
 def test_finalize_of_a_folder_without_a_conversion_could_not_run(tmp_path: Path, capsys) -> None:

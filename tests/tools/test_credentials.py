@@ -2,9 +2,9 @@
 a root (convert, read, train, verify as a library, bench; train-lerobot in test_conformance_train.py), and the
 secret appears nowhere: not in stdout, stderr, log records, written files or checkpoints.
 
-The ``user:pass@`` roots are real (the loopback HTTP server ignores the credentials and serves the root); a
-signed root of a directory does not resolve its members (the query would sit before the member path), so it is
-fed to the paths that take it: the derived names, the records and reports, and the errors that name it.
+The ``user:pass@`` roots are real (the loopback HTTP server ignores the credentials and serves the root); signed
+roots are fed to the derived names, the records and reports, and the errors that name a folder that is no root
+(a signed root read end to end, its query required by the server, is test_signed_root.py's).
 """
 
 from __future__ import annotations
@@ -80,19 +80,18 @@ def test_convert_and_read_through_a_user_pass_url_say_no_secret(
     )
     assert "was converted with --order source" in said  # the warning names the root, without the password
     assert leaks(said) == [] and file_leaks(dest) == []
-    for bad in (signed(root), signed(http_dir_server(tmp_path).url)):
-        with pytest.raises(Exception) as e:
-            LeRobotWdsDataset(bad)
-        assert leaks(str(e.value)) == [], str(e.value)
+    with pytest.raises(LeRobotWdsError) as e:
+        LeRobotWdsDataset(signed(http_dir_server(tmp_path).url))  # a folder with no conversion in it
+    assert leaks(str(e.value)) == [] and "sv=2022-11-02" in str(e.value), str(e.value)  # named, redacted
 
 
-def test_verify_as_a_library_reports_no_secret(wds_root: Path, http_dir_server) -> None:
+def test_verify_as_a_library_reports_no_secret(wds_root: Path, http_dir_server, tmp_path: Path) -> None:
     root = with_user(http_dir_server(wds_root).url)
     report = verify(VerifyConfig(dest=root, progress=False))
     assert report.ok and report.episodes > 0
-    with pytest.raises(LeRobotWdsError) as unreadable:  # could not run: its manifest cannot be read
-        verify(VerifyConfig(dest=signed(root), progress=False, retries=0))
-    assert leaks(str(unreadable.value)) == [] and "not JSON" in str(unreadable.value)
+    with pytest.raises(LeRobotWdsError) as unreadable:  # could not run: no conversion there
+        verify(VerifyConfig(dest=signed(with_user(http_dir_server(tmp_path).url)), progress=False, retries=0))
+    assert leaks(str(unreadable.value)) == [] and "sv=2022-11-02" in str(unreadable.value), str(unreadable.value)
     built = Report(root=signed(root), source=with_user("http://h/src?token=SIGSECRET"))
     built.add([Finding("read", f"{signed(root)}/shards/x.tar: 404")])
     for r in (report, built):

@@ -26,10 +26,11 @@ from verify_helpers import Members, read_manifest, read_members, rewrite_shard, 
 from lerobot_wds.convert.config import ConvertConfig
 from lerobot_wds.convert.pipeline import convert
 from lerobot_wds.convert.source import LeRobotSource
+from lerobot_wds.core.progress import Progress
 from lerobot_wds.tools.cli import main
 from lerobot_wds.tools.report import Finding
 from lerobot_wds.tools.verify.decode import DecodeParityCheck, pick_frames
-from lerobot_wds.tools.verify.run import VerifyConfig, _rollback, verify
+from lerobot_wds.tools.verify.run import VerifyConfig, _count_into, _rollback, verify
 from lerobot_wds.tools.verify.shard import check_shard
 
 FRONT = "observation.images.front"
@@ -384,7 +385,8 @@ def test_restart_mid_shard_discards_the_failed_attempt(converted, small_lerobot_
             dest.inject_fault(f"/{S0}", cut_requests=1, cut_after_bytes=100)
         return [Finding("seen", "sample checked", shard, meta.episode_index)]
 
-    hooks = (decode, cut_after_first_sample)
+    progress = Progress(3, "verify", "episodes", enabled=False)
+    hooks = (_count_into(progress), decode, cut_after_first_sample)
     try:
         res = check_shard(
             fs,
@@ -394,10 +396,11 @@ def test_restart_mid_shard_discards_the_failed_attempt(converted, small_lerobot_
             hooks,
             retries=1,
             backoff_s=0.0,
-            on_restart=_rollback(decode),
+            on_restart=_rollback(decode, progress, 0),
         )
     finally:
         decode.close()
+    assert progress.n == 3  # episodes counted by the failed attempt do not count either
     assert seen == [0, 0, 1, 2]  # the restart began again with the first sample
     assert [(f.check, f.episode) for f in res.findings] == [("seen", 0), ("seen", 1), ("seen", 2)]
     size = (converted / S0).stat().st_size

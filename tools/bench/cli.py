@@ -206,13 +206,19 @@ def run(args: argparse.Namespace) -> int:
         return 2
     for root in sorted({c.source for c in configs if c.loader == "lerobot-wds"}):
         check_root(root)  # a wrong root is one line before any run starts (LeRobotWdsError: exit 2)
-    for _ in range(args.rounds):
+    runs = args.rounds * (len(configs) + bool(args.ceiling))
+    done = 0
+    for round_ in range(1, args.rounds + 1):
+        rounds = f", round {round_}/{args.rounds}" if args.rounds > 1 else ""
         if args.ceiling:
+            done += 1
+            print(f"running {done}/{runs}{rounds}: the decode-only ceiling", file=sys.stderr, flush=True)
             record = ceiling_record(configs[0], args.source)
             print(summary_line(record), flush=True)
             print(f"  -> {write_record(args.out, record)}", file=sys.stderr)
         for config in configs:
-            print(f"running {config.describe()}", file=sys.stderr, flush=True)
+            done += 1
+            print(f"running {done}/{runs}{rounds}: {config.describe()}", file=sys.stderr, flush=True)
             if config.loader == "lerobot-streaming":
                 max_rss = int(args.guard_max_rss_gb * 2**30)
                 record = run_guarded(config, timeout_s=args.guard_timeout_s, max_rss_bytes=max_rss)

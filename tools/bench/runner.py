@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from lerobot_wds.core.progress import Progress
 from lerobot_wds.testing.http_server import LoopbackHTTPServer, ServeConfig
 from lerobot_wds.tools.bench.loaders import STATS_KEY, LoaderBundle
 from lerobot_wds.tools.bench.mixing import iid_reference, mixing, relative_to_iid
@@ -136,6 +137,7 @@ def consume(bundle: LoaderBundle, config: BenchConfig) -> dict[str, Any]:
     samples = frames = 0
     per_worker: dict[int, dict[str, Any]] = {}
     total = config.warmup + config.num_batches
+    progress = Progress(total, f"bench {config.loader} {config.mode} w={config.num_workers}", "batches")
     t_start = time.perf_counter()
     it = iter(bundle.loader)
     first_batch_s = None
@@ -157,6 +159,7 @@ def consume(bundle: LoaderBundle, config: BenchConfig) -> dict[str, Any]:
             per_worker[probe["worker"]] = probe["stats"]
         n, f = count_batch(batch, bundle, config)
         _to_device(batch, device)
+        progress.update(1)  # a counter; a line every few seconds off a terminal (core.progress)
         if i >= config.warmup:
             episodes.append([int(e) for e in batch["episode_index"].tolist()])
             waits.append(t1 - t0)
@@ -165,6 +168,7 @@ def consume(bundle: LoaderBundle, config: BenchConfig) -> dict[str, Any]:
         if i == config.warmup - 1:
             t_measure = time.perf_counter()
     t_end = time.perf_counter()
+    progress.close()
     del it  # shuts the workers down: each publishes its final counts as its iteration closes
     workers = None
     if bundle.main_stats is not None:

@@ -92,7 +92,11 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "train-lerobot",
         help="train a lerobot policy with lerobot-train's pipeline on a converted root",
-        description=__doc__.splitlines()[0],
+        description="Run lerobot-train on a converted root: every flag after ROOT is lerobot-train's "
+        "(--policy.type=act --batch_size=8 ...), except --wds.sample_log=PATH, which appends each batch's "
+        "[episode_index, frame_index] pairs to PATH ({rank} in PATH becomes the rank). Needs the lerobot extra "
+        "(pip install 'lerobot-wds[lerobot]'). Exit codes: 0 trained, 1 training started and failed, 2 could "
+        "not start.",
     )
     p.add_argument("root", help="converted root: local path or fsspec URL (s3://, hf://, http://...)")
     p.add_argument("lerobot_args", nargs=argparse.REMAINDER, help="lerobot-train's flags (--policy.type=act ...)")

@@ -12,6 +12,7 @@ import sys
 from lerobot_wds.convert.cli_args import json_object
 from lerobot_wds.convert.source import SourceError
 from lerobot_wds.core.errors import InputError
+from lerobot_wds.core.progress import NO_PROGRESS_HELP
 from lerobot_wds.tools.verify.run import VerifyConfig, verify
 
 
@@ -67,7 +68,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="S",
         help="first retry delay in seconds (doubles each retry; default 0.5)",
     )
-    p.add_argument("--no-progress", dest="progress", action="store_false", default=S, help="no progress bar")
+    p.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        default=S,
+        help=NO_PROGRESS_HELP,
+    )
     p.set_defaults(func=run)
 
 

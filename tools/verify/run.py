@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import fsspec
-from tqdm import tqdm
 
 from lerobot_wds.convert.source import LeRobotSource
 from lerobot_wds.core.errors import FormatError, InputError, RetryError
 from lerobot_wds.core.format import MANIFEST_NAME, SHARDS_DIR, Manifest
+from lerobot_wds.core.progress import Progress
 from lerobot_wds.core.retry import RetryPolicy, read_with_retries
 from lerobot_wds.core.timeouts import DEFAULT_READ_TIMEOUT_S, with_read_timeout
+from lerobot_wds.core.urls import join_url, listing_target
 from lerobot_wds.reader.errors import UnfinishedConversionError
 from lerobot_wds.reader.wrong_root import missing_manifest_error
 from lerobot_wds.tools.report import Finding, Report
@@ -45,7 +46,7 @@ class VerifyConfig:
         dest: The converted root (local path or fsspec URL).
         source: The LeRobot v3 source it was converted from; enables row and provenance comparison.
         decode_frames: Frames per episode and camera to decode and compare with the source (needs ``source``).
-        progress: Show a tqdm bar over shards.
+        progress: Show progress over episodes (a bar on a terminal, else a plain line every few seconds).
         dest_options: fsspec storage options of ``dest``.
         source_options: fsspec storage options of ``source``.
         retries: Restarts of a shard's check after a transient read error (5xx, reset or cut connection).
@@ -89,11 +90,13 @@ def verify(cfg: VerifyConfig) -> Report:
     options = with_read_timeout(cfg.dest, cfg.dest_options, DEFAULT_READ_TIMEOUT_S)
     fs, root = fsspec.core.url_to_fs(cfg.dest, **options)
     root = root.rstrip("/")
+    listed, list_options = listing_target(root, options)  # a signed root lists with its query on every request
+    list_fs, list_root = fsspec.core.url_to_fs(listed, **list_options)
     report = Report(root=cfg.dest, source=cfg.source)
     retry = {"policy": RetryPolicy(attempts=cfg.retries + 1, backoff_s=cfg.retry_backoff_s)}
     try:
         where = f"{cfg.dest}/{MANIFEST_NAME}"
-        data = read_with_retries(lambda: fs.cat_file(f"{root}/{MANIFEST_NAME}"), what=where, **retry)
+        data = read_with_retries(lambda: fs.cat_file(join_url(root, MANIFEST_NAME)), what=where, **retry)
         manifest = Manifest.from_json_bytes(data, where=where)
     except FileNotFoundError:
         error = missing_manifest_error(fs, root, cfg.dest)
@@ -119,24 +122,28 @@ def verify(cfg: VerifyConfig) -> Report:
             hooks.append(decode)
     report.add(check_manifest(manifest))
     try:
-        present = read_with_retries(lambda: fs.glob(f"{root}/{SHARDS_DIR}/*.tar"), what=SHARDS_DIR, **retry)
-        report.add(check_unlisted_shards(fs, root, manifest, present))
+        pattern = join_url(list_root, f"{SHARDS_DIR}/*.tar")
+        present = read_with_retries(lambda: list_fs.glob(pattern), what=SHARDS_DIR, **retry)
+        report.add(check_unlisted_shards(list_fs, list_root, manifest, present))
     except (RetryError, FileNotFoundError) as e:
         report.add([Finding("unlisted-shard", f"cannot list {cfg.dest}/{SHARDS_DIR}/: {e}")])
     found: dict[int, list[str]] = {}
     opened: set[str] = set()
+    progress = Progress(sum(len(s.episodes) for s in manifest.shards), "verify", "episodes", enabled=cfg.progress)
     try:
-        for info in tqdm(manifest.shards, desc="verify", unit="shard", disable=not cfg.progress):
+        for info in manifest.shards:
+            before = progress.n
             result = check_shard(
                 fs,
-                f"{root}/{info.path}",
+                join_url(root, info.path),
                 info,
                 manifest,
-                tuple(hooks),
+                (_count_into(progress), *hooks),
                 retries=cfg.retries,
                 backoff_s=cfg.retry_backoff_s,
-                on_restart=_rollback(decode),
+                on_restart=_rollback(decode, progress, before),
             )
+            progress.update_to(before + len(info.episodes))  # samples that could not be read count as done
             report.add(result.findings)
             report.shards += 1
             report.bytes += result.bytes
@@ -147,6 +154,7 @@ def verify(cfg: VerifyConfig) -> Report:
             for ep in result.episodes:
                 found.setdefault(ep, []).append(info.path)
     finally:
+        progress.close()
         if decode is not None:
             report.decoded_frames = decode.decoded_frames
             if decode.min_psnr_db is not None and decode.psnr.frames:
@@ -156,16 +164,26 @@ def verify(cfg: VerifyConfig) -> Report:
     return report
 
 
-def _rollback(decode: DecodeParityCheck | None) -> Callable[[], None] | None:
-    """Frames decoded by an attempt that is then restarted must not count twice."""
-    if decode is None:
-        return None
-    before = decode.decoded_frames
-    psnr = dataclasses.replace(decode.psnr)
+def _count_into(progress: Progress) -> SampleHook:
+    """A sample hook that counts each readable sample as one episode of progress."""
+
+    def count(*_sample: object) -> list[Finding]:
+        progress.update(1)
+        return []
+
+    return count
+
+
+def _rollback(decode: DecodeParityCheck | None, progress: Progress, episodes_done: float) -> Callable[[], None]:
+    """Frames decoded and episodes counted by an attempt that is then restarted must not count twice."""
+    before = decode.decoded_frames if decode is not None else 0
+    psnr = dataclasses.replace(decode.psnr) if decode is not None else None
 
     def rollback() -> None:
-        decode.decoded_frames = before
-        decode.psnr = dataclasses.replace(psnr)
+        progress.update_to(episodes_done)
+        if decode is not None and psnr is not None:
+            decode.decoded_frames = before
+            decode.psnr = dataclasses.replace(psnr)
 
     return rollback
 
