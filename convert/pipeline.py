@@ -108,6 +108,7 @@ def convert(cfg: ConvertConfig, *, rss: PeakRss | None = None) -> ConvertSummary
     episodes = order_episodes(select_episodes(list(source.episodes), cfg.episodes), cfg.order, cfg.seed)
     shards = plan_shards(estimate_episodes(source, episodes, cfg.workers), cfg.target_shard_bytes)
     mine = select_part(shards, cfg.part_index, cfg.part_count)
+    release_free_memory()  # planning's per-episode values are garbage now; the table's columns stay
     plan = {"source": source_desc, "options": cfg.output_options()}
     keys = {s.index: fingerprint({**plan, "shard": s.index, "episodes": list(s.episodes)}) for s in mine}
 

@@ -1,8 +1,9 @@
 """Reading a LeRobot v3 source through fsspec: meta (info, episodes, tasks), per-episode rows, MP4 indexes.
 
-The source root may be a local path or any fsspec URL. Episode metadata is loaded once (without the
-``stats/*`` columns); data parquet footers and parsed MP4 indexes are kept in small LRU caches so memory
-stays bounded however many files the dataset has. Rows of one episode are read from only the row groups
+The source root may be a local path or any fsspec URL. Episode metadata is loaded once, without the
+``stats/*`` columns, into compact columns (:class:`~lerobot_wds.convert.source.table.EpisodeTable`); data
+parquet footers and parsed MP4 indexes are kept in bounded caches so memory stays bounded however many files
+the dataset has. Rows of one episode are read from only the row groups
 whose ``episode_index`` statistics can contain it (LeRobot writes one row group per episode).
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import fsspec
@@ -22,6 +22,7 @@ from lerobot_wds.convert.errors import SourceError, SourceInputError
 from lerobot_wds.convert.metrics import StageTimes
 from lerobot_wds.convert.mp4 import ReadFn, TrackIndex, file_reader, parse_track_index
 from lerobot_wds.convert.source.rows import RowGroupIndex, RowRequest, read_episodes
+from lerobot_wds.convert.source.table import EpisodeRecord, EpisodeTable, EpisodeTableBuilder, VideoRef
 from lerobot_wds.core.errors import FormatError
 from lerobot_wds.core.format import MANIFEST_NAME, SHARDS_DIR
 from lerobot_wds.core.lru import LoadingLRU
@@ -34,28 +35,6 @@ T = TypeVar("T")
 INFO = "meta/info.json"
 TASKS = "meta/tasks.parquet"
 EPISODES_GLOB = "meta/episodes/chunk-*/file-*.parquet"
-
-
-@dataclass(frozen=True)
-class VideoRef:
-    """Where one camera's frames of an episode live: a file and a time span in it."""
-
-    path: str
-    from_timestamp: float
-    to_timestamp: float
-
-
-@dataclass(frozen=True)
-class EpisodeRecord:
-    """One row of ``meta/episodes``: what the converter needs to find and check an episode."""
-
-    episode_index: int
-    length: int
-    tasks: tuple[str, ...]
-    dataset_from_index: int
-    dataset_to_index: int
-    data_path: str
-    videos: dict[str, VideoRef]
 
 
 class LeRobotSource:
@@ -111,7 +90,7 @@ class LeRobotSource:
         )
         self._tracks: LoadingLRU[str, tuple[TrackIndex, ReadFn]] = LoadingLRU(cache_size, self._open_track)
         # compact (16 bytes a row group), so every data file's index is kept once built
-        n_data = len({r.data_path for r in self.episodes.values()})
+        n_data = len(self.episodes.data_files())
         self._row_index: LoadingLRU[str, RowGroupIndex] = LoadingLRU(max(1, n_data), self._read_row_index)
 
     def _exists(self, rel: str) -> bool:
@@ -180,26 +159,29 @@ class LeRobotSource:
             raise SourceError(str(e)) from e
         return {task: index for index, task in by_index.items()}
 
-    def _load_episodes(self) -> dict[int, EpisodeRecord]:
-        out: dict[int, EpisodeRecord] = {}
+    def _load_episodes(self) -> EpisodeTable:
+        table = EpisodeTableBuilder(self.camera_keys)
+        seen: set[int] = set()
         for rel in (p for p in self.meta_files if _matches_episodes(p)):
 
-            def read(rel: str = rel) -> list[dict[str, Any]]:
+            def read(rel: str = rel) -> pa.Table:
                 with self.fs.open(self.full(rel), "rb") as f:
                     pf = pq.ParquetFile(f)
                     columns = [n for n in pf.schema_arrow.names if not n.startswith("stats/")]
-                    return pf.read(columns=columns).to_pylist()
+                    return pf.read(columns=columns)
 
-            rows = self._retry(read, f"read {self.url}/{rel}")
-            for row in rows:
+            # rows become Python objects a batch at a time: a meta file can list 10^4 episodes
+            batches = self._retry(read, f"read {self.url}/{rel}").to_batches(max_chunksize=1024)
+            for row in (row for batch in batches for row in batch.to_pylist()):
                 rec = self._episode_record(row, rel)
-                if rec.episode_index in out:
+                if rec.episode_index in seen:
                     raise SourceError(f"{self.url}/{rel}: episode {rec.episode_index} listed twice")
-                out[rec.episode_index] = rec
+                seen.add(rec.episode_index)
+                table.add(rec)
         total = self.info.get("total_episodes")
-        if total is not None and total != len(out):
-            raise SourceError(f"{self.url}/meta/episodes: {len(out)} episodes, info.json says {total}")
-        return dict(sorted(out.items()))
+        if total is not None and total != len(seen):
+            raise SourceError(f"{self.url}/meta/episodes: {len(seen)} episodes, info.json says {total}")
+        return table.build()
 
     def _episode_record(self, row: dict[str, Any], rel: str) -> EpisodeRecord:
         try:
