@@ -59,6 +59,7 @@ class ConvertSummary:
     manifest_written: bool
     start_rss_bytes: int = 0  # the process's RSS when the conversion started (imports, what ran before)
     stage_seconds: dict[str, float] = field(default_factory=dict)  # thread-seconds per stage (convert.timing)
+    mp4_indexes_parsed: int = 0  # source MP4 indexes parsed (each camera file once while the cache holds them)
 
     def line(self) -> str:
         mb = self.bytes_written / 1e6
@@ -70,6 +71,7 @@ class ConvertSummary:
             f"{self.upload_retries} upload retries; peak staging {self.peak_staging_bytes / 1e6:.1f} MB, "
             f"peak RSS {self.peak_rss_bytes / 1e6:.0f} MB ({self.start_rss_bytes / 1e6:.0f} MB before converting)"
             + ("; manifest.json written" if self.manifest_written else "")
+            + f"; {self.mp4_indexes_parsed} MP4 indexes parsed"
             + _stages_line(self.stage_seconds)
         )
 
@@ -94,8 +96,8 @@ def convert(cfg: ConvertConfig, *, rss: PeakRss | None = None) -> ConvertSummary
     source = LeRobotSource(
         cfg.source,
         cfg.source_options,
-        cache_size=cfg.index_cache_size,
         footer_cache_size=FOOTER_CACHE,
+        index_cache_bytes=cfg.index_cache_bytes,
         attempts=cfg.upload_attempts,
         backoff_s=cfg.retry_backoff_s,
         times=times,
@@ -150,6 +152,7 @@ def convert(cfg: ConvertConfig, *, rss: PeakRss | None = None) -> ConvertSummary
         upload_retries=getattr(sink, "retries", 0),
         manifest_written=cfg.part_count == 1,
         stage_seconds=times.as_dict(),
+        mp4_indexes_parsed=source.indexes_parsed,
     )
 
 

@@ -51,6 +51,12 @@ class TrackIndex:
     edit_shift: int
 
     @property
+    def nbytes(self) -> int:
+        """Bytes of the per-sample tables and the sample description."""
+        arrays = (self.offsets, self.sizes, self.dts, self.cts, self.durations, self.keyframes)
+        return sum(a.nbytes for a in arrays) + len(self.stsd)
+
+    @property
     def sample_count(self) -> int:
         return int(self.sizes.shape[0])
 

@@ -10,6 +10,7 @@ whose ``episode_index`` statistics can contain it (LeRobot writes one row group 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -18,6 +19,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lerobot_wds.convert.config import DEFAULT_INDEX_CACHE_BYTES
 from lerobot_wds.convert.errors import SourceError, SourceInputError
 from lerobot_wds.convert.metrics import StageTimes
 from lerobot_wds.convert.mp4 import ReadFn, TrackIndex, file_reader, parse_track_index
@@ -47,6 +49,7 @@ class LeRobotSource:
         *,
         cache_size: int = 64,
         footer_cache_size: int | None = None,
+        index_cache_bytes: int = DEFAULT_INDEX_CACHE_BYTES,
         attempts: int = 5,
         backoff_s: float = 0.5,
         times: StageTimes | None = None,
@@ -88,7 +91,13 @@ class LeRobotSource:
         self._footers: LoadingLRU[str, pq.FileMetaData] = LoadingLRU(
             footer_cache_size or cache_size, self._read_footer
         )
-        self._tracks: LoadingLRU[str, tuple[TrackIndex, ReadFn]] = LoadingLRU(cache_size, self._open_track)
+        # bounded by bytes, not files: a part's episodes visit every camera file of the source in turn, so each
+        # file's index is parsed once while the indexes of the files the part reads fit
+        self._tracks: LoadingLRU[str, tuple[TrackIndex, ReadFn]] = LoadingLRU(
+            index_cache_bytes, self._open_track, cost=lambda track: track[0].nbytes
+        )
+        self._parse_lock = threading.Lock()
+        self.indexes_parsed = 0  # MP4 indexes parsed so far (a file evicted and needed again counts again)
         # compact (16 bytes a row group), so every data file's index is kept once built
         n_data = len(self.episodes.data_files())
         self._row_index: LoadingLRU[str, RowGroupIndex] = LoadingLRU(max(1, n_data), self._read_row_index)
@@ -257,6 +266,8 @@ class LeRobotSource:
     # -- videos -----------------------------------------------------------------------------------------
 
     def _open_track(self, rel: str) -> tuple[TrackIndex, ReadFn]:
+        with self._parse_lock:
+            self.indexes_parsed += 1
         with self.times.timed("mp4_index"):
             try:
                 read, size = file_reader(self.fs, self.full(rel), attempts=self.attempts, backoff_s=self.backoff_s)
