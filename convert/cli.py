@@ -249,13 +249,13 @@ def run_finalize(args: argparse.Namespace) -> int:
     from lerobot_wds.convert.sink import open_sink
 
     try:
-        manifest = finalize(open_sink(args.dest, args.dest_options), part_count=args.parts)
+        done = finalize(open_sink(args.dest, args.dest_options), part_count=args.parts)
     except _domain_errors() as e:
         print(f"lerobot-wds finalize: error: {_message(e)}", file=sys.stderr)
         return _exit_code(e)
     print(
-        f"manifest.json written: {len(manifest.shards)} shards, {manifest.total_episodes} episodes, "
-        f"{manifest.total_frames} frames, {manifest.total_bytes / 1e6:.1f} MB, {len(manifest.skipped)} skipped",
+        f"manifest.json written: {done.totals.shards} shards, {done.totals.episodes} episodes, "
+        f"{done.totals.frames} frames, {done.totals.bytes / 1e6:.1f} MB, {done.skipped} skipped",
         file=sys.stderr,
     )
     return 0

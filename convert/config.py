@@ -15,6 +15,9 @@ from lerobot_wds.convert.errors import ConfigError
 from lerobot_wds.convert.mp4.reencode import DEFAULT_GOP, EncodeSettings, ReencodeCodec, require_encoder
 from lerobot_wds.core.errors import OnError
 
+# Parsed MP4 indexes cost about 60 bytes a frame: 256 MiB holds the indexes of 4.4 million frames.
+DEFAULT_INDEX_CACHE_BYTES = 256 << 20
+
 EpisodeOrder = Literal["source", "shuffle"]
 ResumeCheck = Literal["size", "sha256"]
 
@@ -56,7 +59,8 @@ class ConvertConfig:
         resume_check: How a shard already at the destination is verified before it is skipped: ``size``
             compares its size with its completion record, ``sha256`` also re-hashes it.
         lookahead_episodes: Episodes built ahead of the writer (bounds memory); ``0`` means ``2 * workers``.
-        index_cache_size: Parsed MP4 indexes and parquet footers kept in memory (bounds memory).
+        index_cache_bytes: Bytes of parsed source MP4 indexes kept in memory (about 60 a frame); while a part's
+            camera files' indexes fit, each is parsed once.
         progress: Show progress (a bar on a terminal, else a plain line every few seconds).
         source_options: fsspec storage options for the source filesystem.
         dest_options: fsspec storage options for the destination filesystem.
@@ -81,7 +85,7 @@ class ConvertConfig:
     retry_backoff_s: float = 0.5
     resume_check: ResumeCheck = "size"
     lookahead_episodes: int = 0
-    index_cache_size: int = 64
+    index_cache_bytes: int = DEFAULT_INDEX_CACHE_BYTES
     progress: bool = True
     source_options: dict[str, Any] = field(default_factory=dict)
     dest_options: dict[str, Any] = field(default_factory=dict)
@@ -121,8 +125,8 @@ class ConvertConfig:
             raise ConfigError(f"retry_backoff_s must be >= 0, got {self.retry_backoff_s}")
         if self.lookahead_episodes < 0:
             raise ConfigError(f"lookahead_episodes must be >= 0, got {self.lookahead_episodes}")
-        if self.index_cache_size < 1:
-            raise ConfigError(f"index_cache_size must be >= 1, got {self.index_cache_size}")
+        if self.index_cache_bytes < 1:
+            raise ConfigError(f"index_cache_bytes must be >= 1, got {self.index_cache_bytes}")
         if self.reencode_gop is not None and self.reencode is None:
             raise ConfigError(f"reencode_gop={self.reencode_gop} needs reencode (av1 or h264)")
         settings = self.encode_settings()  # validates reencode / reencode_gop

@@ -10,21 +10,34 @@ A single-part run removes ``_convert/`` once its manifest is written; a re-run t
 (same source and options, so the same plan) as complete.
 
 ``finalize`` needs every part of one split, checks they agree and that each shard is present with the
-recorded size, removes the temp files of killed runs, then writes ``manifest.json``. A single run is part 0
-of 1 followed by ``finalize``, so an array job plus ``finalize`` produces exactly the bytes of a single run.
+recorded size, removes the temp files of killed runs, then writes ``manifest.json``. It streams: parts are read
+one at a time, each shard's manifest entry is serialised as its part is read and spilled to a local temporary
+file, and ``manifest.json`` is written from there in shard order, so memory holds a few numbers per shard (not
+per episode) plus the skipped episodes. A single run is part 0 of 1 followed by ``finalize``, so an array job
+plus ``finalize`` produces exactly the bytes of a single run.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
-from dataclasses import asdict, dataclass
-from typing import Any
+import tempfile
+from dataclasses import asdict, dataclass, replace
+from typing import Any, BinaryIO
 
 from lerobot_wds.convert.errors import FinalizeError, FinalizeInputError
 from lerobot_wds.convert.sink import Sink
-from lerobot_wds.core.format import MANIFEST_NAME, META_DIR, Manifest, ShardInfo
+from lerobot_wds.core.format import (
+    MANIFEST_NAME,
+    META_DIR,
+    Manifest,
+    ManifestTotals,
+    ShardInfo,
+    manifest_json_chunks,
+    shard_json,
+)
 
 WORK_DIR = "_convert"
 _PART_RE = re.compile(r"part-(\d{5})-of-(\d{5})\.json$")
@@ -110,45 +123,120 @@ def find_part_counts(sink: Sink) -> dict[int, list[int]]:
     return {k: sorted(v) for k, v in found.items()}
 
 
-def build_manifest(parts: list[PartManifest], *, where: str) -> Manifest:
-    """Merges the parts of one split into the manifest; raises FinalizeError when they don't fit together."""
-    first = parts[0]
-    for p in parts[1:]:
-        for name in (
-            "part_count",
-            "planned_shards",
-            "plan_key",
-            "fps",
-            "features",
-            "camera_keys",
-            "source",
-            "options",
-        ):
-            if getattr(p, name) != getattr(first, name):
-                raise FinalizeError(
-                    f"{where}: part {p.part_index}/{p.part_count} disagrees with part {first.part_index} on "
-                    f"{name!r}: {getattr(p, name)!r} vs {getattr(first, name)!r} (parts of different runs?)"
-                )
-    shards = sorted((s for p in parts for s in p.shards), key=lambda s: s.path)
-    paths = [s.path for s in shards]
-    if len(paths) != first.planned_shards or len(set(paths)) != len(paths):
+# What every part of one split repeats; parts that differ on any of them come from different runs.
+_SHARED_FIELDS = (
+    "part_count",
+    "planned_shards",
+    "plan_key",
+    "fps",
+    "features",
+    "camera_keys",
+    "source",
+    "options",
+)
+
+
+@dataclass(frozen=True)
+class FinalizeSummary:
+    """What the written manifest holds (its totals and how many episodes were skipped)."""
+
+    totals: ManifestTotals
+    skipped: int
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One shard of the manifest: its path and size, and where its serialised entry lies in the spill file."""
+
+    path: str
+    bytes: int
+    episodes: int
+    frames: int
+    offset: int
+    length: int
+
+
+@dataclass
+class _Merged:
+    head: PartManifest  # the first part without its shards and skipped episodes
+    entries: list[_Entry]  # shards with episodes, in path order
+    skipped: list[dict[str, Any]]
+
+
+def _read_part(sink: Sink, index: int, count: int) -> PartManifest:
+    rel = part_path(index, count)
+    data = sink.read_bytes(rel)
+    if data is None:
+        raise FinalizeError(f"{sink.url}/{rel}: part manifest disappeared while finalizing")
+    return PartManifest.from_json_bytes(data, where=f"{sink.url}/{rel}")
+
+
+def _check_agrees(part: PartManifest, first: PartManifest, where: str) -> None:
+    for name in _SHARED_FIELDS:
+        if getattr(part, name) != getattr(first, name):
+            raise FinalizeError(
+                f"{where}: part {part.part_index}/{part.part_count} disagrees with part {first.part_index} on "
+                f"{name!r}: {getattr(part, name)!r} vs {getattr(first, name)!r} (parts of different runs?)"
+            )
+
+
+def merge_parts(sink: Sink, part_count: int, spill: BinaryIO) -> _Merged:
+    """Reads the parts one at a time, checks they fit together and spills each shard's entry to ``spill``."""
+    head: PartManifest | None = None
+    entries: list[_Entry] = []
+    skipped: list[dict[str, Any]] = []
+    paths: set[str] = set()
+    listed = 0
+    for i in range(part_count):
+        part = _read_part(sink, i, part_count)
+        if head is None:
+            head = replace(part, shards=[], skipped=[])
+        _check_agrees(part, head, sink.url)
+        for s in part.shards:
+            listed += 1
+            paths.add(s.path)
+            if s.episodes:  # a shard whose episodes were all skipped has no tar
+                entry = shard_json(s)
+                entries.append(_Entry(s.path, s.bytes, len(s.episodes), s.frames, spill.tell(), len(entry)))
+                spill.write(entry)
+        skipped.extend(part.skipped)
+    if head is None:
+        raise FinalizeError(f"{sink.url}: a split has at least 1 part, got {part_count}")
+    if len(paths) != head.planned_shards or len(paths) != listed:
         raise FinalizeError(
-            f"{where}: parts list {len(set(paths))} distinct shards ({len(paths)} entries), "
-            f"the plan has {first.planned_shards}"
+            f"{sink.url}: parts list {len(paths)} distinct shards ({listed} entries), "
+            f"the plan has {head.planned_shards}"
         )
-    skipped = sorted((s for p in parts for s in p.skipped), key=lambda s: s["episode_index"])
-    return Manifest(
-        fps=first.fps,
-        features=first.features,
-        camera_keys=first.camera_keys,
-        shards=[s for s in shards if s.episodes],  # a shard whose episodes were all skipped has no tar
-        source=first.source,
-        options=first.options,
-        skipped=skipped,
+    entries.sort(key=lambda e: e.path)
+    skipped.sort(key=lambda s: s["episode_index"])
+    return _Merged(head, entries, skipped)
+
+
+def _write_manifest(sink: Sink, merged: _Merged, spill: BinaryIO, tmp: str) -> ManifestTotals:
+    """Writes ``manifest.json`` from the spilled entries, through a local file; returns its totals."""
+    h, entries = merged.head, merged.entries
+    totals = ManifestTotals(
+        shards=len(entries),
+        episodes=sum(e.episodes for e in entries),
+        frames=sum(e.frames for e in entries),
+        bytes=sum(e.bytes for e in entries),
     )
+    head = Manifest(h.fps, h.features, h.camera_keys, [], h.source, h.options, merged.skipped)
+
+    def spilled() -> Any:
+        for e in entries:
+            spill.seek(e.offset)
+            yield spill.read(e.length)
+
+    local = os.path.join(tmp, MANIFEST_NAME)
+    with open(local, "wb") as out:
+        for chunk in manifest_json_chunks(head, spilled(), totals):
+            out.write(chunk)
+    sink.put_file(local, MANIFEST_NAME)
+    return totals
 
 
-def finalize(sink: Sink, part_count: int | None = None) -> Manifest:
+def finalize(sink: Sink, part_count: int | None = None) -> FinalizeSummary:
     """Checks every part and shard of a split at ``sink`` and writes ``manifest.json`` last.
 
     Args:
@@ -175,19 +263,14 @@ def finalize(sink: Sink, part_count: int | None = None) -> Manifest:
     missing = sorted(set(range(part_count)) - set(have))
     if missing:
         raise FinalizeError(f"{sink.url}: parts {missing} of {part_count} have not finished (found {have})")
-    parts = []
-    for i in range(part_count):
-        rel = part_path(i, part_count)
-        data = sink.read_bytes(rel)
-        if data is None:
-            raise FinalizeError(f"{sink.url}/{rel}: part manifest disappeared while finalizing")
-        parts.append(PartManifest.from_json_bytes(data, where=f"{sink.url}/{rel}"))
-    manifest = build_manifest(parts, where=sink.url)
-    for s in manifest.shards:
-        size = sink.size(s.path)
-        if size != s.bytes:
-            found = "missing" if size is None else f"{size} bytes"
-            raise FinalizeError(f"{sink.url}/{s.path}: expected {s.bytes} bytes, found {found}")
-    sink.sweep_partials()  # every part has finished: temp files left by killed runs have no writer
-    sink.put_bytes(manifest.to_json_bytes(), MANIFEST_NAME)
-    return manifest
+    with tempfile.TemporaryDirectory(prefix="lerobot-wds-finalize-") as tmp:
+        with open(os.path.join(tmp, "entries"), "w+b") as spill:
+            merged = merge_parts(sink, part_count, spill)
+            for e in merged.entries:
+                size = sink.size(e.path)
+                if size != e.bytes:
+                    found = "missing" if size is None else f"{size} bytes"
+                    raise FinalizeError(f"{sink.url}/{e.path}: expected {e.bytes} bytes, found {found}")
+            sink.sweep_partials()  # every part has finished: temp files left by killed runs have no writer
+            totals = _write_manifest(sink, merged, spill, tmp)
+    return FinalizeSummary(totals, len(merged.skipped))

@@ -59,6 +59,7 @@ class ConvertSummary:
     start_rss_bytes: int = 0  # the process's RSS when the conversion started (imports, what ran before)
     stage_seconds: dict[str, float] = field(default_factory=dict)  # thread-seconds per stage (convert.timing)
     episodes_resumed: int = 0  # episodes in the shards found complete at the destination
+    mp4_indexes_parsed: int = 0  # source MP4 indexes parsed (each camera file once while the cache holds them)
 
     def line(self) -> str:
         if not self.shards_written and self.shards_resumed:  # a rerun of a finished part
@@ -76,6 +77,7 @@ class ConvertSummary:
             f"{self.upload_retries} upload retries; peak staging {self.peak_staging_bytes / 1e6:.1f} MB, "
             f"peak RSS {self.peak_rss_bytes / 1e6:.0f} MB ({self.start_rss_bytes / 1e6:.0f} MB before converting)"
             + ("; manifest.json written" if self.manifest_written else "")
+            + f"; {self.mp4_indexes_parsed} MP4 indexes parsed"
             + _stages_line(self.stage_seconds)
         )
 
@@ -100,8 +102,8 @@ def convert(cfg: ConvertConfig, *, rss: PeakRss | None = None) -> ConvertSummary
     source = LeRobotSource(
         cfg.source,
         cfg.source_options,
-        cache_size=cfg.index_cache_size,
         footer_cache_size=FOOTER_CACHE,
+        index_cache_bytes=cfg.index_cache_bytes,
         attempts=cfg.upload_attempts,
         backoff_s=cfg.retry_backoff_s,
         times=times,
@@ -114,6 +116,7 @@ def convert(cfg: ConvertConfig, *, rss: PeakRss | None = None) -> ConvertSummary
     episodes = order_episodes(select_episodes(list(source.episodes), cfg.episodes), cfg.order, cfg.seed)
     shards = plan_shards(estimate_episodes(source, episodes, cfg.workers), cfg.target_shard_bytes)
     mine = select_part(shards, cfg.part_index, cfg.part_count)
+    release_free_memory()  # planning's per-episode values are garbage now; the table's columns stay
     plan = {"source": source_desc, "options": cfg.output_options()}
     keys = {s.index: fingerprint({**plan, "shard": s.index, "episodes": list(s.episodes)}) for s in mine}
 
@@ -156,6 +159,7 @@ def convert(cfg: ConvertConfig, *, rss: PeakRss | None = None) -> ConvertSummary
         manifest_written=cfg.part_count == 1,
         stage_seconds=times.as_dict(),
         episodes_resumed=sum(len(r.shard.episodes) for r in done.values()),
+        mp4_indexes_parsed=source.indexes_parsed,
     )
 
 

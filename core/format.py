@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -197,14 +197,8 @@ class Manifest:
 
     def to_json_bytes(self) -> bytes:
         """Serialises deterministically, with totals, for byte-identical output."""
-        d = asdict(self)
-        d["totals"] = {
-            "shards": len(self.shards),
-            "episodes": self.total_episodes,
-            "frames": self.total_frames,
-            "bytes": self.total_bytes,
-        }
-        return (json.dumps(d, sort_keys=True, indent=1) + "\n").encode()
+        totals = ManifestTotals(len(self.shards), self.total_episodes, self.total_frames, self.total_bytes)
+        return b"".join(manifest_json_chunks(self, (shard_json(s) for s in self.shards), totals))
 
     @classmethod
     def from_json_bytes(cls, data: bytes, *, where: str = MANIFEST_NAME) -> Manifest:
@@ -234,6 +228,42 @@ class Manifest:
             raise FormatError(f"{where}: missing or unexpected field: {e}") from e
         _check_fields(manifest, where)
         return manifest
+
+
+@dataclass(frozen=True)
+class ManifestTotals:
+    """The manifest's ``totals`` entry."""
+
+    shards: int
+    episodes: int
+    frames: int
+    bytes: int
+
+
+# Stands for the shards list while the rest of the manifest is serialised (JSON escapes the NULs, so no other
+# string of the manifest serialises to it).
+_SHARDS_HOLE = "\x00shards\x00"
+
+
+def shard_json(shard: ShardInfo) -> bytes:
+    """One shard's entry exactly as ``manifest.json`` holds it (indented for its place in the shards list)."""
+    return json.dumps(asdict(shard), sort_keys=True, indent=1).replace("\n", "\n  ").encode()
+
+
+def manifest_json_chunks(head: Manifest, shards: Iterable[bytes], totals: ManifestTotals) -> Iterator[bytes]:
+    """Yields ``manifest.json``'s bytes: ``head``'s fields (its own shards ignored), the ``shards`` entries in
+    order (from :func:`shard_json`) and ``totals``, so a manifest of any size is written without holding it."""
+    d = asdict(replace(head, shards=[]))
+    d["shards"] = _SHARDS_HOLE
+    d["totals"] = asdict(totals)
+    before, after = json.dumps(d, sort_keys=True, indent=1).split(json.dumps(_SHARDS_HOLE))
+    yield before.encode()
+    empty = True
+    for i, entry in enumerate(shards):
+        yield (b",\n  " if i else b"[\n  ") + entry
+        empty = False
+    yield b"[]" if empty else b"\n ]"
+    yield (after + "\n").encode()
 
 
 def _check_fields(obj: EpisodeMeta | Manifest, where: str) -> None:

@@ -5,9 +5,9 @@ counters, and :class:`LoadingLRU`, a thread-safe LruCache that loads each missin
 frames (cost = bytes), and by ``verify --decode`` for its source decoders. Groups let a finished episode drop
 all its entries at once; those drops are not counted as evictions (they are not memory pressure).
 
-:class:`LoadingLRU` is used by the converter for parsed MP4 indexes and parquet footers: several workers
-asking for the same file at the same time wait for one load instead of parsing it in parallel, and the bound
-keeps memory independent of how many files a dataset has.
+:class:`LoadingLRU` is used by the converter for parsed MP4 indexes (bounded by their bytes) and parquet footers:
+several workers asking for the same file at the same time wait for one load instead of parsing it in parallel,
+and the bound keeps memory independent of how many files a dataset has.
 """
 
 from __future__ import annotations
@@ -155,20 +155,27 @@ class LruCache(Generic[V]):
 
 
 class LoadingLRU(Generic[K, V]):
-    """``get(key)`` returns the cached value or loads it with ``loader(key)``; keeps ``maxsize`` entries.
+    """``get(key)`` returns the cached value or loads it with ``loader(key)``; keeps ``maxsize`` entries, or
+    values of at most ``maxsize`` summed ``cost`` when a cost is given (a value loading costs 1 until loaded).
 
     Thread-safe: an :class:`LruCache` of :class:`~concurrent.futures.Future` under a lock. The first caller
     of a missing key loads it outside the lock; concurrent callers of that key wait on its Future. A failed
     load is not cached (the next caller retries it); every waiting caller gets its exception.
     """
 
-    def __init__(self, maxsize: int, loader: Callable[[K], V]) -> None:
+    def __init__(self, maxsize: int, loader: Callable[[K], V], cost: Callable[[V], int] | None = None) -> None:
         if maxsize < 1:
             raise ValueError(f"maxsize must be >= 1, got {maxsize}")
         self.maxsize = maxsize
         self._loader = loader
+        self._value_cost = cost
         self._lock = threading.Lock()
-        self._cache: LruCache[Future[V]] = LruCache(maxsize)
+        self._cache: LruCache[Future[V]] = LruCache(maxsize, cost=self._entry_cost)
+
+    def _entry_cost(self, fut: Future[V]) -> int:
+        if self._value_cost is None or not fut.done() or fut.exception() is not None:
+            return 1
+        return self._value_cost(fut.result())
 
     @property
     def hits(self) -> int:
@@ -189,6 +196,10 @@ class LoadingLRU(Generic[K, V]):
         if owner:
             try:
                 fut.set_result(self._loader(key))
+                if self._value_cost is not None:
+                    with self._lock:  # weigh it now that it is loaded (evicting others to fit)
+                        if self._cache.peek(ck) is fut:
+                            self._cache.put(ck, fut)
             except BaseException as e:
                 with self._lock:
                     # a failed load is not cached: the next caller retries it

@@ -9,7 +9,9 @@ own are counted as ``lead_in`` (presented before the episode) and ``trail`` (aft
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +22,7 @@ from lerobot_wds.convert.mp4.write import SampleTable, write_mp4
 
 # Matching window around an expected frame time, as a fraction of the frame period.
 TOLERANCE_FRAMES = 0.5
+_INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
 # Merge byte ranges closer than this into one read (fewer round trips on remote sources).
 COALESCE_GAP = 64 * 1024
 
@@ -62,11 +65,12 @@ def plan_cut(
         Mp4Error: the frames presented in [from_timestamp, to_timestamp) are not ``expected_frames`` evenly
             spaced frames, or no keyframe precedes the episode's first frame.
     """
-    pts = index.pts()
+    order, sorted_pts = index.pts_order
     tol = TOLERANCE_FRAMES * index.timescale / fps
     lo = from_timestamp * index.timescale - tol
     hi = to_timestamp * index.timescale - tol
-    members = np.flatnonzero((pts >= lo) & (pts < hi))
+    # the samples presented in [lo, hi), by binary search over the file's presentation order
+    members = np.sort(order[_first_at_least(sorted_pts, lo) : _first_at_least(sorted_pts, hi)])
     if members.size != expected_frames:
         raise Mp4Error(
             f"{where}: expected {expected_frames} frames presented in "
@@ -75,7 +79,7 @@ def plan_cut(
         )
     if members.size == 0:
         raise Mp4Error(f"{where}: episode has no frames")
-    ordered = np.sort(pts[members])
+    ordered = np.sort(_pts(index, members))
     expected = ordered[0] + np.arange(members.size) * (index.timescale / fps)
     worst = float(np.abs(ordered - expected).max())
     if worst > tol:
@@ -84,18 +88,18 @@ def plan_cut(
             "variable frame rate sources are not supported"
         )
     first, last = int(members.min()), int(members.max())
-    keys = np.flatnonzero(index.keyframes[: first + 1])
+    keys = index.keyframe_samples[: np.searchsorted(index.keyframe_samples, first, "right")]
     if keys.size == 0:
         raise Mp4Error(f"{where}: no keyframe at or before the episode's first frame (sample {first})")
     k = keys.size - 1
     # Open-GOP codecs present leading pictures before their keyframe and predict them from the previous
     # GOP: if an episode frame presents before the chosen keyframe, start one keyframe earlier.
-    while k > 0 and pts[keys[k]] > ordered[0]:
+    while k > 0 and _pts(index, keys[k]) > ordered[0]:
         k -= 1
-    if pts[keys[k]] > ordered[0]:
+    if _pts(index, keys[k]) > ordered[0]:
         raise Mp4Error(f"{where}: the episode's first frame presents before every keyframe that precedes it")
     start, stop = int(keys[k]), last + 1
-    window = pts[start:stop]
+    window = _pts(index, slice(start, stop))
     return SampleRange(
         start=start,
         stop=stop,
@@ -103,6 +107,18 @@ def plan_cut(
         trail=int(np.count_nonzero(window > ordered[-1])),
         first_frame_pts=int(ordered[0]),
     )
+
+
+def _first_at_least(sorted_pts: np.ndarray, bound: float) -> int:
+    """The position of the first integer pts ``>= bound`` (searched with an integer key: a float key would
+    make numpy convert the whole array first)."""
+    key = min(max(math.ceil(bound), _INT64_MIN), _INT64_MAX)
+    return int(np.searchsorted(sorted_pts, np.int64(key), "left"))
+
+
+def _pts(index: TrackIndex, at: Any) -> Any:
+    """Presentation times of the samples ``at`` (an index, index array or slice), as :meth:`TrackIndex.pts`."""
+    return index.dts[at] + index.cts[at] - index.edit_shift
 
 
 def read_samples(index: TrackIndex, read: ReadFn, start: int, stop: int, *, where: str) -> bytes:

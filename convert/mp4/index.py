@@ -8,6 +8,7 @@ stsc, stco/co64 and the edit list into per-sample numpy arrays in decode order.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -49,6 +50,27 @@ class TrackIndex:
     durations: np.ndarray
     keyframes: np.ndarray
     edit_shift: int
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the per-sample tables, the search tables (:meth:`pts_order`) and the sample description."""
+        arrays = (self.offsets, self.sizes, self.dts, self.cts, self.durations, self.keyframes)
+        return sum(a.nbytes for a in arrays) + 2 * 8 * self.sample_count + len(self.stsd)
+
+    @cached_property
+    def pts_order(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(order, sorted_pts)``: decode-order sample numbers by presentation time (stable), and their pts.
+
+        Built once per file, so finding an episode's samples is a binary search, not a pass over the file.
+        """
+        pts = self.pts()
+        order = np.argsort(pts, kind="stable")
+        return order, pts[order]
+
+    @cached_property
+    def keyframe_samples(self) -> np.ndarray:
+        """The decode-order numbers of the keyframes, ascending."""
+        return np.flatnonzero(self.keyframes)
 
     @property
     def sample_count(self) -> int:

@@ -8,10 +8,12 @@ and :class:`SourceInputError` (no such source, or no LeRobot dataset at all).
 
 from lerobot_wds.convert.errors import SourceError, SourceInputError
 from lerobot_wds.convert.source.identity import describe, source_location
-from lerobot_wds.convert.source.lerobot import EpisodeRecord, LeRobotSource, VideoRef
+from lerobot_wds.convert.source.lerobot import LeRobotSource
+from lerobot_wds.convert.source.table import EpisodeRecord, EpisodeTable, VideoRef
 
 __all__ = [
     "EpisodeRecord",
+    "EpisodeTable",
     "LeRobotSource",
     "SourceError",
     "SourceInputError",

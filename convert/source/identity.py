@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from typing import Any
 
-from lerobot_wds.convert.source.lerobot import EpisodeRecord, LeRobotSource
+from lerobot_wds.convert.source.lerobot import LeRobotSource
+from lerobot_wds.convert.source.table import EpisodeRecord
 from lerobot_wds.core.redact import redact_url
 
 
@@ -28,10 +30,15 @@ def source_location(url: str) -> str:
     return redact_url(url).rstrip("/")
 
 
-def episodes_fingerprint(episodes: dict[int, EpisodeRecord]) -> str:
-    """Returns the sha256 of the episode table the conversion reads (lengths, rows and video spans)."""
-    table = [
-        [
+def episodes_fingerprint(records: Iterable[EpisodeRecord]) -> str:
+    """Returns the sha256 of the episode table the conversion reads (lengths, rows and video spans).
+
+    The digest is that of the table's JSON list (``json.dumps(rows, sort_keys=True)``), hashed row by row so
+    the list is never held whole.
+    """
+    digest = hashlib.sha256(b"[")
+    for i, rec in enumerate(records):
+        row = [
             rec.episode_index,
             rec.length,
             list(rec.tasks),
@@ -40,9 +47,9 @@ def episodes_fingerprint(episodes: dict[int, EpisodeRecord]) -> str:
             rec.data_path,
             {cam: [v.path, v.from_timestamp, v.to_timestamp] for cam, v in sorted(rec.videos.items())},
         ]
-        for rec in episodes.values()
-    ]
-    return hashlib.sha256(json.dumps(table, sort_keys=True).encode()).hexdigest()
+        digest.update((", " if i else "").encode() + json.dumps(row, sort_keys=True).encode())
+    digest.update(b"]")
+    return digest.hexdigest()
 
 
 def describe(source: LeRobotSource) -> dict[str, Any]:
@@ -56,6 +63,6 @@ def describe(source: LeRobotSource) -> dict[str, Any]:
         "url": source_location(source.url),
         "codebase_version": source.info.get("codebase_version"),
         "info_sha256": hashlib.sha256(source.info_bytes).hexdigest(),
-        "episodes_sha256": episodes_fingerprint(source.episodes),
+        "episodes_sha256": episodes_fingerprint(source.episodes.records()),
         "total_episodes": len(source.episodes),
     }

@@ -1,27 +1,30 @@
 """Reading a LeRobot v3 source through fsspec: meta (info, episodes, tasks), per-episode rows, MP4 indexes.
 
-The source root may be a local path or any fsspec URL. Episode metadata is loaded once (without the
-``stats/*`` columns); data parquet footers and parsed MP4 indexes are kept in small LRU caches so memory
-stays bounded however many files the dataset has. Rows of one episode are read from only the row groups
+The source root may be a local path or any fsspec URL. Episode metadata is loaded once, without the
+``stats/*`` columns, into compact columns (:class:`~lerobot_wds.convert.source.table.EpisodeTable`); data
+parquet footers and parsed MP4 indexes are kept in bounded caches so memory stays bounded however many files
+the dataset has. Rows of one episode are read from only the row groups
 whose ``episode_index`` statistics can contain it (LeRobot writes one row group per episode).
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lerobot_wds.convert.config import DEFAULT_INDEX_CACHE_BYTES
 from lerobot_wds.convert.errors import SourceError, SourceInputError
 from lerobot_wds.convert.metrics import StageTimes
 from lerobot_wds.convert.mp4 import ReadFn, TrackIndex, file_reader, parse_track_index
 from lerobot_wds.convert.source.rows import RowGroupIndex, RowRequest, read_episodes
+from lerobot_wds.convert.source.table import EpisodeRecord, EpisodeTable, EpisodeTableBuilder, VideoRef
 from lerobot_wds.core.errors import FormatError
 from lerobot_wds.core.format import MANIFEST_NAME, SHARDS_DIR
 from lerobot_wds.core.lru import LoadingLRU
@@ -37,28 +40,6 @@ TASKS = "meta/tasks.parquet"
 EPISODES_GLOB = "meta/episodes/chunk-*/file-*.parquet"
 
 
-@dataclass(frozen=True)
-class VideoRef:
-    """Where one camera's frames of an episode live: a file and a time span in it."""
-
-    path: str
-    from_timestamp: float
-    to_timestamp: float
-
-
-@dataclass(frozen=True)
-class EpisodeRecord:
-    """One row of ``meta/episodes``: what the converter needs to find and check an episode."""
-
-    episode_index: int
-    length: int
-    tasks: tuple[str, ...]
-    dataset_from_index: int
-    dataset_to_index: int
-    data_path: str
-    videos: dict[str, VideoRef]
-
-
 class LeRobotSource:
     """A LeRobot v3 dataset root opened through fsspec (thread-safe after construction)."""
 
@@ -69,6 +50,7 @@ class LeRobotSource:
         *,
         cache_size: int = 64,
         footer_cache_size: int | None = None,
+        index_cache_bytes: int = DEFAULT_INDEX_CACHE_BYTES,
         attempts: int = 5,
         backoff_s: float = 0.5,
         times: StageTimes | None = None,
@@ -112,9 +94,15 @@ class LeRobotSource:
         self._footers: LoadingLRU[str, pq.FileMetaData] = LoadingLRU(
             footer_cache_size or cache_size, self._read_footer
         )
-        self._tracks: LoadingLRU[str, tuple[TrackIndex, ReadFn]] = LoadingLRU(cache_size, self._open_track)
+        # bounded by bytes, not files: a part's episodes visit every camera file of the source in turn, so each
+        # file's index is parsed once while the indexes of the files the part reads fit
+        self._tracks: LoadingLRU[str, tuple[TrackIndex, ReadFn]] = LoadingLRU(
+            index_cache_bytes, self._open_track, cost=lambda track: track[0].nbytes
+        )
+        self._parse_lock = threading.Lock()
+        self.indexes_parsed = 0  # MP4 indexes parsed so far (a file evicted and needed again counts again)
         # compact (16 bytes a row group), so every data file's index is kept once built
-        n_data = len({r.data_path for r in self.episodes.values()})
+        n_data = len(self.episodes.data_files())
         self._row_index: LoadingLRU[str, RowGroupIndex] = LoadingLRU(max(1, n_data), self._read_row_index)
 
     def _exists(self, rel: str) -> bool:
@@ -183,26 +171,29 @@ class LeRobotSource:
             raise SourceError(str(e)) from e
         return {task: index for index, task in by_index.items()}
 
-    def _load_episodes(self) -> dict[int, EpisodeRecord]:
-        out: dict[int, EpisodeRecord] = {}
+    def _load_episodes(self) -> EpisodeTable:
+        table = EpisodeTableBuilder(self.camera_keys)
+        seen: set[int] = set()
         for rel in (p for p in self.meta_files if _matches_episodes(p)):
 
-            def read(rel: str = rel) -> list[dict[str, Any]]:
+            def read(rel: str = rel) -> pa.Table:
                 with self.fs.open(self.full(rel), "rb") as f:
                     pf = pq.ParquetFile(f)
                     columns = [n for n in pf.schema_arrow.names if not n.startswith("stats/")]
-                    return pf.read(columns=columns).to_pylist()
+                    return pf.read(columns=columns)
 
-            rows = self._retry(read, f"read {self.url}/{rel}")
-            for row in rows:
+            # rows become Python objects a batch at a time: a meta file can list 10^4 episodes
+            batches = self._retry(read, f"read {self.url}/{rel}").to_batches(max_chunksize=1024)
+            for row in (row for batch in batches for row in batch.to_pylist()):
                 rec = self._episode_record(row, rel)
-                if rec.episode_index in out:
+                if rec.episode_index in seen:
                     raise SourceError(f"{self.url}/{rel}: episode {rec.episode_index} listed twice")
-                out[rec.episode_index] = rec
+                seen.add(rec.episode_index)
+                table.add(rec)
         total = self.info.get("total_episodes")
-        if total is not None and total != len(out):
-            raise SourceError(f"{self.url}/meta/episodes: {len(out)} episodes, info.json says {total}")
-        return dict(sorted(out.items()))
+        if total is not None and total != len(seen):
+            raise SourceError(f"{self.url}/meta/episodes: {len(seen)} episodes, info.json says {total}")
+        return table.build()
 
     def _episode_record(self, row: dict[str, Any], rel: str) -> EpisodeRecord:
         try:
@@ -278,6 +269,8 @@ class LeRobotSource:
     # -- videos -----------------------------------------------------------------------------------------
 
     def _open_track(self, rel: str) -> tuple[TrackIndex, ReadFn]:
+        with self._parse_lock:
+            self.indexes_parsed += 1
         with self.times.timed("mp4_index"):
             try:
                 read, size = file_reader(self.fs, self.full(rel), attempts=self.attempts, backoff_s=self.backoff_s)

@@ -80,19 +80,29 @@ def read_episodes(
     requests: Iterable[RowRequest],
     where: str,
 ) -> dict[int, pa.Table | SourceError]:
-    """Reads each requested episode's row groups through one open handle; a bad episode maps to its error.
+    """Reads the requested episodes' row groups in one read; a bad episode maps to its error.
 
-    Each episode reads exactly the row groups :meth:`RowGroupIndex.groups_of` names, then is filtered and
-    checked by :func:`check_rows`, so its table equals what a read of that episode alone returns.
+    Each episode takes exactly the row groups :meth:`RowGroupIndex.groups_of` names (slices of the one read),
+    then is filtered and checked by :func:`check_rows`, so its table equals what a read of that episode alone
+    returns.
     """
     out: dict[int, pa.Table | SourceError] = {}
+    requests = list(requests)
+    wanted = {req.episode_index: index.groups_of(req.episode_index) for req in requests}
+    groups = sorted({g for gs in wanted.values() for g in gs})
     with open_file() as f:
-        pf = pq.ParquetFile(f, metadata=md)
-        for req in requests:
-            table = pf.read_row_groups(index.groups_of(req.episode_index))
-            at = f"{where}, episode {req.episode_index}"
-            try:
-                out[req.episode_index] = check_rows(table, req.episode_index, req.length, req.index_range, at)
-            except SourceError as e:
-                out[req.episode_index] = e
+        # one read of every row group the episodes need (a read per episode costs ~10x more in pyarrow)
+        whole = pq.ParquetFile(f, metadata=md).read_row_groups(groups)
+    starts, at_row = {}, 0
+    for g in groups:
+        starts[g] = at_row
+        at_row += md.row_group(g).num_rows
+    for req in requests:
+        parts = [whole.slice(starts[g], md.row_group(g).num_rows) for g in wanted[req.episode_index]]
+        table = parts[0] if len(parts) == 1 else pa.concat_tables(parts) if parts else whole.slice(0, 0)
+        at = f"{where}, episode {req.episode_index}"
+        try:
+            out[req.episode_index] = check_rows(table, req.episode_index, req.length, req.index_range, at)
+        except SourceError as e:
+            out[req.episode_index] = e
     return out

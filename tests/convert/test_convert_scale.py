@@ -72,3 +72,29 @@ def test_peak_rss_of_10k_episodes_over_100_files_stays_flat(tmp_path):
         f"peak RSS grew {grown / 1e6:.0f} MB over its start ({s['start_rss_bytes'] / 1e6:.0f} MB)"
     )
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["manifest.json", "meta", "shards"]
+
+
+def test_each_camera_file_index_is_parsed_once_per_part(tmp_path):
+    """140 episodes in 70 camera files (2 episodes each, more files than a 64-entry cache), shuffled over 4
+    shards: every file's MP4 index is parsed exactly once by a single run and once by each part that reads it."""
+    spec = LargeSourceSpec(
+        episodes=140,
+        cameras=ONE_CAM,
+        min_frames=2,
+        max_frames=2,
+        episodes_per_data_file=140,
+        episodes_per_video_file=2,
+    )
+    src = make_large_source(spec, tmp_path / "src")
+    assert len(list((src / "videos").rglob("*.mp4"))) == 70
+    opts = {"source": str(src), "progress": False, "target_shard_bytes": 200_000, "workers": 2}
+    single = convert(ConvertConfig(dest=str(tmp_path / "one"), **opts))
+    assert single.shards_written >= 4 and single.mp4_indexes_parsed == 70
+    assert "; 70 MP4 indexes parsed" in single.line()
+    manifest = json.loads((tmp_path / "one" / "manifest.json").read_bytes())
+    for i in range(2):
+        part = convert(ConvertConfig(dest=str(tmp_path / "parts"), part_index=i, part_count=2, **opts))
+        files = {
+            ext["episode"] // 2 for k, s in enumerate(manifest["shards"]) if k % 2 == i for ext in s["extents"]
+        }
+        assert part.mp4_indexes_parsed == len(files)

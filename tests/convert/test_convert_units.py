@@ -174,3 +174,20 @@ def test_loading_lru_does_not_cache_a_failed_load_and_counts_hits() -> None:
     assert len(cache) == 0
     assert cache.get("a") == "A" and cache.get("a") == "A"
     assert calls == ["a", "a"] and (cache.hits, cache.misses) == (1, 2)
+
+
+def test_loading_lru_with_a_cost_keeps_values_up_to_their_summed_cost() -> None:
+    loads: list[str] = []
+
+    def load(k: str) -> str:
+        loads.append(k)
+        return k * 10
+
+    cache: LoadingLRU[str, str] = LoadingLRU(25, load, cost=len)  # two values of 10 fit, not three
+    for k in ("a", "b", "a", "c", "a", "b"):
+        cache.get(k)
+    # "c" evicts "b" (least recently used); "b" comes back and evicts "c"
+    assert loads == ["a", "b", "c", "b"] and len(cache) == 2
+    assert (cache.stats().cost, cache.stats().evictions) == (20, 2)
+    big: LoadingLRU[str, str] = LoadingLRU(5, load, cost=len)
+    assert big.get("x") == "x" * 10 and len(big) == 1  # a value over the bound is still returned and kept alone

@@ -8,7 +8,9 @@ import numpy as np
 import torch
 from torchcodec.decoders import VideoDecoder
 
+from lerobot_wds.convert.errors import Mp4Error
 from lerobot_wds.convert.mp4 import cut_episode, file_reader, parse_track_index
+from lerobot_wds.convert.mp4.cut import TOLERANCE_FRAMES, plan_cut
 from lerobot_wds.testing.synth import read_identity
 
 
@@ -74,3 +76,49 @@ def test_continuous_layout_needs_lead_in(_lerobot_fixture_cache):
         )
         leads.append(clip.lead_in)
     assert leads[0] == 0 and any(n > 0 for n in leads[1:]), leads
+
+
+def _scan_cut(index, lo: float, hi: float) -> tuple[list[int], int]:
+    """A pass over every sample: the decode-order samples presented in [lo, hi) and the last keyframe at or
+    before the first of them (what plan_cut finds by binary search)."""
+    pts = index.pts()
+    members = np.flatnonzero((pts >= lo) & (pts < hi))
+    keys = np.flatnonzero(index.keyframes[: int(members.min()) + 1]) if members.size else np.zeros(0, int)
+    return members.tolist(), int(keys[-1]) if keys.size else -1
+
+
+def test_plan_cut_finds_what_a_scan_of_the_file_finds(lerobot_variant):
+    """For every episode and camera, and windows shifted by fractions of a frame: the samples and keyframe
+    that plan_cut's binary searches choose are those of a pass over the whole file."""
+    variant = lerobot_variant
+    fs = fsspec.filesystem("file")
+    compared = 0
+    for ep in variant.episodes:
+        for video in ep.videos.values():
+            path = str(video.path)
+            read, size = file_reader(fs, path)
+            index = parse_track_index(read, size, name=path)
+            for shift in (0.0, 0.3 / variant.fps, -0.7 / variant.fps):
+                tol = TOLERANCE_FRAMES * index.timescale / variant.fps
+                lo = (video.from_timestamp + shift) * index.timescale - tol
+                hi = (video.to_timestamp + shift) * index.timescale - tol
+                members, key = _scan_cut(index, lo, hi)
+                try:
+                    rng = plan_cut(
+                        index,
+                        from_timestamp=video.from_timestamp + shift,
+                        to_timestamp=video.to_timestamp + shift,
+                        fps=variant.fps,
+                        expected_frames=len(members),
+                        where=path,
+                    )
+                except Mp4Error as e:
+                    assert "frames are not spaced" in str(e) or "presents before" in str(e) or not members, e
+                    continue
+                pts = index.pts()
+                first_pts = int(pts[members].min())
+                assert (rng.stop, rng.first_frame_pts) == (members[-1] + 1, first_pts)
+                # open GOP: when the keyframe presents after the episode's first frame, an earlier one is taken
+                assert rng.start == key if pts[key] <= first_pts else rng.start < key
+                compared += 1
+    assert compared >= len(variant.episodes)
