@@ -19,12 +19,12 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import fsspec
 import numpy as np
 
 from lerobot_wds.core.errors import FormatError
 from lerobot_wds.core.format import META_DIR, Manifest
 from lerobot_wds.core.retry import read_with_retries
+from lerobot_wds.reader.fetching.filesystems import open_fs
 from lerobot_wds.reader.planning.reads import join_url
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ def local_meta_root(root: str, manifest: Manifest, stream: StreamConfig, cache_d
         FormatError: the root has no ``meta/info.json`` (not a converted root, or its meta was not copied).
     """
     url = join_url(root, META_DIR)
-    fs, path = fsspec.core.url_to_fs(url, **stream.fs_options(url))
+    fs, path = open_fs(url, stream.fs_options(url))
     if "file" in fs.protocol or "local" in fs.protocol:
         if not (Path(path) / "info.json").is_file():
             raise FormatError(f"{url}/info.json: not found; the converter copies the source's meta/ there")

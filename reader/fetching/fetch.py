@@ -21,13 +21,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import fsspec
-
 from lerobot_wds.core.errors import ShardReadError, ShortReadError
 from lerobot_wds.core.redact import redact_text, redact_url
 from lerobot_wds.core.retry import RetryPolicy, describe, is_denied, is_local, is_timeout, with_retries
 from lerobot_wds.core.timeouts import DEFAULT_READ_TIMEOUT_S, with_read_timeout
 from lerobot_wds.reader.errors import OptionError
+from lerobot_wds.reader.fetching.filesystems import open_fs
 from lerobot_wds.reader.planning.reads import Read, integrity_failures
 
 log = logging.getLogger(__name__)
@@ -124,7 +123,7 @@ class Fetched:
 
 def fetch_once(read: Read, config: StreamConfig) -> bytes:
     """Fetches a read with one GET (ranged unless it is a whole shard) and checks its size."""
-    fs, path = fsspec.core.url_to_fs(read.url, **config.fs_options(read.url))
+    fs, path = open_fs(read.url, config.fs_options(read.url))
     data = fs.cat_file(path) if read.start is None else fs.cat_file(path, start=read.start, end=read.end)
     if len(data) != read.nbytes:
         what = "" if read.start is None else f" {read.start}..{read.end}"
