@@ -52,15 +52,14 @@ def test_workers_open_their_own_filesystem_and_never_close_the_parents(
     assert session is not None and not session.closed  # the parent read the manifest through it
     probe = _Probe(ds, url, session, parent_fs.loop)
     del parent_fs  # the workers inherit this frame: only the reader itself may keep the filesystem alive
-    loader = DataLoader(
-        probe, batch_size=None, num_workers=2, multiprocessing_context="fork"
-    )
+    loader = DataLoader(probe, batch_size=None, num_workers=2, multiprocessing_context="fork")
     reports, frames = [], set()
     for item in loader:
         if "report" in item:
             reports.append(item)
             continue
-        for image, ep, idx in zip(item[ds.camera_keys[0]], item["episode_index"], item["frame_index"], strict=True):
+        cams, eps, idxs = item[ds.camera_keys[0]], item["episode_index"], item["frame_index"]
+        for image, ep, idx in zip(cams, eps, idxs, strict=True):
             assert read_identity(image)[:2] == (int(ep), int(idx))
             frames.add((int(ep), int(idx)))
     assert len(frames) == ds.num_frames  # the epoch read every frame over HTTP
