@@ -42,6 +42,7 @@ from lerobot_wds.reader.meta import load_meta, local_meta_root
 from lerobot_wds.reader.on_error import ErrorCounter
 from lerobot_wds.reader.options import (
     check_bool,
+    check_cache,
     check_delta_timestamps,
     check_episodes,
     check_int,
@@ -52,7 +53,12 @@ from lerobot_wds.reader.pipeline import ReaderOptions, reader_stream
 from lerobot_wds.reader.planning.epoch import SharedEpoch
 from lerobot_wds.reader.planning.resume import check_topology, loader_consumed, make_state, merge_state
 from lerobot_wds.reader.planning.splitting import SlotPlan, Uneven, episode_selection, plan_epoch
-from lerobot_wds.reader.planning.topology import Topology, detect_rank_world, detect_topology
+from lerobot_wds.reader.planning.topology import (
+    Topology,
+    detect_rank_world,
+    detect_ranks_per_node,
+    detect_topology,
+)
 from lerobot_wds.reader.root import open_root
 from lerobot_wds.reader.scheduling.mixing import DEFAULT_BATCH, mix_target, warn_share_bounds_mix
 from lerobot_wds.reader.scheduling.windows import Preset, delta_indices, preset_delta_timestamps
@@ -134,6 +140,10 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
             ``batch_size`` it runs per sample on the batch and must keep shape and dtype.
         meta_cache_dir: where a remote root's ``meta/`` is fetched once for :attr:`meta` (default
             ``$LEROBOT_WDS_META_CACHE`` or ``~/.cache/lerobot_wds/meta``).
+        cache_dir, cache_limit: a node-local cache of episode bytes in ``cache_dir`` holding at most
+            ``cache_limit`` bytes, shared by every process of the node (see :mod:`cache`, docs/cache.md); with
+            it, every node reads the same episodes every epoch (:mod:`nodes`). None (default): no cache.
+        ranks_per_node: ranks sharing a node (and its cache); default ``$LOCAL_WORLD_SIZE`` (torchrun), else 1.
     """
 
     def __init__(
@@ -159,6 +169,9 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         episodes: Sequence[int] | None = None,
         image_transforms: Callable[[torch.Tensor], torch.Tensor] | None = None,
         meta_cache_dir: str | None = None,
+        cache_dir: str | None = None,
+        cache_limit: int | None = None,
+        ranks_per_node: int | None = None,
     ) -> None:
         super().__init__()
         delta_timestamps = check_delta_timestamps(delta_timestamps)
@@ -189,8 +202,13 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         if image_transforms is not None and not callable(image_transforms):
             raise TypeError(f"image_transforms must be callable or None, got {type(image_transforms).__name__}")
         ErrorCounter(on_error)  # validates the policy name
+        cache = check_cache(cache_dir, cache_limit)
+        ranks_per_node = check_optional_int("ranks_per_node", ranks_per_node, 1)
+        self.ranks_per_node = ranks_per_node if ranks_per_node is not None else detect_ranks_per_node()
         self.source = str(source)
         self.stream_config = stream or StreamConfig()
+        if cache is not None:
+            self.stream_config = replace(self.stream_config, cache=cache)
         self.decode_config = decode or DecodeConfig()
         opened = open_root(self.source, self.stream_config)
         self.manifest = opened.manifest
@@ -290,8 +308,20 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
             num_workers=topology.num_workers,
             uneven=self.uneven,
             episodes=self._keep,
+            nodes=self._nodes(topology.world_size),
         )
         return plan[topology.rank][topology.worker]
+
+    def _nodes(self, world_size: int) -> int | None:
+        """Nodes of the job when the node-local cache is on (node-stable shares), else None."""
+        if self.stream_config.cache is None:
+            return None
+        if world_size % self.ranks_per_node:
+            raise OptionError(
+                f"ranks_per_node={self.ranks_per_node} does not divide the world size {world_size}; every node "
+                "needs the same number of ranks"
+            )
+        return max(1, world_size // self.ranks_per_node)
 
     def samples_per_rank(self, num_workers: int = 0, world_size: int | None = None) -> int:
         """How many samples each rank yields per epoch with a DataLoader of ``num_workers`` workers."""
