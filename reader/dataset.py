@@ -37,6 +37,7 @@ from lerobot_wds.reader.board import DecodePublisher, ReaderBoard, nested
 from lerobot_wds.reader.decoding.decode import DecodeConfig
 from lerobot_wds.reader.decoding.frames import FramePool
 from lerobot_wds.reader.errors import OptionError
+from lerobot_wds.reader.fetching.cache import CacheConfig
 from lerobot_wds.reader.fetching.fetch import ReadCounters, StreamConfig
 from lerobot_wds.reader.meta import load_meta, local_meta_root
 from lerobot_wds.reader.on_error import ErrorCounter
@@ -312,6 +313,26 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         )
         return plan[topology.rank][topology.worker]
 
+    def _cache_stream(self, topo: Topology, epoch: int, cache: CacheConfig) -> StreamConfig:
+        """The stream configuration whose cache keeps this node's share: every episode its ranks read."""
+        plan = plan_epoch(
+            self.manifest.shards,
+            seed=self.seed,
+            epoch=epoch,
+            shuffle=self.shuffle,
+            world_size=topo.world_size,
+            num_workers=topo.num_workers,
+            uneven=self.uneven,
+            episodes=self._keep,
+            nodes=self._nodes(topo.world_size),
+        )
+        first = topo.rank // self.ranks_per_node * self.ranks_per_node
+        share = {
+            seg.ref.episode for r in plan[first : first + self.ranks_per_node] for p in r for seg in p.segments
+        }
+        keep = frozenset(x.sha256 for s in self.manifest.shards for x in s.extents if x.episode in share)
+        return replace(self.stream_config, cache=replace(self.stream_config.cache, keep=keep))
+
     def _nodes(self, world_size: int) -> int | None:
         """Nodes of the job when the node-local cache is on (node-stable shares), else None."""
         if self.stream_config.cache is None:
@@ -377,6 +398,8 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         if skip >= plan.quota:
             return
         opts = replace(self._options, epoch=epoch, slot=topo.slot)
+        if self.stream_config.cache is not None:
+            opts = replace(opts, stream=self._cache_stream(topo, epoch, self.stream_config.cache))
 
         def progress(n: int) -> None:
             self._consumed[topo.worker] = n

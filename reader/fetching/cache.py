@@ -17,9 +17,12 @@ under the lock and deletes temp files nobody holds, so a restart reuses every co
 Two processes writing the same episode: the second finds the entry (or its live temp file) and writes nothing,
 so there is one copy per entry.
 
-Eviction is least recently used: a hit touches its entry's mtime; when a reservation does not fit, the entries
-are sorted by mtime once and the oldest deleted until the new entry fits under ``LOW_WATER`` of the limit (so
-one scan of the directory pays for many later inserts).
+Eviction is least recently used outside the working set: a hit or write stamps its entry's mtime; when a
+reservation does not fit, the entries are sorted by mtime once and the oldest deleted until the new entry fits
+under ``LOW_WATER`` of the limit (one scan of the directory pays for many later inserts), skipping the entries
+of ``keep`` (the episodes the node reads, its share: see :mod:`nodes`). When the rest does not make room, the
+new entry is not stored and streams: a share larger than the cache keeps the part that is cached, so the hit
+rate of later epochs is the fraction of the share that fits instead of the near-zero of LRU over a cyclic scan.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,10 +43,15 @@ LOW_WATER = 0.9  # an eviction frees space until entries fit under this fraction
 
 @dataclass(frozen=True)
 class CacheConfig:
-    """Where the node-local cache lives and its hard bound in bytes (see the module docstring)."""
+    """Where the node-local cache lives, its hard bound in bytes and the entries eviction keeps.
+
+    Attributes:
+        keep: sha256 digests of the episodes the node reads (its share), never evicted for another entry.
+    """
 
     directory: str
     limit: int
+    keep: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if not self.directory:
@@ -105,6 +114,8 @@ class NodeCache:
         goal = low - need if need <= low else self.config.limit - need
         entries = sorted(os.scandir(self.entries), key=lambda e: e.stat().st_mtime_ns)
         for e in entries:
+            if e.name in self.config.keep:
+                continue
             if size <= goal:
                 break
             n = e.stat().st_size
@@ -120,7 +131,7 @@ class NodeCache:
         try:
             with open(path, "rb") as f:
                 data = f.read()
-            os.utime(path)
+            _touch(path)
         except FileNotFoundError:
             return None
         return data
@@ -169,6 +180,7 @@ class NodeCache:
                 f.flush()
                 os.fsync(f.fileno())
             os.rename(tmp, self.entries / digest)
+            _touch(self.entries / digest)
         except BaseException:
             _unlink(str(tmp))
             with self._locked():
@@ -182,6 +194,15 @@ class NodeCache:
         """Bytes of the entries and of the entries being written (what the bound holds)."""
         with self._locked():
             return self._read_size()
+
+
+def _touch(path: Path) -> None:
+    """Stamps an entry as used now (nanoseconds: the file system's own mtimes can tie within a tick)."""
+    now = time.time_ns()
+    try:
+        os.utime(path, ns=(now, now))
+    except FileNotFoundError:
+        pass  # evicted meanwhile
 
 
 def _held(path: str) -> bool:
@@ -207,13 +228,15 @@ def _unlink(path: str) -> bool:
     return True
 
 
-_OPEN: dict[tuple[int, CacheConfig], NodeCache] = {}
+_OPEN: dict[tuple[int, str, int], NodeCache] = {}
 
 
 def open_cache(config: CacheConfig) -> NodeCache:
-    """This process's handle on the cache (one per process: flocks belong to an open file, which fork shares)."""
-    key = (os.getpid(), config)
+    """This process's handle on the cache (one per process: flocks belong to an open file, which fork shares),
+    keeping ``config.keep``."""
+    key = (os.getpid(), config.directory, config.limit)
     cache = _OPEN.get(key)
     if cache is None:
         cache = _OPEN[key] = NodeCache(config)
+    cache.config = config
     return cache
