@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import psutil
 
@@ -89,4 +90,41 @@ class ProcessMonitor:
         if self._thread is not None:
             self._thread.join()
         self._listed_at = float("-inf")
+        self.sample()
+
+
+class DiskSampler:
+    """Context manager sampling the bytes of every file under a directory (a node-local cache: its complete
+    entries and those being written) every ``interval_s`` seconds; ``peak`` is the largest sample."""
+
+    def __init__(self, directory: Path, interval_s: float = 0.2) -> None:
+        self.directory = directory
+        self.interval_s = interval_s
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sample(self) -> None:
+        total = 0
+        for path in self.directory.rglob("*"):
+            try:
+                total += path.stat().st_size if path.is_file() else 0
+            except FileNotFoundError:
+                continue  # evicted or renamed while listing
+        self.peak = max(self.peak, total)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.sample()
+
+    def __enter__(self) -> DiskSampler:
+        self.sample()
+        self._thread = threading.Thread(target=self._loop, name="bench-disk", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
         self.sample()
