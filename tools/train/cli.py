@@ -100,6 +100,8 @@ def run(cfg: TrainConfig) -> int:
         batch_size=cfg.batch_size,
         rank=rank,
         world_size=world,
+        cache_dir=cfg.cache_dir,
+        cache_limit=cfg.cache_limit,
     )
     loader = DataLoader(
         ds,
