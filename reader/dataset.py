@@ -327,11 +327,10 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
             nodes=self._nodes(topo.world_size),
         )
         first = topo.rank // self.ranks_per_node * self.ranks_per_node
-        share = {
-            seg.ref.episode for r in plan[first : first + self.ranks_per_node] for p in r for seg in p.segments
-        }
+        ranks = plan[first : first + self.ranks_per_node]
+        share = {seg.ref.episode for rank in ranks for p in rank for seg in p.segments}
         keep = frozenset(x.sha256 for s in self.manifest.shards for x in s.extents if x.episode in share)
-        return replace(self.stream_config, cache=replace(self.stream_config.cache, keep=keep))
+        return replace(self.stream_config, cache=replace(cache, keep=keep))
 
     def _nodes(self, world_size: int) -> int | None:
         """Nodes of the job when the node-local cache is on (node-stable shares), else None."""

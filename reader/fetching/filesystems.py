@@ -55,7 +55,7 @@ def opened_here(fs: fsspec.AbstractFileSystem) -> bool:
 
 def _hold_fsspec_instances() -> None:
     """Before a fork: references to every instance in fsspec's caches, which the child then holds."""
-    held = []
+    held: list[Any] = []
     for cls in list(fs_classes.values()):
         held.extend(getattr(cls, "_cache", {}).values())
     _INHERITED[:] = held
