@@ -41,7 +41,7 @@ def open_fs(url: str, options: dict[str, Any]) -> tuple[fsspec.AbstractFileSyste
     with _lock:
         fs = _OPENED.get(key)
         if fs is None:
-            fs, path = fsspec.core.url_to_fs(url, skip_instance_cache=True, **options)
+            fs, path = fsspec.core.url_to_fs(url, **{**options, "skip_instance_cache": True})
             _OPENED[key] = fs
             return fs, path
     return fs, fs._strip_protocol(url)

@@ -221,3 +221,40 @@ def test_cache_options_are_checked(wds_root: Path, tmp_path: Path) -> None:
         LeRobotWdsDataset(
             str(wds_root), cache_dir=str(tmp_path), cache_limit=10, rank=0, world_size=2, ranks_per_node=3
         ).plan(Topology(0, 2, 0, 1))
+
+
+def test_s3_root_through_the_cache_with_forked_workers(wds_root: Path, tmp_path: Path, s3_bucket: Any) -> None:
+    """Over the S3-compatible test server, 2 forked workers per epoch: the cold epoch fetches every episode once,
+    the warm one reads them all from the cache."""
+    from torch.utils.data import DataLoader
+
+    from lerobot_wds.reader.fetching.fetch import StreamConfig
+
+    s3_bucket.fs.put(str(wds_root), s3_bucket.url("root"), recursive=True)
+    manifest = Manifest.from_json_bytes((wds_root / "manifest.json").read_bytes(), where="manifest.json")
+    episode_bytes = sum(e.length for s in manifest.shards for e in s.extents)
+    ds = LeRobotWdsDataset(
+        s3_bucket.url("root"),
+        batch_size=4,
+        stream=StreamConfig(storage_options=s3_bucket.options),
+        cache_dir=str(tmp_path / "cache"),
+        cache_limit=10**8,
+    )
+    counted = []
+    for epoch in (0, 1):
+        ds.set_epoch(epoch)
+        loader = DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context="fork")
+        frames = {
+            (int(e), int(f)) for b in loader for e, f in zip(b["episode_index"], b["frame_index"], strict=True)
+        }
+        assert len(frames) == manifest.total_frames
+        counted.append(ds.stats())
+    cold, warm = counted
+    # an episode split between the two workers is fetched by the first that misses it: at most once more
+    assert (
+        episode_bytes
+        <= cold["remote_bytes"]
+        <= episode_bytes + max(e.length for s in manifest.shards for e in s.extents)
+    )
+    assert cold["cache"]["size"] == episode_bytes == _disk(tmp_path / "cache")
+    assert warm["remote_bytes"] == 0 and warm["cache"]["misses"] == 0
