@@ -29,9 +29,13 @@ _lock = threading.Lock()
 
 
 def _fs_key(url: str, options: dict[str, Any]) -> str:
+    """What identifies a filesystem: its protocol and options (those a URL carries, e.g. a bucket's, too)."""
     protocol, _ = fsspec.core.split_protocol(url)
     protocol = protocol or "file"
-    cls = fsspec.get_filesystem_class(protocol)
+    try:
+        cls = fsspec.get_filesystem_class(protocol)
+    except (ValueError, ImportError):  # a chained URL ("simplecache::s3://..."): one filesystem per URL
+        return tokenize(url, options)
     return tokenize(protocol, cls._get_kwargs_from_urls(url), options)
 
 
