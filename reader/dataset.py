@@ -37,7 +37,7 @@ from lerobot_wds.reader.board import DecodePublisher, ReaderBoard, nested
 from lerobot_wds.reader.decoding.decode import DecodeConfig
 from lerobot_wds.reader.decoding.frames import FramePool
 from lerobot_wds.reader.errors import OptionError
-from lerobot_wds.reader.fetching.cache import CacheConfig
+from lerobot_wds.reader.fetching.cache import CacheConfig, open_cache
 from lerobot_wds.reader.fetching.fetch import ReadCounters, StreamConfig
 from lerobot_wds.reader.meta import load_meta, local_meta_root
 from lerobot_wds.reader.on_error import ErrorCounter
@@ -209,6 +209,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         self.source = str(source)
         self.stream_config = stream or StreamConfig()
         if cache is not None:
+            open_cache(cache)  # a directory that cannot hold the cache is an OptionError here, naming it
             self.stream_config = replace(self.stream_config, cache=cache)
         self.decode_config = decode or DecodeConfig()
         opened = open_root(self.source, self.stream_config)

@@ -170,7 +170,8 @@ class NodeCache:
             if size + n > self.config.limit:
                 size = self._recount()  # reservations of writers killed since they reserved
                 if size + n > self.config.limit:
-                    return False  # the rest is being written by live writers
+                    self._write_size(size)
+                    return False  # the rest is the kept share or being written by live writers
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             fcntl.flock(fd, fcntl.LOCK_EX)  # live: a recount keeps its reservation
             self._write_size(size + n)

@@ -4,18 +4,24 @@ The read's episodes found in the cache (and matching the manifest's sha256) are 
 missing episodes is one ranged GET (``fetch``, the reader's fetch with its retries and checks), and every
 episode fetched whole and intact is stored in the cache behind the read (in the read-ahead thread, while the
 consumer works on earlier reads). So a cache holding part of a reader's episodes saves exactly that part.
-The bytes are handed on as one range read of the episodes' extents, as any ranged read is.
+The bytes are handed on as one range read of the episodes' extents, as any ranged read is. A cache that cannot
+be read or written (a full or failing disk) never fails a read: the episode is a miss, logged once per process.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from lerobot_wds.core.format import EpisodeExtent
-from lerobot_wds.reader.fetching.cache import NodeCache
+from lerobot_wds.reader.errors import OptionError
+from lerobot_wds.reader.fetching.cache import CacheConfig, NodeCache, open_cache
 from lerobot_wds.reader.planning.reads import Read
+
+log = logging.getLogger(__name__)
+_WARNED: list[str] = []  # cache failures already logged in this process
 
 
 @dataclass
@@ -26,6 +32,36 @@ class CacheTally:
     misses: int = 0
     cached_bytes: int = 0
     evictions: int = 0
+
+
+def _warn(what: str, e: Exception) -> None:
+    if what not in _WARNED:
+        _WARNED.append(what)
+        log.warning("node-local cache: %s failed (%s); the episode is read from the root instead", what, e)
+
+
+def open_or_warn(config: CacheConfig) -> NodeCache | None:
+    """This process's handle on the cache, or None (logged once) when its directory cannot be used."""
+    try:
+        return open_cache(config)
+    except (OptionError, OSError) as e:
+        _warn("opening the cache", e)
+        return None
+
+
+def _get(cache: NodeCache, digest: str) -> bytes | None:
+    try:
+        return cache.get(digest)
+    except OSError as e:
+        _warn("reading an entry", e)
+        return None
+
+
+def _put(cache: NodeCache, digest: str, data: memoryview) -> None:
+    try:
+        cache.put(digest, data)
+    except OSError as e:
+        _warn("storing an entry", e)
 
 
 def _runs(missing: Sequence[EpisodeExtent]) -> list[list[EpisodeExtent]]:
@@ -57,9 +93,12 @@ def fetch_through_cache(
     out = bytearray(end - start)
     missing: list[EpisodeExtent] = []
     for ext in read.extents:
-        data = cache.get(ext.sha256)
+        data = _get(cache, ext.sha256)
         if data is not None and verify and hashlib.sha256(data).hexdigest() != ext.sha256:
-            cache.discard(ext.sha256)
+            try:
+                cache.discard(ext.sha256)
+            except OSError as e:
+                _warn("deleting a damaged entry", e)
             data = None
         if data is None or len(data) != ext.length:
             missing.append(ext)
@@ -81,7 +120,7 @@ def fetch_through_cache(
         view = memoryview(data)
         for e in run:
             if e.episode not in bad:
-                cache.put(e.sha256, view[e.offset - lo : e.offset - lo + e.length])
+                _put(cache, e.sha256, view[e.offset - lo : e.offset - lo + e.length])
     tally.evictions += cache.evictions - evicted
     ranged = Read(read.url, read.shard, start, end, read.episodes, read.extents)
     return ranged, bytes(out), failures

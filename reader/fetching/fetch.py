@@ -26,8 +26,8 @@ from lerobot_wds.core.redact import redact_text, redact_url
 from lerobot_wds.core.retry import RetryPolicy, describe, is_denied, is_local, is_timeout, with_retries
 from lerobot_wds.core.timeouts import DEFAULT_READ_TIMEOUT_S, with_read_timeout
 from lerobot_wds.reader.errors import OptionError
-from lerobot_wds.reader.fetching.cache import CacheConfig, open_cache
-from lerobot_wds.reader.fetching.cached import CacheTally, fetch_through_cache
+from lerobot_wds.reader.fetching.cache import CacheConfig
+from lerobot_wds.reader.fetching.cached import CacheTally, fetch_through_cache, open_or_warn
 from lerobot_wds.reader.fetching.filesystems import open_fs
 from lerobot_wds.reader.planning.reads import Read, integrity_failures
 
@@ -217,7 +217,9 @@ def fetch_or_fail(read: Read, config: StreamConfig, counters: ReadCounters | Non
 def _fetch_cached(
     read: Read, cache_config: CacheConfig, config: StreamConfig, counters: ReadCounters | None, skip: bool
 ) -> Fetched:
-    cache = open_cache(cache_config)
+    cache = open_or_warn(cache_config)
+    if cache is None:
+        return fetch_or_fail(read, config, counters, skip)
     tally = CacheTally()
 
     def remote(sub: Read) -> tuple[bytes, dict[int, str]]:

@@ -258,3 +258,29 @@ def test_s3_root_through_the_cache_with_forked_workers(wds_root: Path, tmp_path:
     )
     assert cold["cache"]["size"] == episode_bytes == _disk(tmp_path / "cache")
     assert warm["remote_bytes"] == 0 and warm["cache"]["misses"] == 0
+
+
+def test_a_cache_disk_that_fails_never_fails_a_read(
+    wds_root: Path, tmp_path: Path, http_dir_server: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    server = http_dir_server(wds_root)
+    manifest = Manifest.from_json_bytes((wds_root / "manifest.json").read_bytes(), where="manifest.json")
+    cache_dir = tmp_path / "cache"
+    ds = LeRobotWdsDataset(server.url, batch_size=4, shuffle=False, cache_dir=str(cache_dir), cache_limit=10**8)
+    (cache_dir / "tmp").rmdir()
+    (cache_dir / "tmp").write_text("a file where the cache's temp folder was: every store now fails")
+    seen = set()
+    for batch in ds:
+        cams, eps, idxs = batch[ds.camera_keys[0]], batch["episode_index"], batch["frame_index"]
+        for image, ep, idx in zip(cams, eps, idxs, strict=True):
+            assert read_identity(image)[:2] == (int(ep), int(idx))
+            seen.add((int(ep), int(idx)))
+    assert len(seen) == manifest.total_frames
+    st = ds.stats()
+    assert (
+        st["remote_bytes"] == sum(e.length for s in manifest.shards for e in s.extents)
+        and st["cache"]["size"] == 0
+    )
+    assert "node-local cache: storing an entry failed" in caplog.text
+    with pytest.raises(OptionError, match="cannot create the cache there"):
+        LeRobotWdsDataset(server.url, cache_dir=str(cache_dir / "tmp" / "below-a-file"), cache_limit=10**8)
