@@ -229,6 +229,25 @@ def _unlink(path: str) -> bool:
     return True
 
 
+def disk_bytes(directory: str | Path) -> int:
+    """Bytes of a cache's entries and temp files now, sampled under its lock: the count cannot change meanwhile
+    (a rename outside the lock moves bytes from ``tmp/`` to ``entries/``, listed first: missed, never twice)."""
+    root = Path(directory)
+    fd = os.open(root / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        total = 0
+        for folder in ("entries", "tmp"):
+            for entry in list(os.scandir(root / folder)) if (root / folder).is_dir() else []:
+                try:
+                    total += entry.stat().st_size
+                except FileNotFoundError:
+                    continue
+        return total
+    finally:
+        os.close(fd)
+
+
 _OPEN: dict[tuple[int, str, int], NodeCache] = {}
 
 

@@ -19,7 +19,7 @@ import pytest
 from lerobot_wds import LeRobotWdsDataset
 from lerobot_wds.core.format import Manifest
 from lerobot_wds.reader.errors import OptionError
-from lerobot_wds.reader.fetching.cache import CacheConfig, NodeCache
+from lerobot_wds.reader.fetching.cache import CacheConfig, NodeCache, disk_bytes
 from lerobot_wds.reader.planning.topology import Topology
 from lerobot_wds.testing.shards import read_identity
 
@@ -30,16 +30,8 @@ def _blob(i: int, n: int) -> tuple[str, bytes]:
 
 
 def _disk(root: Path) -> int:
-    """Bytes of entries and temp files (listed in that order: a rename between the listings is missed, never
-    counted twice); a file deleted while listing counts nothing."""
-    total = 0
-    for d in ("entries", "tmp"):
-        for entry in list(os.scandir(root / d)) if (root / d).exists() else []:
-            try:
-                total += entry.stat().st_size
-            except FileNotFoundError:
-                pass
-    return total
+    """Bytes of entries and temp files, sampled under the cache's lock (a consistent count)."""
+    return disk_bytes(root) if (root / "entries").is_dir() else 0
 
 
 def test_lru_eviction_keeps_the_bound_and_the_share(tmp_path: Path) -> None:

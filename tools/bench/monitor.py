@@ -15,6 +15,8 @@ from pathlib import Path
 
 import psutil
 
+from lerobot_wds.reader.fetching.cache import disk_bytes
+
 
 class ProcessMonitor:
     """Context manager sampling RSS and read bytes of the process tree every ``interval_s`` seconds.
@@ -94,8 +96,9 @@ class ProcessMonitor:
 
 
 class DiskSampler:
-    """Context manager sampling the bytes of every file under a directory (a node-local cache: its complete
-    entries and those being written) every ``interval_s`` seconds; ``peak`` is the largest sample."""
+    """Context manager sampling a node-local cache's bytes on disk (its complete entries and those being written,
+    under its lock: :func:`~lerobot_wds.reader.fetching.cache.disk_bytes`) every ``interval_s`` seconds; ``peak``
+    is the largest sample."""
 
     def __init__(self, directory: Path, interval_s: float = 0.2) -> None:
         self.directory = directory
@@ -105,13 +108,8 @@ class DiskSampler:
         self._thread: threading.Thread | None = None
 
     def sample(self) -> None:
-        total = 0
-        for path in self.directory.rglob("*"):
-            try:
-                total += path.stat().st_size if path.is_file() else 0
-            except FileNotFoundError:
-                continue  # evicted or renamed while listing
-        self.peak = max(self.peak, total)
+        if (self.directory / "entries").is_dir():
+            self.peak = max(self.peak, disk_bytes(self.directory))
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
