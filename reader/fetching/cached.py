@@ -97,8 +97,8 @@ def fetch_through_cache(
         if data is not None and verify and hashlib.sha256(data).hexdigest() != ext.sha256:
             try:
                 cache.discard(ext.sha256)
-            except OSError as e:
-                _warn("deleting a damaged entry", e)
+            except OSError as err:
+                _warn("deleting a damaged entry", err)
             data = None
         if data is None or len(data) != ext.length:
             missing.append(ext)
