@@ -276,3 +276,28 @@ def test_a_cache_disk_that_fails_never_fails_a_read(
     assert "node-local cache: storing an entry failed" in caplog.text
     with pytest.raises(OptionError, match="cannot create the cache there"):
         LeRobotWdsDataset(server.url, cache_dir=str(cache_dir / "tmp" / "below-a-file"), cache_limit=10**8)
+
+
+def test_a_damaged_entry_is_never_served_and_is_fetched_again(
+    wds_root: Path, tmp_path: Path, http_dir_server: Callable[..., Any]
+) -> None:
+    server = http_dir_server(wds_root)
+    manifest = Manifest.from_json_bytes((wds_root / "manifest.json").read_bytes(), where="manifest.json")
+    cache_dir = tmp_path / "cache"
+    ds = LeRobotWdsDataset(server.url, batch_size=4, shuffle=False, cache_dir=str(cache_dir), cache_limit=10**8)
+    for _ in ds:
+        pass
+    victim = manifest.shards[1].extents[0]
+    entry = cache_dir / "entries" / victim.sha256
+    good = entry.read_bytes()
+    entry.write_bytes(good[:100] + bytes([good[100] ^ 0xFF]) + good[101:])  # one flipped byte, same length
+    seen = set()
+    for batch in ds:
+        cams, eps, idxs = batch[ds.camera_keys[0]], batch["episode_index"], batch["frame_index"]
+        for image, ep, idx in zip(cams, eps, idxs, strict=True):
+            assert read_identity(image)[:2] == (int(ep), int(idx))
+            seen.add((int(ep), int(idx)))
+    assert len(seen) == manifest.total_frames
+    st = ds.stats()
+    assert st["cache"]["misses"] == 1 and st["remote_bytes"] == victim.length  # only the damaged episode
+    assert entry.read_bytes() == good  # stored again, intact
