@@ -156,8 +156,9 @@ def build_configs(args: argparse.Namespace) -> list[BenchConfig]:
             }
             if batching is not None:
                 ours["batching"] = batching
-            if args.cache_dir is not None or args.cache_limit is not None:
-                ours |= {"cache_dir": args.cache_dir, "cache_limit": args.cache_limit}
+            cache_dir, cache_limit = getattr(args, "cache_dir", None), getattr(args, "cache_limit", None)
+            if cache_dir is not None or cache_limit is not None:  # a Namespace built without them: no cache
+                ours |= {"cache_dir": cache_dir, "cache_limit": cache_limit}
             configs.append(BenchConfig(args.source, **ours, **common))
         # the peers read local roots only, so their runs are always local
         if "lerobot" in args.baseline:
