@@ -57,6 +57,12 @@ COUNTERS: tuple[str, ...] = (
     "skipped_episodes",
     "read_retries",
     "read_timeouts",
+    "remote_bytes",
+    "cache.hits",
+    "cache.misses",
+    "cache.read_bytes",
+    "cache.evictions",
+    "cache.size",
     *(f"frames.{c}" for c in _CACHE),
     *(f"decoders.{c}" for c in _CACHE),
     "decoded_frames",
@@ -72,7 +78,7 @@ COUNTERS: tuple[str, ...] = (
     "memory.rss_peak",
 )
 # counters that are per reader, not additive: totals() keeps the largest (memory) or reports them per reader
-_PER_READER = ("mixing.least", "mixing.target", "memory.planned_peak", "memory.rss_peak")
+_PER_READER = ("cache.size", "mixing.least", "mixing.target", "memory.planned_peak", "memory.rss_peak")
 _INDEX = {name: i for i, name in enumerate(COUNTERS)}
 # int64 header: start_ns, epoch, num_workers, length of the message; then the counters
 _HEADER = 4
@@ -152,8 +158,20 @@ class ReaderRow:
         self.set({"mixing.batches": tally.batches, "mixing.distinct": tally.distinct, "mixing.least": tally.least})
 
     def record_reads(self, counters: ReadCounters) -> None:
-        """Copies the read counters (called after every failed read attempt)."""
-        self.set({"read_retries": counters.retries, "read_timeouts": counters.timeouts})
+        """Copies the read counters (called after every read and every failed read attempt)."""
+        c = counters.cache
+        self.set(
+            {
+                "read_retries": counters.retries,
+                "read_timeouts": counters.timeouts,
+                "remote_bytes": counters.remote_bytes,
+                "cache.hits": c.hits,
+                "cache.misses": c.misses,
+                "cache.read_bytes": c.cached_bytes,
+                "cache.evictions": c.evictions,
+                "cache.size": counters.cache_size,
+            }
+        )
 
 
 class ReaderBoard:
@@ -243,7 +261,7 @@ def nested(counts: Mapping[str, int]) -> dict[str, Any]:
     for name, value in counts.items():
         group, _, leaf = name.rpartition(".")
         (out.setdefault(group, {}) if group else out)[leaf] = value
-    for cache in ("frames", "decoders"):
+    for cache in ("frames", "decoders", "cache"):
         c = out.get(cache)
         if c is not None:
             looked = c["hits"] + c["misses"]

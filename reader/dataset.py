@@ -38,11 +38,13 @@ from lerobot_wds.reader.decoding.decode import DecodeConfig
 from lerobot_wds.reader.decoding.frames import FramePool
 from lerobot_wds.reader.epoch_progress import EpochProgress
 from lerobot_wds.reader.errors import OptionError
+from lerobot_wds.reader.fetching.cache import CacheConfig, open_cache
 from lerobot_wds.reader.fetching.fetch import ReadCounters, StreamConfig
 from lerobot_wds.reader.meta import load_meta, local_meta_root
 from lerobot_wds.reader.on_error import ErrorCounter
 from lerobot_wds.reader.options import (
     check_bool,
+    check_cache,
     check_delta_timestamps,
     check_episodes,
     check_int,
@@ -52,8 +54,13 @@ from lerobot_wds.reader.options import (
 from lerobot_wds.reader.pipeline import ReaderOptions, reader_stream
 from lerobot_wds.reader.planning.epoch import SharedEpoch
 from lerobot_wds.reader.planning.resume import EpochPlanner
-from lerobot_wds.reader.planning.splitting import SlotPlan, Uneven, episode_selection, plan_epoch
-from lerobot_wds.reader.planning.topology import Topology, detect_rank_world, detect_topology
+from lerobot_wds.reader.planning.splitting import SlotPlan, Uneven, episode_selection
+from lerobot_wds.reader.planning.topology import (
+    Topology,
+    detect_rank_world,
+    detect_ranks_per_node,
+    detect_topology,
+)
 from lerobot_wds.reader.root import open_root
 from lerobot_wds.reader.scheduling.mixing import DEFAULT_BATCH, mix_target, warn_share_bounds_mix
 from lerobot_wds.reader.scheduling.windows import Preset, delta_indices, preset_delta_timestamps
@@ -135,6 +142,10 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
             ``batch_size`` it runs per sample on the batch and must keep shape and dtype.
         meta_cache_dir: where a remote root's ``meta/`` is fetched once for :attr:`meta` (default
             ``$LEROBOT_WDS_META_CACHE`` or ``~/.cache/lerobot_wds/meta``).
+        cache_dir, cache_limit: a node-local cache of episode bytes in ``cache_dir`` holding at most
+            ``cache_limit`` bytes, shared by every process of the node (see :mod:`cache`, docs/cache.md); with
+            it, every node reads the same episodes every epoch (:mod:`nodes`). None (default): no cache.
+        ranks_per_node: ranks sharing a node (and its cache); default ``$LOCAL_WORLD_SIZE`` (torchrun), else 1.
     """
 
     def __init__(
@@ -160,6 +171,9 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         episodes: Sequence[int] | None = None,
         image_transforms: Callable[[torch.Tensor], torch.Tensor] | None = None,
         meta_cache_dir: str | None = None,
+        cache_dir: str | None = None,
+        cache_limit: int | None = None,
+        ranks_per_node: int | None = None,
     ) -> None:
         super().__init__()
         delta_timestamps = check_delta_timestamps(delta_timestamps)
@@ -190,8 +204,14 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         if image_transforms is not None and not callable(image_transforms):
             raise TypeError(f"image_transforms must be callable or None, got {type(image_transforms).__name__}")
         ErrorCounter(on_error)  # validates the policy name
+        cache = check_cache(cache_dir, cache_limit)
+        ranks_per_node = check_optional_int("ranks_per_node", ranks_per_node, 1)
+        self.ranks_per_node = ranks_per_node if ranks_per_node is not None else detect_ranks_per_node()
         self.source = str(source)
         self.stream_config = stream or StreamConfig()
+        if cache is not None:
+            open_cache(cache)  # a directory that cannot hold the cache is an OptionError here, naming it
+            self.stream_config = replace(self.stream_config, cache=cache)
         self.decode_config = decode or DecodeConfig()
         opened = open_root(self.source, self.stream_config)
         self.manifest = opened.manifest
@@ -244,8 +264,15 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
             self._rank_world = detect_rank_world()  # captured now: spawned workers cannot see the process group
         self._epoch = SharedEpoch(0)
         self._board = ReaderBoard()  # skips and read retries, written by every reader, read by stats()
-        planner = EpochPlanner(tuple(self.manifest.shards), seed, shuffle, uneven, self._keep)
-        self._progress = EpochProgress(planner, seed)  # resume states and the delivery journal
+        self._planner = EpochPlanner(
+            tuple(self.manifest.shards),
+            seed,
+            shuffle,
+            uneven,
+            self._keep,
+            self.ranks_per_node if self.stream_config.cache is not None else None,  # node-stable with a cache
+        )
+        self._progress = EpochProgress(self._planner, seed)  # resume states and the delivery journal
         self._last_publisher: DecodePublisher | None = None
 
     @property
@@ -281,18 +308,19 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         return detect_topology(self._rank_world)
 
     def plan(self, topology: Topology, epoch: int | None = None) -> SlotPlan:
-        """Returns what ``topology`` reads in ``epoch`` (default: the current epoch)."""
-        plan = plan_epoch(
-            self.manifest.shards,
-            seed=self.seed,
-            epoch=self.epoch if epoch is None else epoch,
-            shuffle=self.shuffle,
-            world_size=topology.world_size,
-            num_workers=topology.num_workers,
-            uneven=self.uneven,
-            episodes=self._keep,
-        )
+        """Returns what ``topology`` reads in ``epoch`` (default: the current epoch), from its start."""
+        epoch = self.epoch if epoch is None else epoch
+        plan = self._planner.plan(epoch, topology.world_size, topology.num_workers, None)
         return plan[topology.rank][topology.worker]
+
+    def _cache_stream(self, topo: Topology, epoch: int, base: bytes | None, cache: CacheConfig) -> StreamConfig:
+        """The stream configuration whose cache keeps this node's share: every episode its ranks read."""
+        plan = self._planner.plan(epoch, topo.world_size, topo.num_workers, base)
+        first = topo.rank // self.ranks_per_node * self.ranks_per_node
+        ranks = plan[first : first + self.ranks_per_node]
+        share = {seg.ref.episode for rank in ranks for p in rank for seg in p.segments}
+        keep = frozenset(x.sha256 for s in self.manifest.shards for x in s.extents if x.episode in share)
+        return replace(self.stream_config, cache=replace(cache, keep=keep))
 
     def samples_per_rank(self, num_workers: int = 0, world_size: int | None = None) -> int:
         """How many samples each rank yields per epoch with a DataLoader of ``num_workers`` workers."""
@@ -333,6 +361,8 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         if skip >= plan.quota:
             return
         opts = replace(self._options, epoch=epoch, slot=topo.slot)
+        if self.stream_config.cache is not None:
+            opts = replace(opts, stream=self._cache_stream(topo, epoch, start.base, self.stream_config.cache))
 
         def progress(n: int) -> None:
             self._progress.progress(topo.worker, n)

@@ -38,6 +38,7 @@ class Start:
 
     topology: Topology  # the reader it plays (a plain DataLoader's worker w may play reader w + rotation)
     plan: SlotPlan
+    base: bytes | None  # the remaining work the plan was cut from (None: the epoch's own plan)
     skip: int
     on_deliver: Callable[[Anchor], None]
 
@@ -89,7 +90,7 @@ class EpochProgress:
         writer = self.journal.writer(
             topo.worker, epoch, cont.key(epoch, topo.world_size, topo.num_workers), plan.quota
         )
-        return Start(topo, plan, skip, _deliveries(plan, writer))
+        return Start(topo, plan, cont.base, skip, _deliveries(plan, writer))
 
     def progress(self, reader: int, n: int) -> None:
         self.consumed[reader] = n

@@ -19,7 +19,6 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import fsspec
 import numpy as np
 
 from lerobot_wds.core.errors import FormatError
@@ -27,6 +26,7 @@ from lerobot_wds.core.format import META_DIR, Manifest
 from lerobot_wds.core.redact import redact_url
 from lerobot_wds.core.retry import read_with_retries
 from lerobot_wds.core.urls import join_url, listing_target
+from lerobot_wds.reader.fetching.filesystems import open_fs
 
 if TYPE_CHECKING:
     from lerobot_wds.reader.fetching.fetch import StreamConfig
@@ -125,7 +125,7 @@ def local_meta_root(root: str, manifest: Manifest, stream: StreamConfig, cache_d
     """
     url = join_url(root, META_DIR)
     listed, options = listing_target(url, stream.fs_options(url))  # a signed root's query goes on every request
-    fs, path = fsspec.core.url_to_fs(listed, **options)
+    fs, path = open_fs(listed, options)
     if "file" in fs.protocol or "local" in fs.protocol:
         if not (Path(path) / "info.json").is_file():
             raise FormatError(f"{url}/info.json: not found; the converter copies the source's meta/ there")

@@ -5,11 +5,13 @@ is accepted, before any stage sees it (``2.5`` is no batch size, ``"12"`` no epi
 from __future__ import annotations
 
 import numbers
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from lerobot_wds.core.format import ShardInfo
 from lerobot_wds.reader.errors import OptionError, UnknownEpisodeError
+from lerobot_wds.reader.fetching.cache import CacheConfig
 
 
 def is_int(value: Any) -> bool:
@@ -101,3 +103,21 @@ def check_episodes(value: Any, shards: Sequence[ShardInfo]) -> list[int] | None:
             f"indices {lo}..{hi}{gaps}"
         )
     return [int(e) for e in items]
+
+
+def check_cache(cache_dir: Any, cache_limit: Any) -> CacheConfig | None:
+    """``cache_dir=`` and ``cache_limit=`` as the node-local cache's configuration, or None (no cache).
+
+    Raises:
+        OptionError: a directory that is not a path, a limit that is no positive integer, or one without the other.
+    """
+    if cache_dir is None and cache_limit is None:
+        return None
+    if cache_dir is None or cache_limit is None:
+        raise OptionError(
+            f"cache_dir={cache_dir!r}, cache_limit={cache_limit!r}: the node-local cache needs both a directory "
+            "and a bound in bytes (e.g. cache_limit=500 * 2**30), or neither"
+        )
+    if not isinstance(cache_dir, (str, os.PathLike)) or not str(cache_dir):
+        raise OptionError(f"cache_dir={cache_dir!r} ({type(cache_dir).__name__}); expected a local directory path")
+    return CacheConfig(str(cache_dir), check_int("cache_limit", cache_limit, 1))

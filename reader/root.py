@@ -5,13 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import fsspec
-
 from lerobot_wds.core.errors import FormatError
 from lerobot_wds.core.format import MANIFEST_NAME, META_DIR, Manifest
 from lerobot_wds.core.retry import read_with_retries
 from lerobot_wds.core.tasks import read_tasks
 from lerobot_wds.core.urls import join_url, split_query
+from lerobot_wds.reader.fetching.filesystems import open_fs
 from lerobot_wds.reader.wrong_root import missing_manifest_error
 
 if TYPE_CHECKING:
@@ -29,7 +28,7 @@ class OpenedRoot:
 
 def _read(url: str, stream: StreamConfig) -> bytes:
     """Reads a whole (small) file with the reader's retry policy and read timeout."""
-    fs, path = fsspec.core.url_to_fs(url, **stream.fs_options(url))
+    fs, path = open_fs(url, stream.fs_options(url))
     try:
         return read_with_retries(lambda: fs.cat_file(path), what=url, policy=stream.retry_policy())
     except FileNotFoundError as e:
@@ -39,7 +38,7 @@ def _read(url: str, stream: StreamConfig) -> bytes:
 def _read_manifest(root: str, stream: StreamConfig) -> bytes:
     """Reads ``manifest.json``; a root without one is an :class:`InputError` saying what the root is instead."""
     url = join_url(root, MANIFEST_NAME)
-    fs, path = fsspec.core.url_to_fs(url, **stream.fs_options(url))
+    fs, path = open_fs(url, stream.fs_options(url))
     try:
         return read_with_retries(lambda: fs.cat_file(path), what=url, policy=stream.retry_policy())
     except FileNotFoundError:

@@ -18,16 +18,17 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
-
-import fsspec
 
 from lerobot_wds.core.errors import ShardReadError, ShortReadError
 from lerobot_wds.core.redact import redact_text, redact_url
 from lerobot_wds.core.retry import RetryPolicy, describe, is_denied, is_local, is_timeout, with_retries
 from lerobot_wds.core.timeouts import DEFAULT_READ_TIMEOUT_S, with_read_timeout
 from lerobot_wds.reader.errors import OptionError
+from lerobot_wds.reader.fetching.cache import CacheConfig
+from lerobot_wds.reader.fetching.cached import CacheTally, fetch_through_cache, open_or_warn
+from lerobot_wds.reader.fetching.filesystems import open_fs
 from lerobot_wds.reader.fetching.integrity import integrity_failures
 from lerobot_wds.reader.planning.reads import Read
 
@@ -51,6 +52,7 @@ class StreamConfig:
         max_read_bytes: largest single GET; longer runs of episodes are read in pieces (memory per worker is
             about ``(readahead + 1) * max_read_bytes``).
         split_first_read: read a pass's first episode on its own so decoding starts when it has arrived.
+        cache: the node-local cache reads go through (:mod:`cache`); None (default): every read is remote.
     """
 
     retries: int = 3
@@ -62,6 +64,7 @@ class StreamConfig:
     storage_options: dict[str, Any] = field(default_factory=dict)
     read_timeout_s: float | None = DEFAULT_READ_TIMEOUT_S
     retry_denied: bool = False
+    cache: CacheConfig | None = None
 
     def __post_init__(self) -> None:
         if self.retries < 0:
@@ -97,12 +100,19 @@ class ReadCounters:
     Attributes:
         retries: failed attempts that were retried.
         timeouts: failed attempts (retried or not) whose error was a read or connect timeout.
-        on_change: called with the counters after each failed attempt, under their lock (the dataset copies
-            them into its :class:`~lerobot_wds.reader.board.ReaderBoard` row, which the main process reads).
+        remote_bytes: bytes fetched from the root (every GET that arrived whole).
+        cache: episodes hit and missed in the node-local cache, bytes read from it, entries evicted;
+            cache_size: the cache's bytes after the last read through it.
+        on_change: called with the counters after each read and each failed attempt, under their lock (the
+            dataset copies them into its :class:`~lerobot_wds.reader.board.ReaderBoard` row, which the main
+            process reads).
     """
 
     retries: int = 0
     timeouts: int = 0
+    remote_bytes: int = 0
+    cache: CacheTally = field(default_factory=CacheTally)
+    cache_size: int = 0
     on_change: Callable[[ReadCounters], None] | None = field(default=None, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -110,6 +120,24 @@ class ReadCounters:
         with self._lock:
             self.retries += int(retried)
             self.timeouts += int(is_timeout(exc))
+            if self.on_change is not None:
+                self.on_change(self)
+
+    def fetched(self, nbytes: int) -> None:
+        """Counts a read's bytes that arrived from the root."""
+        with self._lock:
+            self.remote_bytes += nbytes
+            if self.on_change is not None:
+                self.on_change(self)
+
+    def cached(self, tally: CacheTally, size: int) -> None:
+        """Adds a read's cache counts and the cache's size after it."""
+        with self._lock:
+            self.cache.hits += tally.hits
+            self.cache.misses += tally.misses
+            self.cache.cached_bytes += tally.cached_bytes
+            self.cache.evictions += tally.evictions
+            self.cache_size = size
             if self.on_change is not None:
                 self.on_change(self)
 
@@ -125,7 +153,7 @@ class Fetched:
 
 def fetch_once(read: Read, config: StreamConfig) -> bytes:
     """Fetches a read with one GET (ranged unless it is a whole shard) and checks its size."""
-    fs, path = fsspec.core.url_to_fs(read.url, **config.fs_options(read.url))
+    fs, path = open_fs(read.url, config.fs_options(read.url))
     data = fs.cat_file(path) if read.start is None else fs.cat_file(path, start=read.start, end=read.end)
     if len(data) != read.nbytes:
         what = "" if read.start is None else f" {read.start}..{read.end}"
@@ -168,19 +196,41 @@ def fetch_read(read: Read, config: StreamConfig, counters: ReadCounters | None =
         if isinstance(cause, FileNotFoundError) and not policy.is_transient(cause) and not is_denied(cause):
             raise ShardReadError(f"shard {read.url}: not found ({cause}); the manifest lists it") from cause
         raise
+    counters.fetched(len(data))
     failures = integrity_failures(read, data) if config.verify_sha256 else {}
     return Fetched(read, data, failures)
 
 
 def fetch_or_fail(read: Read, config: StreamConfig, counters: ReadCounters | None, skip: bool) -> Fetched:
     """:func:`fetch_read`; with ``skip``, a read that cannot be fetched comes back as failed for each of its
-    episodes (no bytes), so ``on_error="skip"`` skips them one by one like any corrupt episode."""
+    episodes (no bytes), so ``on_error="skip"`` skips them one by one like any corrupt episode. With
+    ``config.cache``, the read goes through the node-local cache (:mod:`cached`)."""
+    if config.cache is not None:
+        return _fetch_cached(read, config.cache, replace(config, cache=None), counters, skip)
     try:
         return fetch_read(read, config, counters)
     except ShardReadError as e:
         if not skip:
             raise
         return Fetched(read, b"", {ext.episode: f"episode {ext.episode}: {e}" for ext in read.extents})
+
+
+def _fetch_cached(
+    read: Read, cache_config: CacheConfig, config: StreamConfig, counters: ReadCounters | None, skip: bool
+) -> Fetched:
+    cache = open_or_warn(cache_config)
+    if cache is None:
+        return fetch_or_fail(read, config, counters, skip)
+    tally = CacheTally()
+
+    def remote(sub: Read) -> tuple[bytes, dict[int, str]]:
+        got = fetch_or_fail(sub, config, counters, skip)
+        return got.data, got.failures
+
+    ranged, data, failures = fetch_through_cache(read, cache, remote, verify=config.verify_sha256, tally=tally)
+    if counters is not None:
+        counters.cached(tally, cache.size())
+    return Fetched(ranged, data, failures)
 
 
 def fetched_reads(

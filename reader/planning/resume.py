@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lerobot_wds.core.format import ShardInfo
-from lerobot_wds.reader.errors import ResumeError
+from lerobot_wds.reader.errors import OptionError, ResumeError
 from lerobot_wds.reader.planning.elastic import (
     decode_counts,
     decode_pieces,
@@ -129,8 +129,25 @@ class EpochPlanner:
     shuffle: bool
     uneven: Uneven
     episodes: AbstractSet[int] | None
+    ranks_per_node: int | None = None  # node-stable shares (the node-local cache, :mod:`nodes`); None: off
+
+    def nodes(self, world_size: int) -> int | None:
+        """Nodes of the job when shares are node-stable, else None.
+
+        Raises:
+            OptionError: ``ranks_per_node`` does not divide the world size.
+        """
+        if self.ranks_per_node is None:
+            return None
+        if world_size % self.ranks_per_node:
+            raise OptionError(
+                f"ranks_per_node={self.ranks_per_node} does not divide the world size {world_size}; every node "
+                "needs the same number of ranks"
+            )
+        return max(1, world_size // self.ranks_per_node)
 
     def plan(self, epoch: int, world_size: int, num_workers: int, base: bytes | None) -> list[list[SlotPlan]]:
+        """The epoch's plan (``base`` None), or its remaining pieces ``base`` cut over this topology."""
         if base is None:
             return plan_epoch(
                 self.shards,
@@ -141,6 +158,7 @@ class EpochPlanner:
                 num_workers=num_workers,
                 uneven=self.uneven,
                 episodes=self.episodes,
+                nodes=self.nodes(world_size),
             )
         refs: dict[int, EpisodeRef] = {r.episode: r for s in self.shards for r in episode_refs(s)}
         return plan_remainder(decode_pieces(base, refs), world_size, num_workers, self.uneven)

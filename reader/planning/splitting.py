@@ -26,6 +26,7 @@ from typing import Literal, get_args
 
 from lerobot_wds.core.format import ShardInfo
 from lerobot_wds.reader.errors import OptionError
+from lerobot_wds.reader.planning.nodes import NODE_SALT, SHARE_EPOCH, node_pieces
 
 Uneven = Literal["pad", "trim"]
 
@@ -140,10 +141,13 @@ def plan_epoch(
     num_workers: int,
     uneven: Uneven = "pad",
     episodes: AbstractSet[int] | None = None,
+    nodes: int | None = None,
 ) -> list[list[SlotPlan]]:
     """Plans one epoch for every rank and worker; returns ``plan[rank][worker]`` (slot = rank-major).
 
     ``episodes``: plan only those episodes (None: all); splitting and quotas follow from their frames.
+    ``nodes``: node-stable shares (:mod:`nodes`): each of ``nodes`` groups of consecutive ranks reads the same
+    episodes every epoch; None: the whole sequence is cut anew every epoch.
 
     Raises:
         ValueError: on an unknown ``uneven`` policy or fewer frames than ranks x workers.
@@ -158,7 +162,12 @@ def plan_epoch(
             f"the dataset has {total} frames, fewer than {world_size} ranks x {num_workers} workers = {slots} "
             "readers; use fewer DataLoader workers"
         )
-    pieces = cut(seq, slots)
+    if nodes is None:
+        pieces = cut(seq, slots)
+    else:
+        shares = cut(epoch_sequence(shards, seed, SHARE_EPOCH, shuffle, episodes), nodes)
+        rngs = [epoch_rng(seed, epoch, NODE_SALT, n) for n in range(nodes)] if shuffle else None
+        pieces = node_pieces(shares, rngs, slots)
     frames = [sum(s.frames for s in p) for p in pieces]
     quota = max(frames) if uneven == "pad" else min(frames)
     flat = [SlotPlan(tuple(p), f, quota) for p, f in zip(pieces, frames, strict=True)]

@@ -61,6 +61,14 @@ def detect_rank_world() -> tuple[int, int]:
     return (rank, world) if rank is not None and world is not None else (0, 1)
 
 
+def detect_ranks_per_node() -> int:
+    """Ranks sharing this node: the launcher's LOCAL_WORLD_SIZE (torchrun sets it), else 1."""
+    n = _env_int("LOCAL_WORLD_SIZE")
+    if n is not None and n < 1:
+        raise OptionError(f"environment variable LOCAL_WORLD_SIZE={n}; expected an integer >= 1")
+    return n or 1
+
+
 def detect_worker() -> tuple[int, int]:
     """Returns (worker id, worker count) of the current DataLoader worker, (0, 1) in the main process."""
     info = torch.utils.data.get_worker_info()

@@ -96,6 +96,32 @@ def test_emulated_run_reads_over_http(wds_root: Path) -> None:
     assert rec["http_requests"] >= 2
 
 
+def test_cached_run_records_a_cold_and_a_warm_epoch(wds_root: Path, tmp_path: Path) -> None:
+    cfg = BenchConfig(
+        str(wds_root),
+        batch_size=2,
+        num_workers=2,
+        warmup=1,
+        emulate_latency_ms=5,
+        cache_dir=str(tmp_path / "cache"),
+        cache_limit=10**8,
+    )
+    rec = run_bench(cfg)
+    manifest = Manifest.from_json_bytes((wds_root / "manifest.json").read_bytes())
+    episode_bytes = sum(e.length for s in manifest.shards for e in s.extents)
+    cold, warm = rec["epochs"]
+    assert (cold["epoch"], warm["epoch"]) == (0, 1)
+    assert cold["cache"]["size"] == episode_bytes  # every episode stored once
+    # an episode split between the two workers is fetched twice when both miss it at once: at most one
+    largest = max(e.length for s in manifest.shards for e in s.extents)
+    assert episode_bytes <= cold["remote_bytes"] <= episode_bytes + largest
+    assert warm["remote_bytes"] == 0 and warm["http_bytes_sent"] == 0  # the warm epoch never asks the server
+    assert warm["cache"]["misses"] == 0 and warm["cache"]["read_bytes"] >= episode_bytes
+    assert cold["cache_disk_peak_bytes"] <= 10**8 and warm["frames"] == cold["frames"]
+    with pytest.raises(ValueError, match="--cache-dir and --cache-limit go together"):
+        BenchConfig(str(wds_root), cache_dir=str(tmp_path))
+
+
 def test_too_few_batches_is_a_clear_error(wds_root: Path) -> None:
     manifest = Manifest.from_json_bytes((wds_root / "manifest.json").read_bytes())
     cfg = BenchConfig(str(wds_root), batch_size=manifest.total_frames, num_workers=0, num_batches=3, warmup=0)

@@ -197,3 +197,77 @@ def test_stateful_dataloader_resumes_exactly(root: Path) -> None:
     resumed.load_state_dict(state)
     rest = [b["index"].tolist() for b in resumed]
     assert head + rest == full
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_two_torchrun_nodes_with_node_local_caches_keep_their_samples(root: Path, tmp_path: Path) -> None:
+    """Two "nodes" (separate torchrun process groups on a loopback rendezvous), each with its own cache dir,
+    train two epochs over loopback HTTP: each node reads the same samples in both epochs (in another order),
+    the nodes never share one, and each cache holds only its node's episodes."""
+    from lerobot_wds.core.format import Manifest
+    from lerobot_wds.testing.http_server import LoopbackHTTPServer
+
+    manifest = Manifest.from_json_bytes((root / "manifest.json").read_bytes(), where="manifest.json")
+    digests = {e.sha256 for s in manifest.shards for e in s.extents}
+    port = _free_port()
+    with LoopbackHTTPServer(root) as server:
+        procs = []
+        for node in (0, 1):
+            cmd = [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nnodes",
+                "2",
+                "--nproc-per-node",
+                "1",
+                "--node-rank",
+                str(node),
+                "--master-addr",
+                "127.0.0.1",
+                "--master-port",
+                str(port),
+                "-m",
+                "lerobot_wds.tools.train.cli",
+                server.url,
+                "--dummy",
+                "--batch-size",
+                "4",
+                "--num-workers",
+                "2",
+                "--epochs",
+                "2",
+                "--seed",
+                "5",
+                "--cache-dir",
+                str(tmp_path / f"cache-{node}"),
+                "--cache-limit",
+                str(10**9),
+                "--log-samples",
+                str(tmp_path / f"node{node}-samples-{{rank}}.jsonl"),
+            ]
+            procs.append(
+                subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+            )
+        outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    shares = []
+    for node in (0, 1):
+        (log,) = tmp_path.glob(f"node{node}-samples-*.jsonl")
+        steps = [json.loads(ln) for ln in log.read_text().splitlines()]
+        half = len(steps) // 2
+        epochs = [[i for s in part for i in s["index"]] for part in (steps[:half], steps[half:])]
+        assert len(steps) == 2 * half and set(epochs[0]) == set(epochs[1])  # the same samples every epoch
+        assert epochs[0] != epochs[1]  # in another order
+        shares.append(set(epochs[0]))
+        entries = set(os.listdir(tmp_path / f"cache-{node}" / "entries"))
+        assert entries <= digests and 0 < len(entries) < len(digests)  # the node's episodes only
+    assert not shares[0] & shares[1]
+    assert len(shares[0] | shares[1]) == manifest.total_frames

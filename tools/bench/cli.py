@@ -62,6 +62,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "DataLoader(ds, batch_size=16) idiom); several run each",
     )
     p.add_argument("--active-episodes", type=int, help="ours: the pool's open-episode limit (mixing vs memory)")
+    p.add_argument(
+        "--cache-dir",
+        help="ours: node-local cache directory (with --cache-limit); the run reads and records 2 whole epochs",
+    )
+    p.add_argument("--cache-limit", type=int, help="ours: the node-local cache's bound in bytes")
     p.add_argument("--device", help="where the dummy consumer moves batches: cpu or cuda (default cpu)")
     p.add_argument("--source-label", help="label in records and reports (default: local or http-<lat>ms-<bw>MBs)")
     p.add_argument("--out", required=True, help="directory receiving the JSON records and records.csv")
@@ -151,6 +156,9 @@ def build_configs(args: argparse.Namespace) -> list[BenchConfig]:
             }
             if batching is not None:
                 ours["batching"] = batching
+            cache_dir, cache_limit = getattr(args, "cache_dir", None), getattr(args, "cache_limit", None)
+            if cache_dir is not None or cache_limit is not None:  # a Namespace built without them: no cache
+                ours |= {"cache_dir": cache_dir, "cache_limit": cache_limit}
             configs.append(BenchConfig(args.source, **ours, **common))
         # the peers read local roots only, so their runs are always local
         if "lerobot" in args.baseline:

@@ -50,6 +50,7 @@ class LoaderBundle:
     # the loader's counters summed over its workers, read in this process (ours: ``dataset.stats``); None for
     # the peers, whose workers' counters come with each batch through :class:`ProbeCollate`
     main_stats: Callable[[], Mapping[str, Any]] | None = None
+    set_epoch: Callable[[int], None] | None = None  # ours: the epoch the next iteration reads
 
 
 def shuffled_loader(

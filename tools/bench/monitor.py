@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import psutil
+
+from lerobot_wds.reader.fetching.cache import disk_bytes
 
 
 class ProcessMonitor:
@@ -89,4 +92,37 @@ class ProcessMonitor:
         if self._thread is not None:
             self._thread.join()
         self._listed_at = float("-inf")
+        self.sample()
+
+
+class DiskSampler:
+    """Context manager sampling a node-local cache's bytes on disk (its complete entries and those being written,
+    under its lock: :func:`~lerobot_wds.reader.fetching.cache.disk_bytes`) every ``interval_s`` seconds; ``peak``
+    is the largest sample."""
+
+    def __init__(self, directory: Path, interval_s: float = 0.2) -> None:
+        self.directory = directory
+        self.interval_s = interval_s
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sample(self) -> None:
+        if (self.directory / "entries").is_dir():
+            self.peak = max(self.peak, disk_bytes(self.directory))
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.sample()
+
+    def __enter__(self) -> DiskSampler:
+        self.sample()
+        self._thread = threading.Thread(target=self._loop, name="bench-disk", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
         self.sample()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import os
 import platform
 import time
@@ -41,7 +42,7 @@ from lerobot_wds.core.progress import Progress
 from lerobot_wds.testing.http_server import LoopbackHTTPServer, ServeConfig
 from lerobot_wds.tools.bench.loaders import STATS_KEY, LoaderBundle
 from lerobot_wds.tools.bench.mixing import iid_reference, mixing, relative_to_iid
-from lerobot_wds.tools.bench.monitor import ProcessMonitor
+from lerobot_wds.tools.bench.monitor import DiskSampler, ProcessMonitor
 from lerobot_wds.tools.bench.profiles.episodes import read_episode_table
 from lerobot_wds.tools.bench.records import record_header
 from lerobot_wds.tools.bench.scenarios import BenchConfig
@@ -61,6 +62,8 @@ def build_ours(config: BenchConfig, source: str) -> LoaderBundle:
     options: dict[str, Any] = {}
     if config.active_episodes is not None:
         options["active_episodes"] = config.active_episodes
+    if config.cache_dir is not None:
+        options |= {"cache_dir": config.cache_dir, "cache_limit": config.cache_limit}
     dataset = LeRobotWdsDataset(
         source,
         delta_timestamps=deltas,
@@ -84,6 +87,7 @@ def build_ours(config: BenchConfig, source: str) -> LoaderBundle:
         dataset.manifest.total_frames,
         {"samples_per_epoch": per_epoch, "shards": len(dataset.manifest.shards)},
         main_stats=dataset.stats,  # the workers' counters, summed by the dataset in this process (board.py)
+        set_epoch=dataset.set_epoch,
     )
 
 
@@ -129,8 +133,11 @@ def aggregate_worker_stats(
     return out
 
 
-def consume(bundle: LoaderBundle, config: BenchConfig) -> dict[str, Any]:
-    """Pulls the batches and returns the timing and counting part of the record."""
+def consume(bundle: LoaderBundle, config: BenchConfig, *, whole_epoch: bool = False) -> dict[str, Any]:
+    """Pulls the batches and returns the timing and counting part of the record.
+
+    ``whole_epoch``: every batch of the epoch, measured after the warm-up ones (``num_batches`` is ignored).
+    """
     device = torch.device(config.device)
     waits: list[float] = []
     episodes: list[list[int]] = []  # episode_index of every measured sample, batch by batch
@@ -142,11 +149,13 @@ def consume(bundle: LoaderBundle, config: BenchConfig) -> dict[str, Any]:
     it = iter(bundle.loader)
     first_batch_s = None
     t_measure = t_start
-    for i in range(total):
+    for i in itertools.count() if whole_epoch else range(total):
         t0 = time.perf_counter()
         try:
             batch = next(it)
         except StopIteration:
+            if whole_epoch and i > config.warmup:
+                break
             raise BenchError(
                 f"{config.loader} on {config.source}: the loader ended after {i} of {total} batches "
                 f"(batch size {config.batch_size}); lower --num-batches/--warmup or use a bigger dataset"
@@ -189,6 +198,26 @@ def consume(bundle: LoaderBundle, config: BenchConfig) -> dict[str, Any]:
         "frame_cache": aggregate_worker_stats(per_worker, "frames", workers),
         "decoded_frames": sum(int(s.get("decoded_frames", 0)) for s in per_worker.values()),
         "episodes_per_batch": episodes,
+    }
+
+
+def cached_epoch(bundle: LoaderBundle, config: BenchConfig, epoch: int, server: Any) -> dict[str, Any]:
+    """One whole epoch through the node-local cache: its timing, mixing, remote and cached bytes and hits."""
+    if bundle.set_epoch is None or bundle.main_stats is None:
+        raise BenchError(f"{config.loader}: a cached run needs our dataset (set_epoch, stats)")
+    bundle.set_epoch(epoch)
+    if server is not None:
+        server.reset_stats()
+    with DiskSampler(Path(config.cache_dir or ".")) as disk:
+        out = consume(bundle, config, whole_epoch=True)
+    stats = bundle.main_stats()
+    return out | {
+        "epoch": epoch,
+        "remote_bytes": int(stats.get("remote_bytes", 0)),
+        "cache": dict(stats.get("cache", {})),
+        "cache_disk_peak_bytes": disk.peak,
+        "http_bytes_sent": server.stats().bytes_sent if server is not None else None,
+        "distinct_per_batch": mixing(out["episodes_per_batch"]).get("distinct_episodes_per_batch"),
     }
 
 
@@ -260,8 +289,17 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         bundle = build(config, source)
         setup_s = time.perf_counter() - t_setup
         with ProcessMonitor() as monitor:
-            result = consume(bundle, config)
+            if config.cache_dir is None:
+                result = consume(bundle, config)
+                epochs = None
+            else:
+                epochs = [cached_epoch(bundle, config, e, server) for e in (0, 1)]
+                result = dict(epochs[0])  # the cold epoch's numbers at the top, as without a cache
         episodes = result.pop("episodes_per_batch")
+        if epochs is not None:
+            for e in epochs:
+                e.pop("episodes_per_batch", None)
+            result["epochs"] = epochs
         http = server.stats() if server is not None else None
     window = config.window.window_length()
     return {

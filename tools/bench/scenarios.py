@@ -94,6 +94,8 @@ class BenchConfig:
             trades batch mixing for decoded memory in the mixing/speed/memory sweep.
         meta_root: local root whose ``meta/episodes`` give every episode's length and task, for the mixing
             reference (None: ``source``, which holds them for ours and for LeRobot roots).
+        cache_dir, cache_limit: ours only: the node-local cache (directory, bound in bytes); with it the run
+            reads two whole epochs and records each (``epochs``: frames/s, remote and cached bytes, hits).
     """
 
     source: str
@@ -113,8 +115,14 @@ class BenchConfig:
     batching: Batching = "dataset"
     active_episodes: int | None = None
     meta_root: str | None = None
+    cache_dir: str | None = None
+    cache_limit: int | None = None
 
     def __post_init__(self) -> None:
+        if (self.cache_dir is None) != (self.cache_limit is None):
+            raise ValueError("--cache-dir and --cache-limit go together (a cache needs its bound in bytes)")
+        if self.cache_dir is not None and self.loader != "lerobot-wds":
+            raise ValueError("the node-local cache is ours: give --cache-dir to lerobot-wds runs only")
         if self.active_episodes is not None and self.active_episodes < 1:
             raise ValueError(f"active_episodes must be >= 1, got {self.active_episodes}")
         if self.loader not in get_args(Loader):
@@ -151,6 +159,8 @@ class BenchConfig:
             parts.append(f"batching in the {self.batching}")
             if self.active_episodes is not None:
                 parts.append(f"{self.active_episodes} open episodes")
+            if self.cache_dir is not None:
+                parts.append(f"node-local cache {self.cache_dir} of {self.cache_limit} bytes, 2 whole epochs")
         if self.emulated:
             parts.append(
                 f"served over loopback HTTP ({self.emulate_latency_ms or 0:g} ms first byte, "

@@ -100,6 +100,8 @@ def run(cfg: TrainConfig) -> int:
         uneven="trim" if cfg.uneven == "trim" else "pad",
         rank=rank,
         world_size=world,
+        cache_dir=cfg.cache_dir,
+        cache_limit=cfg.cache_limit,
     )
     loader = DataLoader(
         ds,

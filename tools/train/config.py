@@ -32,6 +32,7 @@ class TrainConfig:
         log_every: rank 0 prints a JSON metrics line every N steps.
         device: "cpu", "cuda" or "auto" (cuda when available).
         uneven: "pad" or "trim": how every reader gets the same sample count (``LeRobotWdsDataset``'s option).
+        cache_dir, cache_limit: the node-local cache of episode bytes (directory, bound in bytes), or None.
     """
 
     root: str
@@ -52,6 +53,8 @@ class TrainConfig:
     log_every: int = 10
     device: str = "auto"
     uneven: str = "pad"
+    cache_dir: str | None = None
+    cache_limit: int | None = None
 
     def __post_init__(self) -> None:
         if self.preset is not None and self.delta_timestamps is not None:
@@ -72,6 +75,8 @@ class TrainConfig:
             raise ValueError(f"--uneven {self.uneven!r}; expected pad or trim")
         if self.lr <= 0:
             raise ValueError(f"--lr must be > 0, got {self.lr}")
+        if (self.cache_dir is None) != (self.cache_limit is None):
+            raise ValueError("--cache-dir and --cache-limit go together (a cache needs its bound in bytes)")
 
 
 def _json_windows(text: str) -> dict[str, list[float]]:
@@ -110,8 +115,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         ("checkpoint-every", int, "write a checkpoint every N steps (default 0: never; needs --checkpoint-dir)"),
         ("keep-checkpoints", int, "how many newest checkpoints to keep (default 2)"),
         ("log-every", int, "print a JSON log line every N steps (default 10)"),
+        ("cache-limit", int, "bound of the node-local cache in bytes (with --cache-dir)"),
     ):
         p.add_argument(f"--{name}", type=kind, default=S, help=text)
+    p.add_argument(
+        "--cache-dir",
+        default=S,
+        help="node-local cache of episode bytes, shared by the node's ranks and workers (with --cache-limit); "
+        "each node then reads the same episodes every epoch, later epochs from local disk",
+    )
     p.add_argument("--checkpoint-dir", default=S, help="where checkpoints are written and resumed from")
     p.add_argument("--resume", action="store_true", default=S, help="continue from the newest checkpoint")
     p.add_argument("--dummy", action="store_true", default=S, help="no model: pull batches, log throughput")
