@@ -12,13 +12,51 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import TypeVar
 
 import psutil
 
 from lerobot_wds.reader.fetching.cache import disk_bytes
 
+_S = TypeVar("_S", bound="PeriodicSampler")
 
-class ProcessMonitor:
+
+class PeriodicSampler:
+    """Context manager calling :meth:`sample` on entry, every ``interval_s`` seconds on a thread while entered,
+    and once more on exit (after :meth:`before_last`)."""
+
+    thread_name = "bench-sampler"
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sample(self) -> None:
+        raise NotImplementedError
+
+    def before_last(self) -> None:
+        """Called before the last sample, on exit."""
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.sample()
+
+    def __enter__(self: _S) -> _S:
+        self.sample()
+        self._thread = threading.Thread(target=self._loop, name=self.thread_name, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.before_last()
+        self.sample()
+
+
+class ProcessMonitor(PeriodicSampler):
     """Context manager sampling RSS and read bytes of the process tree every ``interval_s`` seconds.
 
     Listing descendants scans every process of the machine (``/proc/*/stat``), which cost about a tenth of a
@@ -29,7 +67,7 @@ class ProcessMonitor:
     def __init__(self, interval_s: float = 0.05, refresh_s: float = 0.5) -> None:
         if interval_s <= 0 or refresh_s <= 0:
             raise ValueError(f"interval_s and refresh_s must be > 0, got {interval_s}, {refresh_s}")
-        self.interval_s = interval_s
+        super().__init__(interval_s)
         self.refresh_s = refresh_s
         self.peak_rss_bytes = 0
         self.peak_child_rss_bytes = 0  # the largest single descendant (a DataLoader worker)
@@ -38,8 +76,6 @@ class ProcessMonitor:
         self._listed_at = float("-inf")
         self._read_start: dict[int, int] = {}
         self._read_last: dict[int, int] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
     def sample(self) -> None:
@@ -77,52 +113,24 @@ class ProcessMonitor:
         with self._lock:
             return sum(self._read_last[pid] - start for pid, start in self._read_start.items())
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self.sample()
+    thread_name = "bench-monitor"
 
-    def __enter__(self) -> ProcessMonitor:
-        self.sample()
-        self._thread = threading.Thread(target=self._loop, name="bench-monitor", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        self._listed_at = float("-inf")
-        self.sample()
+    def before_last(self) -> None:
+        self._listed_at = float("-inf")  # the last sample lists the processes again
 
 
-class DiskSampler:
+class DiskSampler(PeriodicSampler):
     """Context manager sampling a node-local cache's bytes on disk (its complete entries and those being written,
     under its lock: :func:`~lerobot_wds.reader.fetching.cache.disk_bytes`) every ``interval_s`` seconds; ``peak``
     is the largest sample."""
 
+    thread_name = "bench-disk"
+
     def __init__(self, directory: Path, interval_s: float = 0.2) -> None:
+        super().__init__(interval_s)
         self.directory = directory
-        self.interval_s = interval_s
         self.peak = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def sample(self) -> None:
         if (self.directory / "entries").is_dir():
             self.peak = max(self.peak, disk_bytes(self.directory))
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self.sample()
-
-    def __enter__(self) -> DiskSampler:
-        self.sample()
-        self._thread = threading.Thread(target=self._loop, name="bench-disk", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        self.sample()
