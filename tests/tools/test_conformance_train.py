@@ -128,6 +128,23 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
+def _kill_at_checkpoint(cmd: list[str], out: Path, step: int) -> None:
+    """Runs ``cmd`` until lerobot links ``out/checkpoints/last`` to the complete checkpoint of ``step``, then
+    kills its process group with SIGKILL."""
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(), start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 300
+        last = out / "checkpoints" / "last"
+        while not (last.is_symlink() and os.readlink(last).endswith(f"{step:06d}")):
+            assert proc.poll() is None and time.monotonic() < deadline, f"no checkpoint at step {step}"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def _losses(output: str) -> list[float]:
     return [float(x) for x in LOSS.findall(output)]
 
@@ -308,18 +325,7 @@ def test_resume_after_kill_continues_with_the_same_samples(converted: tuple[Path
 
     out, run_log = tmp_path / "run", tmp_path / "run.jsonl"
     cmd = [*CLI, *common, f"--output_dir={out}", f"--wds.sample_log={run_log}"]
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(), start_new_session=True
-    )
-    try:
-        deadline = time.monotonic() + 300
-        last = out / "checkpoints" / "last"
-        while not (last.is_symlink() and os.readlink(last).endswith("000018")):  # lerobot links it when complete
-            assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint at step 18"
-            time.sleep(0.05)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    _kill_at_checkpoint(cmd, out, 18)
     assert not (out / "checkpoints" / "000024").exists()  # killed before the end
     before = _log(run_log)
     for key, samples in before.items():
@@ -347,18 +353,7 @@ def test_resume_with_other_workers_delivers_the_epoch_exactly_once(
     out, run_log = tmp_path / "run", tmp_path / "run.jsonl"
     common = [str(dest), *SMALL_ACT, "--steps=40", "--batch_size=4", "--save_freq=6", "--log_freq=3", "--seed=5"]
     cmd = [*CLI, *common, "--num_workers=2", f"--output_dir={out}", f"--wds.sample_log={run_log}"]
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(), start_new_session=True
-    )
-    try:
-        deadline = time.monotonic() + 300
-        last = out / "checkpoints" / "last"
-        while not (last.is_symlink() and os.readlink(last).endswith("000018")):  # lerobot links it when complete
-            assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint at step 18"
-            time.sleep(0.05)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    _kill_at_checkpoint(cmd, out, 18)
     assert sorted(p.name for p in (out / "lerobot_wds_state" / "step-000000018").iterdir()) == ["rank-0.pt"]
     records = [json.loads(ln) for ln in run_log.read_text().splitlines()]
     before = [tuple(p) for r in records if r["step"] < 18 and r["epoch"] == 1 for p in r["samples"]]
