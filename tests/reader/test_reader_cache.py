@@ -34,6 +34,17 @@ def _disk(root: Path) -> int:
     return disk_bytes(root) if (root / "entries").is_dir() else 0
 
 
+def _read_checking_identity(ds: LeRobotWdsDataset) -> set[tuple[int, int]]:
+    """Reads an epoch of batches, checks every frame's decoded identity, returns the (episode, frame) pairs."""
+    seen = set()
+    for batch in ds:
+        cams, eps, idxs = batch[ds.camera_keys[0]], batch["episode_index"], batch["frame_index"]
+        for image, ep, idx in zip(cams, eps, idxs, strict=True):
+            assert read_identity(image)[:2] == (int(ep), int(idx))
+            seen.add((int(ep), int(idx)))
+    return seen
+
+
 def test_lru_eviction_keeps_the_bound_and_the_share(tmp_path: Path) -> None:
     blobs = [_blob(i, 1000) for i in range(6)]
     cache = NodeCache(CacheConfig(str(tmp_path), 3500))
@@ -261,12 +272,7 @@ def test_a_cache_disk_that_fails_never_fails_a_read(
     ds = LeRobotWdsDataset(server.url, batch_size=4, shuffle=False, cache_dir=str(cache_dir), cache_limit=10**8)
     (cache_dir / "tmp").rmdir()
     (cache_dir / "tmp").write_text("a file where the cache's temp folder was: every store now fails")
-    seen = set()
-    for batch in ds:
-        cams, eps, idxs = batch[ds.camera_keys[0]], batch["episode_index"], batch["frame_index"]
-        for image, ep, idx in zip(cams, eps, idxs, strict=True):
-            assert read_identity(image)[:2] == (int(ep), int(idx))
-            seen.add((int(ep), int(idx)))
+    seen = _read_checking_identity(ds)
     assert len(seen) == manifest.total_frames
     st = ds.stats()
     assert (
@@ -291,12 +297,7 @@ def test_a_damaged_entry_is_never_served_and_is_fetched_again(
     entry = cache_dir / "entries" / victim.sha256
     good = entry.read_bytes()
     entry.write_bytes(good[:100] + bytes([good[100] ^ 0xFF]) + good[101:])  # one flipped byte, same length
-    seen = set()
-    for batch in ds:
-        cams, eps, idxs = batch[ds.camera_keys[0]], batch["episode_index"], batch["frame_index"]
-        for image, ep, idx in zip(cams, eps, idxs, strict=True):
-            assert read_identity(image)[:2] == (int(ep), int(idx))
-            seen.add((int(ep), int(idx)))
+    seen = _read_checking_identity(ds)
     assert len(seen) == manifest.total_frames
     st = ds.stats()
     assert st["cache"]["misses"] == 1 and st["remote_bytes"] == victim.length  # only the damaged episode
