@@ -13,6 +13,7 @@ _EXPORTS = {
     "LeRobotWdsDataset": "lerobot_wds.reader.dataset",
     "dataloader": "lerobot_wds.reader.loader",
     "DecodeConfig": "lerobot_wds.reader.decoding.decode",
+    "AssembleConfig": "lerobot_wds.reader.assembling.config",
     "StreamConfig": "lerobot_wds.reader.fetching.fetch",
     "RetryPolicy": "lerobot_wds.core.retry",
     "Manifest": "lerobot_wds.core.format",
@@ -28,6 +29,7 @@ _EXPORTS = {
     "ResumeError": "lerobot_wds.reader.errors",
 }
 __all__ = [
+    "AssembleConfig",
     "CameraMeta",
     "DecodeConfig",
     "EpisodeMeta",
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
     from lerobot_wds.core.errors import FormatError, LeRobotWdsError, ShardReadError
     from lerobot_wds.core.format import CameraMeta, EpisodeMeta, Manifest, ShardInfo
     from lerobot_wds.core.retry import RetryPolicy
+    from lerobot_wds.reader.assembling.config import AssembleConfig
     from lerobot_wds.reader.dataset import LeRobotWdsDataset
     from lerobot_wds.reader.decoding.decode import DecodeConfig
     from lerobot_wds.reader.errors import FrameDecodeError, IntegrityError, ResumeError, ShardFormatError

@@ -31,6 +31,7 @@ import torch
 from lerobot_wds.core.errors import OnError
 from lerobot_wds.core.redact import redact_url
 from lerobot_wds.reader.assembling.batch_slots import SlotRing
+from lerobot_wds.reader.assembling.config import AssembleConfig
 from lerobot_wds.reader.assembling.sample import SampleSpec
 from lerobot_wds.reader.assembling.worker_memory import tune_worker_malloc
 from lerobot_wds.reader.board import DecodePublisher, ReaderBoard, nested
@@ -127,6 +128,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         uneven: "pad" (repeat a few frames) or "trim" so every rank and worker yields the same count.
         on_error: "raise" or "skip" (count and log) on corrupt shards or members.
         decode: decoder / frame-cache budgets. stream: retries, read-ahead, checksum, storage options.
+        assemble: how batches are built and handed out (shared-memory batch slots, worker malloc tuning).
         rank, world_size: override detection (both or neither).
         batch_size: yield collated batches of this many samples instead of samples (use
             ``DataLoader(ds, batch_size=None)``): images are written straight into the batch, which a
@@ -164,6 +166,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         on_error: OnError = "raise",
         decode: DecodeConfig | None = None,
         stream: StreamConfig | None = None,
+        assemble: AssembleConfig | None = None,
         rank: int | None = None,
         world_size: int | None = None,
         batch_size: int | None = None,
@@ -213,6 +216,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
             open_cache(cache)  # a directory that cannot hold the cache is an OptionError here, naming it
             self.stream_config = replace(self.stream_config, cache=cache)
         self.decode_config = decode or DecodeConfig()
+        self.assemble_config = assemble or AssembleConfig()
         opened = open_root(self.source, self.stream_config)
         self.manifest = opened.manifest
         if self.manifest.options.get("order") == "source":
@@ -350,11 +354,11 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         errors = ErrorCounter(self.on_error, on_skip=board_row.record if board_row is not None else None)
         frames = FramePool(self.decode_config)
         reads = ReadCounters(on_change=board_row.record_reads if board_row is not None else None)
-        if in_worker and self.decode_config.tune_worker_malloc:
+        if in_worker and self.assemble_config.tune_worker_malloc:
             tune_worker_malloc()
-        slots = self.decode_config.batch_slots
+        slots = self.assemble_config.batch_slots
         ring = (
-            SlotRing(slots, mapped_batch_bytes=self.decode_config.mapped_batch_bytes)
+            SlotRing(slots, mapped_batch_bytes=self.assemble_config.mapped_batch_bytes)
             if slots and self.batch_size and in_worker
             else None
         )

@@ -8,7 +8,7 @@ one (its effect on frames/s: ``docs/design.md``).
 
 The cost is that a worker's resident memory stays at its high-water mark, which the frame budget
 (``DecodeConfig.frame_cache_bytes``) bounds anyway. Applied only inside DataLoader worker processes (the
-main process is the user's), only on glibc, once per process; ``DecodeConfig(tune_worker_malloc=False)``
+main process is the user's), only on glibc, once per process; ``AssembleConfig(tune_worker_malloc=False)``
 turns it off.
 """
 

@@ -47,14 +47,8 @@ class DecodeConfig:
         max_decoders: torchcodec decoders kept open (least recently used closed first; reopening one costs a
             scan of its mini-MP4, no decoding).
         num_ffmpeg_threads: decoder threads per video (1 is best with one DataLoader worker per core).
-        batch_slots: shared-memory batch slots a DataLoader worker keeps for reuse when the dataset builds
-            batches (``batch_size=``); 0 makes every batch fresh shared memory (see :mod:`batch_slots`).
-        mapped_batch_bytes: a batch whose images take at most this many bytes is written through the worker's
-            mapping of its slot (one copy less; its few slots stay in the worker's RSS); a larger one through
-            the slot's shared-memory file, so the batches in flight are in no worker's RSS (see
-            :mod:`batch_slots`).
-        tune_worker_malloc: inside DataLoader workers, keep freed frame buffers in the heap for reuse instead
-            of page-faulting fresh ones per decoded block (glibc only; see :mod:`worker_memory`).
+
+    How batches are built and handed out is :class:`~lerobot_wds.reader.assembling.config.AssembleConfig`.
     """
 
     frame_cache_bytes: int | None = None
@@ -62,9 +56,6 @@ class DecodeConfig:
     memory_limit_bytes: int = DEFAULT_MEMORY_BYTES
     max_decoders: int = 192
     num_ffmpeg_threads: int = 1
-    batch_slots: int = 8
-    mapped_batch_bytes: int = 64 * 1024 * 1024
-    tune_worker_malloc: bool = True
 
     def __post_init__(self) -> None:
         for name in (
@@ -76,9 +67,6 @@ class DecodeConfig:
         ):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise OptionError(f"DecodeConfig.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("batch_slots", "mapped_batch_bytes"):
-            if getattr(self, name) < 0:
-                raise OptionError(f"DecodeConfig.{name} must be >= 0, got {getattr(self, name)}")
 
 
 def open_decoder(episode: Episode, camera: str, threads: int) -> VideoDecoder:

@@ -20,8 +20,8 @@ from torchcodec.decoders import VideoDecoder
 
 from lerobot_wds import LeRobotWdsDataset
 from lerobot_wds.reader.assembling import batch_slots
+from lerobot_wds.reader.assembling.config import AssembleConfig
 from lerobot_wds.reader.decoding import frames
-from lerobot_wds.reader.decoding.decode import DecodeConfig
 
 PATHS = ["private", "public"]
 
@@ -67,7 +67,7 @@ class _Record:
 
 def _epoch(root: Path, slots: int) -> list[dict[str, Any]]:
     ds = LeRobotWdsDataset(
-        root, preset="sarm", seed=5, return_uint8=True, batch_size=3, decode=DecodeConfig(batch_slots=slots)
+        root, preset="sarm", seed=5, return_uint8=True, batch_size=3, assemble=AssembleConfig(batch_slots=slots)
     )
     # fork: the workers inherit the switch the test set; batches are dropped (cloned) so slots get reused
     record = _Record(ds.camera_keys[0])

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, get_worker_info
 
 from lerobot_wds import LeRobotWdsDataset
 from lerobot_wds.reader.assembling.batch_slots import FREE, HELD, SlotBatch, SlotRing, pack
-from lerobot_wds.reader.decoding.decode import DecodeConfig
+from lerobot_wds.reader.assembling.config import AssembleConfig
 from lerobot_wds.reader.scheduling.windows import SARM_DELTA_INDICES
 
 SHAPES = {
@@ -108,9 +108,9 @@ def test_pack_rejects_nothing_silently() -> None:
     with pytest.raises(ValueError, match="max_slots"):
         SlotRing(max_slots=-1)
     with pytest.raises(ValueError, match="batch_slots"):
-        DecodeConfig(batch_slots=-1)
+        AssembleConfig(batch_slots=-1)
     with pytest.raises(ValueError, match="mapped_batch_bytes"):
-        DecodeConfig(mapped_batch_bytes=-1)
+        AssembleConfig(mapped_batch_bytes=-1)
 
 
 class _Annotate:
@@ -124,7 +124,7 @@ class _Annotate:
 
 def _epoch(root: Path, slots: int, hold: bool) -> tuple[list[dict[str, Any]], list[dict[str, int]]]:
     ds = LeRobotWdsDataset(
-        root, preset="sarm", seed=11, return_uint8=True, batch_size=3, decode=DecodeConfig(batch_slots=slots)
+        root, preset="sarm", seed=11, return_uint8=True, batch_size=3, assemble=AssembleConfig(batch_slots=slots)
     )
     batches, counters = [], []
     for batch in DataLoader(ds, batch_size=None, num_workers=2, collate_fn=_Annotate()):
@@ -170,7 +170,7 @@ class _MallocState:
 def test_malloc_thresholds_are_set_in_workers_only(wds_root: Path, tune: bool) -> None:
     from lerobot_wds.reader.assembling import worker_memory
 
-    ds = LeRobotWdsDataset(wds_root, batch_size=4, decode=DecodeConfig(tune_worker_malloc=tune))
+    ds = LeRobotWdsDataset(wds_root, batch_size=4, assemble=AssembleConfig(tune_worker_malloc=tune))
     batch = next(iter(DataLoader(ds, batch_size=None, num_workers=1, collate_fn=_MallocState())))
     assert batch["malloc_tuned"] is (True if tune else None)  # glibc Linux here: mallopt accepts both
     next(iter(ds))  # iterating in the main process leaves the user's allocator alone
@@ -187,7 +187,7 @@ def test_persistent_workers_keep_held_batches_intact_while_the_next_epoch_reuses
             seed=2,
             return_uint8=True,
             batch_size=4,
-            decode=DecodeConfig(batch_slots=slots),
+            assemble=AssembleConfig(batch_slots=slots),
         )
         loader = DataLoader(ds, batch_size=None, num_workers=2, persistent_workers=True, collate_fn=_Annotate())
         ds.set_epoch(0)
@@ -247,8 +247,8 @@ def test_workers_do_not_hold_the_batch_slots_they_wrote_in_their_rss(tmp_path: P
     payload_kb = 8 * 13 * 2 * 3 * 320 * 240 // 1024  # one batch's images: 23 MB
 
     def run(mapped_batch_bytes: int) -> list[dict[str, Any]]:
-        decode = DecodeConfig(mapped_batch_bytes=mapped_batch_bytes)
-        ds = LeRobotWdsDataset(tmp_path, preset="sarm", seed=5, return_uint8=True, batch_size=8, decode=decode)
+        assemble = AssembleConfig(mapped_batch_bytes=mapped_batch_bytes)
+        ds = LeRobotWdsDataset(tmp_path, preset="sarm", seed=5, return_uint8=True, batch_size=8, assemble=assemble)
         return list(DataLoader(ds, batch_size=None, num_workers=2, collate_fn=_ShmemRss()))
 
     mapped = run(64 << 20)  # below the threshold: written through the mapping, the slots stay in the RSS
