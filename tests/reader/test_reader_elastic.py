@@ -99,15 +99,9 @@ def _epoch(root: Path, world: int, kw: dict) -> int:
     return LeRobotWdsDataset(str(root), rank=0, world_size=world, **kw).num_frames
 
 
-@pytest.mark.parametrize(
-    "old, new, preset, uneven",
-    [
-        ((2, 2), (3, 1), "single", "pad"),
-        ((1, 1), (2, 3), "sarm", "trim"),
-        ((4, 2), (2, 1), "sarm", "pad"),
-        ((2, 2), (1, 3), "single", "trim"),
-    ],
-)
+@pytest.mark.parametrize("uneven", ["pad", "trim"])
+@pytest.mark.parametrize("preset", ["single", "sarm"])
+@pytest.mark.parametrize("old, new", [((2, 2), (3, 1)), ((1, 1), (2, 3)), ((4, 2), (2, 1)), ((2, 2), (1, 3))])
 def test_dataset_resumes_on_another_topology_with_every_sample_exactly_once(
     wds_root: Path, old: tuple[int, int], new: tuple[int, int], preset: str, uneven: str
 ) -> None:
