@@ -25,7 +25,6 @@ from lerobot_wds.testing.synth_layout import (
     DATA_PATH,
     DEFAULT_FEATURES,
     EPISODES_PATH,
-    INFO_PATH,
     STATS_PATH,
     TASKS_PATH,
     VIDEO_PATH,
@@ -38,6 +37,7 @@ from lerobot_wds.testing.synth_layout import (
     next_chunk_file,
     stats_to_json,
     write_episodes_file,
+    write_info,
     write_json,
     write_tasks,
 )
@@ -244,22 +244,15 @@ def make_dataset(spec: LeRobotSpec, root: Path, *, name: str = "custom") -> LeRo
         )
     write_tasks(tasks, root / TASKS_PATH)
     write_json(stats_to_json(aggregate_stats(ep_stats)), root / STATS_PATH)
-    info = {
-        "codebase_version": "v3.0",
-        "fps": spec.fps,
-        "features": features,
-        "total_episodes": len(episodes),
-        "total_frames": start,
-        "total_tasks": len(tasks),
-        "chunks_size": spec.chunks_size,
-        "data_files_size_in_mb": 100,
-        "video_files_size_in_mb": 200,
-        "data_path": DATA_PATH,
-        "video_path": VIDEO_PATH,
-        "robot_type": None,
-        "splits": {"train": f"0:{len(episodes)}"},
-    }
-    write_json(info, root / INFO_PATH)
+    write_info(
+        root,
+        fps=spec.fps,
+        features=features,
+        episodes=len(episodes),
+        frames=start,
+        tasks=len(tasks),
+        chunks_size=spec.chunks_size,
+    )
     return LeRobotFixture(name, root, spec, tuple(episodes), tuple(tasks), features)
 
 

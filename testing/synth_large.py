@@ -24,7 +24,6 @@ from lerobot_wds.testing.synth_layout import (
     DATA_PATH,
     DEFAULT_FEATURES,
     EPISODES_PATH,
-    INFO_PATH,
     STATS_PATH,
     TASKS_PATH,
     VIDEO_PATH,
@@ -34,6 +33,7 @@ from lerobot_wds.testing.synth_layout import (
     image_stats,
     stats_to_json,
     write_episodes_file,
+    write_info,
     write_json,
     write_tasks,
 )
@@ -199,22 +199,15 @@ def make_large_source(spec: LargeSourceSpec, root: Path) -> Path:
     tasks = list(DEFAULT_TASKS)
     write_tasks(tasks, root / TASKS_PATH)
     write_json(_stats(spec, templates, lengths), root / STATS_PATH)
-    info = {
-        "codebase_version": "v3.0",
-        "fps": spec.fps,
-        "features": features,
-        "total_episodes": spec.episodes,
-        "total_frames": int(starts[-1]),
-        "total_tasks": len(tasks),
-        "chunks_size": spec.chunks_size,
-        "data_files_size_in_mb": 100,
-        "video_files_size_in_mb": 200,
-        "data_path": DATA_PATH,
-        "video_path": VIDEO_PATH,
-        "robot_type": None,
-        "splits": {"train": f"0:{spec.episodes}"},
-    }
-    write_json(info, root / INFO_PATH)
+    write_info(
+        root,
+        fps=spec.fps,
+        features=features,
+        episodes=spec.episodes,
+        frames=int(starts[-1]),
+        tasks=len(tasks),
+        chunks_size=spec.chunks_size,
+    )
     return root
 
 

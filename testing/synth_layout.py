@@ -49,6 +49,28 @@ def write_json(data: dict[str, Any], path: Path) -> None:
         json.dump(data, f, indent=4, ensure_ascii=False)
 
 
+def write_info(
+    root: Path, *, fps: int, features: dict[str, Any], episodes: int, frames: int, tasks: int, chunks_size: int
+) -> None:
+    """Writes ``meta/info.json`` as lerobot 0.6.1 writes it for a v3.0 dataset of these totals."""
+    info = {
+        "codebase_version": "v3.0",
+        "fps": fps,
+        "features": features,
+        "total_episodes": episodes,
+        "total_frames": frames,
+        "total_tasks": tasks,
+        "chunks_size": chunks_size,
+        "data_files_size_in_mb": 100,
+        "video_files_size_in_mb": 200,
+        "data_path": DATA_PATH,
+        "video_path": VIDEO_PATH,
+        "robot_type": None,
+        "splits": {"train": f"0:{episodes}"},
+    }
+    write_json(info, root / INFO_PATH)
+
+
 def _hf_feature(ft: dict[str, Any]) -> dict[str, Any]:
     if tuple(ft["shape"]) == (1,):
         return {"dtype": ft["dtype"], "_type": "Value"}
