@@ -162,7 +162,9 @@ class NodeCache:
             return False
         tmp = self.tmp / f"{digest}.{os.getpid()}.{n}"
         with self._locked():
-            if self.contains(digest) or any(t.name.startswith(f"{digest}.") for t in os.scandir(self.tmp)):
+            # tmp/ before entries/: a writer renames its entry from one to the other outside the lock, so listed in
+            # this order an entry being finished is seen in one of them (the other order could miss it in both)
+            if any(t.name.startswith(f"{digest}.") for t in os.scandir(self.tmp)) or self.contains(digest):
                 return False
             size = self._read_size()
             if size + n > self.config.limit:
