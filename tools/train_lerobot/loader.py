@@ -14,6 +14,7 @@ per epoch, :func:`batches_per_epoch`), exact on the same shape only.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from torch.utils.data import DataLoader
 from lerobot_wds.reader.dataset import LeRobotWdsDataset
 from lerobot_wds.tools.train_lerobot import sidecar
 from lerobot_wds.tools.train_lerobot.errors import TrainLerobotError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -152,8 +155,13 @@ class RankLoader:
             TrainLerobotError: the checkpoint was written with another batch size, or ranks' states are missing.
         """
         found = sidecar.load(states.root, step)
-        if found is None:
-            return  # no states beside this checkpoint: the step's position on this shape
+        if found is None:  # no states beside this checkpoint: the step's position on this shape
+            log.warning(
+                "lerobot-wds: no dataset state was saved for the checkpoint of step %d; resuming at that step's "
+                "position, the same samples as the interrupted run only with its ranks, workers and batch size",
+                step,
+            )
+            return
         saved, parts = found
         changed = sidecar.differences(saved, states.shape)
         if saved.batch_size != states.shape.batch_size:
@@ -174,6 +182,17 @@ class RankLoader:
             else f"epoch {self.epoch} continues exactly as the uninterrupted run"
         )
 
+    def _save_state(self, step: int, batch_size: int) -> None:
+        """Saves this rank's dataset state for lerobot's checkpoint of ``step``; a failure to write it is said, not
+        raised (lerobot's own checkpoint then meets the same disk, and a resume from a checkpoint without states
+        falls back to its step's position)."""
+        assert self.states is not None
+        state = self.dataset.loader_state_dict(self.in_epoch, batch_size, self.options.num_workers)
+        try:
+            sidecar.write(self.states.root, step, self.states.rank, self.states.shape, state)
+        except OSError as e:
+            log.warning("lerobot-wds: could not save the dataset state for the checkpoint of step %d: %s", step, e)
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
         epoch = self.epoch
         self.dataset.set_epoch(epoch)
@@ -185,8 +204,7 @@ class RankLoader:
         for batch in self.loader:
             self.in_epoch += 1
             if self.states is not None and self.states.due(self.step + 1):  # lerobot saves after this step
-                state = self.dataset.loader_state_dict(self.in_epoch, batch_size, self.options.num_workers)
-                sidecar.write(self.states.root, self.step + 1, self.states.rank, self.states.shape, state)
+                self._save_state(self.step + 1, batch_size)
             if self.sample_log is not None:
                 self.sample_log.write(self.step, epoch, batch)
             self.step += 1
