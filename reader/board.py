@@ -40,9 +40,9 @@ import numpy as np
 if TYPE_CHECKING:
     from lerobot_wds.reader.assembling.batch_slots import SlotRing
     from lerobot_wds.reader.assembling.mixing_tally import MixingTally
-    from lerobot_wds.reader.decoding.frames import FramePool
     from lerobot_wds.reader.fetching.fetch import ReadCounters
     from lerobot_wds.reader.on_error import ErrorCounter
+    from lerobot_wds.reader.scheduling.admission import Admission
 
 log = logging.getLogger(__name__)
 
@@ -273,8 +273,8 @@ class DecodePublisher:
     """Copies a reader's decode counters (frame pool, decoders, batch slots) into its row, at most every
     ``PUBLISH_EVERY_S`` (:meth:`maybe`, called per item) or at once (:meth:`now`: at the end, or on a read)."""
 
-    def __init__(self, row: ReaderRow | None, frames: FramePool, ring: SlotRing | None) -> None:
-        self.row, self.frames, self.ring = row, frames, ring
+    def __init__(self, row: ReaderRow | None, memory: Admission, ring: SlotRing | None) -> None:
+        self.row, self.memory, self.frames, self.ring = row, memory, memory.pool, ring
         self._last = 0.0
 
     def maybe(self) -> None:
@@ -293,7 +293,7 @@ class DecodePublisher:
             "decoded_frames": self.frames.decoded_frames,
             "delivered_frames": self.frames.delivered_frames,
             "decode_calls": self.frames.decode_calls,
-            "memory.planned_peak": self.frames.plan_peak,
+            "memory.planned_peak": self.memory.peak,
             "memory.rss_peak": rss_peak_bytes(),
         }
         if self.ring is not None:

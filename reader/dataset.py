@@ -52,7 +52,7 @@ from lerobot_wds.reader.options import (
     check_optional_int,
     check_real,
 )
-from lerobot_wds.reader.pipeline import ReaderOptions, reader_stream
+from lerobot_wds.reader.pipeline import ReaderOptions, reader_memory, reader_stream
 from lerobot_wds.reader.planning.epoch import SharedEpoch
 from lerobot_wds.reader.planning.resume import EpochPlanner
 from lerobot_wds.reader.planning.splitting import SlotPlan, Uneven, episode_selection
@@ -371,13 +371,14 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         def progress(n: int) -> None:
             self._progress.progress(topo.worker, n)
 
-        publisher = DecodePublisher(board_row, frames, ring)  # decode counters reach the main process's stats()
+        memory = reader_memory(opts, frames)
+        publisher = DecodePublisher(board_row, memory, ring)  # decode counters reach the main process's stats()
         self._last_publisher = publisher
         try:
             for item in reader_stream(
                 plan,
                 opts,
-                frames=frames,
+                memory=memory,
                 errors=errors,
                 ring=ring,
                 skip=skip,

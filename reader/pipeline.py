@@ -7,7 +7,8 @@
                    -> the reader's anchor ranges           parsing.tar_episodes.with_anchor_ranges
                    -> episode shuffle buffer               scheduling.passes.shuffle_buffer
                    -> anchors from a pool of open episodes scheduling.pool.schedule (scheduling.units;
-                                                           how many open: scheduling.mixing)
+                                                           admitted: scheduling.admission, under the
+                                                           frame pool's budget; how many: scheduling.mixing)
     ... passes repeated until the quota (pad)              scheduling.passes.cycle_passes
                    -> skipped episodes not refilled        without_refill
                    -> resume skip, samples / batches       assembling.assemble.Assembler
@@ -34,7 +35,7 @@ from lerobot_wds.reader.on_error import ErrorCounter
 from lerobot_wds.reader.parsing.tar_episodes import episodes, tar_samples, with_anchor_ranges
 from lerobot_wds.reader.planning.reads import plan_reads
 from lerobot_wds.reader.planning.splitting import SlotPlan, epoch_rng
-from lerobot_wds.reader.scheduling.admission import PoolBounds
+from lerobot_wds.reader.scheduling.admission import Admission, PoolBounds
 from lerobot_wds.reader.scheduling.mixing import open_target
 from lerobot_wds.reader.scheduling.passes import cycle_passes, shuffle_buffer
 from lerobot_wds.reader.scheduling.pool import Anchor, schedule
@@ -66,7 +67,7 @@ class ReaderOptions:
 def anchor_pass(
     plan: SlotPlan,
     opts: ReaderOptions,
-    frames: FramePool,
+    memory: Admission,
     errors: ErrorCounter,
     p: int,
     reads_counted: ReadCounters | None = None,
@@ -88,15 +89,19 @@ def anchor_pass(
         rng = epoch_rng(opts.seed, opts.epoch, 2, opts.slot, p)
     return schedule(
         eps,
-        frames=frames,
+        memory=memory,
         deltas=opts.camera_deltas,
         rng=rng,
-        bounds=pool_bounds(opts),
         batch=opts.mix_batch,
         errors=errors,
         lookahead=opts.batch_size or 1,
         visit_rng=lambda ep: epoch_rng(opts.seed, opts.epoch, 4, ep.index, ep.anchor_range[0]),
     )
+
+
+def reader_memory(opts: ReaderOptions, frames: FramePool) -> Admission:
+    """A reader's admission of open visits over ``frames`` (its planned peak is ``stats()``' planned peak)."""
+    return Admission(pool_bounds(opts), frames)
 
 
 def pool_bounds(opts: ReaderOptions) -> PoolBounds:
@@ -105,7 +110,6 @@ def pool_bounds(opts: ReaderOptions) -> PoolBounds:
     return PoolBounds(
         active=opts.active_episodes or max(DEFAULT_ACTIVE, target),
         target=target,
-        frame_budget=opts.decode.frame_cache_bytes,
         open_bytes=opts.decode.open_episode_bytes,
         memory=opts.decode.memory_limit_bytes,
     )
@@ -137,7 +141,7 @@ def reader_stream(
     plan: SlotPlan,
     opts: ReaderOptions,
     *,
-    frames: FramePool,
+    memory: Admission,
     errors: ErrorCounter,
     ring: SlotRing | None,
     skip: int,
@@ -149,17 +153,18 @@ def reader_stream(
 ) -> Iterator[dict[str, Any]]:
     """Yields this reader's ``plan.quota`` samples (or batches) of the epoch, the first ``skip`` consumed.
 
+    ``memory`` admits the open visits of every pass (its frame pool decodes them, see :func:`reader_memory`);
     ``on_deliver`` is called with every delivered sample's anchor, in order (the resume journal), ``reads``
     counts the read retries and timeouts, ``on_mix`` receives the mixing delivered
     (``LeRobotWdsDataset.stats()``).
     """
     anchors = cycle_passes(
-        lambda p: anchor_pass(plan, opts, frames, errors, p, reads), where, lambda: bool(errors.bad)
+        lambda p: anchor_pass(plan, opts, memory, errors, p, reads), where, lambda: bool(errors.bad)
     )
     anchors = without_refill(anchors, plan, errors)
     assembler = Assembler(
         opts.spec,
-        frames,
+        memory.pool,
         errors,
         batch_size=opts.batch_size,
         mix_batch=opts.mix_batch,

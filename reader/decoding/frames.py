@@ -1,7 +1,8 @@
 """The one owner of a worker's decoded memory: decoded frames and open decoders, budgets, eviction, counters.
 
-Frames live in an :class:`LruCache` bounded by ``DecodeConfig.frame_cache_bytes`` (by default grown to what
-the scheduler reserves for its open visits, :meth:`FramePool.reserve`) and keyed by
+Frames live in an :class:`LruCache` bounded by the pool's :class:`~lerobot_wds.reader.decoding.budget.FrameBudget`
+(``DecodeConfig.frame_cache_bytes``, by default grown to what admission reserves for the open visits,
+:meth:`FramePool.reserve`) and keyed by
 ``(visit, (camera, frame))``. A missing frame is decoded GOP-aware: the decoder seeks to the keyframe of its
 GOP and decodes forward to the last frame of that GOP the asking unit needs, and every needed frame
 of that run is kept (a GOP is decoded once however many of its frames the unit uses). The scheduler
@@ -28,8 +29,8 @@ import numpy as np
 from torchcodec.decoders import VideoDecoder
 
 from lerobot_wds.core.lru import CacheStats, LruCache
+from lerobot_wds.reader.decoding.budget import FrameBudget
 from lerobot_wds.reader.decoding.decode import (
-    DEFAULT_FRAME_BYTES,
     UINT8_SCALE,
     DecodeConfig,
     decode_frame,
@@ -80,17 +81,16 @@ class FramePool:
 
     def __init__(self, config: DecodeConfig | None = None) -> None:
         self.config = config = config or DecodeConfig()
-        budget = config.frame_cache_bytes or DEFAULT_FRAME_BYTES
-        self._frames: LruCache[np.ndarray] = LruCache(budget, cost=lambda a: a.nbytes)
+        self.budget = FrameBudget(config.frame_cache_bytes)
+        self._frames: LruCache[np.ndarray] = LruCache(self.budget.capacity, cost=lambda a: a.nbytes)
         self._decoders: LruCache[VideoDecoder] = LruCache(config.max_decoders)
         self._gops: dict[tuple[int, str], list[int]] = {}
         self.decoded_frames = self.delivered_frames = self.decode_calls = 0
-        self.plan_peak = 0  # the most memory the scheduler planned at once (see scheduling.admission)
 
     def reserve(self, nbytes: int) -> None:
-        """Grows the default budget to the ``nbytes`` the scheduler planned (a user-set budget stays put)."""
-        if self.config.frame_cache_bytes is None and nbytes > self._frames.capacity:
-            self._frames.capacity = nbytes
+        """Reserves ``nbytes`` of decoded frames planned at once (an automatic budget grows, a user's stays)."""
+        self.budget.reserve(nbytes)
+        self._frames.capacity = self.budget.capacity
 
     def gops(self, visit: Visit, camera: str) -> list[int]:
         """GOP starts (episode frames) of a camera of the visit; opens its decoder the first time."""

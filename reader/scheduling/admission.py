@@ -6,16 +6,25 @@ kept at its position holds reference pictures). :class:`Admission` keeps the sum
 open visits' costs (and of finished visits whose frames a batch still uses) under
 ``DecodeConfig.memory_limit_bytes``, whatever the GOP, frame size, window or batch, and under the budgets the
 user set. Up to the mixing target it admits past the default frame and open-bytes budgets (they size the pool
-beyond the target); the ceiling it never passes, except for the one visit a pool always holds.
+beyond the target); the ceiling it never passes, except for the one visit a pool always holds. The decoded-frame
+budget is the frame pool's (:class:`~lerobot_wds.reader.decoding.budget.FrameBudget`): admission asks it and
+reserves in it what it planned.
+
+One :class:`Admission` serves a reader's passes in turn (:meth:`Admission.new_pass`), so its :attr:`peak` is the
+most the reader planned at once (``stats()["memory"]["planned_peak"]``).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from lerobot_wds.reader.decoding.decode import DEFAULT_FRAME_BYTES, DEFAULT_OPEN_BYTES
+from lerobot_wds.reader.decoding.decode import DEFAULT_OPEN_BYTES
+
+if TYPE_CHECKING:
+    from lerobot_wds.reader.decoding.budget import FrameBudget
+    from lerobot_wds.reader.decoding.frames import FramePool
 
 # An open decoder (torchcodec over FFmpeg, one thread) holds about 1.6 MB of its own, and an H.264 decoder kept at
 # its position in a long GOP about 11 bytes per pixel more (reference pictures): 2.0 / 2.6 / 4.9 MB at 160x120 /
@@ -38,21 +47,14 @@ class PoolBounds:
     Attributes:
         active: most visits open at once.
         target: visits the mixing target needs open; admitted past the default budgets, never past ``memory``.
-        frame_budget: a user-set decoded-frame budget (hard), or None for the default that grows to the target.
         open_bytes: a user-set bound on the open visits' compressed bytes (hard), or None likewise.
         memory: the worker's ceiling on frames, compressed videos and open decoders together.
     """
 
     active: int
     target: int
-    frame_budget: int | None
     open_bytes: int | None
     memory: int
-
-    @property
-    def frame_bytes(self) -> int:
-        """The decoded-frame budget in force: the user's, else the default (which the target may exceed)."""
-        return DEFAULT_FRAME_BYTES if self.frame_budget is None else self.frame_budget
 
 
 @dataclass
@@ -69,12 +71,23 @@ class Cost:
 
 
 class Admission:
-    """Planned memory of the pool (see the module docstring) and the admission rule."""
+    """Planned memory of the pool (see the module docstring) and the admission rule, for the decoded frames of
+    ``pool`` (whose budget it asks)."""
 
-    def __init__(self, bounds: PoolBounds) -> None:
+    def __init__(self, bounds: PoolBounds, pool: FramePool) -> None:
         self.bounds = bounds
-        self.frames = self.compressed = self.decoders = self.held = 0
+        self.pool = pool
         self.peak = 0
+        self.new_pass()
+
+    @property
+    def budget(self) -> FrameBudget:
+        """The frame pool's decoded-frame budget."""
+        return self.pool.budget
+
+    def new_pass(self) -> None:
+        """Starts a pass with an empty pool (the peak is kept)."""
+        self.frames = self.compressed = self.decoders = self.held = 0
         self._closing: deque[tuple[int, int]] = deque()  # (anchors yielded at its end, frame bytes still used)
 
     @property
@@ -91,7 +104,7 @@ class Admission:
         if self.total + cost.total > b.memory:
             return "memory"
         below_target = open_now < b.target
-        if self.frames + self.held + cost.frames > b.frame_bytes and not (b.frame_budget is None and below_target):
+        if not self.budget.admits(self.frames + self.held + cost.frames, below_target):
             return "frames"
         cap = DEFAULT_OPEN_BYTES if b.open_bytes is None else b.open_bytes
         if self.compressed + cost.compressed > cap and not (b.open_bytes is None and below_target):
@@ -99,10 +112,12 @@ class Admission:
         return None
 
     def add(self, cost: Cost) -> None:
+        """An admitted visit: its cost is planned, its frames reserved in the frame pool's budget."""
         self.frames += cost.frames
         self.compressed += cost.compressed
         self.decoders += cost.decoders
         self.peak = max(self.peak, self.total)
+        self.pool.reserve(self.frames + self.held)
 
     def finish(self, cost: Cost, yielded: int) -> None:
         """A visit's last anchor was yielded: its frames stay planned until its batch is built."""
@@ -116,8 +131,3 @@ class Admission:
         """Frees the frames of finished visits whose batch has been built (``lookahead`` anchors later)."""
         while self._closing and yielded - self._closing[0][0] >= lookahead:
             self.held -= self._closing.popleft()[1]
-
-    @property
-    def frame_reservation(self) -> int:
-        """Decoded-frame bytes the frame pool must be able to hold now."""
-        return self.frames + self.held

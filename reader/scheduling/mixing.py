@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from lerobot_wds.reader.scheduling.admission import Admission, Bound, Cost, PoolBounds
+    from lerobot_wds.reader.scheduling.admission import Admission, Bound, Cost
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +84,13 @@ _BOUND_NAME = {
 }
 
 
-def warn_pool_bound(bound: Bound, bounds: PoolBounds, fit: int, cost: Cost, memory: Admission, batch: int) -> None:
+def warn_pool_bound(bound: Bound, memory: Admission, fit: int, cost: Cost, batch: int) -> None:
     """Says once that ``bound`` holds the pool at ``fit`` open episodes, below the target, with the numbers."""
     b = batch
+    bounds = memory.bounds
     limit = {
         "memory": bounds.memory,
-        "frames": bounds.frame_budget or 0,
+        "frames": memory.budget.fixed or 0,
         "open_bytes": bounds.open_bytes or 0,
         "active": bounds.active,
     }[bound]

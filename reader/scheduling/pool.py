@@ -22,7 +22,7 @@ from lerobot_wds.reader.decoding.frames import FramePool, Visit
 from lerobot_wds.reader.decoding.gops import long_gops
 from lerobot_wds.reader.on_error import ErrorCounter
 from lerobot_wds.reader.parsing.episode import Episode
-from lerobot_wds.reader.scheduling.admission import Admission, Cost, PoolBounds, decoder_nbytes
+from lerobot_wds.reader.scheduling.admission import Admission, Cost, decoder_nbytes
 from lerobot_wds.reader.scheduling.mixing import warn_pool_bound
 from lerobot_wds.reader.scheduling.units import Shape, Unit, cut_units, plan_units
 
@@ -102,13 +102,72 @@ def open_visit(
     return _Open(visit, units, 0, sum(len(u.anchors) for u in units), Cost(peak, compressed, decoders))
 
 
+class _Opener:
+    """Opens the pass's episodes into the pool while admission lets them in (the mixing rules, :mod:`admission`).
+
+    An episode it opened but could not admit waits (``pending``) until enough of the pool has finished; one whose
+    videos cannot be opened is handled by ``errors`` (raised, or skipped and counted).
+    """
+
+    def __init__(
+        self,
+        eps: Iterable[Episode],
+        memory: Admission,
+        deltas: Mapping[str, Sequence[int]],
+        errors: ErrorCounter | None,
+        visit_rng: Callable[[Episode], random.Random | None],
+    ) -> None:
+        self.it = iter(eps)
+        self.memory, self.deltas, self.errors, self.visit_rng = memory, deltas, errors, visit_rng
+        self.pending: _Open | None = None
+        self.exhausted = False
+        self.vid = 0
+        bounds = memory.bounds
+        # a unit's share of the frame budget (or of half the memory ceiling, when smaller): the target must fit it
+        self.unit_bytes = min(memory.budget.base, bounds.memory // 2) // max(1, bounds.target)
+
+    def fill(self, pool: list[_Open], allowed: int, batch: int) -> None:
+        """Opens visits into ``pool`` up to ``allowed``, while admission lets them in; says once what holds the
+        pool below the mixing target."""
+        memory = self.memory
+        while not self.exhausted and len(pool) < allowed:
+            if self.pending is None:
+                self.pending = self._next()
+                if self.pending is None:
+                    return
+            bound = memory.blocked_by(self.pending.cost, len(pool))
+            if bound is not None:
+                if bound != "active" and len(pool) < memory.bounds.target:
+                    warn_pool_bound(bound, memory, len(pool), self.pending.cost, batch)
+                return  # opens once enough of the pool has finished
+            pool.append(self.pending)
+            memory.add(self.pending.cost)
+            self.pending = None
+
+    def _next(self) -> _Open | None:
+        """The next episode with anchors, opened (None once the pass has none left)."""
+        while True:
+            ep = next(self.it, None)
+            if ep is None:
+                self.exhausted = True
+                return None
+            if ep.anchor_range[1] <= ep.anchor_range[0]:
+                continue
+            self.vid += 1
+            frames = self.memory.pool
+            try:
+                return open_visit(ep, self.vid, frames, self.deltas, self.visit_rng(ep), self.unit_bytes)
+            except FormatError as e:
+                frames.release(Visit(ep, self.vid))
+                (self.errors or ErrorCounter()).handle(e, "episode", ep.index)
+
+
 def schedule(
     eps: Iterable[Episode],
     *,
-    frames: FramePool,
+    memory: Admission,
     deltas: Mapping[str, Sequence[int]],
     rng: random.Random | None,
-    bounds: PoolBounds,
     batch: int = 1,
     errors: ErrorCounter | None = None,
     lookahead: int = 1,
@@ -116,9 +175,10 @@ def schedule(
 ) -> Iterator[Anchor]:
     """Yields every anchor of every episode once (see the module docstring).
 
-    ``deltas`` maps each camera to its frame offsets; ``bounds`` bound the pool (:mod:`admission`); ``batch``
-    anchors in a row form one batch, whose anchors come from distinct visits while the pool has enough. An
-    episode whose videos cannot be opened is handled by ``errors`` (raised, or skipped and counted).
+    ``memory`` admits visits into the pool (:mod:`admission`, over its frame pool and bounds) and starts a new
+    pass here; ``deltas`` maps each camera to its frame offsets; ``batch`` anchors in a row form one batch, whose
+    anchors come from distinct visits while the pool has enough. An episode whose videos cannot be opened is
+    handled by ``errors`` (raised, or skipped and counted).
 
     ``lookahead`` is how many yielded anchors may still wait to be built (a batch): a finished visit's frames
     stay reserved until that many further anchors were yielded, because they are decoded when its batch is
@@ -127,54 +187,25 @@ def schedule(
     ``visit_rng(episode)`` gives each visit its own generator for the order of its units (with ``rng``; without
     it they come from ``rng``).
     """
-    it = iter(eps)
+    memory.new_pass()
+    bounds = memory.bounds
+    own = visit_rng if rng is not None and visit_rng is not None else lambda ep: rng
+    opener = _Opener(eps, memory, deltas, errors, own)
     pool: list[_Open] = []
-    pending: _Open | None = None
-    exhausted = False
-    yielded = vid = 0
+    yielded = 0
     served: dict[int, int] = {}  # anchors each visit gave the current batch
-    memory = Admission(bounds)
-    frames.plan_peak = 0
     limit = bounds.active if rng is not None else 1
     first = min(limit, bounds.target)  # open before the first anchor: a full first batch
-    # a unit's share of the frame budget (or of half the memory ceiling, when smaller): the target must fit it
-    unit_bytes = min(bounds.frame_bytes, bounds.memory // 2) // max(1, bounds.target)
     while True:
         memory.settle(yielded, lookahead)
         # beyond the target the pool grows by one visit every RAMP_ANCHORS anchors (their decoders and first
         # frames then spread over the first batches instead of delaying the first)
-        allowed = min(limit, first + yielded // RAMP_ANCHORS)
-        while not exhausted and len(pool) < allowed:
-            if pending is None:
-                ep = next(it, None)
-                if ep is None:
-                    exhausted = True
-                    break
-                if ep.anchor_range[1] <= ep.anchor_range[0]:
-                    continue
-                vid += 1
-                try:
-                    own = visit_rng(ep) if rng is not None and visit_rng is not None else rng
-                    pending = open_visit(ep, vid, frames, deltas, own, unit_bytes)
-                except FormatError as e:
-                    frames.release(Visit(ep, vid))
-                    (errors or ErrorCounter()).handle(e, "episode", ep.index)
-                    continue
-            bound = memory.blocked_by(pending.cost, len(pool))
-            if bound is not None:
-                if bound != "active" and len(pool) < bounds.target:
-                    warn_pool_bound(bound, bounds, len(pool), pending.cost, memory, batch)
-                break  # opens once enough of the pool has finished
-            pool.append(pending)
-            memory.add(pending.cost)
-            frames.reserve(memory.frame_reservation)
-            frames.plan_peak = max(frames.plan_peak, memory.total)
-            pending = None
+        opener.fill(pool, min(limit, first + yielded // RAMP_ANCHORS), batch)
         if not pool:
             return
         if yielded % max(1, batch) == 0:
             served.clear()
-        i = _pick(pool, rng, exhausted, served, batch)
+        i = _pick(pool, rng, opener.exhausted, served, batch)
         slot = pool[i]
         served[slot.visit.vid] = served.get(slot.visit.vid, 0) + 1
         unit = slot.units[0]
@@ -184,13 +215,12 @@ def schedule(
         if slot.at == len(unit.anchors):
             slot.units.pop(0)
             slot.at = 0
-        last = slot.left == 0
         yielded += 1
-        if last:
+        if slot.left == 0:
             pool.pop(i)
             memory.finish(slot.cost, yielded)
         drops = {cam: per_anchor[k] for cam, per_anchor in unit.drops.items()}
-        yield Anchor(slot.visit, unit.anchors[k], unit.needs, drops, last)
+        yield Anchor(slot.visit, unit.anchors[k], unit.needs, drops, slot.left == 0)
 
 
 def _pick(

@@ -13,9 +13,10 @@ import pytest
 
 from lerobot_wds import LeRobotWdsDataset
 from lerobot_wds.reader.assembling.mixing_tally import MixingTally
+from lerobot_wds.reader.decoding.budget import FrameBudget
 from lerobot_wds.reader.decoding.decode import DEFAULT_MEMORY_BYTES, DecodeConfig
 from lerobot_wds.reader.scheduling import mixing
-from lerobot_wds.reader.scheduling.admission import PoolBounds, decoder_nbytes
+from lerobot_wds.reader.scheduling.admission import Admission, PoolBounds, decoder_nbytes
 from lerobot_wds.reader.scheduling.mixing import (
     expected_distinct,
     iid_distinct,
@@ -39,29 +40,28 @@ def _episode(index: int, length: int, width: int, height: int) -> SimpleNamespac
 
 class _Planner:
     """Stands in for FramePool in planning: GOPs of ``gop`` frames (AV1-like 2, or x264's 250 with a lead-in
-    frame before the episode: episodes start mid-GOP), and the largest reservation asked for."""
+    frame before the episode: episodes start mid-GOP), its frame budget (``budget``: a user's, None: automatic)
+    and the largest reservation asked for."""
 
-    def __init__(self, gop: int = 2) -> None:
+    def __init__(self, gop: int = 2, budget: int | None = None) -> None:
         self.gop = gop
-        self.reserved = 0
+        self.budget = FrameBudget(budget)
 
     def gops(self, visit, camera):
         start = -37 if self.gop > 2 else 0
         return list(range(start, visit.episode.length, self.gop))
 
     def reserve(self, nbytes: int) -> None:
-        self.reserved = max(self.reserved, nbytes)
+        self.budget.reserve(nbytes)
+
+    @property
+    def reserved(self) -> int:
+        return self.budget.reserved
 
 
-def _bounds(
-    batch: int, *, budget: int | None = None, open_bytes: int | None = None, memory: int = DEFAULT_MEMORY_BYTES
-):
+def _bounds(batch: int, *, open_bytes: int | None = None, memory: int = DEFAULT_MEMORY_BYTES) -> PoolBounds:
     return PoolBounds(
-        active=max(64, open_target(batch)),
-        target=open_target(batch),
-        frame_budget=budget,
-        open_bytes=open_bytes,
-        memory=memory,
+        active=max(64, open_target(batch)), target=open_target(batch), open_bytes=open_bytes, memory=memory
     )
 
 
@@ -73,18 +73,18 @@ def _run(
     gop: int = 2,
     batch: int = 16,
     episodes: int = 60,
+    budget: int | None = None,
     **bounds,
 ):
     r = random.Random(5)
     eps = [_episode(i, r.randint(200, 500), width, height) for i in range(episodes)]
-    planner = _Planner(gop)
+    planner = _Planner(gop, budget)
     out = list(
         schedule(
             eps,
-            frames=planner,
+            memory=Admission(_bounds(batch, **bounds), planner),
             deltas={c: deltas for c in CAMS},
             rng=random.Random(1),
-            bounds=_bounds(batch, **bounds),
             batch=batch,
             lookahead=batch,
         )

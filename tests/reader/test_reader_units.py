@@ -10,9 +10,10 @@ import pytest
 
 from lerobot_wds.core.format import EpisodeExtent, ShardInfo
 from lerobot_wds.core.lru import LruCache
+from lerobot_wds.reader.decoding.budget import FrameBudget
 from lerobot_wds.reader.planning.splitting import epoch_sequence, plan_epoch
 from lerobot_wds.reader.planning.topology import Topology, detect_rank_world
-from lerobot_wds.reader.scheduling.admission import PoolBounds
+from lerobot_wds.reader.scheduling.admission import Admission, PoolBounds
 from lerobot_wds.reader.scheduling.passes import cycle_passes, shuffle_buffer
 from lerobot_wds.reader.scheduling.pool import schedule
 from lerobot_wds.reader.scheduling.units import plan_units
@@ -172,14 +173,15 @@ def _fake_episode(index: int, length: int, cams=("a", "b")) -> SimpleNamespace:
 
 
 class _Gops:
-    """Stands in for FramePool.gops: GOPs of length ``g`` from ``phase`` (planning needs no video)."""
+    """Stands in for FramePool's GOPs and budget: GOPs of length ``g`` from ``phase`` (planning needs no video),
+    a frame budget of ``budget`` bytes (None: automatic)."""
 
-    def __init__(self, g: int, phase: int = 0) -> None:
+    def __init__(self, g: int, phase: int = 0, budget: int | None = None) -> None:
         self.g, self.phase = g, phase
-        self.reserved = 0
+        self.budget = FrameBudget(budget)
 
     def reserve(self, nbytes: int) -> None:
-        self.reserved = max(self.reserved, nbytes)
+        self.budget.reserve(nbytes)
 
     def gops(self, visit, camera):
         return list(range(self.phase - self.g if self.phase else 0, visit.episode.length, self.g))
@@ -259,23 +261,22 @@ def test_units_descending_and_lead_in_gops() -> None:
         assert all(a + 1 in u.anchors for a in u.anchors if a % 2 == 1 and a + 1 < 90)
 
 
-def _bounds(active: int, open_bytes: int, frame_budget: int, target: int = 1) -> PoolBounds:
-    return PoolBounds(
-        active=active, target=target, frame_budget=frame_budget, open_bytes=open_bytes, memory=10**12
-    )
+def _memory(active: int, open_bytes: int, frame_budget: int, target: int = 1) -> Admission:
+    bounds = PoolBounds(active=active, target=target, open_bytes=open_bytes, memory=10**12)
+    return Admission(bounds, _Gops(2, budget=frame_budget))
 
 
 def test_schedule_yields_every_anchor_once_within_bounds() -> None:
     eps = [_fake_episode(i, n) for i, n in enumerate([50, 0, 33, 71, 1, 20])]
     deltas = {"a": (-10, 0, 10), "b": (0,)}
     for rng in (None, random.Random(3)):
-        out = list(schedule(eps, frames=_Gops(2), deltas=deltas, rng=rng, bounds=_bounds(3, 10**9, 10**9)))
+        out = list(schedule(eps, memory=_memory(3, 10**9, 10**9), deltas=deltas, rng=rng))
         assert Counter((a.episode.index, a.frame) for a in out) == Counter(
             (e.index, k) for e in eps for k in range(e.length)
         )
         last = {a.visit.vid: i for i, a in enumerate(out)}
         assert [i for i, a in enumerate(out) if a.last] == sorted(last.values())  # last flag = final anchor
-    seq = list(schedule(eps, frames=_Gops(2), deltas=deltas, rng=None, bounds=_bounds(3, 1, 1)))
+    seq = list(schedule(eps, memory=_memory(3, 1, 1), deltas=deltas, rng=None))
     assert [(a.episode.index, a.frame) for a in seq] == [(e.index, k) for e in eps for k in range(e.length)]
 
 
@@ -285,10 +286,9 @@ def test_schedule_mixes_all_open_episodes_and_respects_budgets() -> None:
     out = list(
         schedule(
             eps,
-            frames=_Gops(2),
+            memory=_memory(64, 10**9, 10**9, target=24),
             deltas=deltas,
             rng=random.Random(0),
-            bounds=_bounds(64, 10**9, 10**9, target=24),
             batch=16,
         )
     )
@@ -300,10 +300,9 @@ def test_schedule_mixes_all_open_episodes_and_respects_budgets() -> None:
     out = list(
         schedule(
             eps,
-            frames=_Gops(2),
+            memory=_memory(64, 400, 10**9),
             deltas=deltas,
             rng=random.Random(0),
-            bounds=_bounds(64, 400, 10**9),
         )
     )
     spans = {}
@@ -311,7 +310,7 @@ def test_schedule_mixes_all_open_episodes_and_respects_budgets() -> None:
         spans.setdefault(a.visit.vid, [i, i])[1] = i
     assert max(sum(lo <= i <= hi for lo, hi in spans.values()) for i in range(len(out))) == 2  # open at once
     # the frame budget: a unit's planned peak is 2 frames x 2 cameras x 24 bytes = 96 bytes per episode
-    out = list(schedule(eps, frames=_Gops(2), deltas=deltas, rng=random.Random(0), bounds=_bounds(64, 10**9, 96)))
+    out = list(schedule(eps, memory=_memory(64, 10**9, 96), deltas=deltas, rng=random.Random(0)))
     assert all(len({a.episode.index for a in out[i : i + 60]}) == 1 for i in range(0, len(out), 60))
 
 
@@ -387,3 +386,16 @@ def test_residue_units_halve_the_alive_frames_when_pairs_do_not_fit() -> None:
     for u in units:
         shown = {f for a in u.anchors for f in clamp_window(a, 450, SARM_DELTA_INDICES)}
         assert sorted(f for per in u.drops["a"] for f in per) == sorted(shown) == list(u.needs["a"])
+
+
+def test_the_frame_budget_is_the_users_or_grows_to_the_target() -> None:
+    auto, fixed = FrameBudget(), FrameBudget(1000)
+    base = auto.base
+    assert auto.admits(base, below_target=False) and not auto.admits(base + 1, below_target=False)
+    assert auto.admits(3 * base, below_target=True)  # the mixing target is admitted past the default
+    auto.reserve(3 * base)
+    auto.reserve(2 * base)
+    assert (auto.reserved, auto.capacity) == (3 * base, 3 * base)
+    assert not fixed.admits(1001, below_target=True)  # a user's budget holds, target or not
+    fixed.reserve(5000)
+    assert (fixed.base, fixed.capacity) == (1000, 1000)

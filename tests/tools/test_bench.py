@@ -5,6 +5,7 @@ shapes and accounting are."""
 from __future__ import annotations
 
 import copy
+import hashlib
 import importlib.util
 import json
 import math
@@ -248,6 +249,9 @@ def test_mixing_metrics_known_values() -> None:
     assert got["same_episode_pair_rate"] == round(7 / 12, 4)  # 1 of 6 pairs, then 6 of 6
     assert mixing([[0, 1], [2, 3]])["lag1_episode_autocorr"] == 0.25  # 0..3: (0.75 - 0.25 + 0.75) / 5
     assert mixing([[5, 5], [5, 5]])["lag1_episode_autocorr"] == 0.0
+    assert got["min_distinct_episodes_per_batch"] == 1
+    # the fewest over full batches: a worker's short last batch of an epoch is not a mixing failure
+    assert mixing([[0, 1, 2, 3], [4, 5, 6, 6], [7]])["min_distinct_episodes_per_batch"] == 3
 
 
 def test_record_reports_mixing_and_worker_rss(wds_root: Path) -> None:
@@ -261,3 +265,31 @@ def test_record_reports_mixing_and_worker_rss(wds_root: Path) -> None:
 def test_lancedb_peer_without_the_package_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(BenchError, match=r"lerobot-lancedb==0.3.1"):
         run_bench(BenchConfig(str(tmp_path), loader="lerobot-lancedb"))
+
+
+def test_disk_sampler_counts_a_cache_only_when_it_changed(tmp_path: Path) -> None:
+    from lerobot_wds.reader.fetching.cache import CacheConfig, NodeCache
+    from lerobot_wds.tools.bench.monitor import DiskSampler
+
+    def put(data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        assert cache.put(digest, data)
+        return digest
+
+    cache = NodeCache(CacheConfig(str(tmp_path / "c"), limit=10_000))
+    sampler = DiskSampler(tmp_path / "c")
+    put(b"x" * 1000)
+    sampler.sample()
+    sampler.sample()  # nothing changed: not counted again
+    assert (sampler.peak, sampler.counts) == (1000, 1)
+    second = put(b"y" * 3000)
+    sampler.sample()
+    assert (sampler.peak, sampler.counts) == (4000, 2)
+    cache.discard(second)
+    put(b"z" * 500)
+    sampler.sample()
+    assert (sampler.peak, sampler.counts) == (4000, 3)  # the peak stays; 1,500 bytes now
+    (tmp_path / "c" / "tmp" / ("d" * 64 + ".1.700")).write_bytes(b"w" * 700)  # an entry being written
+    sampler.sample()
+    sampler.sample()  # counted again while a file is being written: it may grow without changing its folder
+    assert (sampler.peak, sampler.counts) == (4000, 5)
