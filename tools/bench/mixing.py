@@ -71,15 +71,19 @@ def lag1_autocorr(values: Sequence[float]) -> float:
 def mixing(batches: Sequence[Sequence[int]], tasks: Mapping[int, str] | None = None) -> dict[str, float]:
     """All batch mixing metrics of a run, as recorded by the benchmark.
 
+    The fewest distinct episodes is taken over full batches (a worker's short last batch of an epoch holds
+    fewer samples, not less mixing).
+
     Args:
         batches: the episode index of every sample, batch by batch.
         tasks: episode index -> task; with it, the same-task pair share is included (an episode missing from
             it raises KeyError naming the episode: the table and the loader disagree about the dataset).
     """
     stream = [float(e) for b in batches for e in b]
+    full = max((len(b) for b in batches), default=0)  # a worker's last batch of an epoch may be short
     out = {
         "distinct_episodes_per_batch": round(distinct_per_batch(batches), 3),
-        "min_distinct_episodes_per_batch": min((len(set(b)) for b in batches), default=0),
+        "min_distinct_episodes_per_batch": min((len(set(b)) for b in batches if len(b) == full), default=0),
         "same_episode_pair_rate": round(same_episode_pair_rate(batches), 4),
         "lag1_episode_autocorr": round(lag1_autocorr(stream), 4),
         "episode_index_std": round(episode_spread(batches), 3),

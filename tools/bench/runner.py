@@ -144,7 +144,9 @@ def consume(bundle: LoaderBundle, config: BenchConfig, *, whole_epoch: bool = Fa
     samples = frames = 0
     per_worker: dict[int, dict[str, Any]] = {}
     total = config.warmup + config.num_batches
-    progress = Progress(total, f"bench {config.loader} {config.mode} w={config.num_workers}", "batches")
+    progress = Progress(
+        None if whole_epoch else total, f"bench {config.loader} {config.mode} w={config.num_workers}", "batches"
+    )
     t_start = time.perf_counter()
     it = iter(bundle.loader)
     first_batch_s = None
