@@ -162,8 +162,7 @@ class NodeCache:
             return False
         tmp = self.tmp / f"{digest}.{os.getpid()}.{n}"
         with self._locked():
-            # tmp/ before entries/: a writer renames its entry from one to the other outside the lock, so listed in
-            # this order an entry being finished is seen in one of them (the other order could miss it in both)
+            # a writer renames its entry from tmp/ to entries/ under the lock: it is in exactly one of them
             if any(t.name.startswith(f"{digest}.") for t in os.scandir(self.tmp)) or self.contains(digest):
                 return False
             size = self._read_size()
@@ -182,7 +181,8 @@ class NodeCache:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-            os.rename(tmp, self.entries / digest)
+            with self._locked():  # a count under the lock (a recount, disk_bytes) sees it in one folder, once
+                os.rename(tmp, self.entries / digest)
             _touch(self.entries / digest)
         except BaseException:
             _unlink(str(tmp))
@@ -233,7 +233,7 @@ def _unlink(path: str) -> bool:
 
 def disk_bytes(directory: str | Path) -> int:
     """Bytes of a cache's entries and temp files now, sampled under its lock: the count cannot change meanwhile
-    (a rename outside the lock moves bytes from ``tmp/`` to ``entries/``, listed first: missed, never twice)."""
+    (writers reserve, rename and evict under the lock; only a temp file's own bytes grow up to its reservation)."""
     root = Path(directory)
     fd = os.open(root / "lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
