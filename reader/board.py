@@ -68,6 +68,7 @@ COUNTERS: tuple[str, ...] = (
     "decoded_frames",
     "delivered_frames",
     "decode_calls",
+    "decode_passes",
     "batch_slots.created",
     "batch_slots.reused",
     "mixing.batches",
@@ -293,6 +294,7 @@ class DecodePublisher:
             "decoded_frames": self.frames.decoded_frames,
             "delivered_frames": self.frames.delivered_frames,
             "decode_calls": self.frames.decode_calls,
+            "decode_passes": self.frames.decode_passes,
             "memory.planned_peak": self.memory.peak,
             "memory.rss_peak": rss_peak_bytes(),
         }

@@ -124,7 +124,7 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
         active_episodes: most episodes open at once in the anchor pool; None (default): 64, or the mixing
             target's 1.5 per batch sample when more. Every batch draws its samples from distinct open episodes
             while there are enough (the pool is also bounded by ``DecodeConfig.memory_limit_bytes`` and the
-            budgets, see :mod:`admission`); a bound that holds fewer than the target is said once.
+            budgets, see :mod:`admission`); a bound that holds fewer than the batch size is said once.
         uneven: "pad" (repeat a few frames) or "trim" so every rank and worker yields the same count.
         on_error: "raise" or "skip" (count and log) on corrupt shards or members.
         decode: decoder / frame-cache budgets. stream: retries, read-ahead, checksum, storage options.
@@ -442,7 +442,8 @@ class LeRobotWdsDataset(torch.utils.data.IterableDataset):
 
         (Or this process's own reader without workers; see :mod:`board`.) ``frames`` and ``decoders``: the frame
         pool's and the decoder LRU's hits, misses, evictions, size, cost, capacity, peak cost and hit rate;
-        ``decoded_frames``, ``delivered_frames``, ``decode_calls``; ``batch_slots`` (created, reused; only when
+        ``decoded_frames``, ``delivered_frames``, ``decode_calls``, ``decode_passes`` (passes a long-GOP
+        decoder started over, from a keyframe); ``batch_slots`` (created, reused; only when
         slots were made); what ``on_error="skip"`` skipped (``skipped_shards``, ``skipped_episodes``,
         ``skip_messages``: each reader's last reason); read attempts retried / timed out (``read_retries``,
         ``read_timeouts``); ``mixing``, the batch mixing delivered: ``distinct_per_batch`` over all batches,

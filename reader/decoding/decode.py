@@ -38,11 +38,11 @@ class DecodeConfig:
         open_episode_bytes: compressed bytes (mini-MP4s) of the episodes open at once; with
             ``frame_cache_bytes`` and the dataset's ``active_episodes`` it bounds how many episodes a batch
             can mix. None (default): ``DEFAULT_OPEN_BYTES``, or more when the mixing target of open episodes
-            needs it; a number is a hard bound, said once when it holds fewer than the target.
+            needs it; a number is a hard bound, said once when it holds fewer than the batch size.
         memory_limit_bytes: the ceiling on what a worker plans to hold at once: decoded frames, the open
             episodes' compressed videos and the decoders kept open at their position for long GOPs. The
             scheduler opens an episode only while the sum stays under it (one is always open), at any GOP,
-            window and batch size; when that holds fewer open episodes than the mixing target, it says so
+            window and batch size; when that holds fewer open episodes than the batch size, it says so
             once with the numbers. ``stats()["memory"]`` shows the planned and the observed peak.
         max_decoders: torchcodec decoders kept open (least recently used closed first; reopening one costs a
             scan of its mini-MP4, no decoding).

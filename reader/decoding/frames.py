@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -68,6 +68,15 @@ def to_planes(hwc: np.ndarray, chw: np.ndarray, split: Callable[..., Any] | None
         np.copyto(chw, hwc.transpose(2, 0, 1))
 
 
+@dataclass
+class _Sweep:
+    """Where a camera's decoder stands in a long-GOP unit's pass, and the unit's frames already used (dropped)."""
+
+    needs: Sequence[int]  # the unit's frames of this camera (identifies the unit)
+    at: int | None  # the episode frame the decoder returned last (None: unknown, the next decode seeks)
+    done: set[int] = field(default_factory=set)
+
+
 @dataclass(frozen=True, eq=False)
 class Visit:
     """One open episode visit: its episode and an id unique in the worker (an episode may be open twice)."""
@@ -85,7 +94,8 @@ class FramePool:
         self._frames: LruCache[np.ndarray] = LruCache(self.budget.capacity, cost=lambda a: a.nbytes)
         self._decoders: LruCache[VideoDecoder] = LruCache(config.max_decoders)
         self._gops: dict[tuple[int, str], list[int]] = {}
-        self.decoded_frames = self.delivered_frames = self.decode_calls = 0
+        self._sweeps: dict[tuple[int, str], _Sweep] = {}
+        self.decoded_frames = self.delivered_frames = self.decode_calls = self.decode_passes = 0
 
     def reserve(self, nbytes: int) -> None:
         """Reserves ``nbytes`` of decoded frames planned at once (an automatic budget grows, a user's stays)."""
@@ -126,8 +136,11 @@ class FramePool:
 
     def drop(self, visit: Visit, camera: str, frames: Sequence[int]) -> None:
         """Frees frames after their last use (not evictions: the plan is done with them)."""
+        sweep = self._sweeps.get((visit.vid, camera))
         for f in frames:
             self._frames.discard((visit.vid, (camera, f)))
+            if sweep is not None:
+                sweep.done.add(f)
 
     def release(self, visit: Visit) -> None:
         """Frees everything of a finished visit: its frames, decoders and GOP tables."""
@@ -135,6 +148,7 @@ class FramePool:
         self._decoders.drop_group(visit.vid)
         for camera in visit.episode.videos:
             self._gops.pop((visit.vid, camera), None)
+            self._sweeps.pop((visit.vid, camera), None)
 
     def stats(self) -> dict[str, CacheStats]:
         """``frames``: lookups served decoded (hits) or decoded (misses), evictions, bytes and peak bytes;
@@ -147,6 +161,9 @@ class FramePool:
         if decoder is None:
             decoder = open_decoder(visit.episode, camera, self.config.num_ffmpeg_threads)
             self._decoders.put(key, decoder)
+            sweep = self._sweeps.get(key)
+            if sweep is not None:
+                sweep.at = None  # a new decoder starts at no position
         return decoder
 
     def _frame(self, visit: Visit, camera: str, frame: int, needs: Sequence[int]) -> np.ndarray:
@@ -155,12 +172,11 @@ class FramePool:
         if got is not None:
             return got
         run = self._run(visit, camera, frame, needs)
-        if run is None:  # a long GOP: the decoder steps forward to this frame alone (gops.streamed)
-            one = decode_frame(self._decoder(visit, camera), visit.episode, camera, frame)
-            self.decode_calls += 1
-            self.decoded_frames += 1
-            self._frames.put(key, one)
-            return one
+        if run is None:  # a long GOP: the decoder steps forward to this frame (gops.streamed)
+            return self._stream(visit, camera, frame, needs)
+        sweep = self._sweeps.get((visit.vid, camera))
+        if sweep is not None:
+            sweep.at = None  # the range below moves the decoder
         decoded = decode_range(self._decoder(visit, camera), visit.episode, camera, run[0], run[2])
         self.decode_calls += 1
         self.decoded_frames += len(decoded)
@@ -173,6 +189,31 @@ class FramePool:
         for f in kept:
             self._frames.put((visit.vid, (camera, f)), decoded[f - first] if whole else decoded[f - first].copy())
         return decoded[frame - first]
+
+    def _stream(self, visit: Visit, camera: str, frame: int, needs: Sequence[int]) -> np.ndarray:
+        """Decodes a frame of a long GOP by stepping the decoder forward from where it stopped, keeping the frames
+        of ``needs`` it passes on the way that the unit has not used yet (so a unit whose anchors ask for frames in
+        ascending order decodes its episode in one pass); a frame behind the decoder starts a new pass (a seek to
+        its keyframe), which keeps nothing it passes."""
+        key = (visit.vid, camera)
+        sweep = self._sweeps.get(key)
+        if sweep is None or sweep.needs is not needs:  # a new unit: what it has used is its own
+            sweep = self._sweeps[key] = _Sweep(needs, sweep.at if sweep is not None else None)
+        decoder = self._decoder(visit, camera)
+        passed: Sequence[int] = ()
+        if sweep.at is not None and sweep.at < frame:
+            ahead = needs[bisect.bisect_right(needs, sweep.at) : bisect.bisect_left(needs, frame)]
+            passed = [f for f in ahead if f not in sweep.done and (visit.vid, (camera, f)) not in self._frames]
+        else:
+            self.decode_passes += 1
+        for f in passed:
+            self._frames.put((visit.vid, (camera, f)), decode_frame(decoder, visit.episode, camera, f))
+        one = decode_frame(decoder, visit.episode, camera, frame)
+        sweep.at = frame
+        self.decode_calls += 1
+        self.decoded_frames += 1 + len(passed)
+        self._frames.put((visit.vid, (camera, frame)), one)
+        return one
 
     def _run(
         self, visit: Visit, camera: str, frame: int, needs: Sequence[int]

@@ -6,11 +6,12 @@ i.i.d. sampling of frames from a reader's episodes puts :func:`iid_distinct` dis
 included, at any batch size. The scheduler (:mod:`pool`) draws each anchor of a batch from an open visit that
 has not served that batch yet, so a batch holds ``min(b, open visits)`` distinct episodes: the pool is kept at
 :func:`open_target` visits (``OPEN_PER_SAMPLE`` per batch sample, for headroom and for mixing across batches)
-and never below the target while the memory ceiling allows.
+and never below the target while the memory ceiling allows (over long GOPs, windowed units may spend the
+headroom above the batch size on fewer decode passes, see :mod:`pool`).
 
-What can bound the pool below the target (the worker's memory ceiling, a frame budget or ``open_episode_bytes``
-the user set, ``active_episodes``, a reader's share of the episodes) is said once per process with its numbers
-(:func:`warn_once`).
+What bounds the pool below the batch size (the worker's memory ceiling, a frame budget or ``open_episode_bytes``
+the user set, ``active_episodes``), or a reader's share of the episodes below the target, is said once per
+process with its numbers (:func:`warn_once`).
 What a reader delivered is counted by :class:`~lerobot_wds.reader.assembling.mixing_tally.MixingTally`.
 """
 
@@ -85,7 +86,7 @@ _BOUND_NAME = {
 
 
 def warn_pool_bound(bound: Bound, memory: Admission, fit: int, cost: Cost, batch: int) -> None:
-    """Says once that ``bound`` holds the pool at ``fit`` open episodes, below the target, with the numbers."""
+    """Says once that ``bound`` holds the pool at ``fit`` open episodes, below the batch, with the numbers."""
     b = batch
     bounds = memory.bounds
     limit = {

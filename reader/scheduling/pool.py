@@ -23,7 +23,7 @@ from lerobot_wds.reader.decoding.gops import long_gops
 from lerobot_wds.reader.on_error import ErrorCounter
 from lerobot_wds.reader.parsing.episode import Episode
 from lerobot_wds.reader.scheduling.admission import Admission, Cost, decoder_nbytes
-from lerobot_wds.reader.scheduling.mixing import warn_pool_bound
+from lerobot_wds.reader.scheduling.mixing import DEFAULT_BATCH, warn_pool_bound
 from lerobot_wds.reader.scheduling.units import Shape, Unit, cut_units, plan_units
 
 RAMP_ANCHORS = 4
@@ -65,9 +65,12 @@ def open_visit(
     deltas: Mapping[str, Sequence[int]],
     rng: random.Random | None,
     unit_bytes: int | None = None,
+    visit_bytes: int | None = None,
 ) -> _Open:
     """Plans an episode's units (GOPs from its decoders) in the order they will be served; ``unit_bytes`` is
-    the frame memory a unit should stay within so the mixing target fits (see :func:`units.choose_shape`).
+    the frame memory a unit should stay within so the mixing target fits (see :func:`shapes.choose_shape`).
+    ``visit_bytes`` is a visit's share of the worker's memory ceiling at the mixing target: over long GOPs a
+    unit may fill what its videos and decoders leave of it (more residues per pass over the episode).
 
     ``rng`` is the visit's own generator (None: frame order), so the order a visit serves its anchors in is a
     function of the visit alone, whatever else the pool holds: the delivered anchors of a visit are always a
@@ -79,6 +82,12 @@ def open_visit(
     flips = [rng.random() < 0.5 for _ in range(64)] if rng is not None else None
     shape: Shape | None = None if rng is not None else "sequential"
     sizes = {c: frame_nbytes(episode, c) for c in deltas}
+    compressed = sum(len(v) for v in episode.videos.values())
+    cams = episode.meta.cameras
+    long = {c: long_gops(gops[c], episode.length) for c in deltas}
+    decoders = sum(decoder_nbytes(cams[c].width, cams[c].height, long[c]) for c in deltas)
+    if visit_bytes is not None and any(long.values()):
+        unit_bytes = max(unit_bytes or 0, visit_bytes - compressed - decoders)
     _, units = plan_units(
         episode.length,
         deltas,
@@ -93,12 +102,7 @@ def open_visit(
         rng.shuffle(units)
     if episode.order is not None:
         units = cut_units(units, *episode.order, episode.length, deltas, gops)
-    peak = max((sum(u.peak_frames[c] * frame_nbytes(episode, c) for c in deltas) for u in units), default=0)
-    compressed = sum(len(v) for v in episode.videos.values())
-    cams = episode.meta.cameras
-    decoders = sum(
-        decoder_nbytes(cams[c].width, cams[c].height, long_gops(gops[c], episode.length)) for c in deltas
-    )
+    peak = max((sum(u.peak_frames[c] * sizes[c] for c in deltas) for u in units), default=0)
     return _Open(visit, units, 0, sum(len(u.anchors) for u in units), Cost(peak, compressed, decoders))
 
 
@@ -116,8 +120,10 @@ class _Opener:
         deltas: Mapping[str, Sequence[int]],
         errors: ErrorCounter | None,
         visit_rng: Callable[[Episode], random.Random | None],
+        batch: int,
     ) -> None:
         self.it = iter(eps)
+        self.batch = batch
         self.memory, self.deltas, self.errors, self.visit_rng = memory, deltas, errors, visit_rng
         self.pending: _Open | None = None
         self.exhausted = False
@@ -125,10 +131,16 @@ class _Opener:
         bounds = memory.bounds
         # a unit's share of the frame budget (or of half the memory ceiling, when smaller): the target must fit it
         self.unit_bytes = min(memory.budget.base, bounds.memory // 2) // max(1, bounds.target)
+        # over long GOPs a unit may fill a visit's share of the ceiling at a pool of one visit per batch sample (a
+        # tenth kept for finished visits' frames until their batch is built), unless the user set the frame
+        # budget: a pass over the episode then serves more residues, and the pool's headroom above the batch
+        # (open_target) gives way first, which costs no batch a distinct episode
+        fixed = memory.budget.fixed is not None
+        self.visit_bytes = None if fixed else bounds.memory * 9 // 10 // max(batch, DEFAULT_BATCH)
 
-    def fill(self, pool: list[_Open], allowed: int, batch: int) -> None:
+    def fill(self, pool: list[_Open], allowed: int) -> None:
         """Opens visits into ``pool`` up to ``allowed``, while admission lets them in; says once what holds the
-        pool below the mixing target."""
+        pool below the batch size (batches then hold fewer distinct episodes)."""
         memory = self.memory
         while not self.exhausted and len(pool) < allowed:
             if self.pending is None:
@@ -137,8 +149,9 @@ class _Opener:
                     return
             bound = memory.blocked_by(self.pending.cost, len(pool))
             if bound is not None:
-                if bound != "active" and len(pool) < memory.bounds.target:
-                    warn_pool_bound(bound, memory, len(pool), self.pending.cost, batch)
+                # said when batches lose episodes (the pool below the batch), not when it loses headroom
+                if bound != "active" and len(pool) < min(self.batch, memory.bounds.target):
+                    warn_pool_bound(bound, memory, len(pool), self.pending.cost, self.batch)
                 return  # opens once enough of the pool has finished
             pool.append(self.pending)
             memory.add(self.pending.cost)
@@ -156,7 +169,9 @@ class _Opener:
             self.vid += 1
             frames = self.memory.pool
             try:
-                return open_visit(ep, self.vid, frames, self.deltas, self.visit_rng(ep), self.unit_bytes)
+                return open_visit(
+                    ep, self.vid, frames, self.deltas, self.visit_rng(ep), self.unit_bytes, self.visit_bytes
+                )
             except FormatError as e:
                 frames.release(Visit(ep, self.vid))
                 (self.errors or ErrorCounter()).handle(e, "episode", ep.index)
@@ -190,7 +205,7 @@ def schedule(
     memory.new_pass()
     bounds = memory.bounds
     own = visit_rng if rng is not None and visit_rng is not None else lambda ep: rng
-    opener = _Opener(eps, memory, deltas, errors, own)
+    opener = _Opener(eps, memory, deltas, errors, own, batch)
     pool: list[_Open] = []
     yielded = 0
     served: dict[int, int] = {}  # anchors each visit gave the current batch
@@ -200,7 +215,7 @@ def schedule(
         memory.settle(yielded, lookahead)
         # beyond the target the pool grows by one visit every RAMP_ANCHORS anchors (their decoders and first
         # frames then spread over the first batches instead of delaying the first)
-        opener.fill(pool, min(limit, first + yielded // RAMP_ANCHORS), batch)
+        opener.fill(pool, min(limit, first + yielded // RAMP_ANCHORS))
         if not pool:
             return
         if yielded % max(1, batch) == 0:

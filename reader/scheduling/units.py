@@ -2,32 +2,14 @@
 
 A unit is a set of anchors served one after another (other episodes' anchors interleave between them) whose
 frames are decoded once, when the first of them is needed, and dropped after their last use. The cost model
-picks the unit shape from the windows and the keyframe (GOP) structure, so that every needed frame is decoded
-about once while each open unit holds few decoded frames (which is what lets many episodes be open at once):
+(:mod:`shapes`) picks the unit shape, so that every needed frame is decoded about once while each open unit holds
+few decoded frames (which is what lets many episodes be open at once).
 
-- ``gop`` (no windows, samples show the anchor only): a unit is a run of whole GOPs, at most ``RUN_FRAMES``
-  anchors and at most half its share of the frame budget (``unit_bytes``), decoded in one call when its
-  first anchor is served (:func:`decoded_whole`). With AV1 GOP 2 that is 4 GOPs (8 frames) per open episode
-  at 240x320 x 3 cameras and 2 GOPs at 480x640 x 3: fewer decode calls, each of which seeks and flushes the
-  decoder.
-- ``classes`` (every camera delta a multiple of a stride ``s``, GOPs of a constant length ``g`` dividing
-  ``s``): anchors ``a`` with ``a mod s`` in one keyframe-aligned group of ``g`` residues need only frames of
-  those residues (plus clamped edge frames), each a whole GOP: a unit costs ``g/s`` of the episode's frames,
-  served in ascending (or descending) order so only the frames inside the window span are alive.
-- ``residues`` (the same windows, when a ``classes`` unit's frames would not let the mixing target of units
-  fit the frame budget, see :func:`choose_shape`; GOPs of 2 only): one residue per unit, so half the frames
-  are alive; a frame that is not its GOP's keyframe then costs the keyframe's decode too (1.5 decodes per
-  frame).
-- ``residues`` also serves windows over long GOPs (more than ``RUN_FRAMES`` frames between keyframes): one
-  residue per unit, served in ascending order while the decoder steps forward (:func:`streamed`), so a unit
-  holds its window's positions only and decodes the episode once.
-- ``sequential`` (anything else: contiguous windows): one unit of all anchors in ascending order, frames
-  dropped behind the window.
-
-A frame of a long GOP is *streamed*: decoded alone when first asked for, by a decoder that steps forward from
-where it stopped (frames nobody takes are decoded and dropped, never kept for their GOP), and alive from its
-own first use. A frame of a short GOP is decoded with its GOP's needed frames and alive from their first use.
-Units holding streamed frames are served in ascending order only.
+A frame of a long GOP is *streamed*: a decoder steps forward from where it stopped to the frame asked for,
+keeping the frames its unit needs on the way (frames nobody takes are decoded and dropped, never kept for their
+GOP), so a unit is one pass over its episode and a streamed frame is alive from the moment the pass reaches it.
+A frame of a short GOP is decoded with its GOP's needed frames and alive from their first use. Units holding
+streamed frames are served in ascending order only.
 
 Frames are episode frame indices; ``gop_starts`` are the episode frames at which decoding can start (keyframes,
 possibly negative for lead-in frames before the episode's first frame), sorted.
@@ -35,22 +17,19 @@ possibly negative for lead-in frames before the episode's first frame), sorted.
 
 from __future__ import annotations
 
-import math
+import bisect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
 
 from lerobot_wds.reader.decoding.gops import (
     RUN_FRAMES,
     decoded_whole,
     gop_of,
     long_gops,
-    regular_gop,
     streamed,
 )
+from lerobot_wds.reader.scheduling.shapes import Shape, anchor_groups, choose_shape, stride
 from lerobot_wds.reader.scheduling.windows import clamp_window
-
-Shape = Literal["gop", "classes", "residues", "sequential"]
 
 
 @dataclass(frozen=True)
@@ -63,100 +42,38 @@ class Unit:
     peak_frames: Mapping[str, int]  # camera -> decoded frames alive at most while serving the unit
 
 
-def stride(deltas: Mapping[str, Sequence[int]]) -> int:
-    """The largest stride every camera delta is a multiple of (0 when all deltas are 0)."""
-    return math.gcd(*(abs(d) for ds in deltas.values() for d in ds))
-
-
-def choose_shape(
-    deltas: Mapping[str, Sequence[int]],
-    gops: Mapping[str, Sequence[int]],
-    length: int,
-    frame_bytes: Mapping[str, int] | None = None,
-    unit_bytes: int | None = None,
-) -> Shape:
-    """The cost model: the unit shape that decodes each needed frame once with the fewest frames alive.
-
-    ``classes`` needs every camera to have the same regular GOP length and keyframe phase. When a ``classes``
-    unit would hold more than ``unit_bytes`` of frames (``frame_bytes``: one decoded frame per camera; its
-    window positions times the GOP length alive per camera), ``residues`` halves that at extra decodes; only
-    with GOPs of 2 (lerobot's AV1 default), where it costs 1.5 decodes per frame (longer GOPs cost more).
-    """
-    s = stride(deltas)
-    if s == 0:
-        return "gop"
-    if any(long_gops(starts, length) for starts in gops.values()):
-        return "residues" if s > 1 else "sequential"
-    gop_lengths = {cam: regular_gop(starts, length) for cam, starts in gops.items()}
-    shapes = {(g, gops[cam][0] % (g or 1)) for cam, g in gop_lengths.items()}
-    if len(shapes) == 1:
-        g, _ = shapes.pop()
-        if g is not None and s > g and s % g == 0:
-            if g == 2 and frame_bytes is not None and unit_bytes is not None:
-                alive = sum(g * len(set(ds)) * frame_bytes[cam] for cam, ds in deltas.items())
-                if alive > unit_bytes:
-                    return "residues"
-            return "classes"
-    return "sequential"
-
-
-def anchor_groups(
-    shape: Shape, length: int, deltas: Mapping[str, Sequence[int]], gop_starts: Sequence[int], run: int = 1
-) -> list[list[int]]:
-    """Partitions the anchors ``0..length-1`` into units (ascending inside each); a ``gop`` unit joins whole
-    consecutive GOPs while it holds at most ``run`` anchors."""
-    if shape == "gop":
-        groups: dict[int, list[int]] = {}
-        for a in range(length):
-            groups.setdefault(gop_of(a, gop_starts), []).append(a)
-        merged: list[list[int]] = []
-        for one in groups.values():
-            if merged and len(merged[-1]) + len(one) <= run:
-                merged[-1].extend(one)
-            else:
-                merged.append(one)
-        return merged
-    if shape == "sequential":
-        return [list(range(length))]
-    if shape == "residues":  # ``run`` consecutive residues per unit (1 unless a long GOP's unit has room)
-        groups = {}
-        for a in range(length):
-            groups.setdefault(a % stride(deltas) // max(1, run), []).append(a)
-        return [groups[k] for k in sorted(groups)]
-    s, g = stride(deltas), regular_gop(gop_starts, length)
-    assert g is not None  # choose_shape checked it
-    phase = gop_starts[0] % g
-    groups = {}
-    for a in range(length):
-        groups.setdefault(((a - phase) % s) // g, []).append(a)
-    return [groups[k] for k in sorted(groups)]
-
-
 def make_unit(
     anchors: Sequence[int], length: int, deltas: Mapping[str, Sequence[int]], gops: Mapping[str, Sequence[int]]
 ) -> Unit:
     """Computes each frame's last use and the unit's peak of alive frames for ``anchors`` in that order.
 
-    A frame is alive from the moment any needed frame of its GOP is first needed (the GOP is decoded then)
-    until its own last use.
+    A frame of a short GOP is alive from the moment any needed frame of its GOP is first needed (the GOP is
+    decoded then) until its own last use; a streamed frame from the moment the decoder's pass reaches it (the
+    furthest frame asked for so far), until its own last use.
     """
     drops: dict[str, tuple[tuple[int, ...], ...]] = {}
     peak: dict[str, int] = {}
     for cam, ds in deltas.items():
         gop_starts = gops[cam]
-        first: dict[int, int] = {}
         last: dict[int, int] = {}
         gop_first: dict[int, int] = {}
+        reach: list[int] = []  # per anchor: the furthest frame asked for up to it (non-decreasing)
         for i, a in enumerate(anchors):
-            for f in clamp_window(a, length, ds):
-                first.setdefault(f, i)
+            window = clamp_window(a, length, ds)
+            for f in window:
                 last[f] = i
                 gop_first.setdefault(gop_of(f, gop_starts), i)
+            reach.append(max(reach[-1] if reach else -1, *window))
         per_anchor: list[list[int]] = [[] for _ in anchors]
         alive = [0] * (len(anchors) + 1)
         for f, i in last.items():
             per_anchor[i].append(f)
-            alive[first[f] if streamed(f, gop_starts, length) else gop_first[gop_of(f, gop_starts)]] += 1
+            on = (
+                bisect.bisect_left(reach, f)
+                if streamed(f, gop_starts, length)
+                else gop_first[gop_of(f, gop_starts)]
+            )
+            alive[on] += 1
             alive[i + 1] -= 1
         drops[cam] = tuple(tuple(sorted(fs)) for fs in per_anchor)
         running = peak[cam] = 0
@@ -194,22 +111,46 @@ def plan_units(
     if frame_bytes is not None and unit_bytes is not None:  # half its share: the target stays well in budget
         run = max(1, min(RUN_FRAMES, unit_bytes // max(1, 2 * sum(frame_bytes[c] for c in deltas))))
     long = any(long_gops(s, length) for s in starts.values())
-    if shape == "residues":
-        # a unit over long GOPs decodes the episode once by stepping forward: serve as many residues together as
-        # its share of the budget holds (fewer passes over the episode); over GOPs of 2, one residue per unit
-        run = 1
-        if long and frame_bytes is not None and unit_bytes is not None:
-            window = sum((len(set(deltas[c])) + 2) * frame_bytes[c] for c in deltas)
-            run = max(1, min(stride(deltas), unit_bytes // max(1, window)))
+    if long:
+        descending = None  # a streamed frame is decoded by stepping forward: serve every unit in frame order
+    if shape != "residues":
+        return shape, _plan(shape, length, deltas, starts, run, anchors, descending)
+    if not long or frame_bytes is None or unit_bytes is None:
+        return shape, _plan(shape, length, deltas, starts, 1, anchors, descending)  # GOPs of 2: one residue
+    # a unit over long GOPs is one pass over its episode (the decoder steps forward and keeps what the unit
+    # needs): serve as many residues together as its share of the budget holds, for fewer passes. A residue's
+    # frames in a window: its positions inside the episode, each camera's clamped edges beside them
+    s = stride(deltas)
+    per = sum((min(len(set(deltas[c])), -(-length // s)) * frame_bytes[c]) for c in deltas)
+    edges = sum(2 * frame_bytes[c] for c in deltas)
+    run = max(1, min(s, (unit_bytes - edges) // max(1, per)))
+    while True:
+        units = _plan(shape, length, deltas, starts, run, anchors, descending)
+        if run == 1 or max(_bytes(u, frame_bytes) for u in units) <= unit_bytes:
+            return shape, units
+        run -= 1
+
+
+def _bytes(unit: Unit, frame_bytes: Mapping[str, int]) -> int:
+    return sum(n * frame_bytes[c] for c, n in unit.peak_frames.items())
+
+
+def _plan(
+    shape: Shape,
+    length: int,
+    deltas: Mapping[str, Sequence[int]],
+    starts: Mapping[str, Sequence[int]],
+    run: int,
+    anchors: tuple[int, int] | None,
+    descending: Sequence[bool] | None,
+) -> list[Unit]:
     groups = anchor_groups(shape, length, deltas, starts[next(iter(deltas))], run)
     if anchors is not None:
         lo, hi = anchors
         groups = [kept for g in groups if (kept := [a for a in g if lo <= a < hi])]
-    if long:
-        descending = None  # a streamed frame is decoded by stepping forward: serve every unit in frame order
     if shape == "gop" and all(len(g) <= RUN_FRAMES for g in groups):
         # each anchor shows only itself and every run is decoded whole: the general case, fast
-        return shape, [
+        return [
             Unit(
                 tuple(g),
                 {c: tuple((a,) for a in g) for c in deltas},
@@ -222,7 +163,7 @@ def plan_units(
     for i, group in enumerate(groups):
         order = group[::-1] if descending is not None and descending[i % len(descending)] else group
         units.append(_unit(order, length, deltas, starts))
-    return shape, units
+    return units
 
 
 def _unit(

@@ -18,7 +18,7 @@ from lerobot_wds.convert.config import ConvertConfig
 from lerobot_wds.convert.pipeline import convert
 from lerobot_wds.reader.decoding.decode import DecodeConfig
 from lerobot_wds.reader.decoding.frames import FramePool, Visit
-from lerobot_wds.reader.scheduling.units import choose_shape
+from lerobot_wds.reader.scheduling.shapes import choose_shape
 from lerobot_wds.testing.synth import CAMS_2, LeRobotSpec, make_dataset, make_variant, read_identity_full
 
 WINDOWS = {

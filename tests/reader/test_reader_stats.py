@@ -34,6 +34,7 @@ def own_counts(ds: LeRobotWdsDataset) -> dict[str, int]:
         "decoded_frames": pub.frames.decoded_frames,
         "delivered_frames": pub.frames.delivered_frames,
         "decode_calls": pub.frames.decode_calls,
+        "decode_passes": pub.frames.decode_passes,
         "batch_slots.created": pub.ring.created if pub.ring is not None else 0,
         "batch_slots.reused": pub.ring.reused if pub.ring is not None else 0,
     }
