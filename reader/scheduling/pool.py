@@ -69,8 +69,8 @@ def open_visit(
 ) -> _Open:
     """Plans an episode's units (GOPs from its decoders) in the order they will be served; ``unit_bytes`` is
     the frame memory a unit should stay within so the mixing target fits (see :func:`shapes.choose_shape`).
-    ``visit_bytes`` is a visit's share of the worker's memory ceiling at the mixing target: over long GOPs a
-    unit may fill what its videos and decoders leave of it (more residues per pass over the episode).
+    ``visit_bytes`` is a visit's share of the worker's memory ceiling (at a pool of one visit per batch sample):
+    over long GOPs a unit may fill what its videos and decoders leave of it (more residues per pass).
 
     ``rng`` is the visit's own generator (None: frame order), so the order a visit serves its anchors in is a
     function of the visit alone, whatever else the pool holds: the delivered anchors of a visit are always a
