@@ -24,7 +24,7 @@ from lerobot_wds.reader.on_error import ErrorCounter
 from lerobot_wds.reader.parsing.episode import Episode
 from lerobot_wds.reader.scheduling.admission import Admission, Cost, decoder_nbytes
 from lerobot_wds.reader.scheduling.mixing import DEFAULT_BATCH, warn_pool_bound
-from lerobot_wds.reader.scheduling.units import Shape, Unit, cut_units, plan_units
+from lerobot_wds.reader.scheduling.units import Shape, Unit, cut_units, plan_units, unit_nbytes
 
 RAMP_ANCHORS = 4
 
@@ -102,7 +102,7 @@ def open_visit(
         rng.shuffle(units)
     if episode.order is not None:
         units = cut_units(units, *episode.order, episode.length, deltas, gops)
-    peak = max((sum(u.peak_frames[c] * sizes[c] for c in deltas) for u in units), default=0)
+    peak = max((unit_nbytes(u, sizes) for u in units), default=0)
     return _Open(visit, units, 0, sum(len(u.anchors) for u in units), Cost(peak, compressed, decoders))
 
 

@@ -126,12 +126,13 @@ def plan_units(
     run = max(1, min(s, (unit_bytes - edges) // max(1, per)))
     while True:
         units = _plan(shape, length, deltas, starts, run, anchors, descending)
-        if run == 1 or max(_bytes(u, frame_bytes) for u in units) <= unit_bytes:
+        if run == 1 or max(unit_nbytes(u, frame_bytes) for u in units) <= unit_bytes:
             return shape, units
         run -= 1
 
 
-def _bytes(unit: Unit, frame_bytes: Mapping[str, int]) -> int:
+def unit_nbytes(unit: Unit, frame_bytes: Mapping[str, int]) -> int:
+    """A unit's planned peak of decoded frames in bytes (``frame_bytes``: one decoded frame per camera)."""
     return sum(n * frame_bytes[c] for c, n in unit.peak_frames.items())
 
 
